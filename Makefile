@@ -1,0 +1,37 @@
+# pacestack: the two commands the README starts with are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= /usr/bin/python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PACESTACK_CACHE ?= /var/cache/pacestack
+
+.PHONY: all system venv lint test test-fast demo bench clean
+
+all: venv
+
+system:
+	scripts/setup-system.sh
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+# The whole suite: real MariaDB, Galera, OpenStack schemas, Pacemaker in namespaces.
+test: system venv lint
+	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+
+test-fast: venv
+	$(VENV)/bin/pytest -q -m 'not slow' $(PYTEST_ARGS)
+
+demo: system venv
+	$(PY) -m pacestack.demo
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,1 @@
+"""agents part of pacestack (imported as pacestack.agents)."""

@@ -1,0 +1,1 @@
+"""cluster part of pacestack (imported as pacestack.cluster)."""

@@ -1,0 +1,1 @@
+"""migrate part of pacestack (imported as pacestack.migrate)."""
