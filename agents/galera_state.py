@@ -1,0 +1,182 @@
+"""Galera's on-disk state: grastate.dat and the ``--wsrep-recover`` log.
+
+A node's last committed position decides which node may bootstrap the cluster,
+so these parsers never guess: anything that is not exactly what Galera writes
+raises ``StateError`` naming the file and the line, and the agent fails that node
+instead of ranking it on a made-up number. Standard library only (monitor path).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import tempfile
+from dataclasses import dataclass
+
+ZERO_UUID = "00000000-0000-0000-0000-000000000000"
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_SEQNO = re.compile(r"-1|0|[1-9][0-9]{0,18}")
+# grastate.dat is ~150 bytes; anything far larger is not Galera's file
+MAX_GRASTATE_BYTES = 4096
+_RECOVERED = re.compile(r"WSREP: Recovered position:\s*(\S+)")
+
+SOURCES = ("grastate", "recovered", "running", "empty")
+
+
+class StateError(ValueError):
+    """Galera state that cannot be trusted; the message is one line naming why."""
+
+
+@dataclass(frozen=True)
+class Position:
+    """A node's last committed position, and where the agent learned it."""
+
+    uuid: str
+    seqno: int
+    source: str = "grastate"
+
+    @property
+    def empty(self) -> bool:
+        """No Galera history at all (new or wiped datadir): nothing to lose."""
+        return self.uuid == ZERO_UUID
+
+    def __str__(self) -> str:
+        return f"{self.uuid}:{self.seqno}"
+
+
+@dataclass(frozen=True)
+class GraState:
+    version: str
+    uuid: str
+    seqno: int
+    safe_to_bootstrap: bool
+
+
+def _uuid(value: str, where: str) -> str:
+    if not _UUID.fullmatch(value):
+        raise StateError(f"{where}: uuid {value[:60]!r} is not a UUID")
+    return value
+
+
+def _seqno(value: str, where: str) -> int:
+    if not _SEQNO.fullmatch(value):
+        raise StateError(f"{where}: seqno {value[:60]!r} is not an integer >= -1")
+    number = int(value)
+    if number >= 2**63:
+        raise StateError(f"{where}: seqno {value[:60]!r} out of range")
+    return number
+
+
+def parse_position(text: str, where: str = "position", source: str = "recovered") -> Position:
+    """``UUID:SEQNO`` exactly (as in --wsrep_start_position and the recover log)."""
+    uuid, sep, seqno = text.strip().partition(":")
+    if not sep:
+        raise StateError(f"{where}: {text[:80]!r} is not UUID:SEQNO")
+    return Position(_uuid(uuid, where), _seqno(seqno, where), source)
+
+
+def parse_grastate(text: str, where: str = "grastate.dat") -> GraState:
+    """Parse grastate.dat strictly: uuid and seqno must be present exactly once."""
+    if "\0" in text:
+        raise StateError(f"{where}: contains NUL bytes")
+    values: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if not sep or not re.fullmatch(r"[a-z_][a-z0-9_]*", key):
+            raise StateError(f"{where} line {number}: {raw[:60]!r} is not 'key: value'")
+        if key in values:
+            raise StateError(f"{where} line {number}: {key} given twice")
+        values[key] = value
+    for key in ("uuid", "seqno"):
+        if key not in values:
+            raise StateError(f"{where}: no {key} line")
+    safe = values.get("safe_to_bootstrap", "0")  # older Galera did not write it
+    if safe not in ("0", "1"):
+        raise StateError(f"{where}: safe_to_bootstrap {safe[:20]!r} is not 0 or 1")
+    return GraState(
+        version=values.get("version", ""),
+        uuid=_uuid(values["uuid"], where),
+        seqno=_seqno(values["seqno"], where),
+        safe_to_bootstrap=safe == "1",
+    )
+
+
+def read_grastate(path: str) -> GraState | None:
+    """None when the file does not exist (a node with no Galera state yet)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StateError(f"{path}: cannot read: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise StateError(f"{path}: not a regular file")
+    with os.fdopen(fd, "rb") as fh:
+        data = fh.read(MAX_GRASTATE_BYTES + 1)
+    if len(data) > MAX_GRASTATE_BYTES:
+        raise StateError(f"{path}: larger than {MAX_GRASTATE_BYTES} bytes")
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        raise StateError(f"{path}: not ASCII text") from None
+    return parse_grastate(text, path)
+
+
+def parse_recover_log(text: str, where: str = "wsrep-recover log") -> Position:
+    """The one ``WSREP: Recovered position: UUID:SEQNO`` of a --wsrep-recover run.
+
+    None, two different ones, or a malformed one is an error: a wrong seqno here
+    could make the agent bootstrap a node that is behind.
+    """
+    found = _RECOVERED.findall(text)
+    if not found:
+        errors = [ln.strip() for ln in text.splitlines() if "[ERROR]" in ln]
+        hint = f" (last error: {errors[-1][:160]})" if errors else ""
+        raise StateError(f"{where}: no 'Recovered position' line{hint}")
+    if len(set(found)) > 1:
+        raise StateError(f"{where}: {len(set(found))} different recovered positions")
+    return parse_position(found[0], where, source="recovered")
+
+
+def set_safe_to_bootstrap(path: str) -> None:
+    """Write ``safe_to_bootstrap: 1``, keeping every other line (atomic rename).
+
+    Called only by the bootstrap rule, after it proved this node most advanced.
+    """
+    state_text = open(path, encoding="ascii").read()
+    parse_grastate(state_text, path)
+    lines = [ln for ln in state_text.splitlines() if not ln.startswith("safe_to_bootstrap:")]
+    lines.append("safe_to_bootstrap: 1")
+    st = os.stat(path)  # keep owner and mode: mariadbd (user mysql) rewrites it later
+    directory = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(prefix=".grastate.", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write("\n".join(lines) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chown(tmp, st.st_uid, st.st_gid)
+        os.chmod(tmp, st.st_mode & 0o7777)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def format_report(position: Position) -> str:
+    """The node attribute value a member publishes: ``UUID:SEQNO:SOURCE``."""
+    return f"{position.uuid}:{position.seqno}:{position.source}"
+
+
+def parse_report(text: str, where: str = "position attribute") -> Position:
+    uuid_seqno, sep, source = text.strip().rpartition(":")
+    if not sep or source not in SOURCES:
+        raise StateError(f"{where}: {text[:80]!r} is not UUID:SEQNO:SOURCE")
+    return parse_position(uuid_seqno, where, source)

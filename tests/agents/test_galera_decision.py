@@ -1,0 +1,189 @@
+"""The bootstrap rule and the state parsers, as pure functions (fast, no services)."""
+
+import os
+
+import pytest
+from pacestack.agents import galera_state as gs
+from pacestack.agents.galera_bootstrap import (
+    BOOTSTRAP,
+    JOIN,
+    WAIT,
+    choose_bootstrap,
+    decide,
+    promotion_score,
+)
+from pacestack.agents.galera_state import Position, StateError
+
+U1 = "2ec83218-e91a-11f1-9c34-4743e91b2bee"
+U2 = "3d4623c7-e91a-11f1-8b2f-cb2276622c38"
+Z = gs.ZERO_UUID
+M = ["node1", "node2", "node3"]
+
+
+def pos(seqno, uuid=U1, source="recovered"):
+    return Position(uuid, seqno, source)
+
+
+# -- the decision ---------------------------------------------------------------
+def test_most_advanced_bootstraps_and_others_wait_for_it():
+    reports = {"node1": pos(10), "node2": pos(12), "node3": pos(11)}
+    assert decide(M, reports, [], "node2").kind == BOOTSTRAP
+    for me in ("node1", "node3"):
+        d = decide(M, reports, [], me)
+        assert d.kind == WAIT and d.peer == "node2"
+        assert "waiting for node2 to bootstrap" in d.reason and f"{U1}:12" in d.reason
+
+
+def test_tie_is_broken_by_lowest_node_name_everywhere():
+    reports = {"node1": pos(5), "node2": pos(7), "node3": pos(7)}
+    assert decide(M, reports, [], "node2").kind == BOOTSTRAP
+    assert decide(M, reports, [], "node3").peer == "node2"
+    assert decide(M, reports, [], "node1").peer == "node2"
+
+
+def test_existing_primary_is_joined_whatever_the_positions():
+    reports = {"node1": pos(50), "node2": None, "node3": pos(1)}
+    d = decide(M, reports, ["node3"], "node1")
+    assert (d.kind, d.peer) == (JOIN, "node3")
+    assert promotion_score(d) > 0
+    # being listed as Primary oneself does not count as a peer
+    assert decide(M, reports, ["node1"], "node1").kind == WAIT
+
+
+def test_missing_report_waits_and_names_the_node():
+    reports = {"node1": pos(3), "node2": pos(9), "node3": None}
+    for me in M:
+        d = decide(M, reports, [], me)
+        assert d.kind == WAIT and d.waiting_for == ("node3",)
+        assert "waiting for node3 to report" in d.reason
+        assert promotion_score(d) is None
+
+
+def test_foreign_cluster_uuid_waits_for_an_operator():
+    reports = {"node1": pos(3), "node2": pos(9), "node3": pos(100, U2)}
+    d = decide(M, reports, [], "node3")
+    assert d.kind == WAIT and "disagree on the cluster UUID" in d.reason
+    assert U1 in d.reason and U2 in d.reason and "node3" in d.reason
+
+
+def test_empty_members_do_not_block_and_are_never_chosen():
+    reports = {"node1": pos(3), "node2": pos(-1, Z, "empty"), "node3": pos(4)}
+    assert decide(M, reports, [], "node3").kind == BOOTSTRAP
+    assert decide(M, reports, [], "node2").peer == "node3"
+
+
+def test_fresh_cluster_lowest_name_forms_it():
+    reports = {m: pos(-1, Z, "empty") for m in M}
+    assert decide(M, reports, [], "node1").kind == BOOTSTRAP
+    assert decide(M, reports, [], "node2").peer == "node1"
+
+
+def test_unknown_seqno_everywhere_waits():
+    reports = {m: pos(-1) for m in M}
+    d = decide(M, reports, [], "node1")
+    assert d.kind == WAIT and "report -1" in d.reason
+
+
+def test_unknown_seqno_ranks_below_any_known():
+    reports = {"node1": pos(-1), "node2": pos(0), "node3": pos(-1)}
+    assert choose_bootstrap(M, reports).bootstrap_node == "node2"
+
+
+def test_me_must_be_a_member():
+    with pytest.raises(ValueError, match="node9"):
+        decide(M, {}, [], "node9")
+
+
+# -- grastate.dat ---------------------------------------------------------------
+GOOD = f"# GALERA saved state\nversion: 2.1\nuuid:    {U1}\nseqno:   42\nsafe_to_bootstrap: 0\n"
+
+
+def test_parse_grastate():
+    st = gs.parse_grastate(GOOD)
+    assert (st.uuid, st.seqno, st.safe_to_bootstrap) == (U1, 42, False)
+    assert gs.parse_grastate(GOOD.replace("42", "-1")).seqno == -1
+    # older Galera wrote no safe_to_bootstrap
+    assert not gs.parse_grastate(GOOD.replace("safe_to_bootstrap: 0\n", "")).safe_to_bootstrap
+
+
+@pytest.mark.parametrize("text,match", [
+    ("", "no uuid"),
+    (GOOD.replace("seqno:   42\n", ""), "no seqno"),
+    (GOOD.replace("42", "4x2"), "not an integer"),
+    (GOOD.replace("42", "-2"), "not an integer"),
+    (GOOD.replace("42", "042"), "not an integer"),
+    (GOOD.replace("42", "99999999999999999999"), "not an integer|out of range"),
+    (GOOD.replace(U1, U1.upper()), "not a UUID"),
+    (GOOD.replace(U1, "'; rm -rf /; '"), "not a UUID"),
+    (GOOD + "seqno: 43\n", "given twice"),
+    (GOOD.replace("safe_to_bootstrap: 0", "safe_to_bootstrap: yes"), "not 0 or 1"),
+    (GOOD + "<<<<<<< garbage\n", "not 'key: value'"),
+    (GOOD.replace("42", "42\0"), "NUL"),
+])
+def test_malformed_grastate_is_an_error_never_a_guess(text, match):
+    with pytest.raises(StateError, match=match):
+        gs.parse_grastate(text)
+
+
+def test_read_grastate_hostile_files(tmp_path):
+    assert gs.read_grastate(str(tmp_path / "missing")) is None
+    big = tmp_path / "big"
+    big.write_text(GOOD + "#" * 10000)
+    with pytest.raises(StateError, match="larger than"):
+        gs.read_grastate(str(big))
+    binary = tmp_path / "bin"
+    binary.write_bytes(GOOD.encode().replace(b"42", b"4\xff2"))
+    with pytest.raises(StateError, match="not ASCII"):
+        gs.read_grastate(str(binary))
+    link = tmp_path / "link"
+    os.symlink("/etc/passwd", link)
+    with pytest.raises(StateError, match="cannot read"):
+        gs.read_grastate(str(link))
+    fifo = tmp_path / "dir"
+    fifo.mkdir()
+    with pytest.raises(StateError):
+        gs.read_grastate(str(fifo))
+
+
+def test_set_safe_to_bootstrap_keeps_the_rest(tmp_path):
+    path = tmp_path / "grastate.dat"
+    path.write_text(GOOD)
+    os.chmod(path, 0o660)
+    gs.set_safe_to_bootstrap(str(path))
+    st = gs.read_grastate(str(path))
+    assert (st.uuid, st.seqno, st.safe_to_bootstrap) == (U1, 42, True)
+    assert os.stat(path).st_mode & 0o777 == 0o660
+    assert [p.name for p in tmp_path.iterdir()] == ["grastate.dat"]
+    path.write_text("junk")
+    with pytest.raises(StateError):
+        gs.set_safe_to_bootstrap(str(path))
+    assert path.read_text() == "junk"
+
+
+# -- --wsrep-recover output ---------------------------------------------------------
+LOG = ("2026-11-25 21:50:21 0 [Note] InnoDB: log sequence number 63680\n"
+       f"2026-11-25 21:50:21 0 [Note] WSREP: Recovered position: {U1}:19\n")
+
+
+def test_parse_recover_log():
+    assert gs.parse_recover_log(LOG) == Position(U1, 19, "recovered")
+    assert gs.parse_recover_log(LOG.replace(f"{U1}:19", f"{Z}:-1")).empty
+
+
+@pytest.mark.parametrize("text,match", [
+    ("2026 [ERROR] InnoDB: corrupt page\n", "no 'Recovered position'.*corrupt page"),
+    (LOG + LOG.replace(":19", ":20"), "different recovered positions"),
+    (LOG.replace(":19", ":x9"), "not an integer"),
+    (LOG.replace(f"{U1}:19", "nonsense"), "not UUID:SEQNO"),
+])
+def test_malformed_recover_log_is_an_error(text, match):
+    with pytest.raises(StateError, match=match):
+        gs.parse_recover_log(text)
+
+
+def test_report_attribute_round_trip():
+    p = Position(U1, 7, "grastate")
+    assert gs.parse_report(gs.format_report(p)) == p
+    for bad in ("", f"{U1}:7", f"{U1}:7:guessed", "x:7:grastate"):
+        with pytest.raises(StateError):
+            gs.parse_report(bad)
