@@ -1,0 +1,349 @@
+"""A daemon the agent starts itself: spawn (python-daemon), identify, health-check, stop.
+
+Split from the agent so openstack-service and cinder-volume share one tested
+implementation. What runs on the monitor path (``find_service``,
+``health_check``) uses only os/socket; python-daemon, pwd/grp and ssl load only
+when start or an https check needs them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from pacestack import proc
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing-only: collections.abc costs ~2 ms on every monitor
+    from collections.abc import Mapping, Sequence
+
+# Environment of the agent that must not leak into the service it starts.
+_AGENT_ONLY_PREFIXES = ("OCF_", "HA_", "CIB_", "__OCF", "PCMK_", "CRM_")
+
+
+def which(binary: str, path: str | None = None) -> str | None:
+    """Absolute path of an executable (a path is taken as given), None if absent."""
+    if "/" in binary:
+        return binary if os.path.isfile(binary) and os.access(binary, os.X_OK) else None
+    for d in (path or os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")).split(":"):
+        candidate = os.path.join(d or ".", binary)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def build_argv(binary: str, configs: Sequence[str] = (),
+               extra_args: Sequence[str] = ()) -> list[str]:
+    argv = [binary]
+    for conf in configs:
+        argv += ["--config-file", conf]
+    return argv + list(extra_args)
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def interpreter(binary: str) -> str | None:
+    """The interpreter of a ``#!`` script (``/usr/bin/env python3`` resolved)."""
+    try:
+        with open(binary, "rb") as fh:
+            head = fh.read(256)
+    except OSError:
+        return None
+    if not head.startswith(b"#!"):
+        return None
+    words = head[2:].split(b"\n", 1)[0].decode(errors="replace").split()
+    if not words:
+        return None
+    if os.path.basename(words[0]) == "env" and len(words) > 1:
+        return which(words[1])
+    return words[0]
+
+
+def is_our_process(pid: int, binary: str, configs: Sequence[str] = (),
+                   recorded_start: int | None = None) -> bool:
+    """Is this live pid really the service?
+
+    The kernel's executable (/proc/PID/exe) must be ``binary`` or, for a script,
+    its interpreter. Then either the start time we recorded when we spawned it
+    matches (pid + start time name one process for good, even after the service
+    rewrote its title, as gunicorn does with setproctitle), or, with no record,
+    its command line shows ``binary`` (argv[0], or argv[1] under an interpreter)
+    and every config file: a recycled pid of another process never passes.
+    """
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        exe = None
+    if exe is not None:
+        script_interpreter = interpreter(binary)
+        if not (_same_file(exe, binary)
+                or (script_interpreter and _same_file(exe, script_interpreter))):
+            return False
+    if recorded_start is not None:
+        return proc.start_time(pid) == recorded_start
+    argv = proc.cmdline(pid)
+    if not argv:
+        return False
+    named = any(c == binary or _same_file(c, binary) for c in argv[:2])
+    return named and all(conf in argv for conf in configs)
+
+
+def _start_file(pidfile: str) -> str:
+    return pidfile + ".start"
+
+
+def read_start_time(pidfile: str) -> int | None:
+    try:
+        with open(_start_file(pidfile), encoding="ascii") as fh:
+            text = fh.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+class ServiceState:
+    """What the pid file says, checked against /proc."""
+
+    __slots__ = ("pid", "status", "detail")
+
+    def __init__(self, pid: int | None, status: str, detail: str = "") -> None:
+        self.pid = pid
+        self.status = status  # running | absent | stale | foreign
+        self.detail = detail
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+    def __repr__(self) -> str:
+        return f"ServiceState({self.pid}, {self.status!r})"
+
+
+def find_service(pidfile: str, binary: str, configs: Sequence[str] = ()) -> ServiceState:
+    pid = proc.read_pidfile(pidfile)
+    if pid is None:
+        if os.path.exists(pidfile):
+            return ServiceState(None, "stale", f"pid file {pidfile} holds no pid")
+        return ServiceState(None, "absent", f"no pid file {pidfile}")
+    if not proc.is_alive(pid):
+        return ServiceState(pid, "stale", f"pid {pid} from {pidfile} is not running")
+    if not is_our_process(pid, binary, configs, read_start_time(pidfile)):
+        cmd = " ".join(proc.cmdline(pid))[:120]
+        return ServiceState(pid, "foreign",
+                            f"pid {pid} from {pidfile} is another process ({cmd}), not {binary}")
+    return ServiceState(pid, "running", f"pid {pid}")
+
+
+def remove_pidfile(pidfile: str) -> None:
+    for path in (pidfile, _start_file(pidfile)):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def _write_atomic(path: str, text: str) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="ascii") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def write_pidfile(pidfile: str, pid: int) -> None:
+    """The pid file (just the pid, as every tool expects) and, beside it, the
+    process's kernel start time that identifies it for good."""
+    os.makedirs(os.path.dirname(pidfile) or ".", mode=0o755, exist_ok=True)
+    started = proc.start_time(pid)
+    if started is not None:
+        _write_atomic(_start_file(pidfile), f"{started}\n")
+    _write_atomic(pidfile, f"{pid}\n")
+
+
+def service_environment(base: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in base.items() if not k.startswith(_AGENT_ONLY_PREFIXES)}
+    env.update(extra)
+    return env
+
+
+def spawn_daemon(argv: Sequence[str], *, pidfile: str, logfile: str | None = None,
+                 user: str | None = None, group: str | None = None, umask: int = 0o022,
+                 workdir: str = "/", env: Mapping[str, str] | None = None,
+                 timeout: float = 10.0) -> int:
+    """Start argv as a daemon (python-daemon: detached, own session, user/group,
+    umask, cwd, stdout/stderr to logfile, every other fd closed), record its pid
+    in pidfile and return it. Raises OSError with a one-line message on failure.
+
+    The daemon reports its pid (or why exec failed) through a close-on-exec pipe,
+    so the pid file is written by us (root) and only once exec really happened.
+    """
+    import daemon  # python-daemon: start path only
+
+    uid = gid = None
+    if user:
+        import pwd
+
+        entry = pwd.getpwnam(user)
+        uid, gid = entry.pw_uid, entry.pw_gid
+    if group:
+        import grp
+
+        gid = grp.getgrnam(group).gr_gid
+    read_fd, write_fd = os.pipe()  # non-inheritable: closed by exec
+    log = open(logfile or os.devnull, "ab", buffering=0)  # noqa: SIM115 - handed to the daemon
+    if logfile and uid is not None:
+        os.chown(logfile, uid, gid if gid is not None else -1)
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the forked process
+        code = 127
+        try:
+            os.close(read_fd)
+            ctx = daemon.DaemonContext(
+                detach_process=True, working_directory=workdir, umask=umask, uid=uid, gid=gid,
+                initgroups=bool(user), stdout=log, stderr=log, files_preserve=[write_fd],
+                signal_map={},  # no ignored signals may survive into the service
+                prevent_core=False,
+            )
+            ctx.open()
+            os.setpgid(0, 0)  # own process group: stop can signal the service and its workers
+            os.write(write_fd, f"{os.getpid()}\n".encode())
+            import signal
+
+            for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+                signal.signal(sig, signal.SIG_DFL)  # Python ignores these; the service must not
+            os.execve(argv[0], list(argv), dict(env if env is not None else os.environ))
+        except BaseException as err:  # noqa: BLE001 - report any failure, then leave
+            try:
+                os.write(write_fd, f"error: {type(err).__name__}: {err}\n".encode())
+            except OSError:
+                pass
+        os._exit(code)
+    os.close(write_fd)
+    log.close()
+    try:
+        message = _read_until_eof(read_fd, timeout)
+    finally:
+        os.close(read_fd)
+        _reap_child(child)
+    lines = message.splitlines()
+    errors = [line[7:] for line in lines if line.startswith("error: ")]
+    if errors:
+        raise OSError(f"could not start {argv[0]}: {errors[-1]}")
+    if not lines or not lines[0].isdigit():
+        raise OSError(f"could not start {argv[0]}: the daemon reported no pid")
+    pid = int(lines[0])
+    write_pidfile(pidfile, pid)
+    return pid
+
+
+def _read_until_eof(fd: int, timeout: float) -> str:
+    import select
+
+    chunks = []
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if not ready:
+            break
+        data = os.read(fd, 4096)
+        if not data:
+            break
+        chunks.append(data)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def _reap_child(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def stop_service(pid: int, timeout: float) -> bool:
+    """TERM the service's process group, wait, then KILL. True if it ended on TERM."""
+    import signal
+
+    group = _own_group(pid)
+    graceful = proc.terminate(pid, timeout, group=group)
+    if group:
+        # workers that outlived their master (KILL reached the group anyway)
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return graceful
+
+
+def _own_group(pid: int) -> bool:
+    """Signal the group only when the service leads its own (as spawn_daemon
+    arranges) and it is not ours: never hit the agent or Pacemaker."""
+    try:
+        pgid = os.getpgid(pid)
+    except ProcessLookupError:
+        return False
+    return pgid == pid and pgid != os.getpgrp()
+
+
+def health_check(url: str, timeout: float) -> tuple[bool, str]:
+    """GET url; healthy on 2xx/3xx. Returns (ok, one-line detail).
+
+    A minimal HTTP/1.0 client on a socket rather than urllib.request: the monitor
+    runs every few seconds and urllib.request costs ~50 ms of imports (http.client,
+    email, ssl) against ~3 ms for socket; https still goes through ssl.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return False, f"{url} is not an http(s) URL"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    request = (f"GET {target} HTTP/1.0\r\nHost: {parts.netloc}\r\n"
+               "User-Agent: pacestack-ocf\r\nAccept: */*\r\nConnection: close\r\n\r\n").encode()
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout) as sock:
+            conn = sock
+            if parts.scheme == "https":
+                import ssl
+
+                conn = ssl.create_default_context().wrap_socket(
+                    sock, server_hostname=parts.hostname)
+            conn.sendall(request)
+            head = b""
+            while b"\r\n" not in head and len(head) < 4096:
+                data = conn.recv(1024)
+                if not data:
+                    break
+                head += data
+    except OSError as err:
+        return False, f"{url}: {err.strerror or err}"
+    status = head.split(b"\r\n", 1)[0].decode(errors="replace")
+    fields = status.split()
+    if len(fields) < 2 or not fields[0].startswith("HTTP/") or not fields[1].isdigit():
+        return False, f"{url}: not an HTTP response ({status[:60]!r})"
+    code = int(fields[1])
+    if 200 <= code < 400:
+        return True, f"{url}: HTTP {code}"
+    return False, f"{url}: HTTP {code}"
+
+
+def tail(path: str | None, lines: int = 3) -> str:
+    """The last lines of a log, for an exit reason when start fails."""
+    if not path:
+        return ""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 4096))
+            text = fh.read().decode(errors="replace")
+    except OSError:
+        return ""
+    return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:])

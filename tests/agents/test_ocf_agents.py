@@ -1,0 +1,100 @@
+"""Every registered agent, installed where Pacemaker looks for it, as Pacemaker's
+own tools see it: meta-data valid against resource-agents' DTD and RNG,
+`pcs resource describe`, `crm_resource --validate`, and a monitor path that
+imports nothing heavy."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from pacestack.agents import install
+from tests.fixtures.ocf import PROVIDER_DIR, RA_DTD, RA_RNG, exit_reason, run_agent
+
+AGENTS = sorted(install.available_agents())
+
+
+def test_registry_holds_the_issue_agents():
+    assert set(install.AGENTS) == {"galera", "openstack-service", "cinder-volume"}
+    assert "openstack-service" in AGENTS
+
+
+@pytest.mark.parametrize("agent", AGENTS)
+def test_meta_data_of_installed_agent_validates(agent, ocf_provider, tmp_path):
+    rc, out, err = run_agent(agent, "meta-data")
+    assert rc == 0, err
+    path = tmp_path / f"{agent}.xml"
+    path.write_text(out)
+    for args in (["--dtdvalid", RA_DTD], ["--relaxng", RA_RNG]):
+        lint = subprocess.run(["xmllint", "--noout", *args, str(path)], capture_output=True,
+                              text=True, check=False)
+        assert lint.returncode == 0, lint.stderr
+    # and the way ocf-tester checks it: the DOCTYPE resolved next to the DTD
+    lint = subprocess.run("xmllint --noout --valid -", shell=True, input=out, text=True,
+                          cwd="/usr/share/resource-agents", capture_output=True, check=False)
+    assert lint.returncode == 0, lint.stderr
+
+
+@pytest.mark.parametrize("agent", AGENTS)
+def test_pcs_describes_installed_agent(agent, ocf_provider):
+    done = subprocess.run(["pcs", "resource", "describe", f"ocf:pacestack:{agent}"],
+                          capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"ocf:pacestack:{agent}" in done.stdout
+    cls = install.load_agent_class(agent)
+    for param in cls.parameters:
+        assert param.name in done.stdout
+
+
+def test_agent_runs_as_nobody_like_ocf_tester_checks(ocf_provider):
+    # ocf-tester runs meta-data as nobody: the interpreter and the tree must be readable
+    done = subprocess.run(["su", "nobody", "-s", "/bin/sh", "-c",
+                           f"{PROVIDER_DIR}/openstack-service meta-data"],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def test_crm_resource_validate_runs_validate_all(ocf_provider, tmp_path):
+    conf = tmp_path / "svc.conf"
+    conf.write_text("[DEFAULT]\n")
+    base = ["crm_resource", "--validate", "--class", "ocf", "--provider", "pacestack",
+            "--agent", "openstack-service"]
+    ok = subprocess.run([*base, "--option", "binary=/bin/sleep", "--option", f"config={conf}"],
+                        capture_output=True, text=True, check=False)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    bad = subprocess.run([*base, "--option", "binary=/nonexistent/keystone"],
+                         capture_output=True, text=True, check=False)
+    assert bad.returncode != 0
+    assert "binary '/nonexistent/keystone' is not installed" in bad.stdout + bad.stderr
+
+
+def test_installed_agent_exit_reason_and_logfile(ocf_provider, tmp_path):
+    log = tmp_path / "pacemaker.log"
+    rc, _, err = run_agent("openstack-service", "validate-all", {"binary": "sleep",
+                                                                  "monitor_timeout": "ten"},
+                           env={"HA_LOGFILE": str(log)}, resource="api")
+    assert rc == 6
+    assert exit_reason(err) == "parameter 'monitor_timeout': 'ten' is not an integer"
+    assert "openstack-service(api)[" in log.read_text()
+    assert "ERROR: parameter 'monitor_timeout'" in log.read_text()
+
+
+def test_monitor_path_imports_only_the_standard_library(ocf_provider, tmp_path):
+    """A monitor runs every few seconds on every node: no oslo.config, pymysql,
+    python-daemon, urllib.request or logging on its path."""
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-X", "importtime",
+         str(PROVIDER_DIR / "openstack-service"), "monitor"],
+        env={"OCF_RESKEY_binary": "/bin/sleep", "OCF_RESKEY_pid": str(tmp_path / "x.pid"),
+             "OCF_RESKEY_CRM_meta_interval": "10000", "OCF_ROOT": "/usr/lib/ocf"},
+        capture_output=True, text=True, check=False)
+    assert done.returncode == 7, done.stderr
+    modules = {line.split("|")[-1].strip() for line in done.stderr.splitlines()
+               if line.startswith("import time:")}
+    assert "pacestack.agents.openstack_service" in modules
+    heavy = {m for m in modules if m.split(".")[0] in
+             ("oslo_config", "pymysql", "daemon", "logging", "subprocess", "xml", "email",
+              "http", "ssl", "stevedore", "sqlalchemy")} | ({"urllib.request"} & modules)
+    assert not heavy, heavy
