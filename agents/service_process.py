@@ -205,6 +205,9 @@ def spawn_daemon(argv: Sequence[str], *, pidfile: str, logfile: str | None = Non
             ctx = daemon.DaemonContext(
                 detach_process=True, working_directory=workdir, umask=umask, uid=uid, gid=gid,
                 initgroups=bool(user), stdout=log, stderr=log, files_preserve=[write_fd],
+                # an explicit file: with stdin=None python-daemon reopens /dev/null
+                # close-on-exec as fd 0, and the service would start without stdin
+                stdin=open(os.devnull, "rb"),  # noqa: SIM115
                 signal_map={},  # no ignored signals may survive into the service
                 prevent_core=False,
             )

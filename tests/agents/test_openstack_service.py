@@ -1,0 +1,278 @@
+"""ocf:pacestack:openstack-service, installed and called as Pacemaker calls it,
+managing a small real daemon written here (a Python script: it reports what its
+environment looks like, can ignore TERM, die at once, or serve HTTP). The real
+OpenStack APIs are in test_openstack_service_apis.py."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from pacestack.agents.openstack_service import split_list, systemd_command
+
+from pacestack import proc
+from tests.fixtures.mariadb import free_port
+from tests.fixtures.ocf import exit_reason, run_agent
+
+DAEMON = r'''#!/usr/bin/python3
+import http.server, os, signal, sys, time
+args = sys.argv[1:]
+if "--exit-now" in args:
+    print("fatal: cannot read the database section", flush=True)
+    sys.exit(3)
+if "--ignore-term" in args:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+print(f"ready pid={os.getpid()} uid={os.getuid()} cwd={os.getcwd()} "
+      f"umask={os.umask(0):o} svc={os.environ.get('SVC_NAME')} "
+      f"ocf={sum(k.startswith('OCF_') for k in os.environ)}", flush=True)
+if "--http" in args:
+    port = int(args[args.index("--http") + 1])
+    status_file = args[args.index("--http") + 2]
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            with open(status_file) as fh:
+                self.send_response(int(fh.read()))
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
+while True:
+    time.sleep(60)
+'''
+
+
+@pytest.fixture
+def daemon_dir():
+    """A world-readable dir (the daemon may run as nobody) holding the script."""
+    path = Path(tempfile.mkdtemp(prefix="pacestack-ocfsvc-"))
+    path.chmod(0o755)
+    script = path / "fake-api"
+    script.write_text(DAEMON)
+    script.chmod(0o755)
+    (path / "svc.conf").write_text("[DEFAULT]\ndebug = false\n")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def svc(daemon_dir, ocf_provider):
+    """Parameters for one resource; stops whatever the test left running."""
+    params = {
+        "binary": str(daemon_dir / "fake-api"),
+        "config": str(daemon_dir / "svc.conf"),
+        "pid": str(daemon_dir / "run" / "fake-api.pid"),
+        "log": str(daemon_dir / "fake-api.log"),
+    }
+    yield params
+    pid = proc.read_pidfile(params["pid"])
+    run_agent("openstack-service", "stop", {**params, "stop_timeout": 1}, resource="svc")
+    if pid and proc.is_alive(pid):  # the agent failed us: still never leave it running
+        os.kill(pid, signal.SIGKILL)
+
+
+def agent(action, params, **kw):
+    kw.setdefault("resource", "svc")
+    return run_agent("openstack-service", action, params, **kw)
+
+
+def fds(pid: int) -> list[int]:
+    return sorted(int(fd) for fd in os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_start_daemonizes_monitor_stop(svc, daemon_dir):
+    params = {**svc, "user": "nobody", "group": "nogroup", "umask": "0027",
+              "workdir": str(daemon_dir), "environment": "SVC_NAME='fake api'"}
+    assert agent("monitor", params, interval_ms=0)[0] == 7  # probe: not running
+    rc, _, err = agent("start", params)
+    assert rc == 0, err
+    pid = proc.read_pidfile(svc["pid"])
+    assert pid and proc.is_alive(pid)
+    assert proc.cmdline(pid)[1:4] == [svc["binary"], "--config-file", svc["config"]]
+    status = Path(f"/proc/{pid}/status").read_text()
+    assert f"Uid:\t{65534}" in status
+    # detached: own session and process group, not our child, only stdio open
+    assert os.getsid(pid) != os.getsid(0) and os.getpgid(pid) == pid
+    assert fds(pid) == [0, 1, 2]
+    assert os.readlink(f"/proc/{pid}/fd/0") == "/dev/null"
+    assert proc.wait_for(lambda: "ready" in Path(svc["log"]).read_text(), 5)
+    log = Path(svc["log"]).read_text()
+    assert f"uid=65534 cwd={daemon_dir} umask=27 svc=fake api ocf=0" in log
+    assert agent("monitor", params)[0] == 0
+    assert agent("monitor", params, interval_ms=0)[0] == 0
+    # start is idempotent: the same process stays
+    assert agent("start", params)[0] == 0
+    assert proc.read_pidfile(svc["pid"]) == pid
+    rc, _, err = agent("stop", params)
+    assert rc == 0, err
+    assert not proc.is_alive(pid)
+    assert not os.path.exists(svc["pid"]) and not os.path.exists(svc["pid"] + ".start")
+    assert agent("stop", params)[0] == 0
+    assert agent("monitor", params)[0] == 7
+
+
+def test_killed_service_is_detected_and_stale_pid_file_replaced(svc):
+    assert agent("start", svc)[0] == 0
+    pid = proc.read_pidfile(svc["pid"])
+    os.kill(pid, signal.SIGKILL)
+    assert proc.wait_for(lambda: not proc.is_alive(pid), 5)
+    rc, _, err = agent("monitor", svc)
+    assert rc == 7
+    assert f"pid {pid} from {svc['pid']} is not running" in exit_reason(err)
+    rc, _, err = agent("start", svc)
+    assert rc == 0, err
+    new_pid = proc.read_pidfile(svc["pid"])
+    assert new_pid != pid and proc.is_alive(new_pid)
+
+
+def test_recycled_pid_of_another_process_is_not_the_service(svc, tmp_path):
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        Path(svc["pid"]).parent.mkdir(parents=True, exist_ok=True)
+        Path(svc["pid"]).write_text(f"{other.pid}\n")
+        rc, _, err = agent("monitor", svc)
+        assert rc == 7
+        assert "is another process (sleep 60)" in exit_reason(err)
+        assert agent("stop", svc)[0] == 0
+        assert proc.is_alive(other.pid), "stop must never signal a process that is not ours"
+        assert not Path(svc["pid"]).exists()
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_same_binary_other_start_time_is_foreign(svc):
+    """A pid recycled by another instance of the same program: the start time
+    recorded at spawn tells them apart even though the command line matches."""
+    assert agent("start", svc)[0] == 0
+    Path(svc["pid"] + ".start").write_text("12345\n")
+    rc, _, err = agent("monitor", svc)
+    assert rc == 7 and "is another process" in exit_reason(err)
+    Path(svc["pid"] + ".start").unlink()  # no record: the command line decides
+    assert agent("monitor", svc)[0] == 0
+
+
+def test_stop_escalates_to_kill(svc, tmp_path):
+    log = tmp_path / "ha.log"
+    params = {**svc, "extra_args": "--ignore-term", "stop_timeout": 1}
+    assert agent("start", params)[0] == 0
+    pid = proc.read_pidfile(svc["pid"])
+    started = time.monotonic()
+    rc, _, err = agent("stop", params, env={"HA_LOGFILE": str(log)})
+    assert rc == 0, err
+    assert 1.0 <= time.monotonic() - started < 5
+    assert not proc.is_alive(pid)
+    assert "ignored TERM for 1s: killed" in log.read_text()
+
+
+def test_exit_during_start_fails_with_the_log_tail(svc):
+    rc, _, err = agent("start", {**svc, "extra_args": "--exit-now"})
+    assert rc == 1
+    reason = exit_reason(err)
+    assert "exited during start" in reason
+    assert "fatal: cannot read the database section" in reason
+    assert not Path(svc["pid"]).exists()
+
+
+def test_exec_failure_is_reported(svc, tmp_path):
+    private = tmp_path / "private-api"  # under a 0700 dir: nobody cannot exec it
+    shutil.copy(svc["binary"], private)
+    rc, _, err = agent("start", {**svc, "binary": str(private), "user": "nobody",
+                                 "config": ""})
+    assert rc == 1
+    assert "could not start" in exit_reason(err) and "Permission" in exit_reason(err)
+
+
+def test_health_url_gates_start_and_monitor(svc, daemon_dir):
+    port = free_port()
+    status = daemon_dir / "status"
+    status.write_text("503")
+    url = f"http://127.0.0.1:{port}/healthcheck"
+    params = {**svc, "extra_args": f"--http {port} {status}", "monitor_url": url,
+              "monitor_timeout": 2}
+    status.write_text("200")
+    assert agent("start", params)[0] == 0
+    assert agent("monitor", params)[0] == 0
+    status.write_text("302")
+    assert agent("monitor", params)[0] == 0  # 3xx is healthy
+    status.write_text("500")
+    rc, _, err = agent("monitor", params)
+    assert rc == 1
+    assert exit_reason(err) == f"health check failed: {url}: HTTP 500"
+    status.write_text("200")
+    pid = proc.read_pidfile(svc["pid"])
+    os.kill(pid, signal.SIGKILL)
+    proc.wait_for(lambda: not proc.is_alive(pid), 5)
+    assert agent("monitor", params)[0] == 7
+
+
+def test_start_times_out_when_never_healthy(svc):
+    port = free_port()  # nothing will listen here
+    rc, _, err = agent("start", {**svc, "monitor_url": f"http://127.0.0.1:{port}/",
+                                 "monitor_timeout": 1}, timeout_ms=4000)
+    assert rc == 1
+    assert "started but is not healthy" in exit_reason(err)
+    assert "Connection refused" in exit_reason(err)
+
+
+def test_clone_instances_keep_their_own_pid_files(svc, daemon_dir):
+    params = {k: v for k, v in svc.items() if k != "pid"}
+    try:
+        for instance in ("api:0", "api:1"):
+            assert agent("start", params, resource=instance)[0] == 0
+        pids = {p.name: proc.read_pidfile(str(p)) for p in Path("/run/pacestack").glob("api-*.pid")}
+        assert set(pids) == {"api-0.pid", "api-1.pid"} and len(set(pids.values())) == 2
+    finally:
+        for instance in ("api:0", "api:1"):
+            assert agent("stop", params, resource=instance)[0] == 0
+
+
+@pytest.mark.parametrize("change, rc, reason", [
+    ({"binary": "/usr/bin/nonexistent-api"}, 5,
+     "binary '/usr/bin/nonexistent-api' is not installed or not executable"),
+    ({"binary": ""}, 6, "required parameter 'binary' is not set (or set systemd_unit)"),
+    ({"config": "/etc/nonexistent/api.conf"}, 5,
+     "config file /etc/nonexistent/api.conf does not exist"),
+    ({"config": "/etc"}, 6, "config file /etc is not a readable file"),
+    ({"user": "no-such-user-x"}, 6, "user 'no-such-user-x' does not exist"),
+    ({"umask": "9"}, 6, "umask '9' is not an octal number"),
+    ({"monitor_url": "ftp://127.0.0.1/"}, 6, "monitor_url ftp://127.0.0.1/ is not an http(s) URL"),
+    ({"monitor_url": "http://controller.invalid:5000/v3"}, 6,
+     "monitor_url http://controller.invalid:5000/v3: host controller.invalid does not resolve"),
+    ({"environment": "NOEQUALS"}, 6, "environment: 'NOEQUALS' is not KEY=VALUE"),
+    ({"extra_args": "--name 'unterminated"}, 6, "extra_args: No closing quotation"),
+    ({"stop_timeout": "soon"}, 6, "parameter 'stop_timeout': 'soon' is not an integer"),
+])
+def test_validate_all_rejects_bad_parameters(svc, change, rc, reason):
+    got, _, err = agent("validate-all", {**svc, **change})
+    assert (got, exit_reason(err)) == (rc, reason)
+
+
+def test_config_not_readable_by_the_service_user(svc, daemon_dir):
+    os.chmod(svc["config"], 0o600)  # root-only: the agent could read it, nobody cannot
+    rc, _, err = agent("validate-all", {**svc, "user": "nobody"})
+    assert (rc, exit_reason(err)) == (
+        6, f"config file {svc['config']} is not readable by user nobody")
+    assert agent("validate-all", svc)[0] == 0
+
+
+def test_config_list_and_systemd_commands():
+    assert split_list("/etc/nova/nova.conf, /etc/nova/cell.conf  x.conf") == [
+        "/etc/nova/nova.conf", "/etc/nova/cell.conf", "x.conf"]
+    # systemd mode cannot run here (no systemd as PID 1): the commands it would run
+    assert systemd_command("start", "nova-api.service") == [
+        "systemctl", "start", "--", "nova-api.service"]
+    assert systemd_command("stop", "nova-api.service") == [
+        "systemctl", "stop", "--", "nova-api.service"]
+    assert systemd_command("monitor", "nova-api.service") == [
+        "systemctl", "is-active", "--quiet", "--", "nova-api.service"]
+    with pytest.raises(ValueError):
+        systemd_command("promote", "x")
