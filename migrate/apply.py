@@ -1,0 +1,192 @@
+"""apply: the plan, in batched transactions, each with its before-images.
+
+Killed at any moment (SIGKILL, power cut), the open transaction is rolled back
+by the server and the journal lock freed with the connection. Running apply
+again re-plans from what is in the databases now: finished units are no longer
+in the plan, so the rerun continues the interrupted run (same run id, so one
+rollback undoes both) and ends with the same result as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from collections.abc import Callable
+from itertools import groupby
+
+from pacestack.migrate import batch as sqlbatch
+from pacestack.migrate import tables
+from pacestack.migrate.journal import Journal
+from pacestack.migrate.plan import Change, Plan, build
+
+from pacestack.errors import ConfigError, RuntimeFailure
+
+Progress = Callable[[str], None]
+
+
+@dataclasses.dataclass
+class ApplyResult:
+    run_id: str | None
+    resumed: bool
+    plan: Plan
+    batches: int = 0
+    changes: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"run_id": self.run_id, "resumed": self.resumed, "batches": self.batches,
+                "changes": self.changes, "seconds": round(self.seconds, 3),
+                "refusals": self.plan.refusals,
+                "counts": {s.step: s.counts() for s in self.plan.steps}}
+
+
+def galera_state(cloud) -> dict[str, str]:
+    rows = cloud.rows("SHOW GLOBAL STATUS LIKE 'wsrep%%'")
+    return {r["Variable_name"]: r["Value"] for r in rows}
+
+
+def check_galera(cloud) -> None:
+    """Refuse a Galera node that is not Primary and Synced: writes there could be lost
+    or refused. A plain MariaDB (no wsrep provider) passes."""
+    st = galera_state(cloud)
+    if st.get("wsrep_ready") is None and st.get("wsrep_cluster_status") is None:
+        return
+    if st.get("wsrep_on", "ON") == "OFF" and not st.get("wsrep_cluster_status"):
+        return
+    status = st.get("wsrep_cluster_status", "")
+    if status in ("", "Disconnected") and st.get("wsrep_provider_name", "") == "":
+        return  # wsrep compiled in but no provider loaded: a standalone server
+    state = st.get("wsrep_local_state_comment", "")
+    if status != "Primary" or state != "Synced":
+        raise RuntimeFailure(f"database {cloud.server.endpoint} is a Galera node in state "
+                             f"{status or 'unknown'}/{state or 'unknown'}, not Primary/Synced: "
+                             "refusing to write through it")
+
+
+def mapping_digest(mapping, steps: list[str]) -> str:
+    text = open(mapping.path, "rb").read() if mapping.path and not mapping.path.startswith("<") \
+        else repr(mapping.to_dict()).encode()
+    return hashlib.sha256(text + ",".join(steps).encode()).hexdigest()
+
+
+def _batches(changes: list[Change], size: int) -> list[list[Change]]:
+    """Cut into batches of about size changes, never splitting a unit."""
+    out: list[list[Change]] = []
+    cur: list[Change] = []
+    units: dict[str, list[Change]] = {}
+    for c in changes:
+        units.setdefault(c.unit, []).append(c)
+    for unit_changes in units.values():
+        if cur and len(cur) + len(unit_changes) > size:
+            out.append(cur)
+            cur = []
+        cur.extend(unit_changes)
+    if cur:
+        out.append(cur)
+    return out
+
+
+def apply_batch(cloud, journal: Journal, run_id: str, batch_no: int,
+                changes: list[Change]) -> None:
+    """One transaction: lock rows, check they are as planned, journal, change."""
+    conn = cloud.conn
+    images: list[tuple] = []
+    try:
+        with conn.cursor() as cur:
+            ordered = sorted(changes, key=lambda c: c.signature())
+            for sig, grp in groupby(ordered, key=lambda c: c.signature()):
+                _order, db, table, op, cols = sig
+                grp = list(grp)
+                if op == "insert":
+                    sqlbatch.insert_rows(cloud, cur, db, table, [c.after for c in grp])
+                    images += [(db, table, "insert", c.key, None, list(c.after)) for c in grp]
+                    continue
+                current = sqlbatch.locked_rows(cloud, cur, db, table, [c.key for c in grp])
+                pk = tables.pk(db, table)
+                by_key = {tuple(r[k] for k in pk): r for r in current}
+                for c in grp:
+                    row = by_key.get(tuple(c.key[k] for k in pk))
+                    if row is None or any(row.get(col) != val for col, val in c.before.items()):
+                        raise sqlbatch.Stale(
+                            f"{db}.{table} row {c.key} changed since it was planned; "
+                            "run apply again to re-plan")
+                if op == "update":
+                    n = sqlbatch.update_rows(cloud, cur, db, table, [c.key for c in grp],
+                                             [c.after for c in grp], list(cols))
+                    images += [(db, table, "update", c.new_key,
+                                by_key[tuple(c.key[k] for k in pk)], list(cols)) for c in grp]
+                else:
+                    n = sqlbatch.delete_rows(cloud, cur, db, table, [c.key for c in grp])
+                    images += [(db, table, "delete", c.key, by_key[tuple(c.key[k] for k in pk)],
+                                []) for c in grp]
+                if n != len(grp):
+                    raise sqlbatch.Stale(f"{db}.{table}: {n} rows changed, {len(grp)} planned")
+            journal.write_images(cur, run_id, batch_no, images)
+            journal.count_batch(cur, run_id, len(changes))
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+
+
+def table_checksums(cloud, keys) -> dict[tuple[str, str], object]:
+    with cloud.conn.cursor() as cur:
+        return {k: sqlbatch.checksum(cloud, cur, *k) for k in keys}
+
+
+def apply(cloud, mapping, *, only: list[str] | None = None, force: bool = False,
+          batch_size: int = 2000, progress: Progress | None = None,
+          pause_after_batch: float = 0.0) -> ApplyResult:
+    t0 = time.monotonic()
+    say = progress or (lambda _m: None)
+    check_galera(cloud)
+    journal = Journal(cloud)
+    journal.ensure_schema()
+    journal.lock()
+    try:
+        steps = only or ["keystone", "neutron", "cinder", "nova"]
+        digest = mapping_digest(mapping, steps)
+        resumed = False
+        run_id = None
+        for run in journal.interrupted():
+            if run["status"] == "rolling_back":
+                raise RuntimeFailure(f"run {run['run_id']} was interrupted while rolling back; "
+                                     f"finish it first: pacestack migrate rollback "
+                                     f"{run['run_id']}")
+            if run["mapping_digest"] != digest:
+                raise ConfigError(f"run {run['run_id']} was interrupted with a different mapping "
+                                  "or --only; re-run it with the same ones or roll it back")
+            run_id, resumed = run["run_id"], True
+        say("planning")
+        plan = build(cloud, mapping, only=steps, force=force)
+        cloud.conn.commit()  # end the read snapshot: batches must see current rows
+        result = ApplyResult(run_id, resumed, plan)
+        if plan.refusals:
+            return result
+        if run_id is None:
+            if not plan.changes:
+                result.seconds = time.monotonic() - t0
+                return result
+            run_id = journal.start_run(digest, steps)
+            result.run_id = run_id
+        # checksums before this run touched a table (on resume: tables not seen yet)
+        known = journal.checksums(run_id)
+        new_tables = [k for k in plan.tables() if k not in known]
+        if new_tables:
+            say(f"checksumming {len(new_tables)} tables")
+            journal.record_checksums(run_id, table_checksums(cloud, new_tables))
+        batches = _batches(plan.changes, batch_size)
+        first = journal.next_batch(run_id)
+        for i, b in enumerate(batches):
+            apply_batch(cloud, journal, run_id, first + i, b)
+            result.batches += 1
+            result.changes += len(b)
+            say(f"batch {i + 1}/{len(batches)}: {result.changes}/{len(plan.changes)} rows")
+            if pause_after_batch:
+                time.sleep(pause_after_batch)  # tests: a window to kill between batches
+        journal.set_status(run_id, "done", finished=True)
+        result.seconds = time.monotonic() - t0
+        return result
+    finally:
+        journal.unlock()

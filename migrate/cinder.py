@@ -1,0 +1,108 @@
+"""Cinder step: where volume, service, backup, group, cluster and attachment
+hosts are renamed from an old controller to the new (virtual) one.
+
+Cinder spells a volume's host ``HOST@BACKEND#POOL``; only HOST changes, the
+backend and pool stay (``cinder-manage volume update_host`` drops the pool
+unless both sides name it). Rows with ``deleted`` set are left alone. When the
+new controller's cinder-volume has already registered its own service row, the
+old row is soft-deleted the way cinder does it and volumes' ``service_uuid``
+point at the surviving row.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from pacestack.migrate.plan import StepPlan
+
+
+def split_host(value: str | None) -> tuple[str, str]:
+    """``old-control@lvm#pool`` -> (``old-control``, ``@lvm#pool``)."""
+    if not value:
+        return "", ""
+    cut = len(value)
+    for sep in "@#":
+        i = value.find(sep)
+        if i != -1:
+            cut = min(cut, i)
+    return value[:cut], value[cut:]
+
+
+def rehost(value: str | None, hosts: dict[str, str]) -> str | None:
+    host, rest = split_host(value)
+    if host in hosts:
+        return hosts[host] + rest
+    return value
+
+
+def _backend(value: str | None) -> str:
+    """``controller@lvm#pool`` -> ``controller@lvm`` (a cinder-volume service's host)."""
+    return (value or "").split("#", 1)[0]
+
+
+def plan(cloud, mapping, moves) -> StepPlan:
+    sp = StepPlan("cinder")
+    hosts = mapping.hosts
+    now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None, microsecond=0)
+    # services first: which row survives for each new host@backend
+    svc = cloud.rows("SELECT id, host, `binary`, cluster_name, uuid, deleted "
+                     "FROM {cinder.services} WHERE deleted = 0 ORDER BY id")
+    live = {(s["host"], s["binary"]): s for s in svc}
+    surviving: dict[str, str] = {}  # host@backend of cinder-volume -> uuid
+    for s in svc:
+        new_host = rehost(s["host"], hosts)
+        unit = f"cinder-service:{s['id']}"
+        if new_host == s["host"]:
+            if s["binary"] == "cinder-volume" and s["uuid"]:
+                surviving.setdefault(s["host"], s["uuid"])
+            continue
+        other = live.get((new_host, s["binary"]))
+        if other is not None and other["id"] != s["id"]:
+            sp.update("cinder", "services", {"id": s["id"]},
+                      {"deleted": s["deleted"], "deleted_at": None},
+                      {"deleted": 1, "deleted_at": now}, unit,
+                      why=f"{new_host} already runs {s['binary']}: old row retired")
+            if s["binary"] == "cinder-volume" and other["uuid"]:
+                surviving[new_host] = other["uuid"]
+        else:
+            sp.update("cinder", "services", {"id": s["id"]},
+                      {"host": s["host"], "cluster_name": s["cluster_name"]},
+                      {"host": new_host, "cluster_name": rehost(s["cluster_name"], hosts)},
+                      unit, why="service host renamed")
+            if s["binary"] == "cinder-volume" and s["uuid"]:
+                surviving[new_host] = s["uuid"]
+    for v in cloud.rows("SELECT id, host, cluster_name, service_uuid FROM "
+                        "{cinder.volumes} WHERE deleted = 0 ORDER BY id"):
+        new_host = rehost(v["host"], hosts)
+        after = {"host": new_host, "cluster_name": rehost(v["cluster_name"], hosts)}
+        # a volume that was never scheduled has no host and no service: leave it
+        if v["host"] and v["service_uuid"] and _backend(new_host) in surviving:
+            after["service_uuid"] = surviving[_backend(new_host)]
+        sp.update("cinder", "volumes", {"id": v["id"]}, v, after, f"volume:{v['id']}",
+                  why="volume host renamed")
+    for b in cloud.rows("SELECT id, host FROM {cinder.backups} "
+                        "WHERE deleted = 0 ORDER BY id"):
+        sp.update("cinder", "backups", {"id": b["id"]}, b, {"host": rehost(b["host"], hosts)},
+                  f"backup:{b['id']}", why="backup host renamed")
+    for g in cloud.rows("SELECT id, host, cluster_name FROM {cinder.groups} "
+                        "WHERE deleted = 0 ORDER BY id"):
+        sp.update("cinder", "groups", {"id": g["id"]}, g,
+                  {"host": rehost(g["host"], hosts),
+                   "cluster_name": rehost(g["cluster_name"], hosts)},
+                  f"group:{g['id']}", why="group host renamed")
+    for c in cloud.rows("SELECT id, name FROM {cinder.clusters} "
+                        "WHERE deleted = 0 ORDER BY id"):
+        sp.update("cinder", "clusters", {"id": c["id"]}, c, {"name": rehost(c["name"], hosts)},
+                  f"cluster:{c['id']}", why="cluster name renamed")
+    for a in cloud.rows("SELECT id, attached_host, instance_uuid FROM "
+                        "{cinder.volume_attachment} WHERE deleted = 0 "
+                        "ORDER BY id"):
+        new = rehost(a["attached_host"], hosts)
+        move = moves.instance_hosts.get(a["instance_uuid"])
+        if move and (move[0] is None or a["attached_host"] == move[0]) \
+                and a["attached_host"] != move[1] and a["attached_host"]:
+            new = move[1]
+        sp.update("cinder", "volume_attachment", {"id": a["id"]},
+                  {"attached_host": a["attached_host"]}, {"attached_host": new},
+                  f"attachment:{a['id']}", why="attachment follows its host")
+    return sp

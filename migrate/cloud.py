@@ -1,0 +1,212 @@
+"""The new cloud as migrate sees it: one database server holding every service's
+database, and the neutron settings (ml2 ranges, MTUs) that bound a rewrite.
+
+One connection reaches every service database, so one transaction can change a
+nova row, its neutron port binding and its journal entry together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from typing import Any
+
+from pacestack.migrate import tables
+
+from pacestack import db
+from pacestack.errors import ConfigError
+
+
+@dataclasses.dataclass
+class Ml2Settings:
+    vlan_ranges: dict[str, list[tuple[int, int]]]  # physnet -> ranges; [] = any VLAN id
+    vni_ranges: list[tuple[int, int]]
+    flat_networks: list[str]  # '*' = any
+    global_physnet_mtu: int = 1500
+    path_mtu: int = 0
+    overlay_ip_version: int = 4
+    source: str = ""
+
+    def vlan_allowed(self, physnet: str, vlan: int) -> bool:
+        if physnet not in self.vlan_ranges:
+            return False
+        ranges = self.vlan_ranges[physnet]
+        return not ranges or any(lo <= vlan <= hi for lo, hi in ranges)
+
+    def vni_allowed(self, vni: int) -> bool:
+        return any(lo <= vni <= hi for lo, hi in self.vni_ranges)
+
+    def flat_allowed(self, physnet: str) -> bool:
+        return "*" in self.flat_networks or physnet in self.flat_networks
+
+
+def _read_ini(path: str) -> dict[str, dict[str, list[str]]]:
+    from oslo_config import cfg
+
+    sections: dict[str, dict[str, list[str]]] = {}
+    try:
+        cfg.ConfigParser(path, sections).parse()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: permission denied") from None
+    except cfg.ParseError as exc:
+        raise ConfigError(f"{path}: {exc.msg} at line {exc.lineno}") from None
+    return sections
+
+
+def _last(sections, group: str, option: str) -> str | None:
+    values = sections.get(group, {}).get(option)
+    return values[-1].strip() if values else None
+
+
+def _int_opt(path: str, sections, group: str, option: str, default: int) -> int:
+    raw = _last(sections, group, option)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{path}: [{group}] {option} = {raw!r} is not an integer") from None
+
+
+def read_ml2(ml2_path: str, neutron_path: str | None = None) -> Ml2Settings:
+    """The ranges neutron itself would enforce, from ml2_conf.ini (and neutron.conf MTU)."""
+    s = _read_ini(ml2_path)
+    where = f"{ml2_path} [ml2_type_vlan] network_vlan_ranges"
+    vlan: dict[str, list[tuple[int, int]]] = {}
+    for item in filter(None, (x.strip() for x in (_last(s, "ml2_type_vlan",
+                                                         "network_vlan_ranges") or "").split(","))):
+        parts = item.split(":")
+        try:
+            if len(parts) == 1:
+                vlan.setdefault(parts[0], [])
+            elif len(parts) == 3:
+                lo, hi = int(parts[1]), int(parts[2])
+                if not 1 <= lo <= hi <= 4094:
+                    raise ValueError
+                vlan.setdefault(parts[0], []).append((lo, hi))
+            else:
+                raise ValueError
+        except ValueError:
+            raise ConfigError(f"{where}: bad range {item!r} (PHYSNET or PHYSNET:MIN:MAX)") \
+                from None
+    vni: list[tuple[int, int]] = []
+    for item in filter(None, (x.strip() for x in (_last(s, "ml2_type_vxlan", "vni_ranges")
+                                                   or "").split(","))):
+        try:
+            lo, hi = (int(x) for x in item.split(":"))
+            if not 1 <= lo <= hi <= 2**24 - 1:
+                raise ValueError
+        except ValueError:
+            raise ConfigError(f"{ml2_path} [ml2_type_vxlan] vni_ranges: bad range {item!r}") \
+                from None
+        vni.append((lo, hi))
+    flat = [x.strip() for x in (_last(s, "ml2_type_flat", "flat_networks") or "*").split(",")
+            if x.strip()]
+    mtu, ipv = 1500, _int_opt(ml2_path, s, "ml2", "overlay_ip_version", 4)
+    if neutron_path and os.path.exists(neutron_path):
+        n = _read_ini(neutron_path)
+        mtu = _int_opt(neutron_path, n, "DEFAULT", "global_physnet_mtu", 1500)
+    return Ml2Settings(vlan, vni, flat, mtu, _int_opt(ml2_path, s, "ml2", "path_mtu", 0), ipv,
+                       ml2_path)
+
+
+class Cloud:
+    """A connection to the server plus the real names of the services' databases."""
+
+    def __init__(self, conn, databases: dict[str, str], ml2: Ml2Settings,
+                 server: db.DBUrl, journal_db: str = "pacestack",
+                 config_files: dict[str, str] | None = None):
+        self.conn = conn
+        self.databases = databases
+        self.ml2 = ml2
+        self.server = server
+        self.journal_db = journal_db
+        self.config_files = config_files or {}
+
+    def t(self, service: str, table: str) -> str:
+        """`realdb`.`table` for a whitelisted table (or a journal table)."""
+        if service == "journal":
+            if table not in ("runs", "checksums", "images"):
+                raise ValueError(f"journal.{table} is not a journal table")
+            return f"{tables.q(self.journal_db)}.{tables.q(table)}"
+        if (service, table) not in tables.TABLES and table not in _READ_ONLY.get(service, ()):
+            raise ValueError(f"{service}.{table} is not a known table")
+        return f"{tables.q(self.databases[service])}.{tables.q(table)}"
+
+    def sql(self, template: str) -> str:
+        """Resolve ``{service.table}`` tokens through the whitelist; nothing else is
+        substituted (values go as parameters; an IN list is one tuple parameter)."""
+        return _TOKEN.sub(lambda m: self.t(m.group(1), m.group(2)), template)
+
+    def rows(self, template: str, args: Any = None) -> list[dict]:
+        import pymysql.cursors
+
+        with self.conn.cursor(pymysql.cursors.DictCursor) as cur:
+            cur.execute(self.sql(template), args)
+            return list(cur.fetchall())
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except Exception:  # noqa: BLE001 - closing a dead connection must not mask the error
+            pass
+
+
+_TOKEN = re.compile(r"\{(keystone|neutron|cinder|nova|nova_api|placement|journal)\.(\w+)\}")
+
+# Tables read (never written) by the planners and verify.
+_READ_ONLY = {
+    "neutron": ("ports", "agents"),
+    "nova": ("compute_nodes", "services"),
+    "nova_api": ("cell_mappings",),
+    "placement": ("resource_providers",),
+    "cinder": ("services",),
+}
+
+
+def server_of(urls: dict[str, db.DBUrl]) -> db.DBUrl:
+    """The one server (and user) all the service URLs name, or a one-line error."""
+    first_name, first = next(iter(urls.items()))
+    for name, u in urls.items():
+        if (u.host, u.port or 3306, u.unix_socket) != (first.host, first.port or 3306,
+                                                       first.unix_socket):
+            raise ConfigError(f"the {name} database ({u.endpoint}) is not on the same server "
+                              f"as {first_name} ({first.endpoint}); migrate needs one server")
+        if u.user != first.user:
+            raise ConfigError(f"the {name} and {first_name} databases use different users; set "
+                              "[migrate] connection to a user with rights on all of them")
+    return first
+
+
+def open_cloud(urls: dict[str, str | db.DBUrl], *, ml2_config: str,
+               neutron_config: str | None = None, admin_url: str | None = None,
+               journal_db: str = "pacestack", timeout: int = 10,
+               config_files: dict[str, str] | None = None) -> Cloud:
+    parsed = {k: (v if isinstance(v, db.DBUrl) else db.parse_url(v, source=f"{k} database URL"))
+              for k, v in urls.items()}
+    missing = [s for s in tables.SERVICE_DATABASES if s not in parsed]
+    if missing:
+        raise ConfigError(f"no database URL for {', '.join(missing)}")
+    for u in parsed.values():
+        if not u.database:
+            raise ConfigError(f"{u.source}: names no database")
+    server = db.parse_url(admin_url, source="[migrate] connection") if admin_url \
+        else server_of(parsed)
+    ml2 = read_ml2(ml2_config, neutron_config)
+    conn = db.connect(server, database="", timeout=timeout)
+    return Cloud(conn, {k: u.database for k, u in parsed.items()}, ml2, server, journal_db,
+                 config_files)
+
+
+def open_from_conf(conf) -> Cloud:
+    urls = {s: db.service_url(conf, s) for s in tables.SERVICE_DATABASES}
+    o = conf.openstack
+    files = {"keystone": o.keystone_config, "neutron": o.neutron_config, "ml2": o.ml2_config,
+             "cinder": o.cinder_config, "nova": o.nova_config,
+             "placement": o.placement_config}
+    return open_cloud(urls, ml2_config=o.ml2_config, neutron_config=o.neutron_config,
+                      admin_url=conf.migrate.connection, journal_db=conf.migrate.journal_database,
+                      timeout=conf.database.connect_timeout, config_files=files)

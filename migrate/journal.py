@@ -1,0 +1,193 @@
+"""The ``pacestack`` journal database, on the same server as the cloud's databases.
+
+- ``runs``: one row per apply run (run id, mapping digest, status).
+- ``images``: the before-image of every changed row, written in the same
+  transaction as the change, so a committed change always has its image and a
+  rolled-back one never does.
+- ``checksums``: CHECKSUM TABLE of every table a run touches, taken before the
+  run changes it; rollback compares against them.
+- A server-side lock (GET_LOCK) keeps two runs (apply or rollback) apart; the
+  server releases it when the holder's connection dies, so a SIGKILLed run never
+  leaves a stale lock behind.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import decimal
+import json
+import uuid
+from typing import Any
+
+from pacestack.migrate.tables import q
+
+from pacestack.errors import RuntimeFailure
+
+LOCK_NAME = "pacestack.migrate"
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS runs ("
+    " run_id VARCHAR(36) NOT NULL PRIMARY KEY,"
+    " started_at DATETIME NOT NULL, finished_at DATETIME NULL,"
+    " status VARCHAR(16) NOT NULL,"  # running | done | rolling_back | rolled_back
+    " mapping_digest CHAR(64) NOT NULL, steps VARCHAR(255) NOT NULL,"
+    " batches INT NOT NULL DEFAULT 0, changes INT NOT NULL DEFAULT 0"
+    ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+    "CREATE TABLE IF NOT EXISTS checksums ("
+    " run_id VARCHAR(36) NOT NULL, db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL,"
+    " checksum BIGINT UNSIGNED NULL, PRIMARY KEY (run_id, db, tbl)"
+    ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+    "CREATE TABLE IF NOT EXISTS images ("
+    " seq BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,"
+    " run_id VARCHAR(36) NOT NULL, batch INT NOT NULL,"
+    " db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL, op VARCHAR(8) NOT NULL,"
+    " key_after TEXT NOT NULL, row_before MEDIUMTEXT NULL, cols TEXT NOT NULL,"
+    " restored TINYINT NOT NULL DEFAULT 0,"
+    " KEY images_run_batch (run_id, batch)"
+    ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime.datetime):
+        return {"$dt": value.isoformat()}
+    if isinstance(value, datetime.date):
+        return {"$d": value.isoformat()}
+    if isinstance(value, decimal.Decimal):
+        return {"$dec": str(value)}
+    if isinstance(value, (bytes, bytearray)):
+        return {"$b64": base64.b64encode(bytes(value)).decode()}
+    raise TypeError(f"cannot journal {type(value).__name__}")
+
+
+def _hook(obj: dict) -> Any:
+    if len(obj) == 1:
+        (k, v), = obj.items()
+        if k == "$dt":
+            return datetime.datetime.fromisoformat(v)
+        if k == "$d":
+            return datetime.date.fromisoformat(v)
+        if k == "$dec":
+            return decimal.Decimal(v)
+        if k == "$b64":
+            return base64.b64decode(v)
+    return obj
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, default=_default, sort_keys=True)
+
+
+def loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text, object_hook=_hook)
+
+
+class Journal:
+    def __init__(self, cloud):
+        self.cloud = cloud
+        self.db = q(cloud.journal_db)
+
+    def t(self, name: str) -> str:
+        if name not in ("runs", "checksums", "images"):
+            raise ValueError(name)
+        return f"{self.db}.{q(name)}"
+
+    def ensure_schema(self) -> None:
+        with self.cloud.conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE IF NOT EXISTS {self.db} CHARACTER SET utf8mb4")
+            cur.execute(f"USE {self.db}")
+            for stmt in _SCHEMA:
+                cur.execute(stmt)
+        self.cloud.conn.commit()
+
+    def lock(self) -> None:
+        with self.cloud.conn.cursor() as cur:
+            cur.execute("SELECT GET_LOCK(%s, 0)", [LOCK_NAME])
+            got = cur.fetchone()[0]
+        if got != 1:
+            raise RuntimeFailure("another pacestack migrate run holds the journal lock on "
+                                 f"{self.cloud.server.endpoint}; wait for it to finish")
+
+    def unlock(self) -> None:
+        try:
+            with self.cloud.conn.cursor() as cur:
+                cur.execute("SELECT RELEASE_LOCK(%s)", [LOCK_NAME])
+        except Exception:  # noqa: BLE001 - the server frees it with the connection anyway
+            pass
+
+    def runs(self) -> list[dict]:
+        return self.cloud.rows("SELECT * FROM {journal.runs} ORDER BY started_at, run_id")
+
+    def run(self, run_id: str) -> dict | None:
+        rows = self.cloud.rows("SELECT * FROM {journal.runs} WHERE run_id = %s", [run_id])
+        return rows[0] if rows else None
+
+    def interrupted(self) -> list[dict]:
+        return self.cloud.rows("SELECT * FROM {journal.runs} WHERE status IN "
+                               "('running', 'rolling_back') ORDER BY started_at")
+
+    def start_run(self, digest: str, steps: list[str]) -> str:
+        run_id = str(uuid.uuid4())
+        with self.cloud.conn.cursor() as cur:
+            cur.execute(self.cloud.sql("INSERT INTO {journal.runs} (run_id, started_at, status, "
+                        "mapping_digest, steps) VALUES (%s, UTC_TIMESTAMP(), 'running', %s, %s)"),
+                        [run_id, digest, ",".join(steps)])
+        self.cloud.conn.commit()
+        return run_id
+
+    def record_checksums(self, run_id: str, sums: dict[tuple[str, str], Any]) -> None:
+        with self.cloud.conn.cursor() as cur:
+            cur.executemany(self.cloud.sql("INSERT IGNORE INTO {journal.checksums} "
+                                           "(run_id, db, tbl, checksum) VALUES (%s, %s, %s, %s)"),
+                            [(run_id, d, t, s) for (d, t), s in sums.items()])
+        self.cloud.conn.commit()
+
+    def checksums(self, run_id: str) -> dict[tuple[str, str], Any]:
+        return {(r["db"], r["tbl"]): r["checksum"] for r in self.cloud.rows(
+            "SELECT db, tbl, checksum FROM {journal.checksums} WHERE run_id = %s", [run_id])}
+
+    def next_batch(self, run_id: str) -> int:
+        rows = self.cloud.rows("SELECT COALESCE(MAX(batch), 0) AS b FROM {journal.images} "
+                               "WHERE run_id = %s", [run_id])
+        return int(rows[0]["b"]) + 1
+
+    def write_images(self, cur, run_id: str, batch: int, images: list[tuple]) -> None:
+        """images: (db, table, op, key_after dict, row_before dict|None, cols list)."""
+        rows = [(run_id, batch, d, t, op, dumps(k), None if b is None else dumps(b), dumps(c))
+                for d, t, op, k, b, c in images]
+        for i in range(0, len(rows), 2000):
+            cur.executemany(self.cloud.sql(
+                "INSERT INTO {journal.images} (run_id, batch, db, tbl, op, key_after, row_before, "
+                "cols) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"),
+                            rows[i:i + 2000])
+
+    def count_batch(self, cur, run_id: str, changes: int) -> None:
+        cur.execute(self.cloud.sql("UPDATE {journal.runs} SET batches = batches + 1, "
+                                   "changes = changes + %s WHERE run_id = %s"), [changes, run_id])
+
+    def set_status(self, run_id: str, status: str, finished: bool = False) -> None:
+        with self.cloud.conn.cursor() as cur:
+            cur.execute(self.cloud.sql(
+                "UPDATE {journal.runs} SET status = %s, finished_at = IF(%s, UTC_TIMESTAMP(), "
+                "finished_at) WHERE run_id = %s"), [status, finished, run_id])
+        self.cloud.conn.commit()
+
+    def batches_to_restore(self, run_id: str) -> list[int]:
+        return [r["batch"] for r in self.cloud.rows(
+            "SELECT DISTINCT batch FROM {journal.images} WHERE run_id = %s AND restored = 0 "
+            "ORDER BY batch DESC", [run_id])]
+
+    def images(self, run_id: str, batch: int) -> list[dict]:
+        rows = self.cloud.rows("SELECT seq, db, tbl, op, key_after, row_before, cols FROM "
+                               "{journal.images} WHERE run_id = %s AND batch = %s "
+                               "ORDER BY seq", [run_id, batch])
+        for r in rows:
+            r["key_after"] = loads(r["key_after"])
+            r["row_before"] = loads(r["row_before"])
+            r["cols"] = loads(r["cols"])
+        return rows
+
+    def mark_restored(self, cur, run_id: str, batch: int) -> None:
+        cur.execute(self.cloud.sql("UPDATE {journal.images} SET restored = 1 "
+                                   "WHERE run_id = %s AND batch = %s"), [run_id, batch])

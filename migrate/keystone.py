@@ -1,0 +1,65 @@
+"""Keystone step: endpoint URLs whose host is an old controller.
+
+URLs are parsed, not searched: only the host part changes; scheme, user info,
+port, path, query and fragment stay as they are. ``http://ocata-vm:8774/v2.1/%(tenant_id)s``
+becomes ``http://controller.domain:8774/v2.1/%(tenant_id)s``; a path that merely
+contains "ocata-vm" is left alone.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+
+from pacestack.migrate.plan import StepPlan
+
+
+def rewrite_url(url: str, hosts: dict[str, str]) -> str | None:
+    """The URL with its host replaced, or None when its host is not mapped."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return None
+    if not host or host.lower() not in hosts:
+        return None
+    netloc = parts.netloc
+    userinfo, sep, hostport = netloc.rpartition("@")
+    new_host = hosts[host.lower()]
+    if hostport.startswith("["):  # IPv6 literal: [addr]:port
+        end = hostport.index("]")
+        rest = hostport[end + 1:]
+    else:
+        rest = hostport[len(hostport.split(":", 1)[0]):]
+    if ":" in new_host:
+        new_host = f"[{new_host}]"
+    new_netloc = f"{userinfo}{sep}{new_host}{rest}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=new_netloc))
+
+
+def plan(cloud, mapping, moves=None) -> StepPlan:
+    sp = StepPlan("keystone")
+    if not mapping.endpoints:
+        return sp
+    seen_hosts: set[str] = set()
+    for row in cloud.rows("SELECT id, url FROM {keystone.endpoint} ORDER BY id"):
+        try:
+            host = (urllib.parse.urlsplit(row["url"]).hostname or "").lower()
+        except ValueError:
+            host = ""
+        new = rewrite_url(row["url"], mapping.endpoints)
+        if new is None:
+            continue
+        seen_hosts.add(host)
+        sp.update("keystone", "endpoint", {"id": row["id"]}, {"url": row["url"]}, {"url": new},
+                  unit=f"endpoint:{row['id']}", why=f"endpoint host {host} -> "
+                  f"{mapping.endpoints[host]}")
+    # a mapping naming a host no endpoint uses is a typo until proven otherwise; but once
+    # applied, no endpoint names it any more: only refuse when the new host is unused too
+    if not sp.changes:
+        used_new = {(urllib.parse.urlsplit(r["url"]).hostname or "").lower() for r in cloud.rows(
+            "SELECT url FROM {keystone.endpoint}")}
+        for old, new in mapping.endpoints.items():
+            if old not in seen_hosts and new.lower() not in used_new:
+                sp.refuse("MAPPING_UNKNOWN_ENDPOINT_HOST", f"{mapping.path} [endpoints] {old}",
+                          f"no keystone endpoint URL names host {old!r}")
+    return sp

@@ -1,0 +1,358 @@
+"""Neutron step: where network segments, their allocations, network MTUs, port
+bindings (linuxbridge -> openvswitch), segment host mappings and stale
+linuxbridge agents are rewritten.
+
+Rules a rewrite must respect (all checked here, refused when broken):
+- a target segmentation id must lie in the ranges of ml2_conf.ini and must not
+  be used by another network, or by two rewritten segments at once;
+- the allocation tables say what neutron will hand out next: new ids are
+  marked allocated, old ones released, in the same transaction as the segment;
+- ``ml2_port_bindings``/``ml2_port_binding_levels`` have the host in their
+  primary key: a rename that would collide with an existing binding is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from pacestack.migrate.plan import StepPlan
+
+VIF_TYPE_OVS = "ovs"
+VIF_TYPE_BRIDGE = "bridge"
+LINUXBRIDGE_AGENT = "Linux bridge agent"
+VXLAN_OVERHEAD = {4: 50, 6: 70}  # bytes of VXLAN + outer UDP/IP headers
+
+
+def ovs_vif_details(firewall_driver: str, bridge: str = "br-int") -> dict:
+    """vif_details as neutron's openvswitch mechanism driver writes them."""
+    return {
+        "port_filter": firewall_driver != "noop",
+        "connectivity": "l2",
+        "ovs_hybrid_plug": firewall_driver == "iptables_hybrid",
+        "datapath_type": "system",
+        "bridge_name": bridge,
+    }
+
+
+@dataclasses.dataclass
+class NetworkTarget:
+    network_id: str
+    network_type: str  # the network's (first) segment type after the rewrite
+    physical_network: str | None
+    mtu: int
+    old_mtu: int
+
+
+def overlay_mtu(cloud, mapping) -> int:
+    if mapping.overlay_mtu:
+        return mapping.overlay_mtu
+    underlay = mapping.underlay_mtu or cloud.ml2.path_mtu or cloud.ml2.global_physnet_mtu
+    ipv = mapping.overlay_ip_version or cloud.ml2.overlay_ip_version
+    return underlay - VXLAN_OVERHEAD[ipv]
+
+
+def _segments(cloud) -> list[dict]:
+    return cloud.rows(
+        "SELECT s.id, s.network_id, s.network_type, s.physical_network, s.segmentation_id, "
+        "s.segment_index, n.mtu FROM {neutron.networksegments} s "
+        "JOIN {neutron.networks} n ON n.id = s.network_id "
+        "ORDER BY s.network_id, s.segment_index, s.id")
+
+
+def _segment_targets(cloud, mapping, sp: StepPlan | None) -> tuple[list, dict[str,
+                                                                              NetworkTarget]]:
+    """(segment, (type, physnet, id), rule) for segments that change; and every network's
+    type/MTU after the rewrite (what nova's info caches must agree with)."""
+    segs = _segments(cloud)
+    mtu_overlay = overlay_mtu(cloud, mapping)
+    changing = []
+    nets: dict[str, NetworkTarget] = {}
+    for s in segs:
+        rule = mapping.segment_rule(s["network_id"], s["network_type"], s["physical_network"])
+        new = (s["network_type"], s["physical_network"], s["segmentation_id"])
+        if rule is not None:
+            t = rule.target
+            sid = t.segmentation_id if t.segmentation_id is not None else s["segmentation_id"]
+            new = (t.network_type, t.physical_network, sid)
+            if new != (s["network_type"], s["physical_network"], s["segmentation_id"]):
+                if new[2] is None and t.network_type != "flat":
+                    if sp is not None:
+                        sp.refuse("SEGMENT_NEEDS_ID", f"neutron.networksegments id={s['id']}",
+                                  f"{s['network_type']} segment of network {s['network_id']} "
+                                  f"has no id to keep: {mapping.path}:{rule.line} must give "
+                                  "one")
+                    continue
+                changing.append((s, new, rule))
+        if s["segment_index"] == 0 or s["network_id"] not in nets:
+            mtu = s["mtu"]
+            if new[0] == "vxlan" and s["network_type"] != "vxlan":
+                mtu = mtu_overlay
+            nets[s["network_id"]] = NetworkTarget(s["network_id"], new[0], new[1], mtu, s["mtu"])
+    return changing, nets
+
+
+def network_targets(cloud, mapping) -> dict[str, NetworkTarget]:
+    return _segment_targets(cloud, mapping, None)[1]
+
+
+def _in_range(cloud, t: tuple) -> bool:
+    kind, physnet, sid = t
+    if kind == "vlan":
+        return cloud.ml2.vlan_allowed(physnet, sid)
+    if kind == "vxlan":
+        return cloud.ml2.vni_allowed(sid)
+    return cloud.ml2.flat_allowed(physnet)
+
+
+def _ranges_text(cloud, t: tuple) -> str:
+    if t[0] == "vlan":
+        r = cloud.ml2.vlan_ranges.get(t[1])
+        if r is None:
+            return f"physical network {t[1]!r} is not in network_vlan_ranges"
+        return "allowed: " + ", ".join(f"{a}-{b}" for a, b in r)
+    if t[0] == "vxlan":
+        return "vni_ranges: " + (", ".join(f"{a}-{b}" for a, b in cloud.ml2.vni_ranges) or "none")
+    return "flat_networks: " + ", ".join(cloud.ml2.flat_networks)
+
+
+def _plan_segments(cloud, mapping, sp: StepPlan) -> dict[str, NetworkTarget]:
+    changing, nets = _segment_targets(cloud, mapping, sp)
+    all_segs = {s["id"]: s for s in _segments(cloud)}
+    known_nets = {s["network_id"] for s in all_segs.values()}
+    for rule in mapping.segments:
+        sel = rule.selector
+        if sel.network_id and sel.network_id not in known_nets:
+            sp.refuse("MAPPING_UNKNOWN_NETWORK", f"{mapping.path}:{rule.line}",
+                      f"network {sel.network_id} has no segment in neutron.networksegments")
+        elif not sel.network_id and not any(r is rule for _, _, r in changing):
+            sp.note("MAPPING_SEGMENT_UNUSED", f"{mapping.path}:{rule.line}",
+                    f"segment selector '{sel}' matches no segment that still needs a change")
+    changing_ids = {s["id"] for s, _, _ in changing}
+    in_use = {}
+    for s in all_segs.values():
+        if s["id"] not in changing_ids and s["segmentation_id"] is not None:
+            in_use[(s["network_type"], s["physical_network"], s["segmentation_id"])] = s
+    claimed: dict[tuple, dict] = {}
+    ok = []
+    for s, new, rule in changing:
+        subject = f"neutron.networksegments id={s['id']}"
+        if not _in_range(cloud, new):
+            sp.refuse("SEGMENT_ID_OUT_OF_RANGE", subject,
+                      f"{' '.join(str(x) for x in new if x is not None)} for network "
+                      f"{s['network_id']} ({mapping.path}:{rule.line}) is outside ml2's "
+                      f"ranges ({_ranges_text(cloud, new)})")
+            continue
+        if new[0] != "flat" and new in in_use:
+            other = in_use[new]
+            sp.refuse("SEGMENT_ID_TAKEN", subject,
+                      f"{' '.join(str(x) for x in new if x is not None)} for network "
+                      f"{s['network_id']} is already used by network {other['network_id']}")
+            continue
+        if new[0] != "flat" and new in claimed:
+            sp.refuse("SEGMENT_ID_DUPLICATE", subject,
+                      f"{' '.join(str(x) for x in new if x is not None)} would be given to "
+                      f"networks {claimed[new]['network_id']} and {s['network_id']} "
+                      f"({mapping.path}:{rule.line})")
+            continue
+        if new[0] == "flat" and any(k[0] == "flat" and k[1] == new[1] for k in in_use):
+            sp.refuse("SEGMENT_ID_TAKEN", subject, f"flat physical network {new[1]!r} is "
+                      "already used by another network")
+            continue
+        claimed[new] = s
+        ok.append((s, new))
+    if sp.refusals:
+        return nets
+    _plan_allocations(cloud, sp, ok)
+    for s, new in ok:
+        unit = f"network:{s['network_id']}"
+        sp.update("neutron", "networksegments", {"id": s["id"]},
+                  {"network_type": s["network_type"], "physical_network": s["physical_network"],
+                   "segmentation_id": s["segmentation_id"]},
+                  {"network_type": new[0], "physical_network": new[1],
+                   "segmentation_id": new[2] if new[0] != "flat" else None},
+                  unit, why="segment mapping")
+    done_nets = set()
+    for s, _new in ok:
+        n = nets[s["network_id"]]
+        if n.network_id in done_nets:
+            continue
+        done_nets.add(n.network_id)
+        sp.update("neutron", "networks", {"id": n.network_id}, {"mtu": n.old_mtu},
+                  {"mtu": n.mtu}, f"network:{n.network_id}",
+                  why="network becomes an overlay: MTU minus encapsulation")
+    return nets
+
+
+def _alloc_rows(cloud, table: str, where_cols: tuple, keys: list[tuple]) -> dict[tuple, dict]:
+    out: dict[tuple, dict] = {}
+    if not keys:
+        return out
+    queries = {  # fixed statements, one per allocation table
+        "ml2_vlan_allocations": "SELECT * FROM {neutron.ml2_vlan_allocations} "
+                                "WHERE (physical_network, vlan_id) IN %s",
+        "ml2_vxlan_allocations": "SELECT * FROM {neutron.ml2_vxlan_allocations} "
+                                 "WHERE vxlan_vni IN %s",
+        "ml2_flat_allocations": "SELECT * FROM {neutron.ml2_flat_allocations} "
+                                "WHERE physical_network IN %s",
+    }
+    for i in range(0, len(keys), 500):
+        chunk = keys[i:i + 500]
+        param = tuple(chunk) if len(where_cols) > 1 else tuple(k[0] for k in chunk)
+        for r in cloud.rows(queries[table], [param]):
+            out[tuple(r[c] for c in where_cols)] = r
+    return out
+
+
+def _plan_allocations(cloud, sp: StepPlan, ok: list) -> None:
+    vlan_keys, vxlan_keys, flat_keys = [], [], []
+    for s, new in ok:
+        for kind, physnet, sid in ((s["network_type"], s["physical_network"],
+                                    s["segmentation_id"]), new):
+            if kind == "vlan":
+                vlan_keys.append((physnet, sid))
+            elif kind == "vxlan":
+                vxlan_keys.append((sid,))
+            elif kind == "flat":
+                flat_keys.append((physnet,))
+    vlan = _alloc_rows(cloud, "ml2_vlan_allocations", ("physical_network", "vlan_id"), vlan_keys)
+    vxlan = _alloc_rows(cloud, "ml2_vxlan_allocations", ("vxlan_vni",), vxlan_keys)
+    flat = _alloc_rows(cloud, "ml2_flat_allocations", ("physical_network",), flat_keys)
+    for s, new in ok:
+        unit = f"network:{s['network_id']}"
+        old = (s["network_type"], s["physical_network"], s["segmentation_id"])
+        # release the old id
+        if old[0] == "vlan" and (old[1], old[2]) in vlan and vlan[(old[1], old[2])]["allocated"]:
+            sp.update("neutron", "ml2_vlan_allocations",
+                      {"physical_network": old[1], "vlan_id": old[2]}, {"allocated": 1},
+                      {"allocated": 0}, unit, why="old VLAN released")
+        elif old[0] == "vxlan" and (old[2],) in vxlan and vxlan[(old[2],)]["allocated"]:
+            sp.update("neutron", "ml2_vxlan_allocations", {"vxlan_vni": old[2]},
+                      {"allocated": 1}, {"allocated": 0}, unit, why="old VNI released")
+        elif old[0] == "flat" and (old[1],) in flat:
+            sp.delete("neutron", "ml2_flat_allocations", {"physical_network": old[1]}, unit,
+                      why="old flat network released")
+        # claim the new one
+        if new[0] == "vlan":
+            row = vlan.get((new[1], new[2]))
+            if row is None:
+                sp.insert("neutron", "ml2_vlan_allocations",
+                          {"physical_network": new[1], "vlan_id": new[2], "allocated": 1}, unit,
+                          why="new VLAN allocated")
+            elif not row["allocated"]:
+                sp.update("neutron", "ml2_vlan_allocations",
+                          {"physical_network": new[1], "vlan_id": new[2]}, {"allocated": 0},
+                          {"allocated": 1}, unit, why="new VLAN allocated")
+            else:
+                sp.refuse("SEGMENT_ID_TAKEN", f"neutron.ml2_vlan_allocations {new[1]}:{new[2]}",
+                          f"VLAN {new[2]} on {new[1]} is marked allocated without a segment")
+        elif new[0] == "vxlan":
+            row = vxlan.get((new[2],))
+            if row is None:
+                sp.insert("neutron", "ml2_vxlan_allocations",
+                          {"vxlan_vni": new[2], "allocated": 1}, unit, why="new VNI allocated")
+            elif not row["allocated"]:
+                sp.update("neutron", "ml2_vxlan_allocations", {"vxlan_vni": new[2]},
+                          {"allocated": 0}, {"allocated": 1}, unit, why="new VNI allocated")
+            elif old != new:
+                sp.refuse("SEGMENT_ID_TAKEN", f"neutron.ml2_vxlan_allocations {new[2]}",
+                          f"VNI {new[2]} is marked allocated without a segment")
+        elif new[0] == "flat" and (new[1],) not in flat:
+            sp.insert("neutron", "ml2_flat_allocations", {"physical_network": new[1]}, unit,
+                      why="new flat network allocated")
+
+
+def _plan_bindings(cloud, mapping, moves, nets: dict[str, NetworkTarget],
+                   sp: StepPlan) -> None:
+    hosts = dict(mapping.hosts)
+    old_hosts = sorted(set(hosts) | set(moves.host_map))
+    details = json.dumps(ovs_vif_details(mapping.firewall_driver, mapping.integration_bridge))
+    # an empty IN () is a syntax error: a host name nobody uses stands in for "none"
+    args = [VIF_TYPE_BRIDGE, tuple(old_hosts) or ("",)]
+    rows = cloud.rows(
+        "SELECT b.port_id, b.host, b.vif_type, b.vif_details, p.device_id "
+        "FROM {neutron.ml2_port_bindings} b "
+        "JOIN {neutron.ports} p ON p.id = b.port_id WHERE b.vif_type = %s OR b.host IN %s "
+        "ORDER BY b.port_id, b.host", args)
+    if not rows:
+        return
+    existing = set()
+    for r in cloud.rows("SELECT port_id, host FROM {neutron.ml2_port_bindings} "
+                        "WHERE port_id IN (SELECT b.port_id FROM "
+                        "{neutron.ml2_port_bindings} b WHERE b.vif_type = %s OR b.host IN %s)",
+                        args):
+        existing.add((r["port_id"], r["host"]))
+    new_host_of: dict[tuple[str, str], str] = {}
+    for r in rows:
+        new_host = r["host"]
+        if r["host"] in hosts:
+            new_host = hosts[r["host"]]
+        elif r["device_id"] in moves.port_hosts and r["host"] == moves.port_hosts[
+                r["device_id"]][0]:
+            new_host = moves.port_hosts[r["device_id"]][1]
+        if new_host != r["host"] and (r["port_id"], new_host) in existing:
+            sp.refuse("PORT_BINDING_CONFLICT", f"neutron.ml2_port_bindings port_id={r['port_id']}",
+                      f"port {r['port_id']} already has a binding on {new_host}; renaming its "
+                      f"binding on {r['host']} would break the primary key")
+            continue
+        after = {"host": new_host}
+        if r["vif_type"] == VIF_TYPE_BRIDGE:
+            after.update(vif_type=VIF_TYPE_OVS, vif_details=details)
+        unit = f"port:{r['port_id']}"
+        sp.update("neutron", "ml2_port_bindings", {"port_id": r["port_id"], "host": r["host"]},
+                  {"host": r["host"], "vif_type": r["vif_type"],
+                   "vif_details": r["vif_details"]}, after, unit,
+                  why="linuxbridge -> openvswitch" if "vif_type" in after else "host renamed")
+        new_host_of[(r["port_id"], r["host"])] = new_host
+    # binding levels follow their binding (same unit)
+    for r in cloud.rows("SELECT port_id, host, level, driver FROM "
+                        "{neutron.ml2_port_binding_levels} l WHERE l.driver = %s "
+                        "OR l.host IN %s ORDER BY port_id, host, level",
+                        ["linuxbridge", tuple(old_hosts) or ("",)]):
+        new_host = new_host_of.get((r["port_id"], r["host"]), r["host"])
+        if (r["port_id"], r["host"]) not in new_host_of and r["driver"] != "linuxbridge":
+            continue
+        after = {"host": new_host}
+        if r["driver"] == "linuxbridge":
+            after["driver"] = "openvswitch"
+        sp.update("neutron", "ml2_port_binding_levels",
+                  {"port_id": r["port_id"], "host": r["host"], "level": r["level"]},
+                  {"host": r["host"], "driver": r["driver"]}, after, f"port:{r['port_id']}",
+                  why="binding level follows its binding")
+
+
+def _plan_host_mappings(cloud, mapping, moves, sp: StepPlan) -> None:
+    renames = dict(mapping.hosts)
+    renames.update(moves.whole_host_map)
+    if not renames:
+        return
+    q = "SELECT segment_id, host FROM {neutron.segmenthostmappings} WHERE host IN %s"
+    rows = cloud.rows(q, [tuple(renames)])
+    present = {(r["segment_id"], r["host"]) for r in cloud.rows(q, [tuple(renames.values())])}
+    for r in rows:
+        new = renames[r["host"]]
+        unit = f"shm:{r['segment_id']}:{r['host']}"
+        if (r["segment_id"], new) in present:
+            sp.delete("neutron", "segmenthostmappings", {"segment_id": r["segment_id"],
+                                                         "host": r["host"]}, unit,
+                      why=f"{new} already mapped to this segment")
+        else:
+            sp.update("neutron", "segmenthostmappings", {"segment_id": r["segment_id"],
+                                                         "host": r["host"]},
+                      {"host": r["host"]}, {"host": new}, unit, why="host renamed")
+
+
+def _plan_agents(cloud, sp: StepPlan) -> None:
+    for r in cloud.rows("SELECT id, host FROM {neutron.agents} "
+                        "WHERE agent_type = %s ORDER BY host", [LINUXBRIDGE_AGENT]):
+        sp.delete("neutron", "agents", {"id": r["id"]}, f"agent:{r['id']}",
+                  why=f"stale linuxbridge agent on {r['host']}")
+
+
+def plan(cloud, mapping, moves) -> StepPlan:
+    sp = StepPlan("neutron")
+    nets = _plan_segments(cloud, mapping, sp)
+    _plan_bindings(cloud, mapping, moves, nets, sp)
+    _plan_host_mappings(cloud, mapping, moves, sp)
+    _plan_agents(cloud, sp)
+    return sp

@@ -1,0 +1,262 @@
+"""Nova step: where an instance is moved to a new compute host (``instances``
+host/node/launched_on/compute_id), its ``instance_info_caches.network_info``
+made consistent with its rewritten port bindings, ``nova_api.host_mappings``
+completed, and its placement allocations moved to the new resource provider.
+
+Rows with ``deleted != 0`` (nova marks them ``deleted = id``; its online
+migrations add a deleted placeholder instance) are never read or written.
+An instance that is not stopped is refused unless the caller forces it: nova
+would not expect its host to change under a running guest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+
+from pacestack.migrate import neutron
+from pacestack.migrate.plan import StepPlan
+
+NIC_NAME_LEN = 14  # nova.network.model.NIC_NAME_LEN: tap device names are cut here
+_INSTANCES = ("SELECT id, uuid, host, node, compute_id, launched_on, vm_state, task_state "
+              "FROM {nova.instances} WHERE deleted = 0 ")
+_HOST_MAPPING = "SELECT id, cell_id FROM {nova_api.host_mappings} WHERE host = %s"
+
+
+@dataclasses.dataclass
+class Move:
+    uuid: str
+    instance_id: int
+    old_host: str
+    old_node: str | None
+    old_compute_id: int | None
+    launched_on: str | None
+    new_host: str
+    new_node: str
+    line: int
+
+
+@dataclasses.dataclass
+class Moves:
+    """Which instances move where; computed once, shared by the nova, neutron and
+    cinder steps so that bindings and attachments follow their instance."""
+
+    moving: dict[str, Move] = dataclasses.field(default_factory=dict)
+    # instance uuid -> (old host or None for "any", new host): moving now or already moved
+    instance_hosts: dict[str, tuple[str | None, str]] = dataclasses.field(default_factory=dict)
+    host_map: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
+    refusals: list = dataclasses.field(default_factory=list)
+    compute_nodes: dict[tuple[str, str], dict] = dataclasses.field(default_factory=dict)
+
+    @property
+    def whole_host_map(self) -> dict[str, str]:
+        return {old: new for old, (new, _node) in self.host_map.items()}
+
+    # neutron's name for the same thing: device_id of a port is the instance uuid
+    @property
+    def port_hosts(self) -> dict[str, tuple[str | None, str]]:
+        return self.instance_hosts
+
+    def only_done(self) -> Moves:
+        """Without the nova step, only instances already moved take their ports along."""
+        done = {u: h for u, h in self.instance_hosts.items() if u not in self.moving}
+        return Moves({}, done, {}, [], self.compute_nodes)
+
+
+def _compute_node(cloud, host: str, node: str) -> dict | None:
+    rows = cloud.rows("SELECT id, uuid, host, hypervisor_hostname FROM "
+                      "{nova.compute_nodes} WHERE host = %s AND "
+                      "hypervisor_hostname = %s AND deleted = 0", [host, node])
+    return rows[0] if rows else None
+
+
+def instance_moves(cloud, mapping, force: bool = False) -> Moves:
+    from pacestack import findings
+
+    mv = Moves()
+    known_hosts = {r["host"] for r in cloud.rows(
+        "SELECT DISTINCT host FROM {nova.services} WHERE deleted = 0")}
+    for rule in mapping.computes:
+        where = f"{mapping.path}:{rule.line}"
+        node = _compute_node(cloud, rule.new_host, rule.new_node)
+        if node is None:
+            mv.refusals.append(findings.error(
+                "NEW_COMPUTE_NOT_REGISTERED", where,
+                f"no compute node {rule.new_host}/{rule.new_node} in nova.compute_nodes: "
+                f"start nova-compute on {rule.new_host} and run cell_v2 discover_hosts first"))
+            continue
+        mv.compute_nodes[(rule.new_host, rule.new_node)] = node
+        if rule.old_host:
+            rows = cloud.rows(_INSTANCES + "AND host = %s ORDER BY id", [rule.old_host])
+            if rule.old_host not in known_hosts and not rows:
+                moved = cloud.rows(_INSTANCES + "AND host = %s", [rule.new_host])
+                if not moved:
+                    mv.refusals.append(findings.error(
+                        "MAPPING_UNKNOWN_HOST", where,
+                        f"no nova service or instance on compute host {rule.old_host!r}"))
+                    continue
+            mv.host_map[rule.old_host] = (rule.new_host, rule.new_node)
+            # instances moved by an earlier (interrupted) run still take their ports along
+            for r in cloud.rows(_INSTANCES + "AND host = %s", [rule.new_host]):
+                mv.instance_hosts.setdefault(r["uuid"], (rule.old_host, rule.new_host))
+        else:
+            rows = cloud.rows(_INSTANCES + "AND uuid = %s", [rule.instance_uuid])
+            if not rows:
+                mv.refusals.append(findings.error(
+                    "MAPPING_UNKNOWN_INSTANCE", where,
+                    f"no live instance {rule.instance_uuid} in nova.instances"))
+                continue
+            if rows[0]["host"] == rule.new_host:
+                mv.instance_hosts[rows[0]["uuid"]] = (None, rule.new_host)
+                continue
+        for r in rows:
+            if r["host"] == rule.new_host:
+                continue
+            if not force and (r["vm_state"] != "stopped" or r["task_state"]):
+                mv.refusals.append(findings.error(
+                    "INSTANCE_NOT_STOPPED", f"nova.instances uuid={r['uuid']}",
+                    f"instance {r['uuid']} on {r['host']} is {r['vm_state']}"
+                    f"{'/' + r['task_state'] if r['task_state'] else ''}, not stopped: stop it "
+                    "or pass --force"))
+                continue
+            mv.moving[r["uuid"]] = Move(r["uuid"], r["id"], r["host"], r["node"],
+                                        r["compute_id"], r["launched_on"], rule.new_host,
+                                        rule.new_node, rule.line)
+            mv.instance_hosts[r["uuid"]] = (r["host"], rule.new_host)
+    return mv
+
+
+def rewrite_vif(vif: dict, target: neutron.NetworkTarget | None, details: dict,
+                bridge: str) -> dict:
+    """One network_info VIF as nova builds it for an ovs-bound port."""
+    vif = json.loads(json.dumps(vif))  # deep copy
+    if vif.get("type") == neutron.VIF_TYPE_BRIDGE:
+        vif["type"] = neutron.VIF_TYPE_OVS
+        vif["details"] = dict(details)
+        vif["ovs_interfaceid"] = vif.get("id")
+        vif["devname"] = ("tap" + str(vif.get("id", "")))[:NIC_NAME_LEN]
+        net = vif.setdefault("network", {})
+        net["bridge"] = bridge[:NIC_NAME_LEN]
+        net.pop("should_create_bridge", None)
+    if target is not None:
+        meta = vif.setdefault("network", {}).setdefault("meta", {})
+        meta["mtu"] = target.mtu
+        meta["tunneled"] = target.network_type == "vxlan"
+        meta["physical_network"] = target.physical_network
+    return vif
+
+
+def _plan_info_caches(cloud, mapping, nets, sp: StepPlan) -> None:
+    details = neutron.ovs_vif_details(mapping.firewall_driver, mapping.integration_bridge)
+    rows = cloud.rows(
+        "SELECT c.id, c.instance_uuid, c.network_info FROM "
+        "{nova.instance_info_caches} c JOIN {nova.instances} i "
+        "ON i.uuid = c.instance_uuid WHERE c.deleted = 0 AND i.deleted = 0 ORDER BY c.id")
+    for r in rows:
+        if not r["network_info"]:
+            continue
+        try:
+            vifs = json.loads(r["network_info"])
+            if not isinstance(vifs, list):
+                raise ValueError
+        except ValueError:
+            sp.note("INFO_CACHE_UNREADABLE", f"nova.instance_info_caches id={r['id']}",
+                    f"network_info of instance {r['instance_uuid']} is not a JSON list: left "
+                    "alone (nova rebuilds it on the next refresh)")
+            continue
+        new = []
+        for vif in vifs:
+            if not isinstance(vif, dict):
+                new.append(vif)
+                continue
+            net_id = (vif.get("network") or {}).get("id")
+            new.append(rewrite_vif(vif, nets.get(net_id), details, mapping.integration_bridge))
+        if new != vifs:
+            sp.update("nova", "instance_info_caches", {"id": r["id"]},
+                      {"network_info": r["network_info"]}, {"network_info": json.dumps(new)},
+                      f"instance:{r['instance_uuid']}",
+                      why="VIFs consistent with their ovs bindings")
+
+
+def _plan_host_mappings(cloud, moves: Moves, sp: StepPlan) -> None:
+    new_hosts = sorted({m.new_host for m in moves.moving.values()})
+    for host in new_hosts:
+        if cloud.rows(_HOST_MAPPING, [host]):
+            continue
+        olds = sorted({m.old_host for m in moves.moving.values() if m.new_host == host})
+        cell = cloud.rows(_HOST_MAPPING, [olds[0]])
+        if not cell:
+            sp.refuse("HOST_MAPPING_MISSING", f"nova_api.host_mappings host={host}",
+                      f"neither {host} nor {olds[0]} has a host mapping: run "
+                      "nova-manage cell_v2 discover_hosts")
+            continue
+        now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None, microsecond=0)
+        sp.insert("nova_api", "host_mappings",
+                  {"host": host, "cell_id": cell[0]["cell_id"], "created_at": now},
+                  f"host-mapping:{host}", why="new compute host mapped to its cell")
+
+
+def _provider_ids(cloud, uuids: list[str]) -> dict[str, int]:
+    if not uuids:
+        return {}
+    return {r["uuid"]: r["id"] for r in cloud.rows(
+        "SELECT id, uuid FROM {placement.resource_providers} WHERE uuid IN %s", [tuple(uuids)])}
+
+
+def _plan_moves(cloud, moves: Moves, sp: StepPlan) -> None:
+    if not moves.moving:
+        return
+    old_ids = sorted({m.old_compute_id for m in moves.moving.values() if m.old_compute_id})
+    old_nodes = {}
+    if old_ids:
+        old_nodes = {r["id"]: r for r in cloud.rows(
+            "SELECT id, uuid FROM {nova.compute_nodes} WHERE id IN %s", [tuple(old_ids)])}
+    # an instance without compute_id: find its old node by host/node name
+    by_name = {}
+    for m in moves.moving.values():
+        if m.old_compute_id is None and (m.old_host, m.old_node) not in by_name:
+            by_name[(m.old_host, m.old_node)] = _compute_node(cloud, m.old_host, m.old_node or "")
+    rp_uuids = [n["uuid"] for n in old_nodes.values()] + \
+        [n["uuid"] for n in by_name.values() if n] + \
+        [n["uuid"] for n in moves.compute_nodes.values()]
+    rp = _provider_ids(cloud, rp_uuids)
+    uuids = sorted(moves.moving)
+    allocs: dict[str, list[dict]] = {}
+    for i in range(0, len(uuids), 1000):
+        chunk = uuids[i:i + 1000]
+        for a in cloud.rows("SELECT id, consumer_id, resource_provider_id FROM "
+                            "{placement.allocations} WHERE consumer_id IN %s", [tuple(chunk)]):
+            allocs.setdefault(a["consumer_id"], []).append(a)
+    for u in uuids:
+        m = moves.moving[u]
+        node = moves.compute_nodes[(m.new_host, m.new_node)]
+        unit = f"instance:{u}"
+        new_rp = rp.get(node["uuid"])
+        old_node = old_nodes.get(m.old_compute_id) if m.old_compute_id else \
+            by_name.get((m.old_host, m.old_node))
+        old_rp = rp.get(old_node["uuid"]) if old_node else None
+        if allocs.get(u) and new_rp is None:
+            sp.refuse("NEW_PROVIDER_MISSING", f"placement.resource_providers uuid={node['uuid']}",
+                      f"compute node {m.new_host} has no resource provider in placement")
+            continue
+        sp.update("nova", "instances", {"id": m.instance_id},
+                  {"host": m.old_host, "node": m.old_node, "launched_on": m.launched_on,
+                   "compute_id": m.old_compute_id},
+                  {"host": m.new_host, "node": m.new_node, "launched_on": m.new_host,
+                   "compute_id": node["id"]}, unit, why=f"moved to {m.new_host}")
+        for a in allocs.get(u, []):
+            if old_rp is not None and a["resource_provider_id"] == old_rp:
+                sp.update("placement", "allocations", {"id": a["id"]},
+                          {"resource_provider_id": old_rp}, {"resource_provider_id": new_rp},
+                          unit, why="allocation follows its instance")
+
+
+def plan(cloud, mapping, moves: Moves) -> StepPlan:
+    sp = StepPlan("nova")
+    sp.refusals.extend(moves.refusals)
+    nets = neutron.network_targets(cloud, mapping)
+    _plan_moves(cloud, moves, sp)
+    _plan_info_caches(cloud, mapping, nets, sp)
+    _plan_host_mappings(cloud, moves, sp)
+    return sp

@@ -1,0 +1,43 @@
+"""oslo.config options of ``pacestack migrate`` (namespace ``pacestack.migrate``)."""
+
+from __future__ import annotations
+
+from oslo_config import cfg
+
+migrate_group = cfg.OptGroup(
+    "migrate",
+    title="Database rewrites of the cutover",
+    help="How `pacestack migrate` reaches the new cloud's databases, journals its "
+    "changes and checks the result.",
+)
+
+migrate_opts = [
+    cfg.StrOpt("connection", secret=True,
+               help="URL of a database user with rights on every service database and the "
+               "journal database (mysql+pymysql://root:PW@controller.domain/). Unset: the "
+               "services' own URLs are used; they must then name one server and one user."),
+    cfg.StrOpt("journal_database", default="pacestack",
+               help="Database on the same server that holds runs and before-images."),
+    cfg.IntOpt("batch_size", default=2000, min=1, max=100000,
+               help="Rows changed per transaction."),
+    cfg.StrOpt("mapping_file", default="/etc/pacestack/migrate-mapping.conf",
+               help="The mapping file (docs/migrate-mapping.md)."),
+    cfg.StrOpt("openstack_bin_dir", default="/usr/bin",
+               help="Where neutron-status, cinder-status, nova-status and placement-status "
+               "are installed (a venv's bin/ on venv installs)."),
+    cfg.StrOpt("openstack_python", default="/usr/bin/python3",
+               help="Python interpreter that imports nova; verify reads rows back through "
+               "nova's own objects with it."),
+    cfg.IntOpt("status_check_timeout", default=300, min=10,
+               help="Seconds allowed for each upstream `*-status upgrade check`."),
+]
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    if "migrate" not in conf:
+        conf.register_group(migrate_group)
+    conf.register_opts(migrate_opts, group=migrate_group)
+
+
+def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:
+    return [(migrate_group, migrate_opts)]

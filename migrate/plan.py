@@ -1,0 +1,161 @@
+"""A plan: a plain list of per-row changes, with before/after values, counts and
+refusals per step. Building a plan only reads; nothing here writes.
+
+A Change belongs to a *unit*: the changes that must commit together for the
+data to stay consistent (one instance with its info cache and allocations, one
+network with its segment, allocations and MTU). apply never splits a unit
+across transactions, so re-planning after a crash finds either all or none of
+a unit's changes still to do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from typing import Any
+
+from pacestack.migrate import tables
+
+from pacestack import findings
+from pacestack.findings import Finding
+
+STEPS = ("keystone", "neutron", "cinder", "nova")
+
+
+@dataclasses.dataclass
+class Change:
+    step: str
+    db: str  # logical service database (tables.SERVICE_DATABASES)
+    table: str
+    op: str  # "update" | "insert" | "delete"
+    key: dict[str, Any]  # primary key of the row as it is now (insert: as it will be)
+    before: dict[str, Any]  # changed columns' current values (delete: {}; insert: {})
+    after: dict[str, Any]  # changed columns' new values (insert: the whole row)
+    unit: str
+    why: str = ""
+
+    def __post_init__(self) -> None:
+        if (self.db, self.table) not in tables.TABLES:
+            raise ValueError(f"{self.db}.{self.table} is not whitelisted")
+        tables.check_columns(self.db, self.table, list(self.key) + list(self.after))
+
+    @property
+    def new_key(self) -> dict[str, Any]:
+        return {k: self.after.get(k, v) for k, v in self.key.items()}
+
+    def signature(self) -> tuple:
+        """Changes with one signature are applied by one set-based statement."""
+        return (tables.ORDER[(self.db, self.table)], self.db, self.table, self.op,
+                tuple(sorted(self.after)))
+
+    def to_dict(self) -> dict:
+        return {"step": self.step, "table": f"{self.db}.{self.table}", "op": self.op,
+                "key": self.key, "before": self.before, "after": self.after,
+                "unit": self.unit, "why": self.why}
+
+
+@dataclasses.dataclass
+class StepPlan:
+    step: str
+    changes: list[Change] = dataclasses.field(default_factory=list)
+    refusals: list[Finding] = dataclasses.field(default_factory=list)
+    notes: list[Finding] = dataclasses.field(default_factory=list)
+
+    def refuse(self, code: str, subject: str, message: str) -> None:
+        self.refusals.append(findings.error(code, subject, message))
+
+    def note(self, code: str, subject: str, message: str) -> None:
+        self.notes.append(findings.warning(code, subject, message))
+
+    def update(self, db: str, table: str, key: dict, before: dict, after: dict, unit: str,
+               why: str = "") -> None:
+        """Record an update of only the columns whose value really changes."""
+        changed = [c for c in after if before.get(c) != after[c]]
+        if changed:
+            self.changes.append(Change(self.step, db, table, "update", key,
+                                       {c: before.get(c) for c in changed},
+                                       {c: after[c] for c in changed}, unit, why))
+
+    def insert(self, db: str, table: str, row: dict, unit: str, why: str = "") -> None:
+        key = {c: row[c] for c in tables.pk(db, table) if c in row}
+        self.changes.append(Change(self.step, db, table, "insert", key, {}, row, unit, why))
+
+    def delete(self, db: str, table: str, key: dict, unit: str, why: str = "") -> None:
+        self.changes.append(Change(self.step, db, table, "delete", key, {}, {}, unit, why))
+
+    def counts(self) -> dict[str, int]:
+        c = Counter(f"{ch.db}.{ch.table} {ch.op}" for ch in self.changes)
+        return dict(sorted(c.items()))
+
+    def to_dict(self, with_changes: bool = True) -> dict:
+        out = {"step": self.step, "changes_total": len(self.changes), "counts": self.counts(),
+               "refusals": self.refusals, "notes": self.notes}
+        if with_changes:
+            out["changes"] = self.changes
+        return out
+
+
+@dataclasses.dataclass
+class Plan:
+    steps: list[StepPlan]
+    mapping_path: str = ""
+    general: list[Finding] = dataclasses.field(default_factory=list)  # refusals of no step
+
+    @property
+    def changes(self) -> list[Change]:
+        return [c for s in self.steps for c in s.changes]
+
+    @property
+    def refusals(self) -> list[Finding]:
+        return self.general + [r for s in self.steps for r in s.refusals]
+
+    def step(self, name: str) -> StepPlan:
+        for s in self.steps:
+            if s.step == name:
+                return s
+        raise KeyError(name)
+
+    def tables(self) -> list[tuple[str, str]]:
+        return sorted({(c.db, c.table) for c in self.changes}, key=lambda k: tables.ORDER[k])
+
+    def to_dict(self, with_changes: bool = True) -> dict:
+        return {"mapping": self.mapping_path, "ok": not self.refusals,
+                "changes_total": len(self.changes), "refusals": self.general,
+                "steps": [s.to_dict(with_changes) for s in self.steps]}
+
+
+def known_hosts(cloud) -> set[str]:
+    """Every host name a service, agent, binding or volume of the cloud uses."""
+    from pacestack.migrate.cinder import split_host
+
+    out: set[str] = set()
+    for sql in ("SELECT DISTINCT host FROM {neutron.agents}",
+                "SELECT DISTINCT host FROM {neutron.ml2_port_bindings}",
+                "SELECT DISTINCT host FROM {cinder.services} WHERE deleted = 0",
+                "SELECT DISTINCT host FROM {cinder.volumes} WHERE deleted = 0",
+                "SELECT DISTINCT host FROM {nova.services} WHERE deleted = 0"):
+        out.update(split_host(r["host"])[0] for r in cloud.rows(sql) if r["host"])
+    return out
+
+
+def build(cloud, mapping, only: list[str] | None = None, force: bool = False) -> Plan:
+    """Read the cloud and compute every step's changes; writes nothing."""
+    from pacestack.migrate import cinder, keystone, neutron, nova
+
+    wanted = only or list(STEPS)
+    builders = {"keystone": keystone.plan, "neutron": neutron.plan,
+                "cinder": cinder.plan, "nova": nova.plan}
+    general: list[Finding] = []
+    if mapping.hosts and ({"neutron", "cinder"} & set(wanted)):
+        present = known_hosts(cloud)
+        for old, new in mapping.hosts.items():
+            if old not in present and new not in present:
+                general.append(findings.error(
+                    "MAPPING_UNKNOWN_HOST", f"{mapping.path}:{mapping.lines.get('hosts ' + old)}",
+                    f"no service, agent, port binding or volume uses host {old!r}"))
+    # nova's instance moves decide which port bindings and attachments follow: compute once
+    moves = nova.instance_moves(cloud, mapping, force=force)
+    shared = moves if "nova" in wanted else moves.only_done()
+    steps = [builders[name](cloud, mapping, moves if name == "nova" else shared)
+             for name in STEPS if name in wanted]
+    return Plan(steps, mapping.path, general)
