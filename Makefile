@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 export PACESTACK_CACHE ?= /var/cache/pacestack
 
 .PHONY: all system venv lint test test-fast demo bench clean
+.PHONY: deb rpm packages
 
 all: venv
 
@@ -32,6 +33,17 @@ test-fast: venv
 
 demo: system venv
 	$(PY) -m pacestack.demo
+
+# Distribution packages into dist/, built from a clean export of the last commit
+# (git archive HEAD, never the working tree), reproducible: SOURCE_DATE_EPOCH is
+# that commit's time. PACKAGE_REF=<commit> builds another commit.
+deb: system
+	packaging/build.sh deb
+
+rpm: system
+	packaging/build.sh rpm
+
+packages: deb rpm
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
