@@ -153,16 +153,15 @@ class LabCluster:
                 "dir": str(self.dir), "subnet": self.subnet, "created": time.time(),
                 # names first (inode None): a crash mid-creation still gets them removed
                 "netns": {}, "holders": {}, "mounts": [],
+                # enough to attach() from another process (the lab CLI)
+                "nodes": self._node_names, "arbitrator": self._arbitrator_name,
+                "token_ms": self.token_ms, "kept": False, "cut": [],
             }
             self.dir.mkdir(parents=True, mode=0o755)
             (self.dir / state.MARKER).write_text(self.run_id + "\n", encoding="utf-8")
             state.save(self._record, self.registry)
 
-        hosts = self._node_names + ([self._arbitrator_name] if self._arbitrator_name else [])
-        for i, name in enumerate(hosts, start=1):
-            self._hosts[name] = Node(name, self.address(i), NodeRoot(self.dir / name),
-                                     f"pslab-{self.run_id}-{name}",
-                                     cluster_member=name in self._node_names)
+        self._make_hosts()
         hosts_file = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n" + \
             "".join(f"{n.address}\t{n.name}\n" for n in self._hosts.values())
         conf = corosync.corosync_conf(self.cluster_name,
@@ -188,6 +187,65 @@ class LabCluster:
             netns.plug(self.switch_netns, self._port(node.name), node.netns,
                        f"{node.address}/24")
 
+    def _make_hosts(self) -> None:
+        hosts = self._node_names + ([self._arbitrator_name] if self._arbitrator_name else [])
+        for i, name in enumerate(hosts, start=1):
+            self._hosts[name] = Node(name, self.address(i), NodeRoot(self.dir / name),
+                                     f"pslab-{self.run_id}-{name}",
+                                     cluster_member=name in self._node_names)
+
+    # ---- a lab that outlives its process (pacestack lab up / down) -------------
+    def detach(self) -> str:
+        """Keep this lab after the current process exits (cleanup_stale leaves it
+        alone while its namespaces exist); find it again with attach(run_id)."""
+        rec = self._need_record()
+        rec["kept"] = True
+        state.save(rec, self.registry)
+        return self.run_id
+
+    @classmethod
+    def attach(cls, run_id: str, registry: str | os.PathLike | None = None) -> LabCluster:
+        """The LabCluster of a running (detached) lab, from its state file."""
+        reg = Path(registry) if registry else state.REGISTRY
+        path = state.state_path(run_id, reg)
+        try:
+            rec = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise LabError(f"no lab run {run_id!r} in {reg}: {exc}") from None
+        lab = cls(run_id=rec["run_id"], nodes=rec["nodes"], arbitrator=rec["arbitrator"],
+                  base_dir=Path(rec["dir"]).parent, token_ms=rec["token_ms"], registry=reg)
+        lab.subnet, lab._record, lab._cut = rec["subnet"], rec, set(rec.get("cut", []))
+        lab._make_hosts()
+        for name, holder in rec["holders"].items():
+            if name in lab._hosts and state.same_process(holder.get("reaper")):
+                lab._hosts[name].reaper_pid = holder["reaper"][0]
+        return lab
+
+    @staticmethod
+    def list_runs(registry: str | os.PathLike | None = None) -> list[dict]:
+        """The state records of every registered lab run on this machine."""
+        return state.load_all(Path(registry) if registry else state.REGISTRY)
+
+    def describe(self) -> dict:
+        """The lab as data (for `pacestack lab status`): hosts, addresses, who is up."""
+        hosts = []
+        for node in self._hosts.values():
+            view = node.status() if node.booted and node.cluster_member else None
+            hosts.append({"name": node.name, "address": node.address,
+                          "role": "node" if node.cluster_member else "arbitrator",
+                          "booted": node.booted, "pid1": node.reaper_pid,
+                          "link": "cut" if node.name in self._cut else "up",
+                          "online": bool(view and view.online.get(node.name)),
+                          "dc": view.dc if view else None})
+        return {"run_id": self.run_id, "cluster_name": self.cluster_name,
+                "network": self.network if self.subnet else None, "dir": str(self.dir),
+                "kept": bool(self._record and self._record.get("kept")), "hosts": hosts}
+
+    def _need_record(self) -> dict:
+        if self._record is None:
+            raise LabError(f"lab {self.run_id} is not running")
+        return self._record
+
     def _port(self, name: str) -> str:
         return f"p{list(self._hosts).index(name) + 1}"
 
@@ -199,10 +257,10 @@ class LabCluster:
         spec_path.write_text(json.dumps(spec), encoding="utf-8")
         holder, reaper = netns.boot_holder(node.netns, spec_path, node.root.boot_dir / "boot.log")
         node.holder, node.reaper_pid = holder, reaper
-        assert self._record is not None
-        self._record["holders"][node.name] = {"holder": state.pid_record(holder.pid),
-                                              "reaper": state.pid_record(reaper)}
-        state.save(self._record, self.registry)
+        rec = self._need_record()
+        rec["holders"][node.name] = {"holder": state.pid_record(holder.pid),
+                                     "reaper": state.pid_record(reaper)}
+        state.save(rec, self.registry)
 
     def _start_stack(self, members: Iterable[Node], timeout: float = 20) -> None:
         members = list(members)
@@ -257,16 +315,16 @@ class LabCluster:
         node = self.node(name)
         if not node.booted:
             raise LabError(f"{name} is already down")
-        assert self._record is not None
+        rec = self._need_record()
         victims = node.pids()
-        state.kill_host(self._record["holders"].get(name, {}))
+        state.kill_host(rec["holders"].get(name, {}))
         for pid in victims:
             proc.wait_for(lambda p=pid: not proc.is_alive(p), 10)
         if node.holder is not None:
             node.holder.wait(10)
         node.holder, node.reaper_pid = None, None
-        self._record["holders"].pop(name, None)
-        state.save(self._record, self.registry)
+        rec["holders"].pop(name, None)
+        state.save(rec, self.registry)
         nodes.reset_run(node.root)
 
     def restart(self, name: str, wait: bool = True, timeout: float = 60) -> float:
@@ -290,6 +348,7 @@ class LabCluster:
         self.node(name)
         netns.set_port(self.switch_netns, self._port(name), up=False)
         self._cut.add(name)
+        self._save_cut()
 
     def restore_link(self, name: str | None = None) -> None:
         """Plug a host back in (default: every unplugged host)."""
@@ -297,6 +356,12 @@ class LabCluster:
             self.node(host)
             netns.set_port(self.switch_netns, self._port(host), up=True)
             self._cut.discard(host)
+        self._save_cut()
+
+    def _save_cut(self) -> None:
+        rec = self._need_record()
+        rec["cut"] = sorted(self._cut)
+        state.save(rec, self.registry)
 
     # ---- teardown ------------------------------------------------------------
     def pids(self) -> list[int]:
@@ -321,7 +386,8 @@ class LabCluster:
         if self._record is None:
             return
         t0 = time.monotonic()
-        problems = state.teardown(self._record, self.registry)
+        with state.registry_lock(self.registry):
+            problems = state.teardown(self._record, self.registry)
         for node in self._hosts.values():
             if node.holder is not None:
                 try:

@@ -78,6 +78,13 @@ def same_process(rec: list[int] | None) -> bool:
 
 
 def owner_alive(record: dict) -> bool:
+    """Is the run still wanted? A run belongs to its owner process, unless it was
+    detached (kept, as ``pacestack lab up`` does): that one lives until destroyed
+    or until its namespaces are gone (the machine rebooted)."""
+    if record.get("kept"):
+        return any(ino and (netns.NETNS_DIR / name).exists()
+                   and netns.netns_inode(name) == ino
+                   for name, ino in record.get("netns", {}).items())
     return same_process(record.get("owner"))
 
 
@@ -113,7 +120,9 @@ def teardown(record: dict, registry: Path = REGISTRY, timeout: float = 10.0) -> 
             problems.append(f"process {pid} did not end")
     for name, ino in record.get("netns", {}).items():
         path = netns.NETNS_DIR / name
-        if path.exists() and os.stat(path).st_ino == ino:
+        # ino None: the owner died between `ip netns add` and recording the inode;
+        # the name carries the run's random id, so it is still this run's.
+        if path.exists() and ino in (None, os.stat(path).st_ino):
             try:
                 netns.netns_delete(name)
             except netns.LabError as exc:

@@ -92,6 +92,41 @@ c, _ = s.accept()
 c.sendall(("hello from " + socket.gethostname()).encode())
 """
 
+def test_cleanup_stale_checks_start_times_and_owner(tmp_path):
+    """A dead owner's run is removed; a live PID with another start time is never hit."""
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    dead = subprocess.Popen(["true"])
+    dead_owner = state.pid_record(dead.pid)
+    dead.wait()
+    bystander = subprocess.Popen(["sleep", "60"])
+    run_id = "t" + os.urandom(4).hex()
+    name = f"pslab-{run_id}-x"
+    try:
+        started = proc.start_time(bystander.pid)
+        run_dir = tmp_path / run_id
+        run_dir.mkdir()
+        (run_dir / state.MARKER).write_text(run_id + "\n")
+        subprocess.run(["ip", "netns", "add", name], check=True)
+        record = {"run_id": run_id, "owner": dead_owner, "dir": str(run_dir),
+                  "netns": {name: None},  # died before the inode was recorded
+                  "holders": {"x": {"reaper": [bystander.pid, started + 1]}}}
+        state.save(record, registry)
+        live = dict(record, run_id="live", owner=state.pid_record(os.getpid()), netns={},
+                    holders={}, dir=str(tmp_path / "nope"))
+        state.save(live, registry)
+
+        assert cleanup_stale(registry) == [run_id]
+        assert proc.is_alive(bystander.pid)  # recycled-PID case: left alone
+        assert name not in netns_list() and not run_dir.exists()
+        assert [r["run_id"] for r in state.load_all(registry)] == ["live"]
+    finally:
+        bystander.kill()
+        bystander.wait()
+        if name in netns_list():
+            subprocess.run(["ip", "netns", "delete", name], check=False)
+
+
 # ---- the real cluster --------------------------------------------------------
 
 @slow
@@ -124,6 +159,29 @@ def test_nodes_are_isolated_hosts(lab_cluster):
                    "(sys.argv[1], 7777), 5).recv(64).decode())", c2_address])
     assert got.stdout.strip() == "hello from controller02"
     server.wait(10)
+
+
+_ATTACH = """
+import json, sys
+from pacestack.cluster.lab import LabCluster
+lab = LabCluster.attach(sys.argv[1])
+lab.crash("controller02")
+print(json.dumps(lab.describe()))
+"""
+
+
+@slow
+def test_a_detached_lab_is_kept_and_driven_from_another_process(lab_cluster):
+    run_id = lab_cluster.detach()
+    assert run_id not in cleanup_stale()
+    out = subprocess.run([sys.executable, "-c", _ATTACH, run_id], capture_output=True,
+                         text=True, timeout=60, check=True)
+    desc = json.loads(out.stdout)
+    hosts = {h["name"]: h for h in desc["hosts"]}
+    assert desc["network"] == lab_cluster.network and desc["kept"] is True
+    assert hosts["controller02"]["booted"] is False
+    assert hosts["controller01"]["online"] is True and hosts["arbitrator"]["booted"] is True
+    lab_cluster.wait_offline("controller02", observer="controller01")
 
 
 @slow
@@ -219,7 +277,7 @@ def test_two_runs_coexist_and_a_dead_runs_leftovers_are_cleaned(lab_cluster):
     assert all(state.same_process(list(p)) for p in stale_pids)  # its nodes still run
     assert set(record["netns"]) <= set(netns_list())
 
-    assert cleanup_stale() == [stale_id]  # ours has a live owner: untouched
+    assert stale_id in cleanup_stale()  # ours has a live owner: untouched
     assert not any(state.same_process(list(p)) for p in stale_pids)
     assert not set(record["netns"]) & set(netns_list())
     assert not os.path.exists(record["dir"]) and not state.state_path(stale_id).exists()
