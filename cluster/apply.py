@@ -1,0 +1,163 @@
+"""Apply a plan: pcs -f on a copy of the CIB, crm_verify, then one write or push.
+
+Nothing reaches the target (the CIB file or the live cluster) unless every pcs
+command succeeded and crm_verify accepts the result; a second apply of the same
+description plans nothing and writes nothing. corosync.conf is written offline
+by ``pcs cluster setup --corosync_conf``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shlex
+import subprocess
+import tempfile
+import time
+
+from pacestack.cluster import cib, pcsrun, plan
+from pacestack.cluster.description import Description
+
+from pacestack.errors import ConfigError, RuntimeFailure
+
+LIVE = "live cluster"
+
+
+@dataclasses.dataclass
+class ApplyResult:
+    target: str  # the CIB file, or LIVE
+    steps: list[plan.Step]
+    changed: bool
+    corosync_conf: str | None = None
+    corosync_changed: bool = False
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _origin(desc: Description, step: plan.Step) -> str:
+    r = desc.resource(step.target)
+    if r is not None:
+        return f"{r.origin}: [resource:{r.name}]"
+    if step.target == desc.vip.resource:
+        return f"{desc.sources[-1] if desc.sources else 'description'}: [vip]"
+    if any(f.name == step.target for f in desc.fencing):
+        return f"{desc.sources[-1] if desc.sources else 'description'}: [fencing:{step.target}]"
+    return step.target
+
+
+def run_steps(desc: Description, cib_path: str, steps: list[plan.Step],
+              runner: str = "batch") -> None:
+    """Run the steps on ``cib_path`` (a scratch copy); raise on the first refusal."""
+    commands = [s.argv for s in steps]
+    run = pcsrun.run_batch if runner == "batch" else pcsrun.run_one_by_one
+    results = run(cib_path, commands)
+    for step, res in zip(steps, results, strict=False):
+        if res.rc != 0:
+            # pcs refuses what the description asked for: the operator fixes the file
+            raise ConfigError(f"{_origin(desc, step)}: pcs refused "
+                              f"`pcs {shlex.join(step.argv)}`: {res.error_line()}")
+    if len(results) != len(steps):
+        raise RuntimeFailure(f"pcs ran {len(results)} of {len(steps)} commands")
+
+
+def _write_atomically(path: str, data: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".pacestack-", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o640)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _push_live(path: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "CIB_file"}
+    proc = subprocess.run([pcsrun.pcs_path(), "cluster", "cib-push", path, "--config"],
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
+    if proc.returncode != 0:
+        res = pcsrun.CommandResult((), proc.returncode, proc.stdout, proc.stderr)
+        raise RuntimeFailure(f"pcs cluster cib-push --config: {res.error_line()}")
+
+
+def current_cib_xml(cib_file: str | None) -> str:
+    """The CIB apply starts from: the file (an empty CIB if it does not exist yet) or
+    the live cluster's."""
+    if cib_file is None:
+        return cib.query_live()
+    if not os.path.exists(cib_file):
+        return cib.empty_cib()
+    with open(cib_file, encoding="utf-8") as fh:
+        return fh.read()
+
+
+def apply(desc: Description, *, cib_file: str | None = None, runner: str = "batch",
+          corosync_conf: str | None = None) -> ApplyResult:
+    """Apply ``desc`` to ``cib_file`` (None: the live cluster this host belongs to)."""
+    started = time.monotonic()
+    xml = current_cib_xml(cib_file)
+    existing = cib.parse(xml, cib_file or LIVE)
+    steps = plan.build(desc, existing)
+    result = ApplyResult(target=cib_file or LIVE, steps=steps, changed=bool(steps))
+    if steps:
+        with tempfile.TemporaryDirectory(prefix="pacestack-apply-") as work:
+            scratch = os.path.join(work, "cib.xml")
+            with open(scratch, "w", encoding="utf-8") as fh:
+                fh.write(xml)
+            run_steps(desc, scratch, steps, runner)
+            problems = pcsrun.crm_verify(scratch)
+            if problems:
+                raise RuntimeFailure(f"crm_verify rejects the result, nothing written: "
+                                     f"{problems[0]}")
+            if cib_file is None:
+                _push_live(scratch)
+            else:
+                with open(scratch, encoding="utf-8") as fh:
+                    _write_atomically(cib_file, fh.read())
+    path = corosync_conf or desc.corosync_conf
+    if path:
+        result.corosync_conf = path
+        result.corosync_changed = write_corosync_conf(desc, path)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+_UUID_RE = re.compile(r"^\s*cluster_uuid:.*$", re.MULTILINE)
+
+
+def corosync_conf_text(desc: Description) -> str:
+    """corosync.conf as ``pcs cluster setup`` writes it for the description's nodes."""
+    argv = [pcsrun.pcs_path(), "cluster", "setup", desc.name]
+    for node in desc.nodes:
+        argv += [node.name, f"addr={node.address}"]
+    with tempfile.TemporaryDirectory(prefix="pacestack-corosync-") as work:
+        out = os.path.join(work, "corosync.conf")
+        proc = subprocess.run([*argv, "--corosync_conf", out], capture_output=True, text=True,
+                              timeout=120, check=False)
+        if proc.returncode != 0:
+            res = pcsrun.CommandResult(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
+            raise ConfigError(f"{desc.sources[-1] if desc.sources else 'description'}: "
+                              f"[cluster]: pcs cluster setup refused: {res.error_line()}")
+        with open(out, encoding="utf-8") as fh:
+            return fh.read()
+
+
+def write_corosync_conf(desc: Description, path: str) -> bool:
+    """Write corosync.conf unless an equivalent one is there; True when written.
+    pcs puts a fresh random cluster_uuid in every file, so it is not compared."""
+    text = corosync_conf_text(desc)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            old = fh.read()
+    except FileNotFoundError:
+        old = None
+    if old is not None and _UUID_RE.sub("", old) == _UUID_RE.sub("", text):
+        return False
+    _write_atomically(path, text)
+    return True

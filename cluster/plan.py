@@ -1,0 +1,227 @@
+"""Description (+ the existing CIB) → the ordered pcs steps that realise it.
+
+A plan is a plain list of ``Step`` data: pcs arguments (without ``pcs`` and
+``-f FILE``), the section it belongs to and why. The CLI renders it as shell
+commands; apply runs it with ``pcs -f``. Against an existing CIB only the
+difference is planned, so an applied description plans nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from pacestack.cluster.cib import Cib, Constraint, Primitive
+from pacestack.cluster.description import Description, Resource
+
+SECTIONS = ("remove", "properties", "fencing", "resources", "constraints")
+SECTION_TITLES = {
+    "remove": "Remove what the description replaces or disables",
+    "properties": "Cluster properties",
+    "fencing": "Fencing devices",
+    "resources": "Resources, in start order",
+    "constraints": "Ordering and colocation",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    section: str  # one of SECTIONS
+    action: str  # create | update | delete | set
+    target: str  # the Pacemaker id it creates or changes
+    argv: tuple[str, ...]  # pcs arguments, without "pcs" and "-f FILE"
+    reason: str
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class WantedConstraint:
+    id: str
+    kind: str
+    attrs: dict[str, str]
+    argv: tuple[str, ...]
+    reason: str
+
+    def signature(self) -> tuple:
+        return Constraint(self.id, self.kind, self.attrs).signature()
+
+
+def _kv(params: dict[str, str]) -> list[str]:
+    return [f"{k}={v}" for k, v in sorted(params.items())]
+
+
+def stonith_enabled(desc: Description) -> str:
+    return "true" if desc.fencing else "false"
+
+
+def vip_resource(desc: Description) -> Resource:
+    params = {"ip": desc.vip.address, "cidr_netmask": str(desc.vip.cidr_netmask)}
+    if desc.vip.nic:
+        params["nic"] = desc.vip.nic
+    return Resource(name=desc.vip.resource, agent="ocf:heartbeat:IPaddr2", params=params,
+                    mode="single", monitor_interval=10, origin="[vip]")
+
+
+def all_resources(desc: Description) -> list[Resource]:
+    """The description's resources plus the VIP (created after what it fronts)."""
+    return [*desc.resources, vip_resource(desc)]
+
+
+def create_argv(r: Resource) -> tuple[str, ...]:
+    argv = ["resource", "create", r.name, r.agent, *_kv(r.params)]
+    if r.monitor_interval:
+        argv += ["op", "monitor", f"interval={r.monitor_interval}s"]
+    if r.meta:
+        argv += ["meta", *_kv(r.meta)]
+    if r.mode == "clone":
+        argv += ["clone", *_kv(r.clone_meta)]
+    elif r.mode == "promotable":
+        argv += ["promotable", *_kv(r.clone_meta)]
+    if r.agent.startswith(("systemd:", "service:", "lsb:")):
+        # pcs can only check that the unit exists on the host running pcs, and needs
+        # a running systemd for that; the unit lives on the nodes (preflight checks it)
+        argv.append("--force")
+    return tuple(argv)
+
+
+def wanted_constraints(desc: Description) -> list[WantedConstraint]:
+    by_name = {r.name: r for r in all_resources(desc)}
+    out: list[WantedConstraint] = []
+    for r in desc.resources:
+        for dep_name in r.after:
+            dep = by_name[dep_name]
+            first_action = "promote" if dep.mode == "promotable" else "start"
+            cid = f"order-{dep.name}-then-{r.name}"
+            out.append(WantedConstraint(
+                cid, "order",
+                {"first": dep.pcs_id, "first-action": first_action, "then": r.pcs_id,
+                 "then-action": "start"},
+                ("constraint", "order", first_action, dep.pcs_id, "then", "start", r.pcs_id,
+                 f"id={cid}"),
+                f"{r.name} starts after {dep.name}"))
+        for dep_name in r.with_:
+            out.append(_colocation(r.name, r.pcs_id, by_name[dep_name],
+                                   f"{r.name} runs with {dep_name}"))
+    present = {r.name for r in desc.resources}
+    for name in desc.vip.fronts:
+        if name in present:
+            out.append(_colocation(desc.vip.resource, desc.vip.resource, by_name[name],
+                                   f"the VIP stays where {name} runs"))
+    return out
+
+
+def _colocation(name: str, pcs_id: str, dep: Resource, reason: str) -> WantedConstraint:
+    role = "Promoted" if dep.mode == "promotable" else "Started"
+    cid = f"colocation-{name}-with-{dep.name}"
+    argv = ["constraint", "colocation", "add", pcs_id, "with"]
+    if role != "Started":
+        argv.append(role)
+    argv += [dep.pcs_id, "INFINITY", f"id={cid}"]
+    return WantedConstraint(
+        cid, "colocation",
+        {"rsc": pcs_id, "rsc-role": "Started", "with-rsc": dep.pcs_id, "with-rsc-role": role,
+         "score": "INFINITY"},
+        tuple(argv), reason)
+
+
+def _resource_changes(r: Resource, have: Primitive) -> list[Step]:
+    """Steps turning ``have`` into ``r`` in place (agent and mode already match)."""
+    steps: list[Step] = []
+    params = {k: v for k, v in r.params.items() if have.params.get(k) != v}
+    removed = {k: "" for k in have.params if k not in r.params}
+    if params or removed:
+        changed = ", ".join(sorted({**params, **removed}))
+        steps.append(Step("resources", "update", r.name,
+                          ("resource", "update", r.name, *_kv({**params, **removed})),
+                          f"{r.name}: parameters {changed} differ"))
+    if r.monitor_interval and f"{r.monitor_interval}s" not in have.monitor_intervals \
+            and str(r.monitor_interval) not in have.monitor_intervals:
+        steps.append(Step("resources", "update", r.name,
+                          ("resource", "update", r.name, "op", "monitor",
+                           f"interval={r.monitor_interval}s"),
+                          f"{r.name}: monitor interval differs"))
+    meta = {k: v for k, v in r.meta.items() if have.meta.get(k) != v}
+    if meta:
+        steps.append(Step("resources", "update", r.name, ("resource", "meta", r.name, *_kv(meta)),
+                          f"{r.name}: meta attributes {', '.join(sorted(meta))} differ"))
+    cmeta = {k: v for k, v in r.clone_meta.items() if have.clone_meta.get(k) != v}
+    if cmeta and have.clone_id:
+        steps.append(Step("resources", "update", have.clone_id,
+                          ("resource", "meta", have.clone_id, *_kv(cmeta)),
+                          f"{have.clone_id}: meta attributes {', '.join(sorted(cmeta))} differ"))
+    return steps
+
+
+def build(desc: Description, existing: Cib | None = None) -> list[Step]:
+    """The steps from ``existing`` (None: an empty CIB) to the description.
+
+    Resources the description switched off (``enabled = false``) are deleted
+    when they exist. Resources the description does not mention are left alone.
+    """
+    have = existing or Cib({}, {}, {}, {}, (), frozenset())
+    remove: list[Step] = []
+    steps: list[Step] = []
+    recreated: set[str] = set()
+
+    for name in desc.disabled:
+        if name in have.primitives:
+            remove.append(Step("remove", "delete", name, ("resource", "delete", name),
+                               f"{name} is disabled in the description"))
+            recreated.add(name)
+
+    want = stonith_enabled(desc)
+    if have.properties.get("stonith-enabled", "true") != want:
+        why = "fencing devices are configured" if desc.fencing else \
+            "no fencing device is described (verify and preflight warn)"
+        steps.append(Step("properties", "set", "stonith-enabled",
+                          ("property", "set", f"stonith-enabled={want}"), why))
+
+    for f in desc.fencing:
+        agent = f"stonith:{f.agent}"
+        old = have.stonith.get(f.name)
+        if old is None or old.agent != agent:
+            if old is not None:
+                remove.append(Step("remove", "delete", f.name, ("stonith", "delete", f.name),
+                                   f"{f.name}: agent changes from {old.agent}"))
+            steps.append(Step("fencing", "create", f.name,
+                              ("stonith", "create", f.name, f.agent, *_kv(f.params)),
+                              f"fencing device {f.name}"))
+            continue
+        changed = {k: v for k, v in f.params.items() if old.params.get(k) != v}
+        changed.update({k: "" for k in old.params if k not in f.params})
+        if changed:
+            steps.append(Step("fencing", "update", f.name,
+                              ("stonith", "update", f.name, *_kv(changed)),
+                              f"{f.name}: parameters {', '.join(sorted(changed))} differ"))
+
+    for r in all_resources(desc):
+        old = have.primitives.get(r.name)
+        if old is not None and (old.agent != r.agent or old.mode != r.mode
+                                or old.group_id is not None
+                                or (old.clone_id and old.clone_id != r.pcs_id)):
+            remove.append(Step("remove", "delete", r.name, ("resource", "delete", r.name),
+                               f"{r.name}: {old.agent} ({old.mode}) becomes {r.agent} ({r.mode})"))
+            recreated.add(r.name)
+            old = None
+        if old is None:
+            steps.append(Step("resources", "create", r.name, create_argv(r),
+                              f"{r.name}: {r.mode} of {r.agent}"))
+        else:
+            steps.extend(_resource_changes(r, old))
+
+    gone = recreated | {f"{n}-clone" for n in recreated}
+    signatures = {sig: cid for sig, cid in have.constraint_signatures().items()
+                  if not ({have.constraints[cid].attrs.get(k) for k in
+                           ("first", "then", "rsc", "with-rsc")} & gone)}
+    for c in wanted_constraints(desc):
+        if c.signature() in signatures:
+            continue
+        if c.id in have.constraints and c.id not in {signatures.get(s) for s in signatures}:
+            # same id, different meaning: replace it (unless a deleted resource took it)
+            if not ({have.constraints[c.id].attrs.get(k) for k in
+                     ("first", "then", "rsc", "with-rsc")} & gone):
+                remove.append(Step("remove", "delete", c.id, ("constraint", "delete", c.id),
+                                   f"{c.id} changes"))
+        steps.append(Step("constraints", "create", c.id, c.argv, c.reason))
+    return remove + steps

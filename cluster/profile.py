@@ -1,0 +1,102 @@
+"""The built-in controller stack: what a description with just nodes and a VIP gets.
+
+Every service is ``ocf:pacestack:openstack-service`` (or the Galera/cinder-volume
+agents), not ``systemd:UNIT``: pcs cannot read a systemd unit's meta-data where
+systemd does not run (the machine planning the change is often not a node), and
+the pacestack agent runs the daemon itself when there is no systemd. Distribution
+daemons that need their unit's environment (apache2, memcached, rabbitmq-server)
+keep it through the agent's ``systemd_unit`` parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pacestack.cluster.description import Resource
+
+SERVICE = "ocf:pacestack:openstack-service"
+GALERA = "ocf:pacestack:galera"
+CINDER_VOLUME = "ocf:pacestack:cinder-volume"
+
+# the API services a client reaches through the VIP
+API_SERVICES = ("apache", "glance-api", "nova-api", "neutron-server", "cinder-api")
+
+
+def _daemon(binary: str, configs: Sequence[str], user: str, url: str | None = None
+            ) -> dict[str, str]:
+    params = {"binary": binary, "config": " ".join(configs), "user": user}
+    if url:
+        params["monitor_url"] = url
+    return params
+
+
+def controller_stack(nodes: Sequence[tuple[str, str]], shared_host: str = "controller",
+                     arbitrator: str | None = None) -> list[Resource]:
+    """The standard HA controller: Galera, memcached, RabbitMQ, the OpenStack services.
+
+    ``nodes`` are (name, address) pairs; ``arbitrator`` is garbd's address or host.
+    """
+    from pacestack.cluster.description import Resource
+
+    gcomm = ",".join([*(addr for _, addr in nodes), *([arbitrator] if arbitrator else [])])
+    host_map = ";".join(f"{name}:{addr}" for name, addr in nodes)
+    nova = ("/etc/nova/nova.conf",)
+    neutron = "/etc/neutron/neutron.conf"
+    cinder = ("/etc/cinder/cinder.conf",)
+    db_mq_auth = ("galera", "rabbitmq", "apache")
+    clone = {"interleave": "true"}
+
+    def svc(name: str, params: dict[str, str], after: Sequence[str], mode: str = "clone",
+            agent: str = SERVICE) -> Resource:
+        return Resource(name=name, agent=agent, params=params, mode=mode, after=tuple(after),
+                        clone_meta=dict(clone) if mode != "single" else {})
+
+    return [
+        Resource(name="galera", agent=GALERA,
+                 params={"wsrep_cluster_address": f"gcomm://{gcomm}",
+                         "cluster_host_map": host_map},
+                 mode="promotable",
+                 clone_meta={"interleave": "true", "notify": "true",
+                             "promoted-max": str(len(nodes))}),
+        svc("memcached", {"systemd_unit": "memcached"}, ()),
+        svc("rabbitmq", {"systemd_unit": "rabbitmq-server"}, ()),
+        # Keystone and Horizon are both WSGI applications of one apache2
+        svc("apache", {"systemd_unit": "apache2", "monitor_url": "http://127.0.0.1:5000/v3"},
+            ("galera", "memcached")),
+        svc("glance-api", _daemon("/usr/bin/glance-api", ("/etc/glance/glance-api.conf",),
+                                  "glance", "http://127.0.0.1:9292/healthcheck"),
+            ("galera", "apache")),
+        svc("nova-api", _daemon("/usr/bin/nova-api", nova, "nova", "http://127.0.0.1:8774/"),
+            db_mq_auth),
+        svc("nova-scheduler", _daemon("/usr/bin/nova-scheduler", nova, "nova"), db_mq_auth),
+        svc("nova-conductor", _daemon("/usr/bin/nova-conductor", nova, "nova"), db_mq_auth),
+        svc("nova-novncproxy", _daemon("/usr/bin/nova-novncproxy", nova, "nova"), db_mq_auth),
+        svc("neutron-server", _daemon(
+            "/usr/bin/neutron-server", (neutron, "/etc/neutron/plugins/ml2/ml2_conf.ini"),
+            "neutron", "http://127.0.0.1:9696/"), db_mq_auth),
+        svc("neutron-openvswitch-agent", _daemon(
+            "/usr/bin/neutron-openvswitch-agent",
+            (neutron, "/etc/neutron/plugins/ml2/openvswitch_agent.ini"), "neutron"),
+            ("rabbitmq", "neutron-server")),
+        svc("neutron-dhcp-agent", _daemon(
+            "/usr/bin/neutron-dhcp-agent", (neutron, "/etc/neutron/dhcp_agent.ini"), "neutron"),
+            ("neutron-openvswitch-agent",)),
+        svc("neutron-l3-agent", _daemon(
+            "/usr/bin/neutron-l3-agent", (neutron, "/etc/neutron/l3_agent.ini"), "neutron"),
+            ("neutron-openvswitch-agent",)),
+        svc("neutron-metadata-agent", _daemon(
+            "/usr/bin/neutron-metadata-agent", (neutron, "/etc/neutron/metadata_agent.ini"),
+            "neutron"), ("neutron-openvswitch-agent",)),
+        svc("cinder-api", _daemon("/usr/bin/cinder-api", cinder, "cinder",
+                                  "http://127.0.0.1:8776/"), db_mq_auth),
+        svc("cinder-scheduler", _daemon("/usr/bin/cinder-scheduler", cinder, "cinder"),
+            db_mq_auth),
+        # stateful: one instance, under the shared host name on either controller
+        svc("cinder-volume", {**_daemon("/usr/bin/cinder-volume", cinder, "cinder"),
+                              "host": shared_host},
+            ("galera", "rabbitmq", "cinder-scheduler"), mode="single", agent=CINDER_VOLUME),
+        svc("cinder-backup", _daemon("/usr/bin/cinder-backup", cinder, "cinder"),
+            ("galera", "rabbitmq", "cinder-volume"), mode="single"),
+    ]
