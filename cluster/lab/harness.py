@@ -328,17 +328,37 @@ class LabCluster:
         nodes.reset_run(node.root)
 
     def restart(self, name: str, wait: bool = True, timeout: float = 60) -> float:
-        """Boot a crashed (or stopped) host again; a cluster node starts corosync and
-        pacemaker and, with wait, rejoins. Returns the seconds until online (or booted)."""
+        """Boot a crashed host again (or start the stack of a node that was shut
+        down); a cluster node starts corosync and pacemaker and, with wait, rejoins.
+        Returns the seconds until online (or booted)."""
         node = self.node(name)
-        if node.booted:
-            raise LabError(f"{name} is running: crash() it first")
+        if node.booted and (not node.cluster_member or node.running("corosync")):
+            raise LabError(f"{name} is running: crash() or shutdown() it first")
         t0 = time.monotonic()
-        self._boot(node)
+        if not node.booted:
+            self._boot(node)
         if node.cluster_member:
             self._start_stack([node])
             if wait:
-                self.wait_online([n.name for n in self.nodes if n.booted], timeout)
+                self.wait_online([n.name for n in self.nodes if n.running("pacemakerd")],
+                                 timeout)
+        return time.monotonic() - t0
+
+    def shutdown(self, name: str, timeout: float = 120) -> float:
+        """Stop a node's cluster stack cleanly, as `pcs cluster stop` does: Pacemaker
+        first (its resources stop or move away), then corosync. The host stays up
+        (what else runs on it keeps running); restart() starts the stack again."""
+        node = self.node(name)
+        if not node.cluster_member or not node.running("corosync"):
+            raise LabError(f"{name} has no running cluster stack")
+        t0 = time.monotonic()
+        if node.running("pacemakerd"):
+            node.run(["pacemakerd", "--shutdown"], timeout=timeout)
+            if not proc.wait_for(lambda: not node.running("pacemakerd"), timeout):
+                raise LabError(f"pacemaker on {name} did not stop in {timeout:.0f}s")
+        node.run(["corosync-cfgtool", "-H", "--force"], timeout=30)
+        if not proc.wait_for(lambda: not node.running("corosync"), 30):
+            raise LabError(f"corosync on {name} did not stop")
         return time.monotonic() - t0
 
     def cut_link(self, name: str | None = None) -> None:

@@ -16,6 +16,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
+from pacestack import proc
+
 from . import netns
 
 # Where each private host directory is mounted inside the host.
@@ -245,6 +247,11 @@ class Node:
             return []
         ino = netns.ns_inode(self.reaper_pid, "pid")
         return netns.pids_in_namespaces("pid", {ino}) if ino else []
+
+    def running(self, program: str) -> bool:
+        """Is a process of this program (by executable name) alive in the node?"""
+        return any(os.path.basename((proc.cmdline(p) or [""])[0]) == program
+                   for p in self.pids())
 
     def status(self) -> ClusterView | None:
         """This node's view of the cluster (crm_mon), None if it cannot tell yet."""

@@ -216,6 +216,13 @@ def test_dummy_fails_over_on_crash_and_node_rejoins(lab_cluster, lab_timings):
     # location preference 50, no stickiness: d goes home once controller01 is back
     wait_located(c2, "d", ["controller01"])
 
+    # a clean stop (as `pcs cluster stop`) moves d away; the host itself stays up
+    lab_timings("clean shutdown (d moved, stack down)", lab_cluster.shutdown("controller01"))
+    assert locate(c2, "d") == ["controller02"]
+    assert c1.booted and not c1.running("corosync")
+    lab_cluster.restart("controller01")
+    wait_located(c2, "d", ["controller01"])
+
 
 @slow
 def test_cut_link_partitions_and_restore_heals(lab_cluster, lab_timings):
