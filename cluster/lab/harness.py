@@ -177,11 +177,20 @@ class LabCluster:
                 os.chmod(cib_path, 0o600)
 
         for name in [self.switch_netns] + [n.netns for n in self._hosts.values()]:
+            if (netns.NETNS_DIR / name).exists():
+                raise LabError(f"network namespace {name} exists already: not ours")
             self._record["netns"][name] = None
             state.save(self._record, self.registry)
-            self._record["netns"][name] = netns.netns_add(name)
+            try:
+                self._record["netns"][name] = netns.netns_add(name)
+            except LabError:
+                # not created (a name race with someone else's): never delete it later
+                del self._record["netns"][name]
+                state.save(self._record, self.registry)
+                raise
             self._record["mounts"].append(str(netns.NETNS_DIR / name))
             state.save(self._record, self.registry)
+            netns.loopback_up(name)
         netns.make_switch(self.switch_netns)
         for node in self._hosts.values():
             netns.plug(self.switch_netns, self._port(node.name), node.netns,

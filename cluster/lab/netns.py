@@ -32,10 +32,13 @@ def _ip(*args: str) -> None:
 
 
 def netns_add(name: str) -> int:
-    """Create a named network namespace with loopback up; returns its inode."""
+    """Create a named network namespace; returns its inode."""
     _ip("netns", "add", name)
-    _ip("-n", name, "link", "set", "lo", "up")
     return netns_inode(name)
+
+
+def loopback_up(name: str) -> None:
+    _ip("-n", name, "link", "set", "lo", "up")
 
 
 def netns_delete(name: str) -> None:
