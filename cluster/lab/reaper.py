@@ -24,7 +24,10 @@ import sys
 
 
 def _mount(*args: str) -> None:
-    subprocess.run(["mount", *args], check=True, stdin=subprocess.DEVNULL)
+    res = subprocess.run(["mount", *args], stdin=subprocess.DEVNULL, capture_output=True,
+                         text=True)
+    if res.returncode != 0:
+        raise OSError(f"mount {' '.join(args)}: {res.stderr.strip()}")
 
 
 def build(spec: dict) -> None:
@@ -65,7 +68,7 @@ def main(argv: list[str]) -> int:
         spec = json.load(fh)
     try:
         build(spec)
-    except (OSError, subprocess.CalledProcessError) as exc:
+    except OSError as exc:
         print(f"failed: {exc}", flush=True)
         return 1
     print("ready", flush=True)

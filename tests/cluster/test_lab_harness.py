@@ -16,7 +16,7 @@ import time
 import pytest
 from pacestack.cluster.lab import LabCluster, LabError, cleanup_stale, state
 from pacestack.cluster.lab.corosync import corosync_conf, seeded_cib
-from pacestack.cluster.lab.netns import netns_list
+from pacestack.cluster.lab.netns import boot_holder, netns_list, ns_inode
 
 from pacestack import proc
 
@@ -125,6 +125,21 @@ def test_cleanup_stale_checks_start_times_and_owner(tmp_path):
         bystander.wait()
         if name in netns_list():
             subprocess.run(["ip", "netns", "delete", name], check=False)
+
+
+def test_a_host_that_cannot_boot_says_why_and_leaves_no_process(tmp_path):
+    name = f"pslab-t{os.urandom(4).hex()}-boot"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        spec = tmp_path / "boot.json"
+        spec.write_text(json.dumps({"hostname": "x", "binds": [[str(tmp_path), "/nonexistent"]]}))
+        with pytest.raises(LabError, match="mount --bind .*/nonexistent"):
+            boot_holder(name, spec, tmp_path / "boot.log")
+        netns_inode = os.stat(f"/run/netns/{name}").st_ino
+        assert not [p for p in os.listdir("/proc") if p.isdigit()
+                    and ns_inode(int(p), "net") == netns_inode]
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], check=True)
 
 
 # ---- the real cluster --------------------------------------------------------
