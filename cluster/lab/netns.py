@@ -103,8 +103,20 @@ def child_pids(pid: int) -> list[int]:
     try:
         with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as fh:
             return [int(p) for p in fh.read().split()]
-    except (FileNotFoundError, ProcessLookupError):
+    except FileNotFoundError:
+        pass  # a kernel without CONFIG_PROC_CHILDREN: look at every parent PID
+    except ProcessLookupError:
         return []
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as fh:
+                data = fh.read()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if int(data[data.rindex(")") + 2:].split()[1]) == pid:
+            found.append(int(entry))
+    return found
 
 
 def boot_holder(netns: str, spec_path: Path, log_path: Path,
