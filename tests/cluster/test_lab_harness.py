@@ -246,8 +246,9 @@ def test_cut_link_partitions_and_restore_heals(lab_cluster, lab_timings):
     lab_cluster.wait_offline("controller01", observer="controller02")
     lab_timings("partition noticed", seen)
     # a real split brain with fencing off: each side is its own DC
-    assert lab_cluster.node("controller01").status().dc == "controller01"
-    assert lab_cluster.node("controller02").status().dc == "controller02"
+    for name in ("controller01", "controller02"):
+        node = lab_cluster.node(name)
+        assert proc.wait_for(lambda n=node: n.status().dc == n.name, 10), node.status()
     lab_cluster.restore_link()
     lab_timings("partition healed", lab_cluster.wait_online(timeout=60))
 
