@@ -248,7 +248,7 @@ def build_seed(conn, dbs: dict[str, str]) -> Seed:
     vt = uid("voltype")
     w.insert("cinder", "volume_types", [{"id": vt, "name": "rbd", "deleted": 0,
                                           "is_public": 1, "created_at": NOW}])
-    vols = {n: uid(f"vol/{n}") for n in ("v1", "v2", "v3", "gone", "unscheduled")}
+    vols = {n: uid(f"vol/{n}") for n in ("v1", "v2", "v3", "gone")}
     vbase = {"created_at": NOW, "size": 1, "availability_zone": "nova", "attach_status":
              "detached", "volume_type_id": vt, "user_id": "u1", "project_id": "p1",
              "use_quota": 1}
@@ -263,8 +263,6 @@ def build_seed(conn, dbs: dict[str, str]) -> Seed:
          "cluster_name": None},
         {**vbase, "id": vols["gone"], "deleted": 1, "status": "deleted",
          "host": "old-control@rbd#rbd", "service_uuid": s_vol["rbd"], "cluster_name": None},
-        {**vbase, "id": vols["unscheduled"], "deleted": 0, "status": "error",
-         "host": None, "service_uuid": None, "cluster_name": None},
     ])
     w.insert("cinder", "volume_attachment", [
         {"id": uid("att/v1"), "volume_id": vols["v1"], "attached_host": "compute01",
@@ -283,7 +281,7 @@ def build_seed(conn, dbs: dict[str, str]) -> Seed:
          "cluster_name": None}])
     # --- nova: compute01 (old), compute05 (new, already running nova-compute)
     nbase = {"created_at": NOW, "deleted": 0, "report_count": 1, "disabled": 0,
-             "forced_down": 0, "version": 66}
+             "forced_down": 0, "version": 74}  # nova 34's SERVICE_VERSION
     w.insert("nova", "services", [
         {**nbase, "host": "compute01", "binary": "nova-compute", "topic": "compute",
          "uuid": uid("nova-svc/compute01")},

@@ -1,0 +1,185 @@
+"""``pacestack migrate plan|apply|verify|rollback``: parse, call the library, render."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pacestack.migrate import options
+from pacestack.migrate.plan import STEPS
+
+from pacestack import commands, findings, render
+from pacestack.errors import EXIT_RUNTIME, EXIT_USAGE, PacestackError
+
+
+def _say(msg: str) -> None:
+    print(f"pacestack migrate: {msg}", file=sys.stderr, flush=True)
+
+
+def _setup(conf, args):
+    from pacestack.migrate import cloud, mapping
+
+    options.register_opts(conf)
+    mp = mapping.load(args.mapping or conf.migrate.mapping_file)
+    return mp, cloud.open_from_conf(conf)
+
+
+def _only(args) -> list[str] | None:
+    if not args.only:
+        return None
+    return [s for s in STEPS if s in set(args.only)]
+
+
+def _refused(plan, fmt: str) -> int:
+    if fmt != "json":
+        for f in plan.refusals:
+            print(f"refused: {f.code} {f.subject}: {f.message}", file=sys.stderr)
+    first = plan.refusals[0]
+    print(f"pacestack: error: {len(plan.refusals)} refusal(s), nothing changed; first: "
+          f"{first.code} {first.subject}: {first.message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _render_plan(plan) -> None:
+    rows = []
+    for s in plan.steps:
+        if not s.changes:
+            rows.append((s.step, 0, "-"))
+        for what, n in s.counts().items():
+            rows.append((s.step, n, what))
+    print(render.table(("STEP", "ROWS", "TABLE / OPERATION"), rows))
+    notes = [n for s in plan.steps for n in s.notes]
+    if notes:
+        print()
+        print(render.findings_table(notes))
+    print(f"\n{len(plan.changes)} row changes planned; nothing written.")
+
+
+def _plan(conf, args) -> int:
+    from pacestack.migrate import plan as planmod
+
+    mp, cl = _setup(conf, args)
+    try:
+        if args.format != "json":
+            _say("reading the cloud's databases")
+        p = planmod.build(cl, mp, only=_only(args), force=args.force)
+    finally:
+        cl.close()
+    if args.format == "json":
+        render.print_json(p.to_dict(with_changes=True))
+    else:
+        _render_plan(p)
+    return _refused(p, args.format) if p.refusals else 0
+
+
+def _apply(conf, args) -> int:
+    from pacestack.migrate import apply as applymod
+
+    mp, cl = _setup(conf, args)
+    try:
+        r = applymod.apply(cl, mp, only=_only(args), force=args.force,
+                           batch_size=args.batch_size or conf.migrate.batch_size,
+                           progress=_say, pause_after_batch=args.pause_after_batch)
+    finally:
+        cl.close()
+    if args.format == "json":
+        render.print_json(r.to_dict())
+    elif not r.plan.refusals:
+        if r.run_id is None:
+            print("nothing to change")
+        else:
+            print(f"run {r.run_id}{' (resumed)' if r.resumed else ''}: {r.changes} rows in "
+                  f"{r.batches} batches, {r.seconds:.2f} s")
+    return _refused(r.plan, args.format) if r.plan.refusals else 0
+
+
+def _verify(conf, args) -> int:
+    from pacestack.migrate import verify
+
+    mp, cl = _setup(conf, args)
+    only = _only(args)
+    try:
+        out = verify.invariants(cl, mp, only)
+        moved = []
+        if (only is None or "nova" in only) and mp.computes and not args.skip_upstream:
+            hosts = tuple({m.new_host for m in mp.computes})
+            moved = [r["uuid"] for r in cl.rows(
+                "SELECT uuid FROM {nova.instances} WHERE deleted = 0 AND host IN %s", [hosts])]
+    finally:
+        cl.close()
+    if not args.skip_upstream:
+        _say("running the projects' own upgrade checks")
+        out += verify.upstream_checks(conf.migrate.openstack_bin_dir, cl.config_files,
+                                      conf.migrate.status_check_timeout, only)
+        if moved:
+            rows, err = verify.nova_readback(conf.migrate.openstack_python,
+                                             cl.config_files["nova"], moved)
+            if rows is None:
+                out.append(findings.error("NOVA_READBACK_FAILED", "nova.objects.Instance", err))
+            else:
+                out.append(findings.info("NOVA_READBACK_OK", "nova.objects.Instance",
+                                         f"{len(rows)} moved instances read back through nova"))
+    render.render_findings(out, args.format)
+    return EXIT_RUNTIME if findings.has_errors(out) else 0
+
+
+def _rollback(conf, args) -> int:
+    from pacestack.migrate import rollback as rb
+
+    options.register_opts(conf)
+    from pacestack.migrate import cloud
+
+    cl = cloud.open_from_conf(conf)
+    try:
+        r = rb.rollback(cl, args.run_id, progress=_say)
+    finally:
+        cl.close()
+    if args.format == "json":
+        render.print_json(r.to_dict())
+    else:
+        print(f"run {r.run_id}: {r.rows} rows restored in {r.batches} batches; checksums "
+              f"{'equal to before the apply' if r.checksums_ok else 'DIFFER'}")
+        for name, (a, b) in r.checksums.items():
+            if a != b:
+                print(f"  {name}: before apply {a}, now {b}")
+    if not r.checksums_ok:
+        raise PacestackError("table checksums differ from before the apply (rows changed by "
+                             "something else since?)")
+    return 0
+
+
+def _common(p: argparse.ArgumentParser, mapping: bool = True) -> None:
+    if mapping:
+        p.add_argument("--mapping", metavar="FILE",
+                       help="mapping file (default: [migrate] mapping_file)")
+        p.add_argument("--only", action="append", choices=STEPS, metavar="STEP",
+                       help=f"only this step (repeatable): {', '.join(STEPS)}")
+    commands.add_format_argument(p)
+
+
+def register(subparsers) -> None:
+    _, verbs = commands.add_group(
+        subparsers, "migrate", "the cutover's database rewrites: plan, apply, verify, rollback",
+        "Rewrite the new cloud's databases for the HA controllers and openvswitch, from a "
+        "mapping file (docs/migrate-mapping.md). plan writes nothing; apply journals every "
+        "before-image; rollback RUN_ID restores them.")
+    p = verbs.add_parser("plan", help="show every row change, refusal and count; write nothing")
+    _common(p)
+    p.add_argument("--force", action="store_true", help="plan moving instances not stopped")
+    p.set_defaults(func=_plan)
+    p = verbs.add_parser("apply", help="apply the plan in journaled batches")
+    _common(p)
+    p.add_argument("--force", action="store_true",
+                   help="move instances even when they are not stopped")
+    p.add_argument("--batch-size", type=int, metavar="N", help="rows per transaction")
+    p.add_argument("--pause-after-batch", type=float, default=0.0, help=argparse.SUPPRESS)
+    p.set_defaults(func=_apply)
+    p = verbs.add_parser("verify", help="check invariants and run the projects' own checks")
+    _common(p)
+    p.add_argument("--skip-upstream", action="store_true",
+                   help="only the invariants; no *-status checks, no nova read-back")
+    p.set_defaults(func=_verify)
+    p = verbs.add_parser("rollback", help="restore a run's before-images")
+    p.add_argument("run_id", metavar="RUN_ID")
+    _common(p, mapping=False)
+    p.set_defaults(func=_rollback)
