@@ -38,6 +38,9 @@ CONFIG = "/etc/pacestack/pacestack.conf"
 MAN1 = "/usr/share/man/man1"
 
 
+# Every child runs from / : `python3 -m` puts the working directory first on
+# sys.path, and the source tree's pacestack/ (without the mapped parts) must never
+# shadow the installed package.
 def _run_env(site: str) -> dict[str, str]:
     # argparse wraps --help to the terminal width and splits words at hyphens, which
     # help2man then glues back together ("two-node" -> "twonode"): one fixed, wide
@@ -74,7 +77,7 @@ def help2man(executable: str, name: str, version: str, out: str, env: dict[str, 
             ["help2man", "--no-info", "--no-discard-stderr", "--section=1",
              f"--version-string={version}", f"--name={name}", f"--include={inc.name}",
              f"--output={out}", executable],
-            check=True, env=env,
+            check=True, env=env, cwd="/",
         )
 
 
@@ -103,7 +106,7 @@ def install_config(destdir: str, env: dict[str, str]) -> str:
     path = destdir + CONFIG
     os.makedirs(os.path.dirname(path), exist_ok=True)
     subprocess.run([sys.executable, "-m", "pacestack.cli", "config", "sample", "--output", path],
-                   check=True, env=env)
+                   check=True, env=env, cwd="/")
     os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
     return path
 
