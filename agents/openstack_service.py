@@ -293,6 +293,8 @@ class OpenStackServiceAgent(ocf.Agent):
             return self._wait_healthy(st.pid, deadline)
         if st.status in ("stale", "foreign"):
             self.log.warning(f"removing stale pid file: {st.detail}")
+            if st.status == "stale" and st.pid and sp.sweep_group(st.pid, 5.0):
+                self.log.warning(f"ended leftover processes of process group {st.pid}")
             sp.remove_pidfile(self.pidfile)
         self.before_start()
         argv = self.service_argv(self.binary_path())
@@ -354,5 +356,11 @@ class OpenStackServiceAgent(ocf.Agent):
                     f"{p.binary} (pid {st.pid}) ignored TERM for {timeout:.0f}s: killed")
         elif st.status in ("stale", "foreign"):
             self.log.info(f"removing stale pid file: {st.detail}")
+            if st.status == "stale" and st.pid:
+                # the service died; its workers may live on holding the port
+                timeout = min(float(p.stop_timeout), max(0.0, self.op_seconds(120) - 5.0))
+                if sp.sweep_group(st.pid, timeout):
+                    self.log.warning(f"ended leftover processes of dead {p.binary} "
+                                     f"(process group {st.pid})")
         sp.remove_pidfile(self.pidfile)
         return ocf.SUCCESS

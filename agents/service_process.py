@@ -284,6 +284,38 @@ def stop_service(pid: int, timeout: float) -> bool:
     return graceful
 
 
+def group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_group(pgid: int, timeout: float) -> bool:
+    """End what is left of a dead service's process group (gunicorn workers whose
+    master was killed keep the port). Safe because the leader is gone: a process
+    group id cannot be reused while any member lives, so every member descends
+    from the service. True if there was something to end."""
+    import signal
+
+    if pgid == os.getpgrp() or not group_exists(pgid):
+        return False
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return True
+    if not proc.wait_for(lambda: not group_exists(pgid), timeout):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait_for(lambda: not group_exists(pgid), 5.0)
+    return True
+
+
 def _own_group(pid: int) -> bool:
     """Signal the group only when the service leads its own (as spawn_daemon
     arranges) and it is not ours: never hit the agent or Pacemaker."""
