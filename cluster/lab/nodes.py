@@ -233,13 +233,42 @@ class Node:
         return subprocess.Popen(self._prefix() + [str(a) for a in argv], **kw)
 
     def start_daemon(self, argv: list[str], log_name: str,
-                     env: dict[str, str] | None = None) -> None:
-        """Start a long-running program detached (setsid -f): it becomes a child of the
-        node's PID 1, so it lives until stopped or until the node crashes."""
+                     env: dict[str, str] | None = None) -> int:
+        """Start a long-running program detached in its own session; it becomes a
+        child of the node's PID 1, so it lives until stopped or until the node
+        crashes. Output goes to root.boot_dir/log_name. Returns its host PID (stop it
+        with pacestack.proc.terminate(pid))."""
         clean = {"PATH": DAEMON_PATH, "LANG": "C.UTF-8", "HOME": "/root", **(env or {})}
+        # The log arrives as sh's stdin and is moved to fd 3 (an asynchronous list's
+        # stdin is /dev/null). A background job of a non-interactive sh is no group
+        # leader, so setsid execs in place and $! is the daemon's PID in the node.
+        script = 'exec 3>&0 </dev/null; setsid "$@" >&3 2>&3 3>&- & echo $!'
         with open(self.root.boot_dir / log_name, "ab") as log:
-            subprocess.run(self._prefix() + ["setsid", "-f", *argv], stdin=subprocess.DEVNULL,
-                           stdout=log, stderr=log, env=clean, cwd="/", check=True)
+            res = subprocess.run(self._prefix() + ["sh", "-c", script, "sh", *map(str, argv)],
+                                 stdin=log, capture_output=True, text=True, env=clean, cwd="/",
+                                 check=False, timeout=30)
+        inner = res.stdout.strip()
+        if res.returncode != 0 or not inner.isdigit():
+            raise LabCommandError(self.name, res.returncode, list(argv), res.stdout, res.stderr)
+        pid = self.host_pid(int(inner))
+        if pid is None:
+            raise netns.LabError(f"on {self.name}: {argv[0]} exited at once "
+                                 f"(see {self.root.boot_dir / log_name})")
+        return pid
+
+    def host_pid(self, inner_pid: int) -> int | None:
+        """The host PID of the process the node knows as inner_pid."""
+        for pid in self.pids():
+            try:
+                with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as fh:
+                    for line in fh:
+                        if line.startswith("NSpid:"):
+                            if int(line.split()[-1]) == inner_pid:
+                                return pid
+                            break
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+        return None
 
     def pids(self) -> list[int]:
         """Host PIDs of every process in this node's current boot (its PID namespace)."""

@@ -259,7 +259,8 @@ def test_destroy_leaves_no_process_mount_namespace_or_dir(lab_timings):
     lab_timings("cluster formed", lab.timings["formed"])
     try:
         sleeper = lab.node("controller01").popen(["sleep", "600"])
-        lab.arbitrator.start_daemon(["sleep", "600"], "sleep.out")
+        daemon = lab.arbitrator.start_daemon(["sleep", "600"], "sleep.out")
+        assert proc.cmdline(daemon) == ["sleep", "600"] and daemon in lab.arbitrator.pids()
         names = [lab.switch_netns] + [n.netns for n in (*lab.nodes, lab.arbitrator)]
         pids = lab.pids() + [sleeper.pid]
         starts = {p: proc.start_time(p) for p in pids}
