@@ -174,6 +174,13 @@ def test_nodes_are_isolated_hosts(lab_cluster):
                    "(sys.argv[1], 7777), 5).recv(64).decode())", c2_address])
     assert got.stdout.strip() == "hello from controller02"
     server.wait(10)
+    # the arbitrator crashes and reboots like any host (no cluster stack on it)
+    sleeper = arb.start_daemon(["sleep", "600"], "sleep.out")
+    lab_cluster.crash("arbitrator")
+    assert not proc.is_alive(sleeper) and not arb.booted
+    lab_cluster.restart("arbitrator")
+    assert arb.run(["hostname"]).stdout.strip() == "arbitrator"
+    assert arb.run(["ps", "-e", "--no-headers"]).stdout.count("\n") == 2  # PID 1 and ps
 
 
 _ATTACH = """
