@@ -7,9 +7,9 @@ crashed node in about a second; a CIB seeded with ``stonith-enabled=false`` and
 
 from __future__ import annotations
 
-import os
+import functools
 import subprocess
-import tempfile
+import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 
 
@@ -51,16 +51,21 @@ SEED_PROPERTIES = {"stonith-enabled": "false", "dc-deadtime": "2s"}
 
 
 def seeded_cib(properties: dict[str, str] | None = None) -> str:
-    """An empty CIB with the cluster properties set, built by Pacemaker's own tools
-    (so the schema version is the installed Pacemaker's)."""
+    """An empty CIB (from the installed Pacemaker's ``cibadmin --empty``, so the
+    schema version is right) with the cluster properties set."""
     props = dict(SEED_PROPERTIES if properties is None else properties)
-    with tempfile.TemporaryDirectory(prefix="pacestack-cib-") as tmp:
-        path = os.path.join(tmp, "cib.xml")
-        with open(path, "w", encoding="utf-8") as fh:
-            subprocess.run(["cibadmin", "--empty"], stdout=fh, check=True)
-        env = {**os.environ, "CIB_file": path}
-        for name, value in props.items():
-            subprocess.run(["crm_attribute", "--type", "crm_config", "--name", name,
-                            "--update", value], env=env, check=True, capture_output=True)
-        with open(path, encoding="utf-8") as fh:
-            return fh.read()
+    doc = ET.fromstring(_empty_cib())
+    crm_config = doc.find("./configuration/crm_config")
+    if crm_config is None:
+        raise ValueError("cibadmin --empty gave a CIB without crm_config")
+    nvset = ET.SubElement(crm_config, "cluster_property_set", id="cib-bootstrap-options")
+    for name, value in props.items():
+        ET.SubElement(nvset, "nvpair", id=f"cib-bootstrap-options-{name}", name=name,
+                      value=value)
+    return ET.tostring(doc, encoding="unicode") + "\n"
+
+
+@functools.lru_cache(maxsize=1)
+def _empty_cib() -> str:
+    return subprocess.run(["cibadmin", "--empty"], capture_output=True, text=True,
+                          check=True).stdout

@@ -20,8 +20,10 @@ import re
 import secrets
 import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pacestack import proc
@@ -111,10 +113,7 @@ class LabCluster:
         try:
             self._create()
             self.timings["namespaces"] = time.monotonic() - t0
-            for node in self.nodes:
-                self._boot(node)
-            if self.arbitrator:
-                self._boot(self.arbitrator)
+            self._boot(*self._hosts.values())
             self.timings["booted"] = time.monotonic() - t0
             self._start_stack(self.nodes)
             self.wait_online(timeout=max(1.0, timeout - (time.monotonic() - t0)))
@@ -191,10 +190,8 @@ class LabCluster:
             self._record["mounts"].append(str(netns.NETNS_DIR / name))
             state.save(self._record, self.registry)
             netns.loopback_up(name)
-        netns.make_switch(self.switch_netns)
-        for node in self._hosts.values():
-            netns.plug(self.switch_netns, self._port(node.name), node.netns,
-                       f"{node.address}/24")
+        netns.build_lan(self.switch_netns, [(self._port(n.name), n.netns, f"{n.address}/24")
+                                            for n in self._hosts.values()])
 
     def _make_hosts(self) -> None:
         hosts = self._node_names + ([self._arbitrator_name] if self._arbitrator_name else [])
@@ -258,18 +255,32 @@ class LabCluster:
     def _port(self, name: str) -> str:
         return f"p{list(self._hosts).index(name) + 1}"
 
-    def _boot(self, node: Node) -> None:
-        """Power a host on: a fresh mount/UTS/IPC/PID namespace set over its directories."""
-        spec = {"hostname": node.name, "binds": node.root.binds(),
-                "tmpfs": ["/dev/shm"], "sysfs": True}
-        spec_path = node.root.boot_dir / "boot.json"
-        spec_path.write_text(json.dumps(spec), encoding="utf-8")
-        holder, reaper = netns.boot_holder(node.netns, spec_path, node.root.boot_dir / "boot.log")
-        node.holder, node.reaper_pid = holder, reaper
+    def _boot(self, *hosts: Node) -> None:
+        """Power hosts on (in parallel): each gets a fresh mount/UTS/IPC/PID namespace
+        set over its directories. Every host that did boot is recorded, even when
+        another failed, so destroy() finds it."""
+        def spawn(node: Node) -> tuple[subprocess.Popen, int]:
+            spec = {"hostname": node.name, "binds": node.root.binds(),
+                    "tmpfs": ["/dev/shm"], "sysfs": True}
+            spec_path = node.root.boot_dir / "boot.json"
+            spec_path.write_text(json.dumps(spec), encoding="utf-8")
+            return netns.boot_holder(node.netns, spec_path, node.root.boot_dir / "boot.log")
+
         rec = self._need_record()
-        rec["holders"][node.name] = {"holder": state.pid_record(holder.pid),
-                                     "reaper": state.pid_record(reaper)}
+        with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
+            futures = [(node, pool.submit(spawn, node)) for node in hosts]
+        errors = []
+        for node, future in futures:
+            try:
+                node.holder, node.reaper_pid = future.result()
+            except LabError as exc:
+                errors.append(exc)
+                continue
+            rec["holders"][node.name] = {"holder": state.pid_record(node.holder.pid),
+                                         "reaper": state.pid_record(node.reaper_pid)}
         state.save(rec, self.registry)
+        if errors:
+            raise errors[0]
 
     def _start_stack(self, members: Iterable[Node], timeout: float = 20) -> None:
         members = list(members)
