@@ -24,7 +24,7 @@ from pacestack.migrate.tables import q
 
 from pacestack.errors import RuntimeFailure
 
-LOCK_NAME = "pacestack.migrate"
+LOCK_PREFIX = "pacestack.migrate."  # + the journal database: one lock per journal
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS runs ("
@@ -103,7 +103,7 @@ class Journal:
 
     def lock(self) -> None:
         with self.cloud.conn.cursor() as cur:
-            cur.execute("SELECT GET_LOCK(%s, 0)", [LOCK_NAME])
+            cur.execute("SELECT GET_LOCK(%s, 0)", [LOCK_PREFIX + self.cloud.journal_db])
             got = cur.fetchone()[0]
         if got != 1:
             raise RuntimeFailure("another pacestack migrate run holds the journal lock on "
@@ -112,7 +112,7 @@ class Journal:
     def unlock(self) -> None:
         try:
             with self.cloud.conn.cursor() as cur:
-                cur.execute("SELECT RELEASE_LOCK(%s)", [LOCK_NAME])
+                cur.execute("SELECT RELEASE_LOCK(%s)", [LOCK_PREFIX + self.cloud.journal_db])
         except Exception:  # noqa: BLE001 - the server frees it with the connection anyway
             pass
 

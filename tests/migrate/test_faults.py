@@ -1,0 +1,182 @@
+"""Rollback restores checksums; SIGKILL of a real `pacestack migrate apply` process
+between batches and inside a batch, then a re-run finishes with the same result."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import time
+
+from pacestack.migrate import apply as applymod
+from pacestack.migrate import rollback as rbmod
+
+from pacestack import proc
+from tests.migrate import seed_cloud
+
+# every column migrate writes, no timestamps: what "the same result" means
+STATE_QUERIES = {
+    "neutron": ["SELECT id, network_type, physical_network, segmentation_id FROM "
+                "networksegments ORDER BY id",
+                "SELECT physical_network, vlan_id, allocated FROM ml2_vlan_allocations "
+                "WHERE allocated = 1 ORDER BY 1, 2",
+                "SELECT vxlan_vni FROM ml2_vxlan_allocations WHERE allocated = 1 ORDER BY 1",
+                "SELECT physical_network FROM ml2_flat_allocations ORDER BY 1",
+                "SELECT id, mtu FROM networks ORDER BY id",
+                "SELECT port_id, host, vif_type, vif_details FROM ml2_port_bindings ORDER BY 1",
+                "SELECT port_id, host, level, driver FROM ml2_port_binding_levels ORDER BY 1",
+                "SELECT segment_id, host FROM segmenthostmappings ORDER BY 1, 2",
+                "SELECT id FROM agents ORDER BY id"],
+    "cinder": ["SELECT id, host, service_uuid FROM volumes ORDER BY id",
+               "SELECT id, host, deleted FROM services ORDER BY id",
+               "SELECT id, host FROM backups ORDER BY id",
+               "SELECT id, attached_host FROM volume_attachment ORDER BY id"],
+    "nova": ["SELECT uuid, host, node, launched_on, compute_id FROM instances ORDER BY uuid",
+             "SELECT instance_uuid, network_info FROM instance_info_caches ORDER BY 1"],
+    "nova_api": ["SELECT host, cell_id FROM host_mappings ORDER BY host"],
+    "placement": ["SELECT consumer_id, resource_class_id, resource_provider_id FROM allocations "
+                  "ORDER BY 1, 2"],
+    "keystone": ["SELECT id, url FROM endpoint ORDER BY id"],
+}
+
+
+def state(s) -> dict:
+    return {f"{svc}: {q}": s.sql(svc, q) for svc, qs in STATE_QUERIES.items() for q in qs}
+
+
+def test_rollback_restores_checksums(seeded):
+    before = seeded.checksums()
+    with contextlib.closing(seeded.cloud()) as c:
+        r = applymod.apply(c, seeded.mapping(), batch_size=7)
+        assert r.changes == seed_cloud.SEED_CHANGES and r.batches > 10
+        assert seeded.checksums() != before
+        rb = rbmod.rollback(c, r.run_id)
+    assert rb.checksums_ok and rb.rows == seed_cloud.SEED_CHANGES
+    assert seeded.checksums() == before
+    assert segments(seeded) == [(k, p, i) for _n, k, p, i in seed_cloud.SEED_SEGMENTS]
+
+
+def segments(s):
+    rows = {r[0]: r[1:] for r in s.sql(
+        "neutron", "SELECT n.name, g.network_type, g.physical_network, g.segmentation_id "
+        "FROM networksegments g JOIN networks n ON n.id = g.network_id")}
+    return [tuple(rows[n]) for n, *_ in seed_cloud.SEED_SEGMENTS]
+
+
+def _wait_line(p, needle: str, timeout: float = 60) -> str:
+    """Read the child's stderr until a line containing needle (progress is on stderr)."""
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        line = p.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        if needle in line:
+            return line
+    raise AssertionError(f"never saw {needle!r}: {seen[-5:]}")
+
+
+def _kill(p) -> None:
+    p.send_signal(signal.SIGKILL)
+    p.wait(timeout=30)
+    assert not proc.is_alive(p.pid)
+
+
+def test_sigkill_between_and_inside_batches_then_rerun(seeded, openstack_cloud, tmp_path):
+    before = seeded.checksums()
+    m = str(seeded.mapping_path)
+    # 1. killed between batches (it pauses after each commit so the window is certain)
+    p = seeded.cli("apply", "--mapping", m, "--batch-size", "10", "--pause-after-batch", "2",
+                   popen=True)
+    _wait_line(p, "batch 2/")
+    _kill(p)
+    runs = seeded.os.server.execute("SELECT run_id, status, batches FROM runs",
+                                    database=seeded.journal_db)
+    assert len(runs) == 1 and runs[0][1] == "running" and runs[0][2] >= 2
+    run_id = runs[0][0]
+    # 2. killed inside a batch: the test holds a row lock the batch needs, the batch
+    #    blocks inside its transaction after writing other rows, and is killed there
+    holder = openstack_cloud.connect("nova", autocommit=False)
+    try:
+        with holder.cursor() as cur:
+            cur.execute("SELECT id FROM instances WHERE uuid = %s FOR UPDATE",
+                        [seeded.seed.instances["vm-b"]])
+        p = seeded.cli("apply", "--mapping", m, "--batch-size", "1000", popen=True)
+        deadline = time.monotonic() + 60
+        waiting = False
+        while time.monotonic() < deadline and not waiting:
+            rows = seeded.os.server.execute(
+                "SELECT COUNT(*) FROM information_schema.innodb_trx WHERE trx_state = "
+                "'LOCK WAIT'")
+            waiting = rows[0][0] > 0
+            time.sleep(0.1)
+        assert waiting, "apply never reached the locked row"
+        # the blocked transaction has already changed rows of earlier tables
+        locked = seeded.os.server.execute(
+            "SELECT MAX(trx_rows_modified) FROM information_schema.innodb_trx")[0][0]
+        assert locked and locked > 0
+        _kill(p)
+    finally:
+        holder.rollback()
+        holder.close()
+    partial = state(seeded)
+    # 3. a rollback now would restore everything; instead re-run: it resumes the same run
+    r = seeded.cli("apply", "--mapping", m, "--format", "json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["resumed"] and out["run_id"] == run_id and out["changes"] < seed_cloud.SEED_CHANGES
+    assert state(seeded) != partial
+    assert segments(seeded) == seed_cloud.SEED_EXPECTED
+    got = state(seeded)
+    # the same result as an uninterrupted run on an identical cloud
+    from tests.fixtures.openstack import Cloud as OSCloud
+    twin_os = OSCloud(openstack_cloud.server, openstack_cloud.venv,
+                      openstack_cloud.schemas / "dump.sql",
+                      base_dir=tmp_path / "twin").load()
+    try:
+        conn = twin_os.server.connect()
+        try:
+            seed_cloud.build_seed(conn, twin_os.db_names)
+        finally:
+            conn.close()
+        from tests.migrate.conftest import Seeded
+        twin = Seeded(twin_os, None, seeded.conf_path, seeded.mapping_path, seeded.ml2_path,
+                      f"{twin_os.prefix}_pacestack")
+        with contextlib.closing(twin.cloud()) as c:
+            assert applymod.apply(c, twin.mapping()).changes == seed_cloud.SEED_CHANGES
+        assert state(twin) == got
+    finally:
+        twin_os.server.execute(f"DROP DATABASE IF EXISTS `{twin_os.prefix}_pacestack`")
+        twin_os.drop()
+    # 4. one rollback undoes the interrupted and the resumed part together
+    r = seeded.cli("rollback", run_id, "--format", "json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["checksums_ok"]
+    assert seeded.checksums() == before
+
+
+def test_rollback_after_partial_apply(seeded):
+    before = seeded.checksums()
+    p = seeded.cli("apply", "--mapping", str(seeded.mapping_path), "--batch-size", "10",
+                   "--pause-after-batch", "2", popen=True)
+    _wait_line(p, "batch 3/")
+    _kill(p)
+    run_id = seeded.os.server.execute("SELECT run_id FROM runs", database=seeded.journal_db)[0][0]
+    assert seeded.checksums() != before
+    r = seeded.cli("rollback", run_id)
+    assert r.returncode == 0, r.stderr
+    assert "checksums equal to before the apply" in r.stdout
+    assert seeded.checksums() == before
+
+
+def test_two_runs_are_kept_apart(seeded):
+    p = seeded.cli("apply", "--mapping", str(seeded.mapping_path), "--batch-size", "10",
+                   "--pause-after-batch", "2", popen=True)
+    try:
+        _wait_line(p, "batch 1/")
+        r = seeded.cli("apply", "--mapping", str(seeded.mapping_path))
+        assert r.returncode == 1
+        assert "holds the journal lock" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    finally:
+        _kill(p)
