@@ -1,0 +1,208 @@
+"""ocf:pacestack:cinder-volume with the real cinder-volume from the project's
+OpenStack venv, on cinder's real schema in MariaDB, with cinder's own
+FakeLoggingVolumeDriver (the driver its functional tests use: no storage
+needed) and oslo.messaging's in-process ``fake://`` transport.
+
+Each "controller" is a separate agent environment (its node name, its own pid
+file and per-node cinder.conf naming itself as host, as in the seed), so a
+failover is stop on controller01, start on controller02."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from pacestack import proc
+from tests.fixtures.ocf import exit_reason, run_agent
+from tests.fixtures.openstack import Cloud
+
+BACKENDS = ("fake1", "fake2")
+FAKE_DRIVER = "cinder.tests.fake_driver.FakeLoggingVolumeDriver"
+
+
+@pytest.fixture(scope="module")
+def cloud(mariadb, openstack_venv, openstack_dump):
+    loaded = Cloud(mariadb, openstack_venv, openstack_dump).load()
+    try:
+        yield loaded
+    finally:
+        loaded.drop()
+
+
+def cinder_conf(cloud: Cloud, path: Path, *, host: str | None, backends=BACKENDS,
+                backend_hosts: dict[str, str] | None = None, extra: str = "") -> Path:
+    """cinder.conf for one controller: the cloud's DB and fake transport, the fake
+    backends, a fast heartbeat (report_interval 2 s, down after 6 s)."""
+    base = (cloud.config_dir / "cinder.conf").read_text()
+    default = [f"host = {host}"] if host else []
+    default += [f"enabled_backends = {','.join(backends)}", "report_interval = 2",
+                "service_down_time = 6"]
+    text = base.replace("[DEFAULT]\n", "[DEFAULT]\n" + "\n".join(default) + "\n", 1)
+    for backend in backends:
+        text += f"\n[{backend}]\nvolume_driver = {FAKE_DRIVER}\nvolume_backend_name = {backend}\n"
+        if backend_hosts and backend in backend_hosts:
+            text += f"backend_host = {backend_hosts[backend]}\n"
+    path.write_text(text + extra)
+    path.chmod(0o600)  # it holds the DB password
+    return path
+
+
+def rows(cloud: Cloud) -> dict[str, tuple[int, int]]:
+    """host -> (id, seconds since its last heartbeat) of cinder-volume services."""
+    return {host: (rid, age) for rid, host, age in cloud.execute(
+        "cinder", "SELECT id, host, TIMESTAMPDIFF(SECOND, COALESCE(updated_at, created_at), "
+        "UTC_TIMESTAMP()) FROM services WHERE `binary` = 'cinder-volume' AND deleted = 0")}
+
+
+@pytest.fixture
+def controllers(cloud, tmp_path, ocf_provider):
+    """Per-node parameters for controller01 and controller02; stops both after."""
+    made = {}
+    for node in ("controller01", "controller02"):
+        node_dir = tmp_path / node
+        node_dir.mkdir()
+        made[node] = {
+            "binary": str(cloud.venv / "bin" / "cinder-volume"),
+            "config": str(cinder_conf(cloud, node_dir / "cinder.conf", host=node)),
+            "pid": str(node_dir / "cinder-volume.pid"),
+            "log": str(node_dir / "cinder-volume.log"),
+            "enforce_host": "true",
+            "stop_timeout": "20",
+        }
+    yield made
+    for node, params in made.items():
+        run_agent("cinder-volume", "stop", params, node=node, resource="cinder-volume")
+        pid = proc.read_pidfile(params["pid"])
+        if pid and proc.is_alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def on(node, action, params, **kw):
+    return run_agent("cinder-volume", action, params, node=node, resource="cinder-volume",
+                     timeout_ms=kw.pop("timeout_ms", 180000), **kw)
+
+
+def test_failover_keeps_one_set_of_controller_rows(cloud, controllers):
+    c1, c2 = controllers["controller01"], controllers["controller02"]
+    assert on("controller01", "monitor", c1, interval_ms=0)[0] == 7
+    started = time.monotonic()
+    rc, _, err = on("controller01", "start", c1)
+    print(f"cinder-volume started (rows heartbeating) in {time.monotonic() - started:.1f}s")
+    assert rc == 0, f"{err}\n{Path(c1['log']).read_text()[-3000:]}"
+    first = rows(cloud)
+    assert set(first) == {"controller@fake1", "controller@fake2"}
+    assert on("controller01", "monitor", c1)[0] == 0
+    # the probe on the other node sees nothing running there
+    assert on("controller02", "monitor", c2, interval_ms=0)[0] == 7
+
+    # failover: stop here, start there
+    assert on("controller01", "stop", c1)[0] == 0
+    assert on("controller01", "monitor", c1)[0] == 7
+    rc, _, err = on("controller02", "start", c2)
+    assert rc == 0, err
+    assert on("controller02", "monitor", c2)[0] == 0
+    after = rows(cloud)
+    # the same rows (same ids) keep reporting; no controller01/controller02 rows
+    assert {h: rid for h, (rid, _) in after.items()} == {h: rid for h, (rid, _) in first.items()}
+    assert all(age <= 6 for _, age in after.values())
+
+    # killed: the next monitor reports it; a hung service: its rows go down
+    pid = proc.read_pidfile(c2["pid"])
+    os.killpg(pid, signal.SIGSTOP)
+    try:
+        assert proc.wait_for(lambda: min(a for _, a in rows(cloud).values()) > 6, 15,
+                             interval=0.5)
+        rc, _, err = on("controller02", "monitor", c2)
+        assert rc == 1
+        assert "last reported" in exit_reason(err) and "service_down_time 6s" in exit_reason(err)
+    finally:
+        os.killpg(pid, signal.SIGCONT)
+    os.killpg(pid, signal.SIGKILL)
+    assert proc.wait_for(lambda: not proc.is_alive(pid), 5)
+    rc, _, err = on("controller02", "monitor", c2)
+    assert rc == 7 and f"pid {pid}" in exit_reason(err)
+    assert on("controller02", "stop", c2)[0] == 0
+
+
+def test_a_row_of_this_node_heartbeating_is_a_misconfiguration(cloud, controllers):
+    c1 = controllers["controller01"]
+    assert on("controller01", "start", c1)[0] == 0
+    # something on controller01 reports under its own name (as the seed's
+    # cinder-volume did before the host was fixed)
+    cloud.execute("cinder", "INSERT INTO services (created_at, updated_at, deleted, host, "
+                  "`binary`, topic, report_count, disabled) VALUES (UTC_TIMESTAMP(), "
+                  "UTC_TIMESTAMP(), 0, 'controller01@fake1', 'cinder-volume', "
+                  "'cinder-volume', 1, 0)")
+    try:
+        rc, _, err = on("controller01", "monitor", c1)
+        assert rc == 6
+        assert exit_reason(err) == ("cinder-volume reports as controller01@fake1 from this "
+                                    "node while it should report as controller: "
+                                    "misconfiguration")
+    finally:
+        cloud.execute("cinder", "DELETE FROM services WHERE host = 'controller01@fake1'")
+    assert on("controller01", "monitor", c1)[0] == 0
+    # unreachable DB: not a cinder failure, the process check stands
+    broken = Path(c1["config"]).parent / "broken.conf"
+    broken.write_text(Path(c1["config"]).read_text().replace(
+        f":{cloud.server.port}/", ":1/"))
+    broken.chmod(0o600)
+    # same process: only the monitor's view of the DB changes (config list is identity)
+    Path(c1["config"]).rename(Path(c1["config"]).with_suffix(".good"))
+    broken.rename(c1["config"])
+    try:
+        assert on("controller01", "monitor", c1)[0] == 0
+    finally:
+        Path(c1["config"]).with_suffix(".good").rename(c1["config"])
+
+
+@pytest.mark.parametrize("case", ["default_host", "host_unset", "backend_host", "backends",
+                                  "unparseable", "clone", "enforced", "good"])
+def test_validate_all_host_rules(case, cloud, tmp_path, ocf_provider):
+    conf = tmp_path / "cinder.conf"
+    extra_conf = tmp_path / "backend-host.conf"
+    params = {"binary": str(cloud.venv / "bin" / "cinder-volume"), "config": str(conf)}
+    env = None
+    expect_rc, reason = 0, None
+    if case == "default_host":
+        cinder_conf(cloud, conf, host="controller01")
+        expect_rc, reason = 6, (f"{conf}: [DEFAULT] host = controller01, but this resource "
+                                "reports as 'controller' (fix it, or set enforce_host=true)")
+    elif case == "host_unset":
+        cinder_conf(cloud, conf, host=None)
+        expect_rc = 6
+        reason = f"{conf}: [DEFAULT] host is not set (cinder would report as "
+    elif case == "backend_host":
+        cinder_conf(cloud, conf, host="controller")
+        extra_conf.write_text("[fake2]\nbackend_host = controller02\n")
+        params["config"] = f"{conf},{extra_conf}"
+        expect_rc, reason = 6, (f"{extra_conf}: [fake2] backend_host = controller02, but this "
+                                "resource reports as 'controller' (fix it, or set "
+                                "enforce_host=true)")
+    elif case == "backends":
+        cinder_conf(cloud, conf, host="controller")
+        params["backends"] = "fake1 rbd"
+        expect_rc, reason = 6, (f"{conf}: [DEFAULT] enabled_backends (fake1,fake2) lacks "
+                                "backend 'rbd' named in backends")
+    elif case == "unparseable":
+        conf.write_text("[DEFAULT\nhost = controller\n")
+        expect_rc = 6
+        reason = f"{conf}: cannot parse"
+    elif case == "clone":
+        cinder_conf(cloud, conf, host="controller")
+        env = {"OCF_RESKEY_CRM_meta_clone_max": "2", "OCF_RESKEY_CRM_meta_clone": "0"}
+        expect_rc, reason = 6, ("cinder-volume must run as exactly one instance: do not "
+                                "clone it (two would report the same host)")
+    elif case == "enforced":
+        cinder_conf(cloud, conf, host="controller01", backend_hosts={"fake1": "c1"})
+        params["enforce_host"] = "yes"
+    else:
+        cinder_conf(cloud, conf, host="controller", backend_hosts={"fake2": "controller"})
+    rc, _, err = run_agent("cinder-volume", "validate-all", params, env=env)
+    assert rc == expect_rc, err
+    if reason:
+        assert exit_reason(err).startswith(reason), exit_reason(err)
