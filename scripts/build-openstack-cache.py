@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""Prewarm the OpenStack test cache: the pinned venv and the synced-schema dump.
+
+`make` calls it before pytest so the first test does not pay for the build;
+the fixtures build the same thing on demand when it was not run. Prints the
+cache paths and the cold build times (JSON) it measured or found.
+"""
+
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.fixtures import openstack_build as build  # noqa: E402
+from tests.fixtures.openstack import start_tmpfs_server  # noqa: E402
+
+
+def main() -> int:
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    started = time.monotonic()
+    venv = build.ensure_venv(log=log)
+    venv_seconds = time.monotonic() - started
+    started = time.monotonic()
+    dump = build.ensure_dump(venv, lambda: start_tmpfs_server("build"), log=log)
+    dump_seconds = time.monotonic() - started
+    print(json.dumps({
+        "venv": str(venv),
+        "dump": str(dump),
+        "venv_ready_seconds": round(venv_seconds, 1),
+        "venv_cold_build_seconds": build.venv_build_seconds(venv),
+        "dump_ready_seconds": round(dump_seconds, 1),
+        "dump_cold_build": build.read_timings(dump.parent),
+    }, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
