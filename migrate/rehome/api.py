@@ -1,0 +1,151 @@
+"""The new cloud through its APIs (openstacksdk, a clouds.yaml entry).
+
+openstacksdk is heavy: this module is imported only on the rehome code path.
+Each worker thread gets its own connection (a keystoneauth session is not
+meant to be shared across threads while it re-authenticates).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from pacestack.errors import ConfigError, RuntimeFailure
+
+_local = threading.local()
+
+NORMAL_STATES = ("ACTIVE", "SHUTOFF")
+
+
+def _connect(cloud_name: str | None):
+    import openstack
+    import openstack.config.exceptions
+
+    try:
+        return openstack.connect(cloud=cloud_name, load_envvars=cloud_name is None)
+    except openstack.config.exceptions.OpenStackConfigException as exc:
+        raise ConfigError(f"--os-cloud {cloud_name}: {str(exc).splitlines()[0]}") from None
+
+
+class NewCloud:
+    """The calls rehome makes; every failure becomes one line naming the call."""
+
+    def __init__(self, cloud_name: str | None, wait_timeout: int = 300):
+        self.cloud_name = cloud_name
+        self.wait_timeout = wait_timeout
+        self.conn  # noqa: B018 - fail early on a bad clouds.yaml entry
+
+    @property
+    def conn(self):
+        key = f"conn-{id(self)}"
+        conn = getattr(_local, key, None)
+        if conn is None:
+            conn = _connect(self.cloud_name)
+            setattr(_local, key, conn)
+        return conn
+
+    def _call(self, what: str, fn, *args, **kw) -> Any:
+        import openstack.exceptions as exc
+
+        try:
+            return fn(*args, **kw)
+        except exc.ResourceNotFound:
+            return None
+        except exc.SDKException as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise RuntimeFailure(f"{what}: {msg}") from None
+
+    # -- compute ---------------------------------------------------------------
+    def server(self, uuid: str):
+        return self._call(f"GET server {uuid}", self.conn.compute.get_server, uuid)
+
+    def find_server(self, name_or_id: str):
+        """By UUID or unique name, in any project; None when there is none."""
+        import openstack.exceptions as exc
+
+        try:
+            return self.conn.compute.find_server(name_or_id, ignore_missing=True,
+                                                 all_projects=True)
+        except exc.DuplicateResource:
+            raise ConfigError(f"instance name {name_or_id!r} is not unique: give its UUID") \
+                from None
+        except exc.SDKException as e:
+            raise RuntimeFailure(f"find server {name_or_id}: {str(e).splitlines()[0]}") from None
+
+    def compute_services(self) -> list:
+        return list(self._call("GET os-services", self.conn.compute.services))
+
+    def hypervisor_nodes(self, host: str) -> list[str]:
+        hvs = self._call("GET os-hypervisors", self.conn.compute.hypervisors, details=True)
+        return sorted(h.name for h in hvs
+                      if getattr(h, "service_details", None) and
+                      h.service_details.get("host") == host)
+
+    def servers_on(self, host: str) -> list:
+        return list(self._call(f"GET servers on {host}", self.conn.compute.servers,
+                               all_projects=True, compute_host=host))
+
+    def stop(self, uuid: str) -> None:
+        self._call(f"stop server {uuid}", self.conn.compute.stop_server, uuid)
+
+    def start(self, uuid: str) -> None:
+        self._call(f"start server {uuid}", self.conn.compute.start_server, uuid)
+
+    def reboot_hard(self, uuid: str) -> None:
+        self._call(f"reboot --hard server {uuid}", self.conn.compute.reboot_server, uuid, "HARD")
+
+    def wait_status(self, uuid: str, status: str | tuple[str, ...],
+                    timeout: float | None = None):
+        """Poll until the server has (one of) status and no task; ERROR ends the wait."""
+        wanted = (status,) if isinstance(status, str) else status
+        deadline = time.monotonic() + (timeout or self.wait_timeout)
+        delay = 0.2
+        while True:
+            s = self.server(uuid)
+            if s is None:
+                raise RuntimeFailure(f"server {uuid} disappeared while waiting for {status}")
+            if s.status in wanted and not s.task_state:
+                return s
+            if s.status == "ERROR":
+                fault = (s.fault or {}).get("message", "") if hasattr(s, "fault") else ""
+                raise RuntimeFailure(f"server {uuid} went to ERROR waiting for {status}: {fault}")
+            if time.monotonic() > deadline:
+                raise RuntimeFailure(f"server {uuid} is {s.status}/{s.task_state}, not {status} "
+                                     f"after {timeout or self.wait_timeout}s")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 2.0)
+
+    def interfaces(self, uuid: str) -> list:
+        return list(self._call(f"GET os-interface of {uuid}", self.conn.compute.server_interfaces,
+                               uuid))
+
+    def attach(self, uuid: str, port_id: str) -> None:
+        self._call(f"attach port {port_id} to {uuid}", self.conn.compute.create_server_interface,
+                   uuid, port_id=port_id)
+
+    def detach(self, uuid: str, port_id: str) -> None:
+        self._call(f"detach port {port_id} from {uuid}",
+                   self.conn.compute.delete_server_interface, port_id, server=uuid)
+
+    # -- network ---------------------------------------------------------------
+    def port(self, port_id: str):
+        return self._call(f"GET port {port_id}", self.conn.network.get_port, port_id)
+
+    def ports(self, **query) -> list:
+        return list(self._call("GET ports", self.conn.network.ports, **query))
+
+    def network(self, net_id: str):
+        return self._call(f"GET network {net_id}", self.conn.network.get_network, net_id)
+
+    def set_mtu(self, net_id: str, mtu: int) -> None:
+        self._call(f"set mtu of network {net_id}", self.conn.network.update_network, net_id,
+                   mtu=mtu)
+
+    def bind(self, port_id: str, host: str):
+        return self._call(f"bind port {port_id} to {host}", self.conn.network.update_port,
+                          port_id, binding_host_id=host)
+
+    def create_port(self, **attrs):
+        return self._call(f"create port {attrs.get('mac_address')}",
+                          self.conn.network.create_port, **attrs)
