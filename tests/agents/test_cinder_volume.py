@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from pacestack import proc
-from tests.fixtures.ocf import exit_reason, run_agent
+from tests.fixtures.ocf import PROVIDER_DIR, exit_reason, run_agent
 from tests.fixtures.openstack import Cloud
 
 BACKENDS = ("fake1", "fake2")
@@ -206,3 +207,20 @@ def test_validate_all_host_rules(case, cloud, tmp_path, ocf_provider):
     assert rc == expect_rc, err
     if reason:
         assert exit_reason(err).startswith(reason), exit_reason(err)
+
+
+def test_ocf_tester_passes(cloud, controllers):
+    """ocf-tester's full run against the real cinder-volume. The services-row
+    wait is off here (check_services=false): ocf-tester starts it three times
+    and the row checks have their own tests above."""
+    params = {**controllers["controller01"], "check_services": "false"}
+    os.makedirs("/run/resource-agents", exist_ok=True)
+    argv = ["ocf-tester", "-n", "cinder-volume"]
+    for key, value in params.items():
+        argv += ["-o", f"{key}={value}"]
+    done = subprocess.run([*argv, str(PROVIDER_DIR / "cinder-volume")], capture_output=True,
+                          text=True, timeout=600, check=False,
+                          env={**os.environ, "OCF_ROOT": "/usr/lib/ocf",
+                               "OCF_RESKEY_CRM_meta_on_node": "controller01"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "passed all tests" in done.stdout
