@@ -267,7 +267,9 @@ def test_destroy_leaves_no_process_mount_namespace_or_dir(lab_timings):
     try:
         sleeper = lab.node("controller01").popen(["sleep", "600"])
         daemon = lab.arbitrator.start_daemon(["sleep", "600"], "sleep.out")
-        assert proc.cmdline(daemon) == ["sleep", "600"] and daemon in lab.arbitrator.pids()
+        # the PID is the daemon's from the start (setsid execs in place)
+        assert proc.wait_for(lambda: proc.cmdline(daemon) == ["sleep", "600"], 5)
+        assert daemon in lab.arbitrator.pids()
         names = [lab.switch_netns] + [n.netns for n in (*lab.nodes, lab.arbitrator)]
         pids = lab.pids() + [sleeper.pid]
         starts = {p: proc.start_time(p) for p in pids}
