@@ -68,13 +68,16 @@ def is_our_process(pid: int, binary: str, configs: Sequence[str] = (),
                    recorded_start: int | None = None) -> bool:
     """Is this live pid really the service?
 
-    The kernel's executable (/proc/PID/exe) must be ``binary`` or, for a script,
-    its interpreter. Then either the start time we recorded when we spawned it
-    matches (pid + start time name one process for good, even after the service
-    rewrote its title, as gunicorn does with setproctitle), or, with no record,
-    its command line shows ``binary`` (argv[0], or argv[1] under an interpreter)
-    and every config file: a recycled pid of another process never passes.
+    When we spawned it we recorded its kernel start time: pid + start time name
+    one process for good, whatever it exec'd into or renamed itself to (gunicorn
+    rewrites its title; a wrapper script execs the real program), so a match
+    decides. Without a record (a pid file someone else wrote) /proc must show
+    the service: its executable (/proc/PID/exe) is ``binary`` or, for a script,
+    its interpreter, and its command line names ``binary`` (argv[0], or argv[1]
+    under an interpreter) and every config file. A recycled pid never passes.
     """
+    if recorded_start is not None:
+        return proc.start_time(pid) == recorded_start
     try:
         exe = os.readlink(f"/proc/{pid}/exe")
     except OSError:
@@ -84,8 +87,6 @@ def is_our_process(pid: int, binary: str, configs: Sequence[str] = (),
         if not (_same_file(exe, binary)
                 or (script_interpreter and _same_file(exe, script_interpreter))):
             return False
-    if recorded_start is not None:
-        return proc.start_time(pid) == recorded_start
     argv = proc.cmdline(pid)
     if not argv:
         return False
