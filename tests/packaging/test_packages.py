@@ -32,6 +32,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures import ocf as ocf_fixture
+
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "packaging" / "build.sh"
 RESOURCE_D = Path("/usr/lib/ocf/resource.d")
@@ -42,13 +44,29 @@ DEB_SITE = "/usr/lib/python3/dist-packages"
 SYSTEM_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": "/root",
               "DEBIAN_FRONTEND": "noninteractive"}
 APT = ["apt-get", "-o", "DPkg::Lock::Timeout=600", "-y", "-q"]
+def fake_service(tmp: Path) -> str:
+    """A daemon that takes any arguments (--config-file ...) and just stays up."""
+    path = tmp / "fake-service"
+    path.write_text("#!/usr/bin/python3\nimport time\nwhile True:\n    time.sleep(60)\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def cinder_params(tmp: Path) -> dict[str, str]:
+    # validate-all reads it with Debian's oslo.config; no [database]: process checks only
+    (tmp / "cinder.conf").write_text("[DEFAULT]\nhost = controller\n")
+    return {"binary": fake_service(tmp), "config": f"{tmp}/cinder.conf",
+            "pid": f"{tmp}/cinder-volume.pid", "check_services": "false", "stop_timeout": "2"}
+
+
 # ocf-tester runs start/monitor/stop for real: parameters that make each agent
-# manage something harmless here (see tests/agents/test_openstack_service.py).
-# Agents not listed need a real service (galera: MariaDB under a cluster) and are
-# checked through meta-data, pcs and crm_resource only.
+# manage something harmless here (as tests/agents/test_openstack_service.py and
+# test_cinder_volume.py do). Agents not listed need a real service (galera:
+# MariaDB under a cluster) and are checked through meta-data, pcs and crm_resource.
 OCF_TESTER = {
-    "openstack-service": lambda tmp: {"binary": "/bin/sleep", "extra_args": "3600",
-                                      "pid": f"{tmp}/svc.pid", "stop_timeout": "2"},
+    "openstack-service": lambda tmp: {"binary": fake_service(tmp), "pid": f"{tmp}/svc.pid",
+                                      "stop_timeout": "2"},
+    "cinder-volume": cinder_params,
 }
 # third-party top-level imports of the code -> (Debian package, RPM package)
 RUNTIME_DEPS = {
@@ -321,19 +339,23 @@ def purge(ns: PrivateProviders) -> None:
 
 @pytest.fixture
 def installed(packages, tmp_path) -> Iterator[PrivateProviders]:
-    before = snapshot(PROVIDER_DIR)
-    ns = PrivateProviders(tmp_path / "stash")
-    try:
-        purge(ns)  # a run killed half-way may have left it installed
-        assert not Path("/etc/pacestack").exists(), \
-            "/etc/pacestack exists but is not the package's: the purge below would delete it"
-        ns.run([*APT, "install", "--no-install-recommends", str(packages["deb"])])
-        yield ns
-    finally:
-        with contextlib.suppress(Exception):
-            purge(ns)  # even when the test failed: never leave it installed
-        ns.close()
-        assert snapshot(PROVIDER_DIR) == before, "the host's provider directory changed"
+    # The ocf_provider fixture's lock: no test session installs or removes its agents
+    # in the host's provider directory meanwhile, so an unchanged directory afterwards
+    # shows the namespace kept dpkg away from it.
+    with ocf_fixture._locked():
+        before = snapshot(PROVIDER_DIR)
+        ns = PrivateProviders(tmp_path / "stash")
+        try:
+            purge(ns)  # a run killed half-way may have left it installed
+            assert not Path("/etc/pacestack").exists(), \
+                "/etc/pacestack exists but is not the package's: the purge would delete it"
+            ns.run([*APT, "install", "--no-install-recommends", str(packages["deb"])])
+            yield ns
+        finally:
+            with contextlib.suppress(Exception):
+                purge(ns)  # even when the test failed: never leave it installed
+            ns.close()
+            assert snapshot(PROVIDER_DIR) == before, "the host's provider directory changed"
 
 
 def test_installed_deb_works_with_system_python_and_removes_cleanly(installed, tmp_path):
