@@ -333,7 +333,7 @@ class LabCluster:
         """Power-cut a host: SIGKILL of its PID 1 kills every process of the host at
         once; then its /run is emptied and /dev/shm is gone, as after a reboot."""
         node = self.node(name)
-        if not node.booted:
+        if node.reaper_pid is None:
             raise LabError(f"{name} is already down")
         rec = self._need_record()
         victims = node.pids()
@@ -355,6 +355,8 @@ class LabCluster:
         if node.booted and (not node.cluster_member or node.running("corosync")):
             raise LabError(f"{name} is running: crash() or shutdown() it first")
         t0 = time.monotonic()
+        if node.reaper_pid is not None and not node.booted:
+            self.crash(name)  # its PID 1 died behind our back: clean up as after a crash
         if not node.booted:
             self._boot(node)
         if node.cluster_member:

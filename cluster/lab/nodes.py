@@ -191,7 +191,8 @@ class Node:
 
     @property
     def booted(self) -> bool:
-        return self.reaper_pid is not None
+        """Is the host up (its PID 1 alive)?"""
+        return self.reaper_pid is not None and proc.is_alive(self.reaper_pid)
 
     def _prefix(self) -> list[str]:
         if self.reaper_pid is None:
