@@ -48,12 +48,26 @@ def _origin(desc: Description, step: plan.Step) -> str:
     return step.target
 
 
+RUNNERS = ("batch", "batch-files", "each")
+
+
 def run_steps(desc: Description, cib_path: str, steps: list[plan.Step],
               runner: str = "batch") -> None:
-    """Run the steps on ``cib_path`` (a scratch copy); raise on the first refusal."""
+    """Run the steps on ``cib_path`` (a scratch copy); raise on the first refusal.
+
+    batch: every command in one pcs process, the CIB kept in memory between them;
+    batch-files: one pcs process, but pcs reads and writes the file (cibadmin) for
+    every command; each: one ``pcs -f`` process per command, as typed by hand.
+    """
     commands = [s.argv for s in steps]
-    run = pcsrun.run_batch if runner == "batch" else pcsrun.run_one_by_one
-    results = run(cib_path, commands)
+    if runner == "batch":
+        results = pcsrun.run_batch(cib_path, commands, memory=True)
+    elif runner == "batch-files":
+        results = pcsrun.run_batch(cib_path, commands, memory=False)
+    elif runner == "each":
+        results = pcsrun.run_one_by_one(cib_path, commands)
+    else:
+        raise ValueError(f"unknown runner {runner!r}")
     for step, res in zip(steps, results, strict=False):
         if res.rc != 0:
             # pcs refuses what the description asked for: the operator fixes the file

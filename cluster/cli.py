@@ -165,9 +165,11 @@ def register(subparsers) -> None:
     _common(p, "apply to this CIB file (created if missing) instead of the live cluster")
     p.add_argument("--corosync-conf", metavar="FILE",
                    help="also write corosync.conf here (default: [cluster] corosync_conf)")
-    p.add_argument("--runner", choices=("batch", "each"), default="batch",
-                   help="batch: all pcs commands in one pcs process (default); each: one "
-                   "pcs process per command")
+    p.add_argument("--runner", choices=apply_mod.RUNNERS, default="batch",
+                   help="batch: all pcs commands in one pcs process, the CIB kept in memory "
+                   "between them (default); batch-files: one pcs process, the file "
+                   "re-read and re-written by cibadmin per command; each: one pcs process "
+                   "per command. crm_verify checks the result in every case.")
     p.set_defaults(func=_apply)
 
     p = verbs.add_parser("verify", help="crm_verify and the simulated failure matrix",

@@ -46,13 +46,16 @@ def pcs_interpreter() -> list[str]:
     return shlex.split(first[2:])[:1]
 
 
-def run_batch(cib_path: str, commands: Sequence[Sequence[str]], timeout: float = 600
-              ) -> list[CommandResult]:
+def run_batch(cib_path: str, commands: Sequence[Sequence[str]], timeout: float = 600,
+              memory: bool = True) -> list[CommandResult]:
     """``pcs -f cib_path ARGV`` for every command, in one pcs process; stops at the first
-    failure (the last result is then the failing one)."""
+    failure (the last result is then the failing one). ``memory`` keeps the CIB in
+    that process between commands (see pcs_batch.py): the caller must crm_verify the
+    result, as apply does."""
     if not commands:
         return []
-    request = json.dumps({"file": cib_path, "commands": [list(c) for c in commands]})
+    request = json.dumps({"file": cib_path, "commands": [list(c) for c in commands],
+                          "memory": memory})
     proc = subprocess.run([*pcs_interpreter(), "-I", _BATCH_SCRIPT], input=request,
                           capture_output=True, text=True, timeout=timeout, check=False)
     results = []

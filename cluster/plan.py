@@ -103,12 +103,31 @@ def wanted_constraints(desc: Description) -> list[WantedConstraint]:
         for dep_name in r.with_:
             out.append(_colocation(r.name, r.pcs_id, by_name[dep_name],
                                    f"{r.name} runs with {dep_name}"))
-    present = {r.name for r in desc.resources}
-    for name in desc.vip.fronts:
-        if name in present:
-            out.append(_colocation(desc.vip.resource, desc.vip.resource, by_name[name],
-                                   f"the VIP stays where {name} runs"))
+    for name in vip_colocations(desc):
+        out.append(_colocation(desc.vip.resource, desc.vip.resource, by_name[name],
+                               f"the VIP stays where {name} runs"))
     return out
+
+
+def _runs_with(desc: Description, name: str) -> set[str]:
+    """Everything ``name`` is (transitively) colocated with."""
+    by_name = {r.name: r for r in desc.resources}
+    seen: set[str] = set()
+    todo = list(by_name[name].with_) if name in by_name else []
+    while todo:
+        n = todo.pop()
+        if n not in seen:
+            seen.add(n)
+            todo.extend(by_name[n].with_ if n in by_name else ())
+    return seen
+
+
+def vip_colocations(desc: Description) -> list[str]:
+    """The fronted resources the VIP needs its own colocation with: not those another
+    fronted resource already runs with (the VIP follows them through it)."""
+    present = [n for n in desc.vip.fronts if desc.resource(n) is not None]
+    implied = set().union(*(_runs_with(desc, n) for n in present)) if present else set()
+    return [n for n in present if n not in implied]
 
 
 def _colocation(name: str, pcs_id: str, dep: Resource, reason: str) -> WantedConstraint:
