@@ -23,7 +23,7 @@ def _connect(cloud_name: str | None):
     import openstack.config.exceptions
 
     try:
-        return openstack.connect(cloud=cloud_name, load_envvars=cloud_name is None)
+        return openstack.connect(cloud=cloud_name)
     except openstack.config.exceptions.OpenStackConfigException as exc:
         raise ConfigError(f"--os-cloud {cloud_name}: {str(exc).splitlines()[0]}") from None
 
@@ -115,6 +115,19 @@ class NewCloud:
                                      f"after {timeout or self.wait_timeout}s")
             time.sleep(delay)
             delay = min(delay * 1.5, 2.0)
+
+    def wait_idle(self, uuid: str, timeout: float | None = None):
+        """The server once no task runs on it (a killed run may have left one going)."""
+        deadline = time.monotonic() + (timeout or self.wait_timeout)
+        while True:
+            s = self.server(uuid)
+            if s is None:
+                raise RuntimeFailure(f"server {uuid} disappeared")
+            if not s.task_state:
+                return s
+            if time.monotonic() > deadline:
+                raise RuntimeFailure(f"server {uuid} still has task {s.task_state}")
+            time.sleep(0.3)
 
     def interfaces(self, uuid: str) -> list:
         return list(self._call(f"GET os-interface of {uuid}", self.conn.compute.server_interfaces,

@@ -140,7 +140,10 @@ class Worker:
         while step is not None:
             t0 = time.monotonic()
             try:
-                getattr(self, f"step_{step}")(uuid, target, data, res)
+                try:
+                    getattr(self, f"step_{step}")(uuid, target, data, res)
+                finally:
+                    res.name = data.get("name", res.name)
             except Refused as exc:
                 res.status, res.error = "refused", str(exc)
                 res.findings.append(exc.finding)
@@ -364,15 +367,14 @@ class Worker:
 
     def step_rebooted(self, uuid: str, target: Target, data: dict, res: InstanceResult) -> None:
         """Hard reboot defines the guest on the new host (the seed's `nova reboot
-        --hard`), then stop it again: ports are repaired on a stopped guest."""
-        server = self.api.server(uuid)
-        if not data.get("reboot_issued") or server.status not in ("ACTIVE", "SHUTOFF"):
-            if server.task_state:
-                self.api.wait_status(uuid, ("ACTIVE", "SHUTOFF"))
+        --hard`), then stop it again: ports are repaired on a stopped guest. A hard
+        reboot is safe to repeat, so a kill before it was recorded only repeats it."""
+        server = self.api.wait_idle(uuid)
+        if not data.get("reboot_done"):
             self.api.reboot_hard(uuid)
-            data["reboot_issued"] = True
-            self.store.record(uuid, "ports_bound", data)
             server = self.api.wait_status(uuid, "ACTIVE")
+            data["reboot_done"] = True
+            self.store.record(uuid, "ports_bound", data)
         if server.compute_host != target.host:
             raise RuntimeFailure(f"after the hard reboot the instance is on "
                                  f"{server.compute_host}, not {target.host}")
@@ -447,13 +449,10 @@ class Worker:
         return changed
 
     def step_started(self, uuid: str, target: Target, data: dict, res: InstanceResult) -> None:
-        server = self.api.server(uuid)
-        if server.status == "ACTIVE" and not server.task_state:
-            return
-        if server.task_state:
-            server = self.api.wait_status(uuid, "SHUTOFF")
-        self.api.start(uuid)
-        self.api.wait_status(uuid, "ACTIVE")
+        server = self.api.wait_idle(uuid)
+        if server.status != "ACTIVE":
+            self.api.start(uuid)
+            self.api.wait_status(uuid, "ACTIVE")
 
     def step_verified(self, uuid: str, target: Target, data: dict, res: InstanceResult) -> None:
         problems = []
