@@ -1,0 +1,230 @@
+"""The seed's cloud end to end on CIB files, with pacestack's agents installed:
+plan -> apply (real pcs -f, crm_verify) -> verify (real crm_simulate), idempotence,
+plans against existing CIBs, corosync.conf. Time budget: about 60 s."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+from pacestack.cluster import apply, cib, description, pcsrun, plan, verify
+
+from pacestack.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+SEED = str(ROOT / "examples" / "seed-cluster.conf")
+NODES = ("controller01", "controller02")
+
+
+def _sha(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def seed(ocf_provider):
+    return description.load([SEED])
+
+
+@pytest.fixture(scope="module")
+def applied(seed, tmp_path_factory):
+    """The seed's description applied to a new CIB file (and corosync.conf)."""
+    work = tmp_path_factory.mktemp("seed")
+    cib_path = str(work / "cib.xml")
+    corosync = str(work / "corosync.conf")
+    result = apply.apply(seed, cib_file=cib_path, corosync_conf=corosync)
+    return result, cib_path, corosync
+
+
+@pytest.fixture(scope="module")
+def report(seed, applied):
+    return verify.verify(seed, cib_file=applied[1])
+
+
+def test_every_profile_entry_is_accepted_by_pcs(seed, applied):
+    result, cib_path, _ = applied
+    assert result.changed
+    have = cib.read_file(cib_path)
+    expected = {r.name: r for r in plan.all_resources(seed)}
+    assert set(have.primitives) == set(expected)
+    for name, r in expected.items():
+        p = have.primitives[name]
+        assert p.agent == r.agent, name
+        assert p.mode == r.mode, name
+        assert p.params == r.params, name
+        for key, value in r.clone_meta.items():
+            assert p.clone_meta[key] == value, (name, key)
+    # the built-in stack of the issue, with the seed's shared cinder host
+    assert {"galera", "memcached", "rabbitmq", "apache", "glance-api", "nova-api",
+            "nova-scheduler", "nova-conductor", "nova-novncproxy", "neutron-server",
+            "neutron-dhcp-agent", "neutron-l3-agent", "neutron-metadata-agent",
+            "neutron-openvswitch-agent", "cinder-api", "cinder-scheduler", "cinder-volume",
+            "cinder-backup", "vip"} <= set(have.primitives)
+    assert have.primitives["galera"].mode == "promotable"
+    assert have.primitives["cinder-volume"].clone_id is None
+    assert have.primitives["cinder-backup"].clone_id is None
+    assert have.primitives["vip"].params == {"ip": "10.0.0.10", "cidr_netmask": "24"}
+    assert set(have.stonith) == {"fence-controller01", "fence-controller02"}
+    assert have.properties.get("stonith-enabled", "true") == "true"
+    assert pcsrun.crm_verify(cib_path) == []
+    # every wanted ordering/colocation is in the CIB exactly once
+    sigs = [c.signature() for c in have.constraints.values()]
+    wanted = [c.signature() for c in plan.wanted_constraints(seed)]
+    assert sorted(map(repr, sigs)) == sorted(map(repr, wanted))
+
+
+def test_second_apply_is_a_no_op(seed, applied):
+    _, cib_path, corosync = applied
+    before, coro_before = _sha(cib_path), _sha(corosync)
+    again = apply.apply(seed, cib_file=cib_path, corosync_conf=corosync)
+    assert not again.changed and again.steps == []
+    assert not again.corosync_changed
+    assert _sha(cib_path) == before and _sha(corosync) == coro_before
+    assert plan.build(seed, cib.read_file(cib_path)) == []
+
+
+def test_corosync_conf_is_written_offline_for_the_nodes(applied):
+    text = Path(applied[2]).read_text()
+    assert "cluster_name: openstack" in text
+    assert "ring0_addr: 10.0.0.11" in text and "ring0_addr: 10.0.0.12" in text
+    assert "two_node: 1" in text
+
+
+def test_seed_verifies_clean(report):
+    assert report.crm_verify == []
+    assert report.ok, report.findings
+    assert [f.code for f in report.findings] == []
+    # baseline + two node failures + one per running resource instance
+    kinds = [s.kind for s in report.scenarios]
+    assert kinds.count("node") == 2 and kinds.count("baseline") == 1
+    assert kinds.count("resource") >= 2 * 16 + 3
+
+
+@pytest.mark.parametrize("failed", NODES)
+def test_failure_matrix_for_node_loss(report, seed, failed):
+    survivor = next(n for n in NODES if n != failed)
+    base = report.scenario("all nodes up")
+    sc = report.scenario(f"{failed} fails")
+    for r in plan.all_resources(seed):
+        assert base.nodes_of(r.name), r.name
+        assert sc.nodes_of(r.name) == [survivor], (r.name, sc.placement[r.name])
+    assert sc.nodes_of("galera", "Promoted") == [survivor]
+    for name in ("vip", "cinder-volume", "cinder-backup"):
+        assert len(base.nodes_of(name)) == 1
+    for r in seed.resources:
+        if r.mode != "single":
+            assert base.nodes_of(r.name) == list(NODES), r.name
+
+
+def test_plan_against_the_applied_cib_shows_only_the_difference(seed, applied, tmp_path):
+    _, cib_path, _ = applied
+    changed = tmp_path / "changed.conf"
+    changed.write_text(Path(SEED).read_text() + """
+[resource:nova-novncproxy]
+enabled = false
+
+[resource:nova-api]
+params =
+    binary=/usr/bin/nova-api
+    config=/etc/nova/nova.conf
+    user=nova
+    monitor_url=http://127.0.0.1:8774/healthcheck
+
+[resource:heat-api]
+agent = ocf:pacestack:openstack-service
+params =
+    binary=/usr/bin/heat-api
+    config=/etc/heat/heat.conf
+after = galera, apache
+""")
+    desc = description.load([str(changed)])
+    steps = plan.build(desc, cib.read_file(cib_path))
+    assert [(s.section, s.action, s.target) for s in steps] == [
+        ("remove", "delete", "nova-novncproxy"),
+        ("resources", "update", "nova-api"),
+        ("resources", "create", "heat-api"),
+        ("constraints", "create", "order-galera-then-heat-api"),
+        ("constraints", "create", "order-apache-then-heat-api"),
+    ]
+    assert steps[1].argv == ("resource", "update", "nova-api",
+                             "monitor_url=http://127.0.0.1:8774/healthcheck")
+    # applying it and planning again: nothing left
+    copy = tmp_path / "cib.xml"
+    copy.write_bytes(Path(cib_path).read_bytes())
+    apply.apply(desc, cib_file=str(copy))
+    assert plan.build(desc, cib.read_file(str(copy))) == []
+    assert "nova-novncproxy" not in cib.read_file(str(copy)).primitives
+    # the in-memory batch builds what pcs builds when cibadmin rewrites the file for
+    # every command (delete, update, create, constraints)
+    files = tmp_path / "files.xml"
+    files.write_bytes(Path(cib_path).read_bytes())
+    apply.apply(desc, cib_file=str(files), runner="batch-files")
+    assert _configuration(files) == _configuration(copy)
+
+
+def _configuration(path) -> tuple:
+    have = cib.read_file(str(path))
+    prims = sorted((p.id, p.agent, sorted(p.params.items()), sorted(p.meta.items()), p.mode,
+                    sorted(p.clone_meta.items()), p.monitor_intervals)
+                   for p in [*have.primitives.values(), *have.stonith.values()])
+    return prims, sorted(map(repr, have.constraint_signatures())), sorted(have.properties.items())
+
+
+def test_plan_against_a_hand_built_cib(seed, tmp_path):
+    """The operator already created Galera and the VIP by hand, with pcs's own
+    constraint ids: the plan adds only the rest and never duplicates a constraint."""
+    path = tmp_path / "cib.xml"
+    path.write_text(cib.empty_cib())
+    full = plan.build(seed)
+    by_target = {s.target: s for s in full}
+    by_hand = [by_target["galera"].argv, by_target["memcached"].argv, by_target["apache"].argv,
+               ("constraint", "order", "promote", "galera-clone", "then", "start",
+                "apache-clone")]
+    results = pcsrun.run_batch(str(path), by_hand)
+    assert [r.rc for r in results] == [0, 0, 0, 0], results[-1].stderr
+    assert "order-galera-then-apache" not in cib.read_file(str(path)).constraints
+    steps = plan.build(seed, cib.read_file(str(path)))
+    targets = [s.target for s in steps]
+    assert not {"galera", "memcached", "apache"} & set(targets)
+    assert "order-galera-then-apache" not in targets  # same constraint, pcs's own id
+    assert "order-memcached-then-apache" in targets
+    assert len(steps) == len(full) - 4
+    assert all(s.action == "create" for s in steps)
+
+
+def test_cli_plan_is_copy_pasteable_shell(seed, tmp_path, capsys):
+    assert main(["cluster", "plan", "-d", SEED, "--empty"]) == 0
+    text = capsys.readouterr().out
+    commands = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
+    assert len(commands) == len(plan.build(seed))
+    assert all(c.startswith("pcs ") for c in commands)
+    assert "# --- Resources, in start order ---" in text
+    # shell-quoted: the Galera host map (with ';') survives a shell round trip
+    galera = next(c for c in commands if c.startswith("pcs resource create galera "))
+    assert "'cluster_host_map=controller01:10.0.0.11;controller02:10.0.0.12'" in galera
+    # the first commands (two fencing devices, Galera, memcached), pasted into a shell
+    path = tmp_path / "by-hand.xml"
+    path.write_text(cib.empty_cib())
+    script = "set -e\n" + "\n".join(c.replace("pcs ", f"pcs -f {shlex.quote(str(path))} ", 1)
+                                    for c in commands[:4])
+    subprocess.run(["bash", "-c", script], check=True, capture_output=True)
+    assert {"galera", "memcached"} <= set(cib.read_file(str(path)).primitives)
+
+    assert main(["cluster", "plan", "-d", SEED, "--empty", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["count"] == len(commands)
+    assert data["steps"][0]["section"] in plan.SECTIONS
+
+
+def test_cli_verify_renders_the_matrix(seed, applied, capsys):
+    path = applied[1]
+    assert main(["cluster", "plan", "-d", SEED, "--cib-file", path]) == 0
+    assert capsys.readouterr().out.startswith("# nothing to do")
+    assert main(["cluster", "verify", "-d", SEED, "--cib-file", path, "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["ok"] is True and data["findings"] == []
+    node_loss = next(s for s in data["scenarios"] if s["name"] == "controller01 fails")
+    assert node_loss["placement"]["vip"] == [{"node": "controller02", "role": "Started"}]
