@@ -138,6 +138,15 @@ def known_hosts(cloud) -> set[str]:
     return out
 
 
+def _applied_before(cloud) -> bool:
+    exists = cloud.rows("SELECT COUNT(*) AS n FROM information_schema.tables "
+                        "WHERE table_schema = %s AND table_name = 'runs'", [cloud.journal_db])
+    if not exists[0]["n"]:
+        return False
+    return bool(cloud.rows("SELECT run_id FROM {journal.runs} WHERE status IN "
+                           "('running', 'done') LIMIT 1"))
+
+
 def build(cloud, mapping, only: list[str] | None = None, force: bool = False) -> Plan:
     """Read the cloud and compute every step's changes; writes nothing."""
     from pacestack.migrate import cinder, keystone, neutron, nova
@@ -148,8 +157,10 @@ def build(cloud, mapping, only: list[str] | None = None, force: bool = False) ->
     general: list[Finding] = []
     if mapping.hosts and ({"neutron", "cinder"} & set(wanted)):
         present = known_hosts(cloud)
-        for old, new in mapping.hosts.items():
-            if old not in present and new not in present:
+        # once a run has applied, the old names are gone: a re-run must not call them typos
+        applied = _applied_before(cloud)
+        for old in mapping.hosts:
+            if old not in present and not applied:
                 general.append(findings.error(
                     "MAPPING_UNKNOWN_HOST", f"{mapping.path}:{mapping.lines.get('hosts ' + old)}",
                     f"no service, agent, port binding or volume uses host {old!r}"))
