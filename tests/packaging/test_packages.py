@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pytest
 
+from pacestack import proc
 from tests.fixtures import ocf as ocf_fixture
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,6 +75,10 @@ RUNTIME_DEPS = {
     "oslo_config": ("python3-oslo.config", "python3-oslo-config"),
     "daemon": ("python3-daemon", "python3-daemon"),
     "pcs": ("pcs", "pcs"),
+}
+# imported only on one command's path: a weak dependency (Recommends)
+OPTIONAL_DEPS = {
+    "openstack": ("python3-openstacksdk", "python3-openstacksdk"),
 }
 OTHER_DEPS = [("pacemaker", "pacemaker"), ("pcs", "pcs"), ("resource-agents", "resource-agents")]
 
@@ -190,8 +195,8 @@ def declared_imports() -> set[str]:
     return found
 
 
-def deb_depends(deb: Path) -> set[str]:
-    field = subprocess.run(["dpkg-deb", "-f", str(deb), "Depends"], capture_output=True,
+def deb_depends(deb: Path, field: str = "Depends") -> set[str]:
+    field = subprocess.run(["dpkg-deb", "-f", str(deb), field], capture_output=True,
                            text=True, check=True).stdout
     return {re.split(r"[\s(]", d.strip())[0] for d in field.split(",") if d.strip()}
 
@@ -203,15 +208,20 @@ def rpm_query(rpm: Path, *args: str) -> list[str]:
 
 def test_every_runtime_import_is_a_declared_dependency(packages):
     imports = declared_imports()
-    unknown = imports - set(RUNTIME_DEPS)
+    unknown = imports - set(RUNTIME_DEPS) - set(OPTIONAL_DEPS)
     assert not unknown, (f"the code imports {sorted(unknown)}: add their Debian and RPM "
                          "packages to packaging/debian/control, packaging/rpm/pacestack.spec "
                          "and RUNTIME_DEPS")
     deb = deb_depends(packages["deb"])
     rpm = {re.split(r"\s", r)[0] for r in rpm_query(packages["rpm"], "--requires")}
-    for deb_name, rpm_name in [RUNTIME_DEPS[i] for i in imports] + OTHER_DEPS:
+    for deb_name, rpm_name in [RUNTIME_DEPS[i] for i in imports & set(RUNTIME_DEPS)] + OTHER_DEPS:
         assert deb_name in deb, f"{deb_name} missing from the .deb's Depends"
         assert rpm_name in rpm, f"{rpm_name} missing from the .rpm's Requires"
+    deb_weak = deb_depends(packages["deb"], "Recommends")
+    rpm_weak = {re.split(r"\s", r)[0] for r in rpm_query(packages["rpm"], "--recommends")}
+    for deb_name, rpm_name in [OPTIONAL_DEPS[i] for i in imports & set(OPTIONAL_DEPS)]:
+        assert deb_name in deb_weak, f"{deb_name} missing from the .deb's Recommends"
+        assert rpm_name in rpm_weak, f"{rpm_name} missing from the .rpm's Recommends"
 
 
 def test_rpm_holds_the_same_files_and_requires(packages):
@@ -406,9 +416,15 @@ def test_installed_deb_works_with_system_python_and_removes_cleanly(installed, t
     print(f"ocf-tester runs: {sorted(agents & set(OCF_TESTER))}; meta-data, pcs and "
           f"crm_resource only: {sorted(agents - set(OCF_TESTER))}")
     for agent in sorted(agents & set(OCF_TESTER)):
-        opts = [arg for k, v in OCF_TESTER[agent](tmp_path).items() for arg in ("-o", f"{k}={v}")]
-        done = ns.run(["ocf-tester", "-n", f"pkgtest-{agent}", *opts, str(PROVIDER_DIR / agent)],
-                      check=False, timeout=180)
+        params = OCF_TESTER[agent](tmp_path)
+        opts = [arg for k, v in params.items() for arg in ("-o", f"{k}={v}")]
+        try:
+            done = ns.run(["ocf-tester", "-n", f"pkgtest-{agent}", *opts,
+                           str(PROVIDER_DIR / agent)], check=False, timeout=180)
+        finally:  # ocf-tester stops what it started, unless it failed half-way
+            pid = proc.read_pidfile(params["pid"])
+            if pid and proc.is_alive(pid) and "fake-service" in " ".join(proc.cmdline(pid)):
+                proc.terminate(pid, timeout=5)
         assert done.returncode == 0, f"ocf-tester {agent}:\n{done.stdout}\n{done.stderr}"
         assert "passed all tests" in done.stdout
 
