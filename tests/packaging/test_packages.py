@@ -75,6 +75,7 @@ RUNTIME_DEPS = {
     "oslo_config": ("python3-oslo.config", "python3-oslo-config"),
     "daemon": ("python3-daemon", "python3-daemon"),
     "pcs": ("pcs", "pcs"),
+    "lxml": ("python3-lxml", "python3-lxml"),
 }
 # imported only on one command's path: a weak dependency (Recommends)
 OPTIONAL_DEPS = {
