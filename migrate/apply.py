@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import time
 from collections.abc import Callable
 from itertools import groupby
@@ -65,8 +66,11 @@ def check_galera(cloud) -> None:
 
 
 def mapping_digest(mapping, steps: list[str]) -> str:
-    text = open(mapping.path, "rb").read() if mapping.path and not mapping.path.startswith("<") \
-        else repr(mapping.to_dict()).encode()
+    if mapping.path and os.path.isfile(mapping.path):
+        with open(mapping.path, "rb") as fh:
+            text = fh.read()
+    else:
+        text = repr(mapping.to_dict()).encode()
     return hashlib.sha256(text + ",".join(steps).encode()).hexdigest()
 
 

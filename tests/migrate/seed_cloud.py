@@ -112,17 +112,15 @@ class Writer:
         return self.cur.fetchone()[0]
 
     def std_attrs(self, kind: str, n: int) -> list[int]:
-        """n standardattributes rows; their ids (consecutive, one multi-row insert)."""
+        """n standardattributes rows; their ids. Galera spaces auto-increment ids by the
+        cluster size, so they are read back, never assumed consecutive."""
         db = self.dbs["neutron"]
         self.cur.executemany(f"INSERT INTO `{db}`.standardattributes "  # noqa: S608
                              "(resource_type, created_at, revision_number) VALUES (%s, %s, 1)",
                              [(kind, NOW)] * n)
-        first = self.cur.lastrowid
-        last = self.scalar(f"SELECT MAX(id) FROM `{db}`.standardattributes")  # noqa: S608
-        ids = list(range(first, first + n)) if first and first + n - 1 == last else None
-        if ids is None:
-            ids = list(range(last - n + 1, last + 1))
-        return ids
+        self.cur.execute(f"SELECT id FROM `{db}`.standardattributes "  # noqa: S608
+                         "WHERE resource_type = %s ORDER BY id DESC LIMIT %s", [kind, n])
+        return sorted(r[0] for r in self.cur.fetchall())
 
 
 def _free_allocations(w: Writer) -> None:
