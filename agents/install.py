@@ -104,3 +104,22 @@ def install_agents(provider_dir: str = DEFAULT_PROVIDER_DIR, python: str | None 
         written.append(path)
     return written
 
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python3 -m pacestack.agents.install``: for packages' post-install steps."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python3 -m pacestack.agents.install",
+                                 description="Install pacestack's OCF agent executables.")
+    ap.add_argument("--provider-dir", default=DEFAULT_PROVIDER_DIR)
+    ap.add_argument("--python", default=sys.executable,
+                    help="interpreter with pacestack installed (default: this one)")
+    args = ap.parse_args(argv)
+    for path in install_agents(args.provider_dir, python=args.python):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -255,7 +255,31 @@ class OpenStackServiceAgent(ocf.Agent):
 
     def state(self) -> sp.ServiceState:
         binary = self.binary_path() or self.params.binary or ""
-        return sp.find_service(self.pidfile, binary, self.identity_configs())
+        st = sp.find_service(self.pidfile, binary, self.identity_configs())
+        # only without any pid file: a stale one means our service died, and what
+        # is left of it (workers with the same command line) is swept, not adopted
+        if st.status == "absent" and (self.is_probe or self.action == "start"):
+            adopted = self.adopt(binary)
+            if adopted is not None:
+                return adopted
+        return st
+
+    def adopt(self, binary: str) -> sp.ServiceState | None:
+        """The service running without our pid file (started by hand, or before
+        this node joined): record it so Pacemaker manages it, never start a twin."""
+        if not binary:
+            return None
+        try:
+            argv = self.service_argv(binary)
+        except OCFError:
+            return None
+        pid = sp.find_by_argv(argv)
+        if pid is None or sp.claimed_elsewhere(pid, self.pidfile):
+            return None  # none, or another resource's (a second clone instance here)
+        sp.write_pidfile(self.pidfile, pid)
+        self.log.warning(f"adopted {binary} already running as pid {pid} "
+                         f"(no pid file of ours); recorded in {self.pidfile}")
+        return sp.ServiceState(pid, "running", f"pid {pid} (adopted)")
 
     def monitor(self) -> int:
         p = self.params

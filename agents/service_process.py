@@ -140,6 +140,45 @@ def find_service(pidfile: str, binary: str, configs: Sequence[str] = ()) -> Serv
     return ServiceState(pid, "running", f"pid {pid}")
 
 
+def find_by_argv(argv: Sequence[str]) -> int | None:
+    """A live process running exactly this command line (e.g. started by hand
+    before Pacemaker took over), directly or as a script under its interpreter.
+    Probes and start use it so the service is adopted, never started twice."""
+    want = list(argv)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        pid = int(entry)
+        cmd = proc.cmdline(pid)
+        if not cmd:
+            continue
+        split = len(cmd) - len(want) + 1  # cmd = head (1 or 2 entries) + want[1:]
+        if split < 1 or cmd[split:] != want[1:]:
+            continue
+        head = cmd[:split]
+        direct = len(head) == 1 and (head[0] == want[0] or _same_file(head[0], want[0]))
+        scripted = (len(head) == 2 and (head[1] == want[0] or _same_file(head[1], want[0]))
+                    and interpreter(want[0]) is not None)
+        if (direct or scripted) and proc.is_alive(pid):
+            return pid
+    return None
+
+
+def claimed_elsewhere(pid: int, pidfile: str) -> bool:
+    """Does another pid file beside ours record this pid (another resource's)?"""
+    directory = os.path.dirname(os.path.abspath(pidfile))
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return False
+    for name in names:
+        other = os.path.join(directory, name)
+        if name.endswith(".pid") and other != os.path.abspath(pidfile):
+            if proc.read_pidfile(other) == pid:
+                return True
+    return False
+
+
 def remove_pidfile(pidfile: str) -> None:
     for path in (pidfile, _start_file(pidfile)):
         try:

@@ -9,8 +9,8 @@ import subprocess
 import sys
 
 import pytest
-
 from pacestack.agents import install
+
 from tests.fixtures.ocf import PROVIDER_DIR, RA_DTD, RA_RNG, exit_reason, run_agent
 
 AGENTS = sorted(install.available_agents())
@@ -98,3 +98,18 @@ def test_monitor_path_imports_only_the_standard_library(ocf_provider, tmp_path):
              ("oslo_config", "pymysql", "daemon", "logging", "subprocess", "xml", "email",
               "http", "ssl", "stevedore", "sqlalchemy")} | ({"urllib.request"} & modules)
     assert not heavy, heavy
+
+
+def test_install_module_writes_tiny_executables(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "pacestack.agents.install", "--provider-dir",
+                           str(tmp_path)], capture_output=True, text=True, check=True)
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == AGENTS and done.stdout.split() == [str(tmp_path / n) for n in AGENTS]
+    for name in written:
+        path = tmp_path / name
+        assert path.stat().st_mode & 0o777 == 0o755
+        text = path.read_text()
+        assert text.startswith(f"#!{sys.executable} -IS\n") and len(text.splitlines()) <= 5
+        meta = subprocess.run([str(path), "meta-data"], capture_output=True, text=True,
+                              check=False)
+        assert meta.returncode == 0 and f'<resource-agent name="{name}"' in meta.stdout

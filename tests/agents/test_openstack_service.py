@@ -276,3 +276,23 @@ def test_config_list_and_systemd_commands():
         "systemctl", "is-active", "--quiet", "--", "nova-api.service"]
     with pytest.raises(ValueError):
         systemd_command("promote", "x")
+
+
+def test_probe_adopts_a_service_started_by_hand(svc):
+    """Started outside Pacemaker with the same command line: the probe reports
+    it running (so Pacemaker never starts a twin) and stop can end it."""
+    argv = [svc["binary"], "--config-file", svc["config"]]
+    with open(os.devnull, "wb") as null:
+        by_hand = subprocess.Popen(argv, stdout=null, stderr=null, start_new_session=True)
+    try:
+        assert proc.wait_for(lambda: proc.cmdline(by_hand.pid)[1:2] == [svc["binary"]], 5)
+        rc, _, err = agent("monitor", svc, interval_ms=0)
+        assert rc == 0, err
+        assert proc.read_pidfile(svc["pid"]) == by_hand.pid
+        assert agent("monitor", svc)[0] == 0
+        assert agent("stop", svc)[0] == 0
+        assert by_hand.wait(timeout=10) == -signal.SIGTERM
+    finally:
+        if by_hand.poll() is None:
+            by_hand.kill()
+            by_hand.wait()
