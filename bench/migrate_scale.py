@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shutil
 import sys
 import time
@@ -270,7 +271,14 @@ def main(argv=None) -> int:
             out["changes"] = len(plan.changes)
             say(f"plan: {len(plan.changes)} changes in {out['plan_s']} s")
             t = time.monotonic()
-            r = applymod.apply(c, mp, progress=None)
+            if os.environ.get("BENCH_PROFILE"):
+                import cProfile
+                import pstats
+                prof = cProfile.Profile()
+                r = prof.runcall(applymod.apply, c, mp)
+                pstats.Stats(prof, stream=sys.stderr).sort_stats("cumulative").print_stats(25)
+            else:
+                r = applymod.apply(c, mp, progress=None)
             out["apply_s"] = round(time.monotonic() - t, 2)
             say(f"apply: {r.changes} rows, {r.batches} batches in {out['apply_s']} s")
             t = time.monotonic()
@@ -292,7 +300,8 @@ def main(argv=None) -> int:
             # volumes only: cinder-manage volume update_host vs pacestack --only cinder
             t = time.monotonic()
             p = os_cloud.run("cinder-manage", "volume", "update_host", "--currenthost",
-                             "old-control@rbd", "--newhost", "controller@rbd", timeout=3600)
+                             "old-control@rbd#rbd", "--newhost", "controller@rbd#rbd",
+                             timeout=3600)
             out["cinder_manage_update_host_s"] = round(time.monotonic() - t, 2)
             out["cinder_manage_rc"] = p.returncode
             vols = c.rows("SELECT COUNT(*) AS n FROM {cinder.volumes} "

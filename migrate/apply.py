@@ -17,8 +17,7 @@ from collections.abc import Callable
 from itertools import groupby
 
 from pacestack.migrate import batch as sqlbatch
-from pacestack.migrate import tables
-from pacestack.migrate.journal import Journal
+from pacestack.migrate.journal import Journal, dumps
 from pacestack.migrate.plan import Change, Plan, build
 
 from pacestack.errors import ConfigError, RuntimeFailure
@@ -106,26 +105,14 @@ def apply_batch(cloud, journal: Journal, run_id: str, batch_no: int,
                     sqlbatch.insert_rows(cloud, cur, db, table, [c.after for c in grp])
                     images += [(db, table, "insert", c.key, None, list(c.after)) for c in grp]
                     continue
-                current = sqlbatch.locked_rows(cloud, cur, db, table, [c.key for c in grp])
-                pk = tables.pk(db, table)
-                by_key = {tuple(r[k] for k in pk): r for r in current}
-                for c in grp:
-                    row = by_key.get(tuple(c.key[k] for k in pk))
-                    if row is None or any(row.get(col) != val for col, val in c.before.items()):
-                        raise sqlbatch.Stale(
-                            f"{db}.{table} row {c.key} changed since it was planned; "
-                            "run apply again to re-plan")
+                image = (cloud.t("journal", "images"),
+                         [run_id, batch_no, db, table, dumps(list(cols))])
                 if op == "update":
-                    n = sqlbatch.update_rows(cloud, cur, db, table, [c.key for c in grp],
-                                             [c.after for c in grp], list(cols))
-                    images += [(db, table, "update", c.new_key,
-                                by_key[tuple(c.key[k] for k in pk)], list(cols)) for c in grp]
+                    sqlbatch.journaled_update(cloud, cur, db, table, [c.key for c in grp],
+                                              [c.before for c in grp], [c.after for c in grp],
+                                              list(cols), image)
                 else:
-                    n = sqlbatch.delete_rows(cloud, cur, db, table, [c.key for c in grp])
-                    images += [(db, table, "delete", c.key, by_key[tuple(c.key[k] for k in pk)],
-                                []) for c in grp]
-                if n != len(grp):
-                    raise sqlbatch.Stale(f"{db}.{table}: {n} rows changed, {len(grp)} planned")
+                    sqlbatch.journaled_delete(cloud, cur, db, table, [c.key for c in grp], image)
             journal.write_images(cur, run_id, batch_no, images)
             journal.count_batch(cur, run_id, len(changes))
         conn.commit()

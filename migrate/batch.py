@@ -10,6 +10,7 @@ one assignment see another's result.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,10 +30,12 @@ def _real(cloud, db: str, table: str) -> str:
     return cloud.t(db, table)
 
 
-def _create_tmp(cur, real: str, keys: Sequence[str], vals: Sequence[str]) -> None:
+def _create_tmp(cur, real: str, keys: Sequence[str], vals: Sequence[str],
+                olds: Sequence[str] = ()) -> None:
     cur.execute(f"DROP TEMPORARY TABLE IF EXISTS {q(TMP)}")
     cols = [f"{q(k)} AS {q('k_' + k)}" for k in keys] + [f"{q(v)} AS {q('v_' + v)}"
-                                                          for v in vals]
+                                                          for v in vals] + \
+        [f"{q(o)} AS {q('o_' + o)}" for o in olds]
     # column types copied from the real table; no rows copied
     cur.execute(f"CREATE TEMPORARY TABLE {q(TMP)} AS SELECT {', '.join(cols)} "  # noqa: S608
                 f"FROM {real} LIMIT 0")
@@ -47,18 +50,6 @@ def _fill_tmp(cur, n_cols: int, rows: list[tuple]) -> None:
 
 def _join(keys: Sequence[str]) -> str:
     return " AND ".join(f"t.{q(k)} = c.{q('k_' + k)}" for k in keys)
-
-
-def locked_rows(cloud, cur, db: str, table: str, keys: list[dict]) -> list[dict]:
-    """Current full rows for these keys, locked until commit."""
-    pk = tables.pk(db, table)
-    real = _real(cloud, db, table)
-    _create_tmp(cur, real, pk, ())
-    _fill_tmp(cur, len(pk), [tuple(k[c] for c in pk) for k in keys])
-    cur.execute(f"SELECT t.* FROM {real} t JOIN {q(TMP)} c ON {_join(pk)} "  # noqa: S608
-                "FOR UPDATE")
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
 def update_rows(cloud, cur, db: str, table: str, keys: list[dict], values: list[dict],
@@ -106,3 +97,81 @@ def checksum(cloud, cur, db: str, table: str) -> Any:
     cur.execute(f"CHECKSUM TABLE {_real(cloud, db, table)}")
     row = cur.fetchone()
     return row[1] if row else None
+
+
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def _lit(name: str) -> str:
+    """A column name as a JSON_OBJECT key literal; names come from the whitelist or the
+    server's own information_schema and are checked to be plain identifiers."""
+    if not _IDENT.match(name):
+        raise ValueError(f"refusing column name {name!r}")
+    return f"'{name}'"
+
+
+_COLUMNS: dict[tuple[str, str], list[str]] = {}
+
+
+def columns(cloud, db: str, table: str) -> list[str]:
+    key = (cloud.databases[db], table)
+    if key not in _COLUMNS:
+        rows = cloud.rows("SELECT column_name AS c FROM information_schema.columns WHERE "
+                          "table_schema = %s AND table_name = %s ORDER BY ordinal_position",
+                          [cloud.databases[db], table])
+        _COLUMNS[key] = [r["c"] for r in rows]
+    return _COLUMNS[key]
+
+
+def journaled_update(cloud, cur, db: str, table: str, keys: list[dict], befores: list[dict],
+                     afters: list[dict], cols: Sequence[str], image: tuple) -> None:
+    """Check the rows still hold the planned old values (locking them), copy their
+    before-images into the journal server-side, then update: no row data makes a
+    round trip through the client except the new values."""
+    pk = tables.pk(db, table)
+    tables.check_columns(db, table, cols)
+    real = _real(cloud, db, table)
+    _create_tmp(cur, real, pk, cols, cols)
+    _fill_tmp(cur, len(pk) + 2 * len(cols),
+              [tuple(k[c] for c in pk) + tuple(a[c] for c in cols) + tuple(b[c] for c in cols)
+               for k, b, a in zip(keys, befores, afters, strict=True)])
+    guard = " AND ".join(f"t.{q(c)} <=> c.{q('o_' + c)}" for c in cols)
+    cur.execute(f"SELECT COUNT(*) FROM {real} t JOIN {q(TMP)} c ON {_join(pk)} "  # noqa: S608
+                f"WHERE {guard} FOR UPDATE")
+    found = cur.fetchone()[0]
+    if found != len(keys):
+        raise Stale(f"{db}.{table}: {len(keys) - found} of {len(keys)} rows changed since "
+                    "they were planned; run apply again to re-plan")
+    key_json = ", ".join(f"{_lit(k)}, c.{q(('v_' if k in cols else 'k_') + k)}" for k in pk)
+    before_json = ", ".join(f"{_lit(c)}, t.{q(c)}" for c in cols)
+    journal_t, args = image
+    cur.execute(f"INSERT INTO {journal_t} (run_id, batch, db, tbl, op, key_after, "  # noqa: S608
+                f"row_before, cols) SELECT %s, %s, %s, %s, 'update', JSON_OBJECT({key_json}), "
+                f"JSON_OBJECT({before_json}), %s FROM {real} t JOIN {q(TMP)} c ON {_join(pk)}",
+                args)
+    sets = ", ".join(f"t.{q(c)} = c.{q('v_' + c)}" for c in cols)
+    n = cur.execute(f"UPDATE {real} t JOIN {q(TMP)} c ON {_join(pk)} "  # noqa: S608
+                    f"SET {sets}")
+    if n != len(keys):
+        raise Stale(f"{db}.{table}: {n} rows changed, {len(keys)} planned")
+
+
+def journaled_delete(cloud, cur, db: str, table: str, keys: list[dict], image: tuple) -> None:
+    pk = tables.pk(db, table)
+    real = _real(cloud, db, table)
+    _create_tmp(cur, real, pk, ())
+    _fill_tmp(cur, len(pk), [tuple(k[c] for c in pk) for k in keys])
+    cur.execute(f"SELECT COUNT(*) FROM {real} t JOIN {q(TMP)} c ON {_join(pk)} "  # noqa: S608
+                "FOR UPDATE")
+    found = cur.fetchone()[0]
+    if found != len(keys):
+        raise Stale(f"{db}.{table}: {len(keys) - found} of {len(keys)} rows are gone since "
+                    "they were planned; run apply again to re-plan")
+    key_json = ", ".join(f"{_lit(k)}, t.{q(k)}" for k in pk)
+    row_json = ", ".join(f"{_lit(c)}, t.{q(c)}" for c in columns(cloud, db, table))
+    journal_t, args = image
+    cur.execute(f"INSERT INTO {journal_t} (run_id, batch, db, tbl, op, key_after, "  # noqa: S608
+                f"row_before, cols) SELECT %s, %s, %s, %s, 'delete', JSON_OBJECT({key_json}), "
+                f"JSON_OBJECT({row_json}), %s FROM {real} t JOIN {q(TMP)} c ON {_join(pk)}",
+                args)
+    cur.execute(f"DELETE t FROM {real} t JOIN {q(TMP)} c ON {_join(pk)}")
