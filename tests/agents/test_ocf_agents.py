@@ -81,22 +81,38 @@ def test_installed_agent_exit_reason_and_logfile(ocf_provider, tmp_path):
     assert "ERROR: parameter 'monitor_timeout'" in log.read_text()
 
 
-def test_monitor_path_imports_only_the_standard_library(ocf_provider, tmp_path):
+@pytest.mark.parametrize("monitor_url", [None, "http://127.0.0.1:9/healthcheck"])
+def test_monitor_path_imports_only_the_standard_library(monitor_url, ocf_provider, tmp_path):
     """A monitor runs every few seconds on every node: no oslo.config, pymysql,
-    python-daemon, urllib.request or logging on its path."""
-    done = subprocess.run(
-        [sys.executable, "-I", "-S", "-X", "importtime",
-         str(PROVIDER_DIR / "openstack-service"), "monitor"],
-        env={"OCF_RESKEY_binary": "/bin/sleep", "OCF_RESKEY_pid": str(tmp_path / "x.pid"),
-             "OCF_RESKEY_CRM_meta_interval": "10000", "OCF_ROOT": "/usr/lib/ocf"},
-        capture_output=True, text=True, check=False)
-    assert done.returncode == 7, done.stderr
+    python-daemon, urllib, re or logging on its path (with or without a health URL)."""
+    env = {"OCF_RESKEY_binary": "/bin/sleep", "OCF_RESKEY_pid": str(tmp_path / "x.pid"),
+           "OCF_RESKEY_CRM_meta_interval": "10000", "OCF_ROOT": "/usr/lib/ocf"}
+    sleeper = None
+    if monitor_url:
+        # a running service, so the monitor goes on to the health check
+        sleeper = subprocess.Popen(["/bin/sleep", "60"])
+        (tmp_path / "x.pid").write_text(f"{sleeper.pid}\n")
+        env["OCF_RESKEY_monitor_url"] = monitor_url
+    try:
+        done = subprocess.run(
+            [sys.executable, "-I", "-S", "-X", "importtime",
+             str(PROVIDER_DIR / "openstack-service"), "monitor"],
+            env=env, capture_output=True, text=True, check=False)
+    finally:
+        if sleeper:
+            sleeper.kill()
+            sleeper.wait()
+    # not running, or running with nothing listening on the health URL
+    assert done.returncode == (1 if monitor_url else 7), done.stderr
+    if monitor_url:
+        assert "health check failed" in done.stderr
     modules = {line.split("|")[-1].strip() for line in done.stderr.splitlines()
                if line.startswith("import time:")}
     assert "pacestack.agents.openstack_service" in modules
     heavy = {m for m in modules if m.split(".")[0] in
              ("oslo_config", "pymysql", "daemon", "logging", "subprocess", "xml", "email",
-              "http", "ssl", "stevedore", "sqlalchemy")} | ({"urllib.request"} & modules)
+              "http", "ssl", "stevedore", "sqlalchemy", "urllib", "re", "typing",
+              "dataclasses", "inspect")}
     assert not heavy, heavy
 
 

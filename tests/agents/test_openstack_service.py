@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from pacestack.agents.openstack_service import split_list, systemd_command
+from pacestack.agents.service_process import split_http_url
 
 from pacestack import proc
 from tests.fixtures.mariadb import free_port
@@ -296,3 +297,13 @@ def test_probe_adopts_a_service_started_by_hand(svc):
         if by_hand.poll() is None:
             by_hand.kill()
             by_hand.wait()
+
+
+def test_health_url_parsing_without_urllib():
+    assert split_http_url("http://127.0.0.1:5000/v3") == (
+        "http", "127.0.0.1", 5000, "/v3", "127.0.0.1:5000")
+    assert split_http_url("HTTPS://controller.domain/healthcheck?detail=1#x") == (
+        "https", "controller.domain", 443, "/healthcheck?detail=1", "controller.domain")
+    assert split_http_url("http://[::1]:8776") == ("http", "::1", 8776, "/", "[::1]:8776")
+    for bad in ("ftp://x/", "http://:80/", "http://h:x/", "http://h:70000/", "controller:5000"):
+        assert split_http_url(bad) is None, bad
