@@ -69,17 +69,21 @@ def summary(samples: list[float]) -> dict[str, float]:
 
 
 def import_ms(agent: str, env: dict[str, str]) -> float:
-    """Cumulative import time of the monitor path, from python -X importtime."""
+    """Import time of the monitor path (python -X importtime): the cumulative
+    times of the top-level imports from pacestack on (interpreter start-up's
+    own imports excluded)."""
     done = subprocess.run([sys.executable, "-I", "-S", "-X", "importtime", agent, "monitor"],
                           env=env, capture_output=True, text=True, check=False)
-    total = 0
+    total, counting = 0, False
     for line in done.stderr.splitlines():
-        if line.startswith("import time:") and "|" in line:
-            fields = [f.strip() for f in line[len("import time:"):].split("|")]
-            if fields[0].isdigit() and not fields[2].startswith(" "):
-                # top-level entries only (no leading indent): their cumulative time
-                if not line.split("|")[2].startswith("  "):
-                    total += int(fields[1])
+        if not line.startswith("import time:") or line.count("|") != 2:
+            continue
+        _, cumulative, name = line[len("import time:"):].split("|")
+        if name.startswith("  "):  # nested: already in its parent's cumulative
+            continue
+        counting = counting or name.strip() == "pacestack"
+        if counting and cumulative.strip().isdigit():
+            total += int(cumulative)
     return round(total / 1000, 2)
 
 
