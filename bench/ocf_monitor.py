@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     rc = subprocess.run([str(ours), "start"], env=start_env, check=False).returncode
     if rc != 0:
         raise SystemExit(f"openstack-service start failed with {rc}")
+    daemon_pid = proc.read_pidfile(pidfile)  # ended at the end whatever stop does
     results: dict[str, object] = {"runs": args.runs}
     try:
         pairs = {
@@ -135,9 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         results["python_startup_ms"] = summary(python_only)["median_ms"]
     finally:
         subprocess.run([str(ours), "stop"], env=start_env, check=False)
-        pid = proc.read_pidfile(pidfile)
-        if pid and proc.is_alive(pid):
-            proc.terminate(pid, 5)
+        if daemon_pid and proc.is_alive(daemon_pid):
+            proc.terminate(daemon_pid, 5)
         shutil.rmtree(work, ignore_errors=True)
 
     if args.json:
