@@ -16,6 +16,25 @@ def _say(msg: str) -> None:
     print(f"pacestack migrate: {msg}", file=sys.stderr, flush=True)
 
 
+def _db_errors(handler):
+    """A server error in the middle of a run (lock wait timeout, lost connection) ends
+    the command with one line; the open transaction was rolled back by the server."""
+    import functools
+
+    @functools.wraps(handler)
+    def wrapped(conf, args):
+        import pymysql
+
+        try:
+            return handler(conf, args)
+        except pymysql.err.MySQLError as exc:
+            code = exc.args[0] if exc.args else "?"
+            text = " ".join(str(exc.args[1] if len(exc.args) > 1 else exc).split())[:200]
+            raise PacestackError(f"database error {code}: {text}; the current batch was rolled "
+                                 "back, run the same command again to continue") from None
+    return wrapped
+
+
 def _setup(conf, args):
     from pacestack.migrate import cloud, mapping
 
@@ -166,20 +185,20 @@ def register(subparsers) -> None:
     p = verbs.add_parser("plan", help="show every row change, refusal and count; write nothing")
     _common(p)
     p.add_argument("--force", action="store_true", help="plan moving instances not stopped")
-    p.set_defaults(func=_plan)
+    p.set_defaults(func=_db_errors(_plan))
     p = verbs.add_parser("apply", help="apply the plan in journaled batches")
     _common(p)
     p.add_argument("--force", action="store_true",
                    help="move instances even when they are not stopped")
     p.add_argument("--batch-size", type=int, metavar="N", help="rows per transaction")
     p.add_argument("--pause-after-batch", type=float, default=0.0, help=argparse.SUPPRESS)
-    p.set_defaults(func=_apply)
+    p.set_defaults(func=_db_errors(_apply))
     p = verbs.add_parser("verify", help="check invariants and run the projects' own checks")
     _common(p)
     p.add_argument("--skip-upstream", action="store_true",
                    help="only the invariants; no *-status checks, no nova read-back")
-    p.set_defaults(func=_verify)
+    p.set_defaults(func=_db_errors(_verify))
     p = verbs.add_parser("rollback", help="restore a run's before-images")
     p.add_argument("run_id", metavar="RUN_ID")
     _common(p, mapping=False)
-    p.set_defaults(func=_rollback)
+    p.set_defaults(func=_db_errors(_rollback))

@@ -287,9 +287,11 @@ def _plan_bindings(cloud, mapping, moves, nets: dict[str, NetworkTarget],
         new_host = r["host"]
         if r["host"] in hosts:
             new_host = hosts[r["host"]]
-        elif r["device_id"] in moves.port_hosts and r["host"] == moves.port_hosts[
-                r["device_id"]][0]:
-            new_host = moves.port_hosts[r["device_id"]][1]
+        elif r["device_id"] in moves.port_hosts:
+            old, new = moves.port_hosts[r["device_id"]]
+            # old None: an instance moved by an 'instance UUID' line; any other host follows
+            if (old is None or r["host"] == old) and r["host"] != new:
+                new_host = new
         if new_host != r["host"] and (r["port_id"], new_host) in existing:
             sp.refuse("PORT_BINDING_CONFLICT", f"neutron.ml2_port_bindings port_id={r['port_id']}",
                       f"port {r['port_id']} already has a binding on {new_host}; renaming its "

@@ -131,3 +131,31 @@ def test_seed_cutover_apply_verify(seeded):
                   "neutron-status: NetworkSegments unique constraint check"):
         assert check in ok, (check, sorted(ok))
     assert any(f["code"] == "NOVA_READBACK_OK" for f in found)
+
+
+def test_one_instance_moves_alone(seeded):
+    i, p = seeded.seed.instances, seeded.seed.ports
+    text = seed_cloud.SEED_MAPPING.replace(
+        "compute01 = compute05 compute05.domain",
+        f"instance {i['vm-a']} = compute05 compute05.domain")
+    with contextlib.closing(seeded.cloud()) as c:
+        from pacestack.migrate import apply as applymod
+        r = applymod.apply(c, seeded.mapping(text))
+    assert r.changes > 0
+    hosts = dict(seeded.sql("nova", "SELECT uuid, host FROM instances WHERE deleted = 0"))
+    assert hosts == {i["vm-a"]: "compute05", i["vm-b"]: "compute01"}
+    b = dict(seeded.sql("neutron", "SELECT port_id, host FROM ml2_port_bindings"))
+    assert b[p["vm-a"]] == "compute05" and b[p["vm-b"]] == "compute01"
+    # vm-b stays, but its binding and cache are ovs now, consistent with each other
+    assert seeded.sql("neutron", "SELECT COUNT(*) FROM ml2_port_bindings WHERE vif_type = "
+                                 "'bridge'") == ((0,),)
+    assert seeded.sql("placement", "SELECT COUNT(DISTINCT resource_provider_id) FROM "
+                                   "allocations") == ((2,),)
+
+
+def test_verify_fails_before_apply(seeded):
+    r = seeded.cli("verify", "--mapping", str(seeded.mapping_path), "--skip-upstream")
+    assert r.returncode == 1
+    for code in ("BINDING_LINUXBRIDGE", "CINDER_OLD_HOST", "INSTANCE_OLD_HOST",
+                 "INFO_CACHE_BRIDGE", "ENDPOINT_OLD_HOST", "AGENT_STALE"):
+        assert code in r.stdout, code
