@@ -1,0 +1,290 @@
+"""What runs on the lab's controllers: the Galera config, the OpenStack API configs,
+the lab's cluster description (written for ``pacestack cluster apply``).
+
+Plain text builders, no processes: stack.py decides when each is written.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+GALERA_CONF = "/etc/mysql/pacestack-lab.cnf"  # inside each node (its private /etc/mysql)
+PROVIDER = "/usr/lib/galera/libgalera_smm.so"
+# a killed peer is noticed in ~1.5 s instead of 5 s (RECIPES.md, Galera on loopback)
+EVS = ("evs.suspect_timeout=PT1.5S;evs.inactive_timeout=PT3S;evs.install_timeout=PT3S;"
+       "evs.keepalive_period=PT0.5S")
+PROVIDER_OPTIONS = (f"gcache.size=16M;gcache.page_size=16M;{EVS};gmcast.peer_timeout=PT2S;"
+                    "pc.wait_prim_timeout=PT5S")
+# service -> (WSGI module, config dir variable, config files variable, files, port, health)
+APIS = {
+    "keystone": ("keystone.wsgi.api", "OS_KEYSTONE_CONFIG_DIR", "OS_KEYSTONE_CONFIG_FILES",
+                 "keystone.conf", 5000, "/v3"),
+    "neutron-server": ("neutron.wsgi.api", "OS_NEUTRON_CONFIG_DIR", "OS_NEUTRON_CONFIG_FILES",
+                       "neutron.conf;ml2_conf.ini", 9696, "/"),
+}
+DATABASES = ("keystone", "neutron", "cinder", "nova", "nova_api", "nova_cell0", "placement")
+DB_USER = "pacestack_lab"
+
+
+@dataclass(frozen=True)
+class LabHosts:
+    """Names and lab addresses the text builders need."""
+
+    nodes: tuple[tuple[str, str], ...]   # (name, address)
+    arbitrator: tuple[str, str]
+    vip: str
+    vip_name: str
+    cluster_name: str
+
+    @property
+    def gcomm(self) -> str:
+        return "gcomm://" + ",".join([a for _, a in self.nodes] + [self.arbitrator[1]])
+
+    @property
+    def host_map(self) -> str:
+        return ";".join(f"{n}:{a}" for n, a in self.nodes)
+
+
+def galera_conf(hosts: LabHosts, node: str, address: str) -> str:
+    """The node's standalone my.cnf for ocf:pacestack:galera (passed as --defaults-file)."""
+    return f"""\
+# written by pacestack lab: Galera member {node}
+[mysqld]
+user = mysql
+datadir = /var/lib/mysql
+socket = /run/mysqld/mysqld.sock
+pid-file = /run/mysqld/mysqld.pid
+log-error = /var/log/mysql/error.log
+bind-address = 0.0.0.0
+port = 3306
+skip-name-resolve
+max_connections = 200
+innodb_buffer_pool_size = 32M
+innodb_log_file_size = 16M
+binlog_format = ROW
+default_storage_engine = InnoDB
+innodb_autoinc_lock_mode = 2
+wsrep_on = ON
+wsrep_provider = {PROVIDER}
+wsrep_cluster_name = {hosts.cluster_name}
+wsrep_cluster_address = {hosts.gcomm}
+wsrep_node_name = {node}
+wsrep_node_address = {address}
+wsrep_sst_method = rsync
+wsrep_provider_options = "{PROVIDER_OPTIONS}"
+wsrep_slave_threads = 2
+
+[client]
+socket = /run/mysqld/mysqld.sock
+"""
+
+
+def garbd_argv(hosts: LabHosts) -> list[str]:
+    peers = ",".join(a for _, a in hosts.nodes)
+    return ["/usr/bin/garbd", "--address", f"gcomm://{peers}", "--group", hosts.cluster_name,
+            "--options", f"gmcast.listen_addr=tcp://{hosts.arbitrator[1]}:4567;{EVS}",
+            "--log", "/var/log/garbd.log"]
+
+
+def _ini(sections: dict[str, dict[str, str]]) -> str:
+    out = []
+    for section, values in sections.items():
+        out.append(f"[{section}]")
+        out += [f"{k} = {v}" for k, v in values.items()]
+        out.append("")
+    return "\n".join(out)
+
+
+def write_secret(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.chmod(path, 0o600)
+
+
+def db_url(password: str, database: str, host: str = "127.0.0.1") -> str:
+    return f"mysql+pymysql://{DB_USER}:{password}@{host}/{database}?charset=utf8"
+
+
+def write_openstack_configs(config_dir: Path, state_dir: Path, venv: Path, password: str,
+                            keys_dir: Path | None) -> dict[str, Path]:
+    """Config files of the services in the lab (mode 0600: they hold the DB password).
+    Every node's services reach their own node's Galera member on 127.0.0.1."""
+    config_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(config_dir, 0o700)
+    for sub in ("neutron", "cinder", "nova", "lock"):
+        (state_dir / sub).mkdir(parents=True, exist_ok=True)
+    lock = str(state_dir / "lock")
+    files = {
+        "keystone.conf": {
+            "DEFAULT": {"log_file": "", "use_stderr": "true"},
+            "database": {"connection": db_url(password, "keystone")},
+            "fernet_tokens": {"key_repository": str(config_dir / "fernet-keys")},
+            "fernet_receipts": {"key_repository": str(config_dir / "fernet-keys")},
+            "credential": {"key_repository": str(config_dir / "credential-keys")},
+        },
+        "neutron.conf": {
+            "DEFAULT": {"core_plugin": "ml2", "auth_strategy": "noauth",
+                        "transport_url": "fake://", "api_workers": "1", "rpc_workers": "0",
+                        "rpc_state_report_workers": "0",
+                        "state_path": str(state_dir / "neutron"), "use_stderr": "true",
+                        "api_paste_config": str(venv / "etc/neutron/api-paste.ini")},
+            "database": {"connection": db_url(password, "neutron")},
+            "oslo_concurrency": {"lock_path": lock},
+            "ovn": {"disable_ovn_dhcp_for_baremetal_ports": "true"},
+        },
+        "ml2_conf.ini": {
+            "ml2": {"type_drivers": "flat,vlan,vxlan", "tenant_network_types": "vxlan",
+                    "mechanism_drivers": "openvswitch", "extension_drivers": "port_security"},
+            "ml2_type_flat": {"flat_networks": "provider"},
+            "ml2_type_vlan": {"network_vlan_ranges": "provider"},
+            "ml2_type_vxlan": {"vni_ranges": "1:1000"},
+        },
+        "cinder.conf": {
+            "DEFAULT": {"transport_url": "fake://", "state_path": str(state_dir / "cinder"),
+                        "use_stderr": "true", "enabled_backends": "lvm",
+                        "host": "controller"},
+            "database": {"connection": db_url(password, "cinder")},
+            "oslo_concurrency": {"lock_path": lock},
+            "lvm": {"volume_driver": "cinder.tests.fake_driver.FakeLoggingVolumeDriver",
+                    "volume_backend_name": "lvm"},
+        },
+        "nova.conf": {
+            "DEFAULT": {"transport_url": "fake://", "state_path": str(state_dir / "nova"),
+                        "use_stderr": "true"},
+            "database": {"connection": db_url(password, "nova")},
+            "api_database": {"connection": db_url(password, "nova_api")},
+            "placement_database": {"connection": db_url(password, "placement")},
+            "oslo_concurrency": {"lock_path": lock},
+        },
+        "placement.conf": {
+            "placement_database": {"connection": db_url(password, "placement")},
+            "oslo_concurrency": {"lock_path": lock},
+        },
+    }
+    paths = {}
+    for name, sections in files.items():
+        write_secret(config_dir / name, _ini(sections))
+        paths[name] = config_dir / name
+    if keys_dir is not None:
+        import shutil
+
+        for sub in ("fernet-keys", "credential-keys"):
+            if (keys_dir / sub).is_dir() and not (config_dir / sub).exists():
+                shutil.copytree(keys_dir / sub, config_dir / sub)
+    # gunicorn's options are not the service's: oslo.config parses sys.argv
+    for service, (module, *_rest) in APIS.items():
+        shim = config_dir / f"{_shim(service)}.py"
+        shim.write_text(f"import sys\n\nsys.argv = sys.argv[:1]\n"
+                        f"from {module} import application  # noqa: E402,F401\n",
+                        encoding="utf-8")
+    return paths
+
+
+def _shim(service: str) -> str:
+    return f"pacestack_lab_{service.replace('-', '_')}_wsgi"
+
+
+def api_params(service: str, venv: Path, config_dir: Path) -> dict[str, str]:
+    """ocf:pacestack:openstack-service parameters of one API under gunicorn."""
+    _module, dir_var, files_var, files, port, health = APIS[service]
+    env = (f"PATH={venv}/bin:/usr/bin:/bin {dir_var}={config_dir} "
+           f"{files_var}={shlex.quote(files)}")
+    return {
+        "binary": str(venv / "bin" / "gunicorn"),
+        "extra_args": (f"--no-control-socket --bind 0.0.0.0:{port} --workers 1 --timeout 120 "
+                       f"--graceful-timeout 3 --chdir {config_dir} {_shim(service)}:application"),
+        "environment": env,
+        "pid": f"/run/pacestack-{service}.pid",
+        "log": f"/var/log/pacestack-{service}.log",
+        "monitor_url": f"http://127.0.0.1:{port}{health}",
+        "monitor_timeout": "5",
+        "stop_timeout": "10",
+    }
+
+
+def service_ports() -> dict[str, tuple[int, str]]:
+    return {s: (v[4], v[5]) for s, v in APIS.items()}
+
+
+def _params(values: dict[str, str]) -> str:
+    return "\n".join(f"    {k}={v}" for k, v in values.items())
+
+
+def lab_description(hosts: LabHosts, *, power_dir: Path | None, venv: Path | None,
+                    config_dir: Path | None, services: bool,
+                    cinder_volume: bool = False) -> str:
+    """The lab's cluster description. ``services`` False: Galera, the VIP and fencing
+    only (the databases are loaded before the services are added by a second apply)."""
+    names = ", ".join(n for n, _ in hosts.nodes)
+    addrs = ", ".join(a for _, a in hosts.nodes)
+    fronts = ["galera"] + (list(APIS) if services else [])
+    out = [f"""\
+# written by pacestack lab: the lab's controllers, applied with `pacestack cluster apply`
+[cluster]
+name = {hosts.cluster_name}
+nodes = {names}
+addresses = {addrs}
+profile = none
+shared_host = controller
+
+[vip]
+address = {hosts.vip}
+cidr_netmask = 24
+name = {hosts.vip_name}
+fronts = {", ".join(fronts)}
+
+[arbitrator]
+host = {hosts.arbitrator[0]}
+address = {hosts.arbitrator[1]}
+
+[resource:galera]
+agent = ocf:pacestack:galera
+mode = promotable
+monitor_interval = 5
+params =
+{_params({"config": GALERA_CONF, "wsrep_cluster_address": hosts.gcomm,
+          "cluster_host_map": hosts.host_map, "sync_timeout": "120"})}
+"""]
+    if power_dir is not None:
+        # the lab's "power switch": fence_dummy writes off into the file, the lab
+        # (LabPower) powers that node off. controller01's device waits 2 s, so in a
+        # partition controller01 wins the fencing race, as pcmk_delay_base does on real pairs
+        for i, (node, _addr) in enumerate(hosts.nodes):
+            extra = {"pcmk_delay_base": "2s"} if i == 0 else {}
+            out.append(f"""\
+[fencing:fence-{node}]
+agent = fence_dummy
+params =
+{_params({"type": "file", "status_file": str(power_dir / node), "pcmk_host_list": node,
+          "pcmk_reboot_action": "off", **extra})}
+""")
+    if services:
+        assert venv is not None and config_dir is not None
+        for service in APIS:
+            out.append(f"""\
+[resource:{service}]
+agent = ocf:pacestack:openstack-service
+after = galera
+with = galera
+monitor_interval = 5
+params =
+{_params(api_params(service, venv, config_dir))}
+""")
+        if cinder_volume:
+            out.append(f"""\
+[resource:cinder-volume]
+agent = ocf:pacestack:cinder-volume
+mode = single
+after = keystone
+with = keystone
+monitor_interval = 10
+params =
+{_params({"binary": str(venv / "bin" / "cinder-volume"),
+          "config": str(config_dir / "cinder.conf"), "host": "controller",
+          "log": "/var/log/pacestack-cinder-volume.log"})}
+""")
+    return "\n".join(out)

@@ -1,0 +1,486 @@
+"""The rehearsal lab (``pacestack lab``): the HA controller pair on one machine.
+
+LabCluster (harness.py) gives two controllers and an arbitrator host in namespaces.
+This module puts the stack on them: garbd on the arbitrator, Galera under
+ocf:pacestack:galera, the VIP (named as in the description, resolvable inside
+the hosts), Keystone and the Neutron API from an OpenStack venv under
+ocf:pacestack:openstack-service, fencing through fence_dummy with a lab "power
+switch". The Pacemaker configuration is written as a cluster description and
+applied by ``pacestack cluster apply`` inside controller01, in two steps: Galera,
+VIP and fencing first, then (after the databases are loaded) the services.
+
+Everything returns data; the CLI renders. One lab per registry (machine).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pacestack import proc
+from pacestack.errors import ConfigError, PacestackError, RuntimeFailure
+
+from . import crm, services, state
+from .harness import LabCluster
+from .netns import LabError
+
+STACK_FILE = "stack.json"
+Progress = Callable[[str], None]
+HERE = Path(__file__).resolve()
+PACESTACK = str(Path(sys.executable).with_name("pacestack"))
+# not under /run: every node mounts its own /run, and the nodes must read the lab's
+# files (descriptions, OpenStack configs, power switch) at the same paths as the host
+BASE_DIR = Path(os.environ.get("PACESTACK_LAB_BASE", "/var/lib/pacestack-lab"))
+
+
+def sample_description() -> Path | None:
+    """The bundled description of the seed's cloud (source tree or installed data)."""
+    for cand in (HERE.parents[2] / "examples" / "seed-cluster.conf",
+                 Path(sys.prefix) / "share" / "pacestack" / "examples" / "seed-cluster.conf",
+                 Path("/usr/share/pacestack/examples/seed-cluster.conf")):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def cached_openstack() -> tuple[Path, Path] | None:
+    """(venv, schemas dir) of the newest complete OpenStack cache under
+    $PACESTACK_CACHE (built by scripts/build-openstack-cache.py / the test fixtures)."""
+    base = Path(os.environ.get("PACESTACK_CACHE", "/var/cache/pacestack"))
+    found = []
+    for root in base.glob("openstack-*"):
+        venv = root / "venv"
+        schemas = sorted(root.glob("schemas-*"))
+        if (venv / ".pacestack-complete").is_file() and schemas and \
+                (schemas[-1] / "dump.sql").is_file():
+            found.append((venv.stat().st_mtime, venv, schemas[-1]))
+    if not found:
+        return None
+    _, venv, schemas = max(found)
+    return venv, schemas
+
+
+@dataclass
+class UpOptions:
+    description: Path | None = None      # default: the bundled seed description
+    dump: Path | None = None             # an SQL dump (mysqldump --databases) to load
+    venv: Path | None = None             # OpenStack venv (default: the cache)
+    schemas: Path | None = None          # the sample schemas (default: the cache)
+    services: bool = True                # Keystone + Neutron API
+    cinder_volume: bool = False
+    fencing: bool = True
+    registry: Path | None = None
+    timeout: float = 300
+
+
+@dataclass
+class LabInfo:
+    """What `lab up` built, saved as stack.json in the lab directory."""
+
+    run_id: str
+    nodes: list[str]
+    arbitrator: str
+    vip: str
+    vip_name: str
+    description: str
+    source_description: str
+    venv: str | None
+    config_dir: str | None
+    power_dir: str | None
+    db_password_file: str
+    services: list[str]
+    single_instance: list[str]
+    dump: str | None
+    garbd_pid: int | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _registry(registry: Path | None) -> Path:
+    return Path(registry) if registry else state.REGISTRY
+
+
+@contextlib.contextmanager
+def _up_lock(registry: Path) -> Iterator[None]:
+    registry.mkdir(parents=True, exist_ok=True)
+    with open(registry / ".lab-stack.lock", "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def find_labs(registry: Path | None = None) -> list[tuple[dict, Path]]:
+    """Every registered lab run that `lab up` made (its record and stack.json path)."""
+    reg = _registry(registry)
+    out = []
+    for rec in LabCluster.list_runs(reg):
+        path = Path(rec.get("dir", "")) / STACK_FILE
+        if rec.get("run_id") and path.is_file():
+            out.append((rec, path))
+    return out
+
+
+class Lab:
+    """A running lab: the LabCluster plus what runs on it."""
+
+    def __init__(self, cluster: LabCluster, info: LabInfo):
+        self.cluster = cluster
+        self.info = info
+
+    @classmethod
+    def find(cls, registry: Path | None = None) -> Lab:
+        labs = find_labs(registry)
+        if not labs:
+            raise PacestackError("no lab is running here (start one with `pacestack lab up`)")
+        rec, path = labs[0]
+        info = LabInfo(**json.loads(path.read_text(encoding="utf-8")))
+        return cls(LabCluster.attach(rec["run_id"], registry=_registry(registry)), info)
+
+    def save(self) -> None:
+        path = self.cluster.dir / STACK_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.info.to_dict(), indent=1), encoding="utf-8")
+        os.replace(tmp, path)
+
+    # ---- state ---------------------------------------------------------------
+    def observer(self):
+        """A node that can answer crm_mon (online first)."""
+        for node in self.cluster.nodes:
+            if node.booted and node.running("pacemakerd"):
+                return node
+        raise PacestackError("no lab node is up to ask")
+
+    def placement(self) -> dict[str, list[tuple[str, str]]]:
+        for node in self.cluster.nodes:
+            if node.booted and node.running("pacemakerd"):
+                placed = crm.placement(node)
+                if placed is not None:
+                    return placed
+        return {}
+
+    def status(self) -> dict:
+        desc = self.cluster.describe()
+        placed = self.placement()
+        return {"run_id": self.info.run_id, "dir": desc["dir"], "network": desc["network"],
+                "vip": self.info.vip, "vip_name": self.info.vip_name,
+                "description": self.info.description, "hosts": desc["hosts"],
+                "resources": {rid: [{"node": n, "role": r} for n, r in where]
+                              for rid, where in sorted(placed.items())},
+                "garbd": bool(self.info.garbd_pid and proc.is_alive(self.info.garbd_pid))}
+
+    def node_names(self) -> list[str]:
+        return self.cluster.node_names + [self.info.arbitrator]
+
+    def _check_node(self, name: str) -> None:
+        if name not in self.node_names():
+            raise ConfigError(f"no lab node named {name!r} (nodes: "
+                              f"{', '.join(self.node_names())})")
+
+    # ---- faults --------------------------------------------------------------
+    def crash(self, name: str) -> None:
+        self._check_node(name)
+        try:
+            self.cluster.crash(name)
+        except LabError as exc:
+            raise RuntimeFailure(str(exc)) from None
+
+    def restart(self, name: str, timeout: float = 90) -> float:
+        """Boot a crashed node (or restart its stack); its power switch goes back on;
+        the arbitrator gets garbd again."""
+        self._check_node(name)
+        if self.info.power_dir:
+            power_on(Path(self.info.power_dir), name)
+        try:
+            seconds = self.cluster.restart(name, timeout=timeout)
+        except LabError as exc:
+            raise RuntimeFailure(str(exc)) from None
+        if name == self.info.arbitrator:
+            self.start_garbd()
+        return seconds
+
+    def start_garbd(self) -> None:
+        arb = self.cluster.arbitrator
+        self.info.garbd_pid = arb.start_daemon(services.garbd_argv(self._hosts()), "garbd.out")
+        self.save()
+
+    def _hosts(self) -> services.LabHosts:
+        arb = self.cluster.arbitrator
+        return services.LabHosts(tuple((n.name, n.address) for n in self.cluster.nodes),
+                                 (arb.name, arb.address), self.info.vip, self.info.vip_name,
+                                 self.cluster.cluster_name)
+
+    def down(self) -> dict:
+        """Remove every process, mount, namespace and directory of the lab."""
+        t0 = time.monotonic()
+        run_id = self.cluster.run_id
+        try:
+            self.cluster.destroy()
+        except LabError as exc:
+            raise RuntimeFailure(str(exc)) from None
+        return {"run_id": run_id, "seconds": round(time.monotonic() - t0, 2)}
+
+    # ---- database access (root on the node's socket; nothing in argv) ---------
+    def sql(self, statements: str, node: str | None = None, timeout: float = 120) -> str:
+        target = self.cluster.node(node) if node else self.observer()
+        res = target.run(["mysql", "--batch", "--skip-column-names", "-uroot",
+                          "--socket=/run/mysqld/mysqld.sock"], input=statements,
+                         check=False, timeout=timeout)
+        if res.returncode != 0:
+            raise RuntimeFailure(f"mysql on {target.name}: "
+                                 f"{(res.stderr or res.stdout).strip().splitlines()[-1:]}")
+        return res.stdout
+
+    def db_password(self) -> str:
+        return Path(self.info.db_password_file).read_text(encoding="utf-8").strip()
+
+
+def power_on(power_dir: Path, node: str) -> None:
+    # fence_dummy compares the file's whole content: "on", no newline (RECIPES.md)
+    (power_dir / node).write_text("on", encoding="utf-8")
+
+
+def powered_off(power_dir: Path, node: str) -> bool:
+    try:
+        return (power_dir / node).read_text(encoding="utf-8").strip() == "off"
+    except FileNotFoundError:
+        return False
+
+
+# ---- lab up ---------------------------------------------------------------------
+
+def _check_inputs(opts: UpOptions):
+    from pacestack.cluster import description as desc_mod
+
+    if os.geteuid() != 0:
+        raise PacestackError("lab up needs root (namespaces, mounts, Pacemaker): "
+                             "run it as root")
+    if opts.dump is not None and not Path(opts.dump).is_file():
+        raise ConfigError(f"--from-dump {opts.dump}: no such file")
+    path = opts.description or sample_description()
+    if path is None:
+        raise ConfigError("no cluster description given and the sample "
+                          "examples/seed-cluster.conf is not installed")
+    if not Path(path).is_file():
+        raise ConfigError(f"--description {path}: no such file")
+    desc = desc_mod.load([str(path)], check_agents=False)
+    if len(desc.nodes) != 2:
+        raise ConfigError(f"{path}: [cluster] nodes: the lab builds two controllers, "
+                          f"the description names {len(desc.nodes)}")
+    venv = schemas = None
+    if opts.services:
+        cached = cached_openstack()
+        venv = Path(opts.venv) if opts.venv else (cached[0] if cached else None)
+        schemas = Path(opts.schemas) if opts.schemas else (cached[1] if cached else None)
+        if venv is None or not (venv / "bin" / "gunicorn").exists() or \
+                not (venv / "bin" / "keystone-manage").exists():
+            raise ConfigError(f"no OpenStack venv with keystone and gunicorn "
+                              f"({venv or 'none cached'}): build it with "
+                              "scripts/build-openstack-cache.py or pass --openstack-venv")
+        if opts.dump is None and (schemas is None or not (schemas / "keystone.sql").is_file()):
+            raise ConfigError("no sample schemas cached: run scripts/build-openstack-cache.py "
+                              "or pass --from-dump")
+    return path, desc, venv, schemas
+
+
+def _ensure_agents() -> None:
+    from pacestack.agents import install
+
+    provider = Path(install.DEFAULT_PROVIDER_DIR)
+    missing = [n for n in install.available_agents() if not (provider / n).exists()]
+    if missing:
+        install.install_agents(str(provider), python=sys.executable, names=missing)
+
+
+def up(opts: UpOptions, progress: Progress = lambda _m: None) -> Lab:
+    """Build the lab; refuses (changing nothing) without root, with bad input, or
+    when a lab already runs in this registry."""
+    src, desc, venv, schemas = _check_inputs(opts)
+    registry = _registry(opts.registry)
+    with _up_lock(registry):
+        existing = find_labs(registry)
+        if existing:
+            raise PacestackError(f"a lab is already running here (run "
+                                 f"{existing[0][0]['run_id']}): nothing changed; "
+                                 "`pacestack lab down` removes it")
+        return _build(opts, src, desc, venv, schemas, registry, progress)
+
+
+def _build(opts, src, desc, venv, schemas, registry, progress) -> Lab:
+    t0 = time.monotonic()
+    timings: dict[str, float] = {}
+
+    def mark(name: str) -> None:
+        timings[name] = round(time.monotonic() - t0, 1)
+
+    _ensure_agents()
+    arb_name = desc.arbitrator.host if desc.arbitrator and desc.arbitrator.host else "arbitrator"
+    progress(f"forming the cluster: {', '.join(desc.node_names)} + {arb_name} in namespaces")
+    BASE_DIR.mkdir(parents=True, exist_ok=True)
+    cluster = LabCluster(nodes=desc.node_names, arbitrator=arb_name, registry=registry,
+                         base_dir=BASE_DIR)
+    cluster.start(timeout=90)
+    cluster.detach()
+    mark("cluster formed")
+    password = secrets.token_urlsafe(18)
+    pw_file = cluster.dir / "db-password"
+    services.write_secret(pw_file, password)
+    power_dir = cluster.dir / "power" if opts.fencing else None
+    config_dir = cluster.dir / "openstack" / "etc" if venv else None
+    info = LabInfo(run_id=cluster.run_id, nodes=desc.node_names, arbitrator=arb_name,
+                   vip=cluster.spare_address(), vip_name=desc.vip.name,
+                   description=str(cluster.dir / "cluster.conf"), source_description=str(src),
+                   venv=str(venv) if venv else None,
+                   config_dir=str(config_dir) if config_dir else None,
+                   power_dir=str(power_dir) if power_dir else None,
+                   db_password_file=str(pw_file),
+                   services=list(services.APIS) if venv else [],
+                   single_instance=["cinder-volume"] if (venv and opts.cinder_volume) else [],
+                   dump=str(opts.dump) if opts.dump else None, timings=timings)
+    lab = Lab(cluster, info)
+    lab.save()
+    try:
+        _configure(lab, opts, venv, schemas, password, power_dir, config_dir, progress, mark)
+    except BaseException as exc:
+        progress(f"lab up failed ({exc}); removing what it built")
+        with contextlib.suppress(Exception):
+            lab.down()
+        if isinstance(exc, LabError):
+            raise RuntimeFailure(str(exc)) from None
+        raise
+    mark("ready")
+    lab.save()
+    return lab
+
+
+def _apply(lab: Lab, path: Path, timeout: float = 180) -> None:
+    node = lab.cluster.nodes[0]
+    res = node.run([PACESTACK, "cluster", "apply", "-d", str(path)], check=False,
+                   timeout=timeout)
+    if res.returncode != 0:
+        raise RuntimeFailure(f"pacestack cluster apply -d {path} on {node.name}: "
+                             f"{(res.stderr or res.stdout).strip()}")
+
+
+def wait_resources(lab: Lab, want: Callable[[dict], bool], what: str,
+                   timeout: float) -> dict:
+    last: dict = {}
+
+    def ok() -> bool:
+        nonlocal last
+        last = lab.placement()
+        return want(last)
+
+    if not proc.wait_for(ok, timeout, interval=0.5):
+        fails = crm.failures(lab.observer())
+        raise RuntimeFailure(f"{what} not reached after {timeout:.0f}s: placement {last}; "
+                             f"failures {fails[:4]}")
+    return last
+
+
+def galera_promoted_everywhere(lab: Lab) -> Callable[[dict], bool]:
+    names = set(lab.cluster.node_names)
+    return lambda placed: {n for n, r in placed.get("galera", []) if r == "Promoted"} == names
+
+
+def _configure(lab: Lab, opts, venv, schemas, password, power_dir, config_dir,
+               progress, mark) -> None:
+    cluster, info = lab.cluster, lab.info
+    hosts = lab._hosts()
+    for node in cluster.nodes + [cluster.arbitrator]:
+        with open(node.root.etc_hosts, "a", encoding="utf-8") as fh:  # same inode: bind mount
+            fh.write(f"{info.vip}\t{info.vip_name}\n")
+    for node in cluster.nodes:
+        conf = node.root.etc_mysql / Path(services.GALERA_CONF).name
+        conf.write_text(services.galera_conf(hosts, node.name, node.address), encoding="utf-8")
+        os.chmod(conf, 0o644)
+    if power_dir is not None:
+        power_dir.mkdir(mode=0o700)
+        for name in cluster.node_names:
+            power_on(power_dir, name)
+    base = cluster.dir / "cluster-galera.conf"
+    base.write_text(services.lab_description(hosts, power_dir=power_dir, venv=None,
+                                             config_dir=None, services=False), encoding="utf-8")
+    progress(f"pacestack cluster apply: Galera, VIP {info.vip} ({info.vip_name})"
+             + (", fencing (fence_dummy)" if power_dir else ""))
+    _apply(lab, base)
+    wait_resources(lab, galera_promoted_everywhere(lab), "Galera Promoted on every node",
+                   opts.timeout)
+    mark("galera promoted")
+    progress("Galera is Primary on both controllers; garbd joins from the arbitrator")
+    lab.start_garbd()
+    lab.sql(f"CREATE USER IF NOT EXISTS '{services.DB_USER}'@'%' IDENTIFIED BY "
+            f"'{password}';\nGRANT ALL ON *.* TO '{services.DB_USER}'@'%' WITH GRANT OPTION;\n")
+    if opts.dump is not None:
+        progress(f"loading {opts.dump} into Galera")
+        _load_dump(lab, Path(opts.dump))
+    elif schemas is not None:
+        progress("loading the sample OpenStack databases (the projects' own schemas)")
+        _load_sample(lab, schemas, password)
+    mark("databases loaded")
+    if venv is None:
+        cluster_conf = Path(info.description)
+        cluster_conf.write_text(base.read_text(encoding="utf-8"), encoding="utf-8")
+        return
+    services.write_openstack_configs(config_dir, cluster.dir / "openstack" / "state", venv,
+                                     password, schemas / "keystone-keys" if schemas else None)
+    full = Path(info.description)
+    full.write_text(services.lab_description(
+        hosts, power_dir=power_dir, venv=venv, config_dir=config_dir, services=True,
+        cinder_volume=opts.cinder_volume), encoding="utf-8")
+    progress("pacestack cluster apply: " + ", ".join(info.services + info.single_instance)
+             + " behind the VIP")
+    _apply(lab, full)
+    wait_resources(lab, lambda p: all_running(lab, p), "every service running",
+                   opts.timeout)
+    mark("services running")
+
+
+def all_running(lab: Lab, placed: dict) -> bool:
+    names = set(lab.cluster.node_names)
+    if not galera_promoted_everywhere(lab)(placed):
+        return False
+    for s in lab.info.services:
+        if {n for n, r in placed.get(s, []) if r == "Started"} != names:
+            return False
+    return all([r for _, r in placed.get(s, [])] == ["Started"]
+               for s in lab.info.single_instance + ["vip"])
+
+
+def _load_sample(lab: Lab, schemas: Path, password: str) -> None:
+    for db in services.DATABASES:
+        sql = (schemas / f"{db}.sql").read_text(encoding="utf-8")
+        lab.sql(f"CREATE DATABASE IF NOT EXISTS `{db}`;\nUSE `{db}`;\n{sql}", timeout=300)
+    # nova_api names the cell databases: this lab's
+    rows = lab.sql("SELECT id, database_connection FROM nova_api.cell_mappings;")
+    for line in rows.splitlines():
+        row_id, _, url = line.partition("\t")
+        if not url or url == "NULL":
+            continue
+        database = url.rsplit("/", 1)[1].split("?")[0]
+        # our own random password (URL-safe alphabet) and database names from our dump
+        lab.sql("UPDATE nova_api.cell_mappings SET database_connection = "  # noqa: S608
+                f"'{services.db_url(password, database)}' WHERE id = {int(row_id)};")
+
+
+def _load_dump(lab: Lab, dump: Path) -> None:
+    node = lab.observer()
+    import subprocess
+
+    with open(dump, "rb") as fh:
+        p = node.popen(["mysql", "-uroot", "--socket=/run/mysqld/mysqld.sock"], stdin=fh,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        _out, err = p.communicate(timeout=1800)
+    if p.returncode != 0:
+        raise RuntimeFailure(f"loading {dump}: {err.decode(errors='replace').strip()[-300:]}")

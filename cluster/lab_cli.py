@@ -1,0 +1,121 @@
+"""``pacestack lab up|status|crash|restart|down``: parse, call cluster.lab.stack, render."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from pacestack.cluster.lab import stack
+
+from pacestack import commands, render
+
+
+def _progress(message: str) -> None:
+    print(f"lab: {message}", file=sys.stderr, flush=True)
+
+
+def _up(conf, args) -> int:
+    opts = stack.UpOptions(
+        description=Path(args.description) if args.description else None,
+        dump=Path(args.from_dump) if args.from_dump else None,
+        venv=Path(args.openstack_venv) if args.openstack_venv else None,
+        services=not args.no_services, cinder_volume=args.cinder_volume,
+        fencing=not args.no_fencing)
+    lab = stack.up(opts, _progress)
+    if args.format == "json":
+        render.print_json(lab.status())
+        return 0
+    info = lab.info
+    print(f"lab {info.run_id} is up in {info.timings.get('ready', 0):.0f} s: "
+          f"{', '.join(info.nodes)} + {info.arbitrator} (garbd); VIP {info.vip} "
+          f"= {info.vip_name}")
+    print(f"description applied: {info.description}")
+    _print_resources(lab.status())
+    return 0
+
+
+def _print_resources(status: dict) -> None:
+    rows = [(h["name"], h["address"], h["role"], "up" if h["booted"] else "down",
+             "online" if h["online"] else ("-" if h["role"] == "arbitrator" else "offline"),
+             h["link"]) for h in status["hosts"]]
+    print(render.table(("HOST", "ADDRESS", "ROLE", "POWER", "CLUSTER", "LINK"), rows))
+    rows = [(rid, ", ".join(f"{p['node']} ({p['role']})" for p in placed) or "stopped")
+            for rid, placed in status["resources"].items()]
+    if rows:
+        print()
+        print(render.table(("RESOURCE", "RUNS ON"), rows))
+
+
+def _status(conf, args) -> int:
+    status = stack.Lab.find().status()
+    if args.format == "json":
+        render.print_json(status)
+    else:
+        print(f"lab {status['run_id']}: network {status['network']}, VIP {status['vip']} "
+              f"= {status['vip_name']}, garbd {'running' if status['garbd'] else 'down'}")
+        _print_resources(status)
+    return 0
+
+
+def _crash(conf, args) -> int:
+    lab = stack.Lab.find()
+    lab.crash(args.node)
+    print(f"{args.node}: powered off (every process killed at once)")
+    return 0
+
+
+def _restart(conf, args) -> int:
+    lab = stack.Lab.find()
+    seconds = lab.restart(args.node)
+    print(f"{args.node}: booted and back in the cluster in {seconds:.1f} s")
+    return 0
+
+
+def _down(conf, args) -> int:
+    result = stack.Lab.find().down()
+    if args.format == "json":
+        render.print_json(result)
+    else:
+        print(f"lab {result['run_id']} removed ({result['seconds']:.1f} s)")
+    return 0
+
+
+def register(subparsers) -> None:
+    _, verbs = commands.add_group(
+        subparsers, "lab", "a local HA controller pair in namespaces, for rehearsals",
+        "Builds controller01/controller02 and an arbitrator in network namespaces on this "
+        "machine (root): Galera, the VIP, Keystone and the Neutron API under Pacemaker, "
+        "configured by `pacestack cluster apply`.")
+    p = verbs.add_parser("up", help="build and start the lab")
+    p.add_argument("--description", "-d", metavar="FILE",
+                   help="cluster description to derive the lab from (default: the sample "
+                   "examples/seed-cluster.conf)")
+    p.add_argument("--from-dump", metavar="FILE",
+                   help="load this SQL dump (mysqldump --databases) into the lab's Galera "
+                   "instead of the sample databases")
+    p.add_argument("--openstack-venv", metavar="DIR",
+                   help="virtualenv with keystone, neutron and gunicorn (default: the cache "
+                   "under $PACESTACK_CACHE)")
+    p.add_argument("--no-services", action="store_true",
+                   help="Galera, VIP and fencing only")
+    p.add_argument("--cinder-volume", action="store_true",
+                   help="also run cinder-volume (single instance, fake driver)")
+    p.add_argument("--no-fencing", action="store_true", help="no fence_dummy devices")
+    commands.add_format_argument(p)
+    p.set_defaults(func=_up)
+
+    p = verbs.add_parser("status", help="hosts, resources and where they run")
+    commands.add_format_argument(p)
+    p.set_defaults(func=_status)
+
+    p = verbs.add_parser("crash", help="power-cut a lab host")
+    p.add_argument("node")
+    p.set_defaults(func=_crash)
+
+    p = verbs.add_parser("restart", help="boot a crashed host again")
+    p.add_argument("node")
+    p.set_defaults(func=_restart)
+
+    p = verbs.add_parser("down", help="remove everything the lab created")
+    commands.add_format_argument(p)
+    p.set_defaults(func=_down)
