@@ -1,0 +1,502 @@
+"""``ocf:pacestack:galera``: a promotable clone, one instance per controller.
+
+Unpromoted = mariadbd stopped, its last committed position known and published
+as a node attribute; Promoted = mariadbd running in the Primary component and
+Synced. Who may bootstrap is decided in galera_bootstrap.decide() only; this
+module gathers its inputs (positions and Primary flags from node attributes) and
+carries the decision out. Standard library only (monitor runs every 10 s).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+
+from pacestack.agents import attributes, ocf
+from pacestack.agents.galera_bootstrap import (
+    BOOTSTRAP,
+    JOIN,
+    WAIT,
+    Decision,
+    choose_bootstrap,
+    decide,
+    promotion_score,
+)
+from pacestack.agents.galera_mysqld import Mysqld, MysqldError, wait
+from pacestack.agents.galera_state import (
+    Position,
+    StateError,
+    format_report,
+    parse_report,
+    set_safe_to_bootstrap,
+)
+from pacestack.agents.ocf import Action, OCFError, Parameter
+
+from pacestack import proc
+
+HEALTHY_STATES = ("Synced", "Donor/Desynced", "Donor", "Desynced")
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Who the data members are (Pacemaker node names) and their Galera addresses."""
+
+    members: tuple[str, ...]
+    addresses: dict[str, str]          # member -> gcomm address
+    arbitrators: tuple[str, ...]       # gcomm addresses that are no member (garbd)
+
+
+def parse_cluster_address(text: str) -> list[str]:
+    """``gcomm://a,b:4567,c`` → ['a', 'b:4567', 'c'] (options after '?' dropped)."""
+    text = text.strip()
+    if not text.startswith("gcomm://"):
+        raise ValueError(f"wsrep_cluster_address {text[:80]!r} does not start with gcomm://")
+    hosts = text[len("gcomm://"):].split("?", 1)[0]
+    items = [h.strip() for h in hosts.split(",")]
+    if not hosts or any(not h or not re.fullmatch(r"[A-Za-z0-9_.\-\[\]:]+", h) for h in items):
+        raise ValueError(f"wsrep_cluster_address {text[:80]!r} lists no valid hosts")
+    if len(set(items)) != len(items):
+        raise ValueError(f"wsrep_cluster_address {text[:80]!r} lists a host twice")
+    return items
+
+
+def parse_host_map(text: str) -> dict[str, str]:
+    """``controller01:10.0.0.11;controller02:10.0.0.12`` → {node: address}."""
+    out: dict[str, str] = {}
+    for entry in filter(None, (e.strip() for e in text.split(";"))):
+        node, sep, addr = entry.partition(":")
+        node, addr = node.strip(), addr.strip()
+        if not sep or not node or not addr:
+            raise ValueError(f"cluster_host_map entry {entry[:60]!r} is not node:address")
+        if node in out:
+            raise ValueError(f"cluster_host_map names {node} twice")
+        out[node] = addr
+    return out
+
+
+def topology(cluster_address: str, host_map: str, me: str) -> Topology:
+    """Members and arbitrators from the parameters; ValueError names what is wrong."""
+    hosts = parse_cluster_address(cluster_address)
+    mapping = parse_host_map(host_map) if host_map.strip() else {h: h for h in hosts}
+    if me not in mapping:
+        raise ValueError(f"this node {me} is not in cluster_host_map "
+                         f"({', '.join(sorted(mapping)) or 'empty'})")
+    unknown = [f"{n}={a}" for n, a in mapping.items() if a not in hosts]
+    if unknown:
+        raise ValueError(f"cluster_host_map addresses {', '.join(unknown)} are not in "
+                         "wsrep_cluster_address")
+    mapped = set(mapping.values())
+    return Topology(tuple(sorted(mapping)), mapping,
+                    tuple(h for h in hosts if h not in mapped))
+
+
+class GaleraAgent(ocf.Agent):
+    name = "galera"
+    version = "1.0"
+    shortdesc = "Galera (MariaDB) as a promotable clone that never bootstraps from a node behind"
+    longdesc = (
+        "Manages one MariaDB Galera member per node. Unpromoted: mariadbd is stopped and "
+        "the node's last committed position (grastate.dat, or --wsrep-recover) is "
+        "published as a node attribute. Promote joins an existing Primary component by "
+        "IST where possible, or bootstraps a new one only from the most advanced of all "
+        "configured members once every member has reported and all share one cluster "
+        "UUID; otherwise it waits and logs whom it waits for. Promoted means Primary and "
+        "Synced (Donor/Desynced count as healthy).")
+    parameters = [
+        Parameter("config", "MariaDB configuration file (passed first as --defaults-file)",
+                  default="/etc/mysql/my.cnf"),
+        Parameter("binary", "mariadbd executable", default="/usr/sbin/mariadbd"),
+        Parameter("datadir", "Data directory", default="/var/lib/mysql"),
+        Parameter("socket", "Unix socket of the local server", default="/run/mysqld/mysqld.sock"),
+        Parameter("pid", "PID file of the local server", default="/run/mysqld/mysqld.pid"),
+        Parameter("log", "Error log (absolute path)", default="/var/log/mysql/error.log"),
+        Parameter("user", "User mariadbd runs as", default="mysql"),
+        Parameter("group", "Group owning the data directory", default="mysql"),
+        Parameter("wsrep_cluster_address",
+                  "gcomm:// list of the Galera members (may include an arbitrator)",
+                  "The Galera cluster address, e.g. gcomm://10.0.0.11,10.0.0.12,10.0.0.13. "
+                  "Addresses not named in cluster_host_map are arbitrators (garbd).",
+                  required=True),
+        Parameter("cluster_host_map", "Pacemaker node name to Galera address",
+                  "controller01:10.0.0.11;controller02:10.0.0.12. Without it, the hosts of "
+                  "wsrep_cluster_address must be the Pacemaker node names.", default=""),
+        Parameter("two_node_mode", "Two data nodes without arbitrator",
+                  "A survivor whose peer Pacemaker reports down (fenced) regains Primary "
+                  "with pc.bootstrap. Off: it refuses and says so.", type=bool,
+                  default=False),
+        Parameter("sync_timeout", "Seconds a promote waits for the node to be Synced",
+                  type=int, default=600),
+        Parameter("check_defaults_file",
+                  "Client credentials file for the monitor (default: local socket as root, "
+                  "so no password lives in the CIB)", default=""),
+    ]
+    actions = [
+        Action("start", 120),
+        Action("stop", 120),
+        Action("promote", 300),
+        Action("demote", 120),
+        Action("monitor", 30, interval=20, role="Unpromoted"),
+        Action("monitor", 30, interval=10, role="Promoted"),
+        Action("monitor", 30, interval=0),
+        Action("notify", 30),
+        Action("validate-all", 20),
+    ]
+
+    # -- configuration -----------------------------------------------------------------
+    @property
+    def base(self) -> str:
+        return self.resource.split(":", 1)[0]
+
+    @property
+    def mysqld(self) -> Mysqld:
+        p = self.params
+        return Mysqld(binary=p.binary, config=p.config, datadir=p.datadir, socket=p.socket,
+                      pid_file=p.pid, log=p.log, user=p.user, group=p.group,
+                      cluster_address=p.wsrep_cluster_address,
+                      check_defaults_file=p.check_defaults_file)
+
+    @property
+    def topo(self) -> Topology:
+        try:
+            return topology(self.params.wsrep_cluster_address, self.params.cluster_host_map,
+                            self.node_name)
+        except ValueError as err:
+            raise OCFError(ocf.ERR_CONFIGURED, str(err)) from None
+
+    def validate_all(self) -> int:
+        p = self.params
+        if not os.access(p.binary, os.X_OK):
+            raise OCFError(ocf.ERR_INSTALLED, f"binary {p.binary} is not an executable")
+        if not os.path.isfile(p.config):
+            raise OCFError(ocf.ERR_CONFIGURED, f"config {p.config} does not exist")
+        if not os.path.isabs(p.log):
+            raise OCFError(ocf.ERR_CONFIGURED, f"log {p.log} is not an absolute path")
+        if p.check_defaults_file and not os.path.isfile(p.check_defaults_file):
+            raise OCFError(ocf.ERR_CONFIGURED,
+                           f"check_defaults_file {p.check_defaults_file} does not exist")
+        if p.sync_timeout <= 0:
+            raise OCFError(ocf.ERR_CONFIGURED, "sync_timeout must be positive")
+        topo = self.topo
+        if p.two_node_mode and (len(topo.members) != 2 or topo.arbitrators):
+            raise OCFError(ocf.ERR_CONFIGURED, "two_node_mode needs exactly two data members "
+                           f"and no arbitrator (have {len(topo.members)} members, "
+                           f"{len(topo.arbitrators)} arbitrators)")
+        return ocf.SUCCESS
+
+    # -- node attributes ---------------------------------------------------------------
+    def _attr(self, what: str) -> str:
+        return f"{self.base}-{what}"
+
+    def _get(self, what: str, node: str) -> str | None:
+        return attributes.get(self._attr(what), node, env=self.environ)
+
+    def _set(self, what: str, value: str, node: str | None = None) -> None:
+        attributes.set(self._attr(what), value, node or self.node_name, env=self.environ)
+
+    def _delete(self, what: str, node: str | None = None) -> None:
+        attributes.delete(self._attr(what), node or self.node_name, env=self.environ)
+
+    def _score(self, score: int | None, node: str | None = None) -> None:
+        node = node or self.node_name
+        if score is None:
+            attributes.delete_promotion_score(self.base, node, env=self.environ)
+        else:
+            attributes.set_promotion_score(self.base, score, node, env=self.environ)
+
+    def gather(self, topo: Topology) -> tuple[dict[str, Position | None], list[str]]:
+        """Every member's reported position (None: not reported or unreadable) and the
+        members that say they are Primary."""
+        reports: dict[str, Position | None] = {}
+        primary = []
+        for m in topo.members:
+            raw = self._get("position", m)
+            try:
+                reports[m] = parse_report(raw, f"{m}'s position") if raw else None
+            except StateError as err:
+                self.log.warning("ignoring %s: %s", m, err)  # unreadable = not reported
+                reports[m] = None
+            if self._get("primary", m) == "1":
+                primary.append(m)
+        return reports, primary
+
+    # -- the role marker (Unpromoted = started with mariadbd stopped) --------------------
+    def _role_file(self) -> str:
+        rsctmp = self.environ.get("HA_RSCTMP", "/run/resource-agents")
+        return os.path.join(rsctmp, f"pacestack-galera-{self.base}-{self.node_name}.role")
+
+    def _role(self) -> str | None:
+        try:
+            with open(self._role_file(), encoding="ascii") as fh:
+                return fh.read().strip() or None
+        except OSError:
+            return None
+
+    def _set_role(self, role: str | None) -> None:
+        path = self._role_file()
+        if role is None:
+            if os.path.exists(path):
+                os.unlink(path)
+            return
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="ascii") as fh:
+            fh.write(role + "\n")
+
+    # -- positions ----------------------------------------------------------------------
+    def detect_position(self) -> Position:
+        try:
+            return self.mysqld.position()
+        except (StateError, MysqldError) as err:
+            # never guess: this node is not ranked, the others wait for it
+            self._delete("position")
+            raise OCFError(ocf.ERR_GENERIC, f"cannot place this node: {err}") from None
+
+    def publish(self, pos: Position) -> None:
+        self._set("position", format_report(pos))
+        self.log.info("last committed position %s (from %s)", pos, pos.source)
+
+    def refresh_scores(self, topo: Topology) -> Decision:
+        """Score this node (and the bootstrap node, once every member reported), so
+        Pacemaker promotes the most advanced first and the joiners after it."""
+        reports, primary = self.gather(topo)
+        decision = decide(topo.members, reports, primary, self.node_name)
+        self._score(promotion_score(decision))
+        if decision.kind == WAIT and decision.bootstrap_node:
+            choice = choose_bootstrap(topo.members, reports)
+            if choice.kind == BOOTSTRAP:
+                self._score(promotion_score(choice), choice.bootstrap_node)
+        return decision
+
+    # -- actions -----------------------------------------------------------------------
+    def start(self) -> int:
+        self.validate_all()
+        topo = self.topo
+        m = self.mysqld
+        if m.pid() is not None:
+            # running before Pacemaker started us: report it, monitor shows the truth
+            self.log.warning("mariadbd already running (pid %s); not touching it", m.pid())
+            self._set_role("unpromoted")
+            return ocf.SUCCESS
+        self._delete("primary")
+        self.publish(self.detect_position())
+        self._set_role("unpromoted")
+        decision = self.refresh_scores(topo)
+        self.log.info("started unpromoted; promote would: %s", decision)
+        return ocf.SUCCESS
+
+    def stop(self) -> int:
+        m = self.mysqld
+        if m.pid() is not None:
+            self._shutdown(m)
+        self._delete("primary")
+        self._score(None)
+        self._set_role(None)
+        return ocf.SUCCESS
+
+    def demote(self) -> int:
+        m = self.mysqld
+        if m.pid() is not None:
+            self._shutdown(m)
+        self._delete("primary")
+        self._set_role("unpromoted")
+        self.publish(self.detect_position())
+        self.refresh_scores(self.topo)
+        return ocf.SUCCESS
+
+    def _shutdown(self, m: Mysqld) -> None:
+        budget = max(5.0, self.meta.timeout_ms / 1000 - 10) if self.meta.timeout_ms else 110.0
+        pid = m.pid()
+        if m.stop(budget):
+            self.log.info("mariadbd (pid %s) shut down cleanly", pid)
+        else:
+            self.log.warning("mariadbd (pid %s) ignored SIGTERM for %.0fs: killed", pid, budget)
+
+    def notify(self) -> int:
+        # after any promote/demote/start/stop the Primary set may have changed:
+        # Unpromoted nodes re-score so joiners follow the bootstrap node at once
+        if self.meta.notify_type == "post" and self._role() == "unpromoted" \
+                and self.mysqld.pid() is None:
+            self.refresh_scores(self.topo)
+        return ocf.SUCCESS
+
+    def promote(self) -> int:
+        self.validate_all()
+        topo = self.topo
+        m = self.mysqld
+        started = time.monotonic()
+        timeout = self.meta.timeout_ms / 1000 if self.meta.timeout_ms else 300.0
+        deadline = started + max(1.0, timeout - min(20.0, timeout * 0.2))
+        if m.pid() is not None:
+            return self._finish_promote(m, deadline)
+        mine = self._my_report()
+        last = ""
+        while True:
+            reports, primary = self.gather(topo)
+            reports[self.node_name] = mine
+            decision = decide(topo.members, reports, primary, self.node_name)
+            if decision.kind == JOIN:
+                self.log.info("promote: %s", decision)
+                return self._join(m, mine, decision, deadline)
+            if decision.kind == BOOTSTRAP:
+                self.log.warning("promote: %s: bootstrapping", decision)
+                return self._bootstrap(m, mine, deadline)
+            if decision.reason != last:
+                self.log.warning("promote: %s", decision)
+                last = decision.reason
+            if time.monotonic() >= deadline:
+                raise OCFError(ocf.ERR_GENERIC, f"not promoted: {decision.reason}")
+            time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))
+
+    def _my_report(self) -> Position:
+        raw = self._get("position", self.node_name)
+        if raw:
+            try:
+                return parse_report(raw, "own position")
+            except StateError:
+                pass
+        pos = self.detect_position()
+        self.publish(pos)
+        return pos
+
+    def _start_args(self, mine: Position) -> list[str]:
+        if mine.empty or mine.seqno < 0:
+            return []  # nothing to resume from: a full SST is the only way
+        return [f"--wsrep_start_position={mine}"]
+
+    def _join(self, m: Mysqld, mine: Position, decision: Decision, deadline: float) -> int:
+        pid = self._child = m.spawn(self._start_args(mine))
+        self.log.info("mariadbd pid %s joining via %s", pid, decision.peer)
+        return self._finish_promote(m, deadline)
+
+    def _bootstrap(self, m: Mysqld, mine: Position, deadline: float) -> int:
+        if not m.has_data():
+            m.initialise()
+        if os.path.exists(m.grastate_path()):
+            try:
+                set_safe_to_bootstrap(m.grastate_path())
+            except (StateError, OSError) as err:
+                raise OCFError(ocf.ERR_GENERIC, f"cannot mark safe_to_bootstrap: {err}") from None
+        pid = self._child = m.spawn(["--wsrep-new-cluster", *self._start_args(mine)])
+        self.log.warning("mariadbd pid %s bootstrapping a new Primary component from %s",
+                         pid, mine)
+        return self._finish_promote(m, deadline)
+
+    def _finish_promote(self, m: Mysqld, deadline: float) -> int:
+        sync_deadline = min(deadline, time.monotonic() + self.params.sync_timeout)
+        seen: dict[str, str] = {}
+        child = getattr(self, "_child", None)
+
+        def alive() -> bool:
+            # mariadbd rewrites its pid file while starting: trust our child's PID too
+            return m.pid() is not None or proc.is_alive(child)
+
+        def synced() -> bool:
+            if not alive():
+                return True  # died: reported below
+            try:
+                seen.update(m.status(timeout=5))
+            except MysqldError:
+                return False
+            return (seen.get("wsrep_cluster_status") == "Primary"
+                    and seen.get("wsrep_local_state_comment") in HEALTHY_STATES)
+
+        wait(synced, max(0.0, sync_deadline - time.monotonic()))
+        if not alive():
+            raise OCFError(ocf.ERR_GENERIC, f"mariadbd exited while promoting: "
+                                            f"{self._death_reason(m)}")
+        if not synced():
+            state = seen.get("wsrep_local_state_comment", "not answering")
+            self._shutdown(m)
+            raise OCFError(ocf.ERR_GENERIC, f"not Synced in time (last state: {state}, "
+                                            f"cluster {seen.get('wsrep_cluster_status', '?')})")
+        self._set("primary", "1")
+        self._set_role("promoted")
+        self._score(promotion_score(Decision(JOIN, "")))
+        self.log.info("promoted: Primary and %s", seen.get("wsrep_local_state_comment"))
+        return ocf.SUCCESS
+
+    def _death_reason(self, m: Mysqld) -> str:
+        tail = m.log_tail()
+        if "Reversing history" in tail:
+            return "Galera aborted: 'Reversing history' (this node is ahead of the cluster)"
+        errors = [ln for ln in tail.splitlines() if "[ERROR]" in ln]
+        return errors[-1].split("[ERROR]", 1)[1].strip()[:200] if errors else "see " + m.log
+
+    def monitor(self) -> int:
+        m = self.mysqld
+        pid = m.pid()
+        role = self._role()
+        if pid is None:
+            if role == "promoted":
+                raise OCFError(ocf.ERR_GENERIC, f"mariadbd is not running: "
+                                                f"{self._death_reason(m)}")
+            if role == "unpromoted":
+                if not self.is_probe:
+                    self.refresh_scores(self.topo)
+                return ocf.SUCCESS
+            return ocf.NOT_RUNNING
+        try:
+            status = m.status()
+        except MysqldError as err:
+            raise OCFError(ocf.ERR_GENERIC, str(err)) from None
+        if status.get("wsrep_cluster_status") != "Primary":
+            return self._not_primary(m, status)
+        state = status.get("wsrep_local_state_comment", "")
+        if state not in HEALTHY_STATES:
+            # Joined is a moment between Donor and Synced: give it a few seconds
+            if wait(lambda: m.status().get("wsrep_local_state_comment") in HEALTHY_STATES,
+                    5.0, 0.25):
+                return ocf.RUNNING_PROMOTED
+            return self._fail_promoted(f"Primary but local state is {state}, not Synced")
+        return ocf.RUNNING_PROMOTED
+
+    def _fail_promoted(self, reason: str) -> int:
+        self.exit_reason(reason)
+        return ocf.FAILED_PROMOTED
+
+    def _not_primary(self, m: Mysqld, status: dict[str, str]) -> int:
+        topo = self.topo
+        cluster = status.get("wsrep_cluster_status", "?")
+        if topo.arbitrators or len(topo.members) != 2:
+            return self._fail_promoted(f"cluster status {cluster}, not Primary")
+        peer = next(n for n in topo.members if n != self.node_name)
+        if not self.params.two_node_mode:
+            return self._fail_promoted(f"cluster status {cluster}, not Primary: {peer} is "
+                                       "unreachable and two_node_mode is off (no arbitrator)")
+        state = self.peer_state(peer)
+        if state != "down":
+            return self._fail_promoted(f"cluster status {cluster}, not Primary: refusing "
+                                       f"pc.bootstrap while {peer} is {state} to Pacemaker")
+        self.log.warning("two_node_mode: %s is down (fenced); regaining Primary", peer)
+        try:
+            m.set_provider_option("pc.bootstrap=YES")
+        except MysqldError as err:
+            return self._fail_promoted(str(err))
+        if wait(lambda: m.status().get("wsrep_cluster_status") == "Primary", 10.0, 0.2):
+            return ocf.RUNNING_PROMOTED
+        return self._fail_promoted("pc.bootstrap did not bring back a Primary component")
+
+    def peer_state(self, peer: str) -> str:
+        """'down' only when Pacemaker's status says the peer left cleanly or was fenced;
+        'up', or 'unknown' when the CIB does not say."""
+        import subprocess
+        import xml.etree.ElementTree as ET  # noqa: S405 - Pacemaker's own CIB; rarely needed
+
+        out = subprocess.run(["cibadmin", "--query", "--scope", "status"],
+                             capture_output=True, text=True, timeout=30, check=False,
+                             env=dict(self.environ))
+        if out.returncode != 0:
+            return "unknown"
+        try:
+            root = ET.fromstring(out.stdout)  # noqa: S314 - Pacemaker's own CIB
+        except ET.ParseError:
+            return "unknown"
+        for ns in root.iter("node_state"):
+            if ns.get("uname") == peer:
+                left = ns.get("in_ccm") in ("false", "0") and ns.get("crmd") == "offline"
+                settled = ns.get("join") == "down" and ns.get("expected") == "down"
+                if left and settled:
+                    return "down"
+                return "up" if not left else "unclean (not fenced yet)"
+        return "unknown"
