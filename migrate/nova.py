@@ -130,17 +130,20 @@ def instance_moves(cloud, mapping, force: bool = False) -> Moves:
 def rewrite_vif(vif: dict, target: neutron.NetworkTarget | None, details: dict,
                 bridge: str) -> dict:
     """One network_info VIF as nova builds it for an ovs-bound port."""
-    vif = json.loads(json.dumps(vif))  # deep copy
+    if vif.get("type") != neutron.VIF_TYPE_BRIDGE and target is None:
+        return vif
+    # copy only the dicts that change (a deep copy of 10,000 caches costs seconds)
+    vif = dict(vif)
+    net = vif["network"] = dict(vif.get("network") or {})
+    meta = net["meta"] = dict(net.get("meta") or {})
     if vif.get("type") == neutron.VIF_TYPE_BRIDGE:
         vif["type"] = neutron.VIF_TYPE_OVS
         vif["details"] = dict(details)
         vif["ovs_interfaceid"] = vif.get("id")
         vif["devname"] = ("tap" + str(vif.get("id", "")))[:NIC_NAME_LEN]
-        net = vif.setdefault("network", {})
         net["bridge"] = bridge[:NIC_NAME_LEN]
         net.pop("should_create_bridge", None)
     if target is not None:
-        meta = vif.setdefault("network", {}).setdefault("meta", {})
         meta["mtu"] = target.mtu
         meta["tunneled"] = target.network_type == "vxlan"
         meta["physical_network"] = target.physical_network
