@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pacestack.migrate import mapping as mappingmod
 
@@ -122,3 +124,16 @@ def test_mapping_parser_errors_name_file_and_line(tmp_path):
     assert m.segment_rule("n", "flat", "dmz").target.segmentation_id == 100
     assert m.segment_rule("n", "vlan", "physnet1").target.network_type == "vxlan"
     assert m.segment_rule("n", "vxlan", None) is None
+
+
+def test_documented_example_is_the_seed_mapping():
+    root = Path(__file__).resolve().parents[2]
+    example = mappingmod.load(str(root / "examples" / "seed-mapping.conf"))
+    seed = mappingmod.parse_text(seed_cloud.SEED_MAPPING, "seed")
+    for attr in ("hosts", "endpoints", "overlay_mtu", "firewall_driver"):
+        assert getattr(example, attr) == getattr(seed, attr)
+    assert [(r.selector, r.target) for r in example.segments] == \
+        [(r.selector, r.target) for r in seed.segments]
+    assert [(c.old_host, c.new_host, c.new_node) for c in example.computes] == \
+        [(c.old_host, c.new_host, c.new_node) for c in seed.computes]
+    assert "examples/seed-mapping.conf" in (root / "docs" / "migrate-mapping.md").read_text()
