@@ -344,7 +344,7 @@ class CinderVolumeAgent(OpenStackServiceAgent):
         for name in sorted(own_names):
             for host in ([f"{name}@{b}" for b in backends] if backends else [name]):
                 age = rows.get(host)
-                if age is not None and age <= down and uptime is not None and age < uptime:
+                if age is not None and age <= down and uptime is not None and age + 1 <= uptime:
                     return (ocf.ERR_CONFIGURED,
                             f"cinder-volume reports as {host} from this node while it should "
                             f"report as {self.params.host}: misconfiguration")
@@ -355,7 +355,9 @@ class CinderVolumeAgent(OpenStackServiceAgent):
             if age > down:
                 return (ocf.ERR_GENERIC, f"cinder-volume {host} last reported {age}s ago "
                         f"(service_down_time {down}s)")
-            if fresh_since_start and (uptime is None or age > uptime):
+            # DATETIME holds whole seconds: the age is truncated, so a row is newer
+            # than our process only when age + 1 <= uptime
+            if fresh_since_start and (uptime is None or age + 1 > uptime):
                 return (ocf.ERR_GENERIC,
                         f"cinder-volume {host} has not reported since it started")
         return ocf.SUCCESS, "services up"

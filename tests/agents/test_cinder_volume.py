@@ -26,6 +26,9 @@ from tests.fixtures.ocf import PROVIDER_DIR, exit_reason, run_agent
 from tests.fixtures.openstack import Cloud
 
 BACKENDS = ("fake1", "fake2")
+# the agent keeps its host override in /run/pacestack/<resource>-host.conf:
+# unique per test run, so parallel runs never share one
+RESOURCE = f"cinder-volume-{os.getpid()}"
 FAKE_DRIVER = "cinder.tests.fake_driver.FakeLoggingVolumeDriver"
 
 
@@ -109,14 +112,14 @@ def controllers(cloud, rabbit, tmp_path, ocf_provider):
         }
     yield made
     for node, params in made.items():
-        run_agent("cinder-volume", "stop", params, node=node, resource="cinder-volume")
+        run_agent("cinder-volume", "stop", params, node=node, resource=RESOURCE)
         pid = proc.read_pidfile(params["pid"])
         if pid and proc.is_alive(pid):
             os.killpg(pid, signal.SIGKILL)
 
 
 def on(node, action, params, **kw):
-    return run_agent("cinder-volume", action, params, node=node, resource="cinder-volume",
+    return run_agent("cinder-volume", action, params, node=node, resource=RESOURCE,
                      timeout_ms=kw.pop("timeout_ms", 180000), **kw)
 
 
@@ -251,7 +254,7 @@ def test_ocf_tester_passes(cloud, controllers):
     and the row checks have their own tests above."""
     params = {**controllers["controller01"], "check_services": "false"}
     os.makedirs("/run/resource-agents", exist_ok=True)
-    argv = ["ocf-tester", "-n", "cinder-volume"]
+    argv = ["ocf-tester", "-n", RESOURCE]
     for key, value in params.items():
         argv += ["-o", f"{key}={value}"]
     done = subprocess.run([*argv, str(PROVIDER_DIR / "cinder-volume")], capture_output=True,

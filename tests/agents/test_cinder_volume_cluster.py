@@ -64,11 +64,17 @@ def active_node(lab, observer: str) -> str | None:
     return names[0] if res.returncode == 0 and names else None
 
 
-def rows_fresh(cloud: Cloud, since: float) -> bool:
-    rows = service_rows(cloud)
-    age_limit = time.monotonic() - since
-    return (set(rows) >= {f"controller@{b}" for b in BACKENDS}
-            and all(rows[f"controller@{b}"][1] < age_limit for b in BACKENDS))
+def db_now(cloud: Cloud):
+    return cloud.execute("cinder", "SELECT UTC_TIMESTAMP()")[0][0]
+
+
+def rows_fresh(cloud: Cloud, after) -> bool:
+    """Every controller@backend row heartbeated more than a second after ``after``
+    (DB time): the second's margin covers DATETIME's whole seconds."""
+    rows = cloud.execute(
+        "cinder", "SELECT host FROM services WHERE `binary` = 'cinder-volume' AND deleted = 0 "
+        "AND updated_at > DATE_ADD(%s, INTERVAL 1 SECOND)", (after,))
+    return {r[0] for r in rows} >= {f"controller@{b}" for b in BACKENDS}
 
 
 def test_pacemaker_failover_keeps_one_set_of_rows(lab_cluster, cloud, ocf_provider):
@@ -89,22 +95,22 @@ def test_pacemaker_failover_keeps_one_set_of_rows(lab_cluster, cloud, ocf_provid
         "op", "start", "timeout=180s", "op", "stop", "timeout=120s",
         "meta", "migration-threshold=1"], check=False, timeout=120)
     assert create.returncode == 0, create.stderr
-    created = time.monotonic()
+    created, created_db = time.monotonic(), db_now(cloud)
     assert proc.wait_for(lambda: active_node(lab, "controller01") is not None, 180,
                          interval=1.0), c1.log_tail()
     first_node = active_node(lab, "controller01")
-    assert proc.wait_for(lambda: rows_fresh(cloud, created), 60, interval=1.0)
+    assert proc.wait_for(lambda: rows_fresh(cloud, created_db), 60, interval=1.0)
     print(f"cinder-volume active on {first_node} "
           f"{time.monotonic() - created:.1f}s after pcs resource create")
     first = service_rows(cloud)
     assert set(first) == {"controller@fake1", "controller@fake2"}
 
     survivor = "controller02" if first_node == "controller01" else "controller01"
-    crashed_at = time.monotonic()
+    crashed_at, crashed_db = time.monotonic(), db_now(cloud)
     lab.crash(first_node)
     assert proc.wait_for(lambda: active_node(lab, survivor) == survivor, 180,
                          interval=1.0), lab.node(survivor).log_tail(40)
-    assert proc.wait_for(lambda: rows_fresh(cloud, crashed_at), 60, interval=1.0), \
+    assert proc.wait_for(lambda: rows_fresh(cloud, crashed_db), 60, interval=1.0), \
         service_rows(cloud)
     print(f"failover to {survivor}: rows heartbeating again "
           f"{time.monotonic() - crashed_at:.1f}s after the crash")

@@ -226,14 +226,18 @@ def test_start_times_out_when_never_healthy(svc):
 
 def test_clone_instances_keep_their_own_pid_files(svc, daemon_dir):
     params = {k: v for k, v in svc.items() if k != "pid"}
+    name = f"api{os.getpid()}"  # /run/pacestack is shared by parallel test runs
+    instances = (f"{name}:0", f"{name}:1")
     try:
-        for instance in ("api:0", "api:1"):
+        for instance in instances:
             assert agent("start", params, resource=instance)[0] == 0
-        pids = {p.name: proc.read_pidfile(str(p)) for p in Path("/run/pacestack").glob("api-*.pid")}
-        assert set(pids) == {"api-0.pid", "api-1.pid"} and len(set(pids.values())) == 2
+        pids = {p.name: proc.read_pidfile(str(p))
+                for p in Path("/run/pacestack").glob(f"{name}-*.pid")}
+        assert set(pids) == {f"{name}-0.pid", f"{name}-1.pid"} and len(set(pids.values())) == 2
     finally:
-        for instance in ("api:0", "api:1"):
+        for instance in instances:
             assert agent("stop", params, resource=instance)[0] == 0
+    assert not list(Path("/run/pacestack").glob(f"{name}-*"))
 
 
 @pytest.mark.parametrize("change, rc, reason", [
