@@ -5,8 +5,13 @@ imports nothing heavy."""
 
 from __future__ import annotations
 
+import re
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 from pacestack.agents import install
@@ -129,3 +134,35 @@ def test_install_module_writes_tiny_executables(tmp_path):
         meta = subprocess.run([str(path), "meta-data"], capture_output=True, text=True,
                               check=False)
         assert meta.returncode == 0 and f'<resource-agent name="{name}"' in meta.stdout
+
+
+def test_ha_logfacility_logs_to_syslog(ocf_provider):
+    """HA_LOGFACILITY sends messages to syslog with that facility. This machine
+    runs no syslog daemon: the agent runs in a private mount namespace whose
+    /dev/log is a datagram socket this test listens on."""
+    work = Path(tempfile.mkdtemp(prefix="pacestack-syslog-", dir="/tmp"))
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        work.chmod(0o755)
+        listener.bind(str(work / "log"))
+        listener.settimeout(10)
+        script = (f"set -e; mkdir {work}/olddev; mount --rbind /dev {work}/olddev; "
+                  "mount -t tmpfs -o mode=755 tmpfs /dev; "
+                  f"touch /dev/null; mount --bind {work}/olddev/null /dev/null; "
+                  f"touch /dev/log; mount --bind {work}/log /dev/log; "
+                  f"exec {PROVIDER_DIR}/openstack-service validate-all")
+        done = subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "OCF_ROOT": "/usr/lib/ocf",
+                 "OCF_RESOURCE_INSTANCE": "api", "HA_LOGFACILITY": "local5",
+                 "OCF_RESKEY_binary": "/nonexistent/nova-api"},
+            capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 5, done.stderr
+        message = listener.recv(4096).decode()
+    finally:
+        listener.close()
+        shutil.rmtree(work, ignore_errors=True)
+    # <PRI> = facility local5 (21) * 8 + err (3)
+    assert message.startswith("<171>")
+    assert re.search(r"openstack-service\(api\)\[\d+\]: ERROR: binary '/nonexistent/nova-api' "
+                     "is not installed or not executable$", message), message
