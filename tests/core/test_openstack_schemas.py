@@ -5,8 +5,12 @@ nova 34 / placement 16 from PyPI and a real MariaDB: the databases come from
 keystone-manage, neutron-db-manage, cinder-manage, nova-manage and
 placement-manage (cached as a dump, reloaded per test), the checks are the
 projects' own `*-status upgrade check`, the APIs are their WSGI apps under
-gunicorn on 127.0.0.1. Budget: about 40 s warm (three cloud loads, two API
-starts, the status tools side by side); the cold cache build adds ~2-3 min.
+gunicorn on 127.0.0.1.
+
+Budget (warm cache): ~75 s wall here with the load average at 8 on 2 cores
+(27 s of CPU: two cloud loads, four `*-status` runs, two API starts); ~30-35 s
+on a quiet machine. A cold cache adds the venv (~1.5 min) and the schema sync
+(~1-2 min), once: scripts/build-openstack-cache.py prewarms both.
 """
 
 from __future__ import annotations
