@@ -9,8 +9,11 @@ and a <node_state> for reboot-lifetime attributes, as in a real status section).
 from __future__ import annotations
 
 import os
-import subprocess
-from collections.abc import Mapping
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing only: a Galera monitor imports this module
+    import subprocess
+    from collections.abc import Mapping
 
 # crm_attribute's exit code when the attribute (not the node) does not exist
 _NO_SUCH = 105
@@ -21,6 +24,8 @@ class AttributeFailure(RuntimeError):
 
 
 def _run(args: list[str], env: Mapping[str, str] | None) -> subprocess.CompletedProcess:
+    import subprocess  # ~8 ms: only when an attribute is actually read or written
+
     try:
         return subprocess.run(["crm_attribute", *args], capture_output=True, text=True,
                               timeout=30, check=False,
