@@ -17,13 +17,23 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import shutil
 import stat
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.fixtures import openstack_build as build
-from tests.fixtures.openstack import TIMINGS, Cloud, serve_api
+from tests.fixtures.openstack import (
+    SHM,
+    SHM_PREFIX,
+    TIMINGS,
+    Cloud,
+    reap_stale_tmpfs_servers,
+    serve_api,
+)
 
 SEED_URL = "http://controller.domain:5000/v3/"
 
@@ -226,3 +236,21 @@ def test_cache_is_keyed_by_the_pins(openstack_venv, openstack_dump) -> None:
         assert pin.lower() in installed, pin
     mode = stat.S_IMODE(os.stat(openstack_dump.parent / "admin-password").st_mode)
     assert mode == 0o600
+
+
+def test_stale_tmpfs_servers_are_reaped_live_ones_kept(openstack_mariadb) -> None:
+    """A crashed run's tmpfs datadir holds memory: the next session removes it,
+    and never a directory whose mariadbd is alive."""
+    stale = Path(tempfile.mkdtemp(prefix=f"{SHM_PREFIX}stale-", dir=SHM))
+    (stale / "mysqld.pid").write_text("999999999\n")  # no such process
+    (stale / "data").mkdir()
+    fresh = Path(tempfile.mkdtemp(prefix=f"{SHM_PREFIX}starting-", dir=SHM))
+    try:
+        removed = reap_stale_tmpfs_servers()
+        assert stale in removed and not stale.exists()
+        assert fresh.exists()  # no pid file yet and younger than a minute: starting
+        assert openstack_mariadb.base_dir.exists()
+        assert openstack_mariadb.execute("SELECT 1") == [(1,)]
+    finally:
+        shutil.rmtree(stale, ignore_errors=True)
+        shutil.rmtree(fresh, ignore_errors=True)
