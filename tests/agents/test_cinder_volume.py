@@ -33,15 +33,14 @@ FAKE_DRIVER = "cinder.tests.fake_driver.FakeLoggingVolumeDriver"
 
 
 @pytest.fixture(scope="module")
-def cloud_and_rabbit(mariadb, openstack_venv, openstack_dump, tmp_path_factory):
-    """The cinder schema and a RabbitMQ (started while the schema loads: each
-    takes seconds)."""
+def cloud_and_rabbit(mariadb, openstack_venv, openstack_dump, tmp_path_factory, request):
+    """The cinder schema (shared with the other agent tests) and a RabbitMQ,
+    started while the schema loads when it is not loaded yet: each takes seconds."""
     rabbit = RabbitMQ(tmp_path_factory.mktemp("cinder-rabbit"))
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         booting = pool.submit(rabbit.start)
-        loaded = Cloud(mariadb, openstack_venv, openstack_dump)
         try:
-            loaded.load()
+            loaded = request.getfixturevalue("ocf_cloud")
             started = time.monotonic()
             booting.result()
             print(f"RabbitMQ ready {time.monotonic() - started:.1f}s after the schema load")
@@ -50,7 +49,6 @@ def cloud_and_rabbit(mariadb, openstack_venv, openstack_dump, tmp_path_factory):
             with contextlib.suppress(Exception):
                 booting.result()
             rabbit.stop()
-            loaded.drop()
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +132,7 @@ def amqp_connections(port: int) -> int:
 
 
 def test_failover_keeps_one_set_of_controller_rows(cloud, rabbit, controllers):
+    cloud.execute("cinder", "DELETE FROM services")  # the schema is shared: start clean
     c1, c2 = controllers["controller01"], controllers["controller02"]
     assert on("controller01", "monitor", c1, interval_ms=0)[0] == 7
     started = time.monotonic()

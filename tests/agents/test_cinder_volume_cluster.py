@@ -1,7 +1,10 @@
-"""ocf:pacestack:cinder-volume under a real Pacemaker: the 2-node cluster in
-namespaces (lab_cluster), one resource, controller01 crashes, Pacemaker starts
-it on controller02, and cinder's services table still holds exactly one set of
-``controller@<backend>`` rows, heartbeating, and none for controller01/02.
+"""pacestack's OpenStack agents under a real Pacemaker: the 2-node cluster in
+namespaces (lab_cluster). ocf:pacestack:cinder-volume as one resource: the
+controller running it crashes, Pacemaker starts it on the other, and cinder's
+services table still holds exactly one set of ``controller@<backend>`` rows,
+heartbeating, and none for controller01/02. ocf:pacestack:openstack-service as
+a clone: the real Keystone API under gunicorn on every controller (each node's
+own loopback), still serving on the survivor.
 
 Each node keeps its own cinder.conf naming itself as host (as the seed's
 operator had it) in its private /run; enforce_host makes both report as
@@ -26,18 +29,14 @@ CONF_DIR = "/run/cinder"  # private per node in the lab
 
 
 @pytest.fixture(scope="module")
-def cloud(mariadb, openstack_venv, openstack_dump):
-    loaded = Cloud(mariadb, openstack_venv, openstack_dump).load()
-    try:
-        yield loaded
-    finally:
-        loaded.drop()
+def cloud(ocf_cloud):
+    return ocf_cloud
 
 
-def socket_url(cloud: Cloud) -> str:
+def socket_url(cloud: Cloud, service: str = "cinder") -> str:
     server = cloud.server
     return (f"mysql+pymysql://root:{quote(server.root_password, safe='')}@localhost/"
-            f"{cloud.db_names['cinder']}?charset=utf8&unix_socket={server.socket}")
+            f"{cloud.db_names[service]}?charset=utf8&unix_socket={server.socket}")
 
 
 def node_conf(cloud: Cloud, node: str) -> str:
@@ -77,8 +76,38 @@ def rows_fresh(cloud: Cloud, after) -> bool:
     return {r[0] for r in rows} >= {f"controller@{b}" for b in BACKENDS}
 
 
+def keystone_clone_args(cloud: Cloud) -> list[str]:
+    """Keystone under gunicorn on each node's 127.0.0.1:5000, its DB over the socket."""
+    ks_dir = cloud.base_dir / "lab-keystone"
+    ks_dir.mkdir(mode=0o700, exist_ok=True)
+    conf = (cloud.config_dir / "keystone.conf").read_text()
+    (ks_dir / "keystone.conf").write_text(conf.replace(cloud.url("keystone"),
+                                                       socket_url(cloud, "keystone")))
+    (ks_dir / "keystone.conf").chmod(0o600)
+    (ks_dir / "lab_keystone_wsgi.py").write_text(
+        "import sys\n\nsys.argv = sys.argv[:1]\n"
+        "from keystone.wsgi.api import application  # noqa\n")
+    venv = cloud.venv
+    return [
+        "pcs", "resource", "create", "keystone", "ocf:pacestack:openstack-service",
+        f"binary={venv / 'bin' / 'gunicorn'}",
+        f"extra_args=--no-control-socket --bind 127.0.0.1:5000 --workers 1 --timeout 120 "
+        f"--chdir {ks_dir} lab_keystone_wsgi:application",
+        f"environment=PATH={venv}/bin:/usr/bin:/bin OS_KEYSTONE_CONFIG_DIR={ks_dir} "
+        "OS_KEYSTONE_CONFIG_FILES=keystone.conf",
+        "monitor_url=http://127.0.0.1:5000/v3", "log=/run/keystone-api.log",
+        "op", "monitor", "interval=10s", "timeout=30s", "op", "start", "timeout=120s",
+        "clone"]
+
+
+def keystone_answers(node) -> bool:
+    res = node.run(["curl", "-sf", "http://127.0.0.1:5000/v3"], check=False, timeout=20)
+    return res.returncode == 0 and '"id": "v3.' in res.stdout
+
+
 def test_pacemaker_failover_keeps_one_set_of_rows(lab_cluster, cloud, ocf_provider):
     lab = lab_cluster
+    cloud.execute("cinder", "DELETE FROM services")  # the schema is shared: start clean
     for name in ("controller01", "controller02"):
         node = lab.node(name)
         conf_dir = node.root.host_path(CONF_DIR)
@@ -96,6 +125,8 @@ def test_pacemaker_failover_keeps_one_set_of_rows(lab_cluster, cloud, ocf_provid
         "meta", "migration-threshold=1"], check=False, timeout=120)
     assert create.returncode == 0, create.stderr
     created, created_db = time.monotonic(), db_now(cloud)
+    keystone = c1.run(keystone_clone_args(cloud), check=False, timeout=120)
+    assert keystone.returncode == 0, keystone.stderr
     assert proc.wait_for(lambda: active_node(lab, "controller01") is not None, 180,
                          interval=1.0), c1.log_tail()
     first_node = active_node(lab, "controller01")
@@ -104,6 +135,10 @@ def test_pacemaker_failover_keeps_one_set_of_rows(lab_cluster, cloud, ocf_provid
           f"{time.monotonic() - created:.1f}s after pcs resource create")
     first = service_rows(cloud)
     assert set(first) == {"controller@fake1", "controller@fake2"}
+    # the Keystone clone: started by Pacemaker on both controllers, each serving
+    assert proc.wait_for(lambda: all(keystone_answers(lab.node(n))
+                                     for n in ("controller01", "controller02")), 120,
+                         interval=1.0), c1.log_tail(40)
 
     survivor = "controller02" if first_node == "controller01" else "controller01"
     crashed_at, crashed_db = time.monotonic(), db_now(cloud)
@@ -123,3 +158,8 @@ def test_pacemaker_failover_keeps_one_set_of_rows(lab_cluster, cloud, ocf_provid
     res = lab.node(survivor).run(["crm_resource", "--resource", "cinder-volume",
                                   "--force-check"], check=False, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
+    # the survivor's Keystone instance kept serving through the crash
+    assert keystone_answers(lab.node(survivor))
+    located = lab.node(survivor).run(["crm_resource", "--resource", "keystone-clone",
+                                      "--locate", "--quiet"], check=False, timeout=30)
+    assert located.stdout.split() == [survivor], located.stdout + located.stderr

@@ -20,7 +20,6 @@ import pytest
 from pacestack import proc
 from tests.fixtures.mariadb import free_port
 from tests.fixtures.ocf import PROVIDER_DIR, exit_reason, run_agent
-from tests.fixtures.openstack import Cloud
 
 # service -> (WSGI module, environment naming its config files, health path)
 APIS = {
@@ -66,14 +65,8 @@ def get_json(url: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def cloud(mariadb, openstack_venv, openstack_dump):
-    """One set of real OpenStack databases and configs for this module (a load
-    costs seconds; every test starts its own API processes on fresh ports)."""
-    loaded = Cloud(mariadb, openstack_venv, openstack_dump).load()
-    try:
-        yield loaded
-    finally:
-        loaded.drop()
+def cloud(ocf_cloud):
+    return ocf_cloud
 
 
 @pytest.fixture
