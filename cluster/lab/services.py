@@ -219,6 +219,9 @@ def lab_description(hosts: LabHosts, *, power_dir: Path | None, venv: Path | Non
                     cinder_volume: bool = False) -> str:
     """The lab's cluster description. ``services`` False: Galera, the VIP and fencing
     only (the databases are loaded before the services are added by a second apply)."""
+    # Galera keeps the agent's own monitors (Promoted every 10 s, Unpromoted 20 s):
+    # monitor_interval makes one op without a role, and Pacemaker then never
+    # monitors the Promoted instances (a killed mariadbd went unnoticed)
     names = ", ".join(n for n, _ in hosts.nodes)
     addrs = ", ".join(a for _, a in hosts.nodes)
     fronts = ["galera"] + (list(APIS) if services else [])
@@ -244,7 +247,6 @@ address = {hosts.arbitrator[1]}
 [resource:galera]
 agent = ocf:pacestack:galera
 mode = promotable
-monitor_interval = 5
 params =
 {_params({"config": GALERA_CONF, "wsrep_cluster_address": hosts.gcomm,
           "cluster_host_map": hosts.host_map, "sync_timeout": "120"})}

@@ -19,6 +19,7 @@ import fcntl
 import json
 import os
 import secrets
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -195,6 +196,22 @@ class Lab:
             self.cluster.crash(name)
         except LabError as exc:
             raise RuntimeFailure(str(exc)) from None
+        self._forget_addresses(name)
+
+    def _forget_addresses(self, name: str) -> None:
+        """A power cut loses the addresses Pacemaker added (the VIP); the lab keeps a
+        crashed host's network namespace, so drop them as the reboot would. Without
+        this the kernel of a "dead" node still answers for the VIP and the node
+        reports it active again when it boots (twice active)."""
+        node = self.cluster.node(name)
+        res = subprocess.run(["ip", "-n", node.netns, "-o", "-4", "addr", "show"],
+                             capture_output=True, text=True, check=False, timeout=10)
+        for line in res.stdout.splitlines():
+            parts = line.split()
+            dev, cidr = parts[1], parts[3]
+            if cidr.split("/")[0] not in (node.address, "127.0.0.1"):
+                subprocess.run(["ip", "-n", node.netns, "addr", "del", cidr, "dev", dev],
+                               capture_output=True, check=False, timeout=10)
 
     def restart(self, name: str, timeout: float = 90) -> float:
         """Boot a crashed node (or restart its stack); its power switch goes back on;
@@ -476,8 +493,6 @@ def _load_sample(lab: Lab, schemas: Path, password: str) -> None:
 
 def _load_dump(lab: Lab, dump: Path) -> None:
     node = lab.observer()
-    import subprocess
-
     with open(dump, "rb") as fh:
         p = node.popen(["mysql", "-uroot", "--socket=/run/mysqld/mysqld.sock"], stdin=fh,
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -1,0 +1,471 @@
+"""``pacestack cluster drill``: break the live cluster on purpose and measure the recovery.
+
+Scenarios (each against the node holding the VIP unless noted): node crash, orderly
+standby, mariadbd killed -9, a service's master killed -9, a network partition with
+fencing (controller02 unplugged; the fence_dummy "power switch" of the lab powers
+off whichever node the cluster fences), and the return of each node.
+
+While a scenario runs, the drill probe (drill_probe.py, on the arbitrator host)
+commits rows through the VIP and fetches the APIs through it; the drill process
+samples crm_mon and which nodes hold the VIP. Per scenario: detection time, time
+until the VIP answers again, until Galera takes writes again (Primary), until every
+service is healthy, rejoin time of the returning node; acknowledged writes missing
+afterwards (must be none); the most instances of a single-instance resource seen
+at once (must be <= 1). The cluster is restored after every scenario.
+
+Runs against the lab (pacestack lab up). Everything returns data; cli renders.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pacestack.cluster.lab import crm, stack
+
+from pacestack import proc
+from pacestack.errors import ConfigError, RuntimeFailure
+
+SCENARIOS = ("node-crash", "standby", "kill-mariadbd", "kill-service", "partition")
+SAMPLE_INTERVAL = 0.25
+Progress = Callable[[str], None]
+
+
+@dataclasses.dataclass
+class ScenarioResult:
+    name: str
+    victim: str
+    detection_s: float | None = None
+    vip_s: float | None = None          # the VIP answers again (Keystone through it)
+    galera_s: float | None = None       # a write through the VIP commits again
+    services_s: float | None = None     # every service healthy on the nodes that are up
+    rejoin_s: float | None = None       # the victim back, everything on every node again
+    writes_acked: int = 0
+    writes_failed: int = 0
+    lost_writes: list[int] = dataclasses.field(default_factory=list)
+    max_instances: dict[str, int] = dataclasses.field(default_factory=dict)
+    timeline: dict = dataclasses.field(default_factory=dict)
+    notes: list[str] = dataclasses.field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return (self.error is None and not self.lost_writes
+                and all(n <= 1 for n in self.max_instances.values())
+                and None not in (self.vip_s, self.galera_s, self.services_s, self.rejoin_s))
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["ok"] = self.ok
+        return d
+
+
+@dataclasses.dataclass
+class DrillReport:
+    run_id: str
+    scenarios: list[ScenarioResult]
+    seconds: float
+    token_ms: int
+    monitor_interval_s: int
+
+    @property
+    def ok(self) -> bool:
+        return all(s.ok for s in self.scenarios)
+
+    def to_dict(self) -> dict:
+        return {"run_id": self.run_id, "ok": self.ok, "seconds": round(self.seconds, 1),
+                "token_ms": self.token_ms, "monitor_interval_s": self.monitor_interval_s,
+                "scenarios": [s.to_dict() for s in self.scenarios]}
+
+
+# ---- observation ---------------------------------------------------------------
+
+class Monitor(threading.Thread):
+    """Samples, from the machine running the lab, what the cluster says (crm_mon of
+    a node that is up) and where the single-instance things really are (the VIP
+    address on each node's interfaces, single-instance daemons in each node).
+    Also the lab's power switch: a node whose fence_dummy file reads off is
+    powered off (crashed) at once, as a real fence device would."""
+
+    def __init__(self, lab: stack.Lab):
+        super().__init__(daemon=True)
+        self.lab = lab
+        self.samples: list[dict] = []
+        self.stop_event = threading.Event()
+        self.fenced: list[tuple[float, str]] = []
+        self.error: str | None = None
+
+    def run(self) -> None:
+        try:
+            while not self.stop_event.is_set():
+                self.power_switch()
+                self.samples.append(self.sample())
+                self.stop_event.wait(SAMPLE_INTERVAL)
+        except Exception as exc:  # noqa: BLE001 - reported with the scenario
+            self.error = f"monitor: {exc}"
+
+    def power_switch(self) -> None:
+        power = self.lab.info.power_dir
+        if not power:
+            return
+        for node in self.lab.cluster.nodes:
+            if node.booted and stack.powered_off(Path(power), node.name):
+                self.lab.crash(node.name)
+                self.fenced.append((time.time(), node.name))
+
+    def sample(self) -> dict:
+        t = time.time()
+        holders, singles = [], {s: 0 for s in self.lab.info.single_instance}
+        views = {}
+        for node in self.lab.cluster.nodes:
+            if not node.booted:
+                continue
+            res = node.run(["ip", "-o", "-4", "addr", "show"], check=False, timeout=5)
+            if f" {self.lab.info.vip}/" in res.stdout:
+                holders.append(node.name)
+            for s in singles:
+                singles[s] += int(node.running(s) or node.running(f"{s}".replace("-", "_")))
+            if node.running("pacemakerd"):
+                view = node.status()
+                placed = crm.placement(node, timeout=5)
+                views[node.name] = {"online": view.online if view else {},
+                                    "dc": view.dc if view else None, "placement": placed}
+        return {"t": t, "vip_holders": holders, "singles": singles, "views": views}
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.join(10)
+
+
+class Probe:
+    """drill_probe.py started inside the arbitrator host."""
+
+    def __init__(self, lab: stack.Lab, out: Path, start_id: int):
+        self.lab, self.out = lab, out
+        arb = lab.cluster.arbitrator
+        name = lab.info.vip_name
+        argv = [os.environ.get("PACESTACK_PYTHON", stack.sys.executable), "-m",
+                "pacestack.cluster.drill_probe", "--host", name, "--user", "pacestack_lab",
+                "--password-file", lab.info.db_password_file, "--out", str(out),
+                "--start-id", str(start_id)]
+        if "keystone" in lab.info.services:
+            argv += ["--http", f"keystone=http://{name}:5000/v3"]
+        if "neutron-server" in lab.info.services:
+            argv += ["--http", f"neutron=http://{name}:9696/"]
+        self.pid = arb.start_daemon(argv, "drill-probe.out")
+
+    def stop(self) -> None:
+        proc.terminate(self.pid, timeout=10)
+
+    def events(self) -> list[dict]:
+        if not self.out.exists():
+            return []
+        out = []
+        for line in self.out.read_text(encoding="utf-8").splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue  # a line cut by the kill
+        return out
+
+
+# ---- analysis ------------------------------------------------------------------
+
+def recovered_at(series: Sequence[tuple[float, bool]], t0: float) -> float | None:
+    """Seconds from t0 until the series is ok again for good: 0.0 if it never
+    failed after t0, None if it still fails at the end."""
+    after = [(t, ok) for t, ok in series if t >= t0]
+    if not after:
+        return None
+    if after[-1][1] is False:
+        return None
+    fails = [t for t, ok in after if not ok]
+    if not fails:
+        return 0.0
+    last_fail = fails[-1]
+    back = next(t for t, ok in after if t > last_fail and ok)
+    return round(back - t0, 2)
+
+
+def healthy(lab: stack.Lab, placed: dict | None, up: Sequence[str]) -> bool:
+    """Every service and Galera Promoted on each node in ``up``, one VIP."""
+    if placed is None:
+        return False
+    up = set(up)
+    if {n for n, r in placed.get("galera", []) if r == "Promoted"} != up:
+        return False
+    for s in lab.info.services:
+        if {n for n, r in placed.get(s, []) if r == "Started"} != up:
+            return False
+    return all([r for _, r in placed.get(s, [])] == ["Started"]
+               for s in ["vip", *lab.info.single_instance])
+
+
+def _baseline_differs(view: dict, baseline: dict, nodes: Sequence[str]) -> bool:
+    if any(not view["online"].get(n, False) for n in nodes):
+        return True
+    return view["placement"] != baseline
+
+
+# ---- scenarios -----------------------------------------------------------------
+
+class Drill:
+    def __init__(self, lab: stack.Lab, work_dir: Path, progress: Progress = lambda _m: None,
+                 settle: float = 4.0, timeout: float = 120):
+        self.lab = lab
+        self.work = work_dir
+        self.progress = progress
+        self.settle = settle
+        self.timeout = timeout
+        self.next_id = 1
+
+    # helpers
+    def placement(self) -> dict:
+        return self.lab.placement()
+
+    def vip_holder(self) -> str:
+        where = self.placement().get("vip", [])
+        if len(where) != 1:
+            raise RuntimeFailure(f"the VIP runs on {where or 'no node'}: cluster not healthy")
+        return where[0][0]
+
+    def wait_healthy(self, up: Sequence[str] | None = None, timeout: float | None = None
+                     ) -> float:
+        up = list(up or self.lab.cluster.node_names)
+        t0 = time.monotonic()
+        last: dict = {}
+
+        def ok() -> bool:
+            nonlocal last
+            last = self.placement()
+            return healthy(self.lab, last, up)
+
+        if not proc.wait_for(ok, timeout or self.timeout, interval=0.25):
+            raise RuntimeFailure(f"cluster not healthy on {', '.join(up)} after "
+                                 f"{timeout or self.timeout:.0f}s: {last}")
+        return time.monotonic() - t0
+
+    def wait_detected(self, baseline: dict, timeout: float = 60) -> None:
+        """Until the cluster noticed the fault (a failed action, a node gone, a
+        resource moved); a check before that would see the old, healthy state."""
+        def noticed() -> bool:
+            node = self.lab.observer()
+            view = node.status()
+            if view is None or not all(view.online.get(n) for n in self.lab.cluster.node_names):
+                return True
+            return bool(crm.failures(node)) or crm.placement(node) != baseline
+
+        if not proc.wait_for(noticed, timeout, interval=0.2):
+            raise RuntimeFailure(f"the cluster did not notice the fault in {timeout:.0f}s")
+
+    def cleanup(self) -> None:
+        node = self.lab.observer()
+        node.run(["crm_resource", "--cleanup"], check=False, timeout=60)
+
+    def prepare(self) -> None:
+        self.lab.sql("CREATE DATABASE IF NOT EXISTS pacestack_drill;\n"
+                     "CREATE TABLE IF NOT EXISTS pacestack_drill.writes "
+                     "(id BIGINT PRIMARY KEY, t DOUBLE) ENGINE=InnoDB;\n")
+        got = self.lab.sql("SELECT COALESCE(MAX(id), 0) FROM pacestack_drill.writes;")
+        self.next_id = int(got.strip() or 0) + 1
+
+    def rows(self, node: str) -> set[int]:
+        out = self.lab.sql("SELECT id FROM pacestack_drill.writes;", node=node, timeout=60)
+        return {int(x) for x in out.split()}
+
+    # the scenario frame: probe + monitor around fault() and back()
+    def run_scenario(self, name: str) -> ScenarioResult:
+        lab = self.lab
+        self.wait_healthy(timeout=self.timeout)
+        victim = "controller02" if name == "partition" else self.vip_holder()
+        if name == "partition" and victim not in lab.cluster.node_names:
+            victim = lab.cluster.node_names[-1]
+        result = ScenarioResult(name, victim)
+        baseline = self.placement()
+        out = self.work / f"probe-{name}.jsonl"
+        probe = Probe(lab, out, self.next_id)
+        monitor = Monitor(lab)
+        monitor.start()
+        t_back = None
+        try:
+            time.sleep(1.5)  # the probe's first answers: a healthy baseline in the plot
+            t0 = time.time()
+            self.progress(f"{name}: {self._fault(name, victim)}")
+            survivors = [n for n in lab.cluster.node_names if n != victim] \
+                if name in ("node-crash", "standby", "partition") else lab.cluster.node_names
+            self.wait_detected(baseline)
+            self.wait_healthy(survivors, self.timeout)
+            time.sleep(self.settle)
+            t_back = time.time()
+            self.progress(f"{name}: {self._back(name, victim)}")
+            self.wait_healthy(timeout=self.timeout)
+            t_end = time.time()
+            result.rejoin_s = round(t_end - t_back, 2)
+            time.sleep(1.0)
+        except Exception as exc:  # noqa: BLE001 - the report says what broke
+            result.error = str(exc).splitlines()[0][:300]
+            t0 = locals().get("t0", time.time())
+        finally:
+            probe.stop()
+            monitor.stop()
+        self._analyse(result, probe.events(), monitor, baseline, t0, t_back, survivors
+                      if "survivors" in locals() else lab.cluster.node_names)
+        try:
+            self._restore(victim)
+        except Exception as exc:  # noqa: BLE001
+            result.error = result.error or f"restore: {exc}"
+        self._check_writes(result, probe.events())
+        return result
+
+    def _fault(self, name: str, victim: str) -> str:
+        lab, node = self.lab, self.lab.cluster.node(victim)
+        if name == "node-crash":
+            lab.crash(victim)
+            return f"{victim} powered off"
+        if name == "standby":
+            node.run(["crm_attribute", "--node", victim, "--name", "standby", "--update", "on",
+                      "--lifetime", "forever"], timeout=30)
+            return f"{victim} put in standby"
+        if name == "kill-mariadbd":
+            return f"mariadbd on {victim} killed -9 (pid {self._kill(victim, 'mariadbd')})"
+        if name == "kill-service":
+            return f"keystone (gunicorn master) on {victim} killed -9 (pid " \
+                   f"{self._kill(victim, 'keystone')})"
+        if name == "partition":
+            lab.cluster.cut_link(victim)
+            return f"{victim} unplugged from the lab network (fencing on)"
+        raise ConfigError(f"unknown scenario {name!r}")
+
+    def _kill(self, victim: str, what: str) -> int:
+        node = self.lab.cluster.node(victim)
+        if what == "mariadbd":
+            pids = [p for p in node.pids()
+                    if os.path.basename((proc.cmdline(p) or [""])[0]) == "mariadbd"]
+        else:
+            pidfile = node.root.host_path(f"/run/pacestack-{what}.pid")
+            inner = proc.read_pidfile(str(pidfile))  # the node's own PID namespace
+            pid = node.host_pid(inner) if inner else None
+            pids = [pid] if pid else []
+        if not pids:
+            raise RuntimeFailure(f"no {what} process on {victim}")
+        import signal
+
+        for pid in pids:
+            proc.signal_pid(pid, signal.SIGKILL)
+        return pids[0]
+
+    def _back(self, name: str, victim: str) -> str:
+        lab = self.lab
+        if name == "node-crash":
+            lab.restart(victim)
+            return f"{victim} booted again"
+        if name == "standby":
+            lab.cluster.node(lab.cluster.node_names[0] if victim != lab.cluster.node_names[0]
+                             else lab.cluster.node_names[1]).run(
+                ["crm_attribute", "--node", victim, "--name", "standby", "--update", "off",
+                 "--lifetime", "forever"], timeout=30)
+            return f"{victim} out of standby"
+        if name == "partition":
+            lab.cluster.restore_link(victim)
+            if not lab.cluster.node(victim).booted:
+                lab.restart(victim)
+                return f"{victim} plugged in and booted again (it had been fenced)"
+            return f"{victim} plugged in again"
+        self.cleanup()
+        return "failure cleaned up"
+
+    def _restore(self, victim: str) -> None:
+        lab = self.lab
+        if victim in lab.cluster._cut:
+            lab.cluster.restore_link(victim)
+        if not lab.cluster.node(victim).booted:
+            lab.restart(victim)
+        self.cleanup()
+        self.wait_healthy(timeout=self.timeout)
+
+    def _analyse(self, r: ScenarioResult, events: list[dict], monitor: Monitor,
+                 baseline: dict, t0: float, t_back: float | None,
+                 survivors: Sequence[str]) -> None:
+        writes = [(e["t"], e["ok"]) for e in events if e.get("kind") == "write"]
+        r.writes_acked = sum(1 for _, ok in writes if ok)
+        r.writes_failed = sum(1 for _, ok in writes if not ok)
+        end = t_back or time.time()
+        in_fault = [(t, ok) for t, ok in writes if t < end]
+        r.galera_s = recovered_at(in_fault, t0)
+        probes: dict[str, list[tuple[float, bool]]] = {}
+        for e in events:
+            if e.get("kind") == "probe":
+                probes.setdefault(e["name"], []).append((e["t"], e["ok"]))
+        per_service = {n: recovered_at([(t, ok) for t, ok in s if t < end], t0)
+                       for n, s in probes.items()}
+        r.vip_s = per_service.get("keystone", r.galera_s)
+        nodes = self.lab.cluster.node_names
+        detect = cluster_ok = None
+        for s in monitor.samples:
+            if s["t"] < t0 or s["t"] > end:
+                continue
+            view = next((v for n, v in s["views"].items() if n in survivors), None)
+            if view is None or view["placement"] is None:
+                continue
+            if detect is None and _baseline_differs(view, baseline, nodes):
+                detect = s["t"]
+            if detect is not None and healthy(self.lab, view["placement"], survivors):
+                cluster_ok = s["t"]
+                break
+        r.detection_s = round(detect - t0, 2) if detect else None
+        times = [v for v in per_service.values()] + \
+            [round(cluster_ok - t0, 2) if cluster_ok else None]
+        r.services_s = None if None in times else max(times)
+        counts = {"vip": max((len(s["vip_holders"]) for s in monitor.samples), default=0)}
+        for name in self.lab.info.single_instance:
+            counts[name] = max((s["singles"].get(name, 0) for s in monitor.samples), default=0)
+        r.max_instances = counts
+        if monitor.fenced:
+            r.notes.append("fenced (powered off by the cluster): " + ", ".join(
+                f"{n} at +{t - t0:.1f}s" for t, n in monitor.fenced))
+        if monitor.error:
+            r.notes.append(monitor.error)
+        r.timeline = {"t0": t0, "t_back": t_back,
+                      "writes": [(round(t - t0, 2), ok) for t, ok in writes],
+                      "probes": {n: [(round(t - t0, 2), ok) for t, ok in s]
+                                 for n, s in probes.items()},
+                      "detection": r.detection_s, "cluster_ok": times[-1]}
+
+    def _check_writes(self, r: ScenarioResult, events: list[dict]) -> None:
+        acked = {e["id"] for e in events if e.get("kind") == "write" and e["ok"]}
+        if acked:
+            self.next_id = max(e["id"] for e in events if e.get("kind") == "write") + 1
+        missing: set[int] = set()
+        for node in self.lab.cluster.node_names:
+            try:
+                missing |= acked - self.rows(node)
+            except Exception as exc:  # noqa: BLE001
+                r.error = r.error or f"reading rows back on {node}: {exc}"
+        r.lost_writes = sorted(missing)
+
+
+def run(lab: stack.Lab, scenarios: Sequence[str] = SCENARIOS, work_dir: Path | None = None,
+        progress: Progress = lambda _m: None, timeout: float = 120) -> DrillReport:
+    """Run the scenarios in order against the lab; the cluster is restored after each."""
+    unknown = [s for s in scenarios if s not in SCENARIOS]
+    if unknown:
+        raise ConfigError(f"unknown drill scenario {unknown[0]!r} (have: {', '.join(SCENARIOS)})")
+    if "partition" in scenarios and not lab.info.power_dir:
+        raise ConfigError("the partition scenario needs fencing: the lab was built with "
+                          "--no-fencing")
+    work = work_dir or (lab.cluster.dir / "drill")
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    drill = Drill(lab, work, progress, timeout=timeout)
+    drill.prepare()
+    results = []
+    for name in scenarios:
+        progress(f"scenario {name}")
+        results.append(drill.run_scenario(name))
+    return DrillReport(lab.info.run_id, results, time.monotonic() - t0,
+                       lab.cluster.token_ms, 5)

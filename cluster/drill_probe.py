@@ -1,0 +1,113 @@
+"""The drill's client: runs on a host outside the pair (the lab's arbitrator) and
+talks to the cluster only through the VIP's name, as every OpenStack client does.
+
+    python -m pacestack.cluster.drill_probe --host controller.domain --user U
+        --password-file F --out EVENTS.jsonl [--http NAME=URL ...] [--interval 0.1]
+
+Writer: one row per INSERT (autocommit), each with a fresh id; an id is written
+to the event log as acknowledged only after the server said OK. Probes: each
+HTTP URL is fetched every interval. Every result is one JSON line with a
+wall-clock time (the same clock as the drill's, namespaces share it).
+Stops on SIGTERM. Standard library + PyMySQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import threading
+import time
+import urllib.error
+import urllib.request
+
+TABLE = "pacestack_drill.writes"
+
+
+class Log:
+    def __init__(self, path: str):
+        self.fh = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives long
+        self.lock = threading.Lock()
+
+    def __call__(self, **event) -> None:
+        event.setdefault("t", time.time())
+        with self.lock:
+            self.fh.write(json.dumps(event) + "\n")
+
+
+def writer(stop: threading.Event, log: Log, host: str, user: str, password: str,
+           interval: float, start_id: int) -> None:
+    import pymysql
+
+    next_id = start_id
+    conn = None
+    while not stop.is_set():
+        t = time.time()
+        try:
+            if conn is None:
+                conn = pymysql.connect(host=host, user=user, password=password, port=3306,
+                                       connect_timeout=1, read_timeout=2, write_timeout=2,
+                                       autocommit=True)
+            with conn.cursor() as cur:
+                cur.execute(f"INSERT INTO {TABLE} (id, t) VALUES (%s, %s)",  # noqa: S608
+                            (next_id, t))
+            log(kind="write", ok=True, id=next_id, t=t, dt=time.time() - t)
+        except Exception as exc:  # noqa: BLE001 - every failure is data for the drill
+            log(kind="write", ok=False, id=next_id, t=t, err=str(exc)[:120])
+            if conn is not None:
+                try:
+                    conn.close()
+                except Exception:  # noqa: BLE001, S110 - a dead socket
+                    pass
+            conn = None
+        next_id += 1  # an unacknowledged id is never reused: it may have committed
+        stop.wait(interval)
+
+
+def prober(stop: threading.Event, log: Log, name: str, url: str, interval: float) -> None:
+    while not stop.is_set():
+        t = time.time()
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - our URL
+                ok = 200 <= resp.status < 400
+        except (urllib.error.URLError, OSError, ValueError):
+            ok = False
+        log(kind="probe", name=name, ok=ok, t=t)
+        stop.wait(interval)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="drill_probe")
+    p.add_argument("--host", required=True)
+    p.add_argument("--user", required=True)
+    p.add_argument("--password-file", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--http", action="append", default=[], metavar="NAME=URL")
+    p.add_argument("--interval", type=float, default=0.1)
+    p.add_argument("--start-id", type=int, default=1)
+    args = p.parse_args(argv)
+    with open(args.password_file, encoding="utf-8") as fh:
+        password = fh.read().strip()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    log = Log(args.out)
+    threads = [threading.Thread(target=writer, args=(stop, log, args.host, args.user, password,
+                                                     args.interval, args.start_id))]
+    for item in args.http:
+        name, _, url = item.partition("=")
+        threads.append(threading.Thread(target=prober, args=(stop, log, name, url,
+                                                             args.interval)))
+    for t in threads:
+        t.daemon = True
+        t.start()
+    log(kind="started")
+    while not stop.is_set():
+        stop.wait(0.5)
+    for t in threads:
+        t.join(5)
+    log(kind="stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
