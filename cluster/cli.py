@@ -196,3 +196,8 @@ def register(subparsers) -> None:
     p.add_argument("--skip-database", action="store_true",
                    help="do not read the Keystone endpoints from the database")
     p.set_defaults(func=_preflight)
+
+    # the drill lives in its own modules (it needs a live cluster, not a description)
+    from pacestack.cluster import drill_cli
+
+    drill_cli.add_verb(verbs)
