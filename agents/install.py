@@ -78,10 +78,17 @@ def import_paths(python: str) -> tuple[list[str], str | None]:
     return paths, (agents_parent if agents_parent != pkg_dir else None)
 
 
-def executable_text(name: str, python: str | None = None) -> str:
+def executable_text(name: str, python: str | None = None,
+                    paths: list[str] | None = None) -> str:
+    """The executable's text. ``paths``: the sys.path entries to write in, when
+    they cannot be asked of ``python`` (a package build, where pacestack is only
+    under DESTDIR yet)."""
     module, cls = AGENTS[name].split(":", 1)
     python = python or sys.executable
-    paths, agents_parent = import_paths(python)
+    if paths is not None:
+        agents_parent = None
+    else:
+        paths, agents_parent = import_paths(python)
     package_path = ""
     if agents_parent:
         package_path = f"\nimport pacestack; pacestack.__path__.append({agents_parent!r})"
@@ -90,15 +97,16 @@ def executable_text(name: str, python: str | None = None) -> str:
 
 
 def install_agents(provider_dir: str = DEFAULT_PROVIDER_DIR, python: str | None = None,
-                   names: list[str] | None = None) -> list[str]:
-    """Write the executables (mode 0755) and return their paths."""
+                   names: list[str] | None = None, paths: list[str] | None = None) -> list[str]:
+    """Write the executables (mode 0755) and return their paths (``paths``: see
+    executable_text)."""
     os.makedirs(provider_dir, mode=0o755, exist_ok=True)
     written = []
     for name in (names if names is not None else sorted(available_agents())):
         path = os.path.join(provider_dir, name)
         tmp = f"{path}.tmp{os.getpid()}"
         with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(executable_text(name, python))
+            fh.write(executable_text(name, python, paths))
         os.chmod(tmp, 0o755)
         os.replace(tmp, path)  # atomic: Pacemaker may be running the old one
         written.append(path)

@@ -166,3 +166,15 @@ def test_ha_logfacility_logs_to_syslog(ocf_provider):
     assert message.startswith("<171>")
     assert re.search(r"openstack-service\(api\)\[\d+\]: ERROR: binary '/nonexistent/nova-api' "
                      "is not installed or not executable$", message), message
+
+
+def test_executable_for_a_package_build_names_the_target_paths():
+    """A package build cannot ask the target python (pacestack is only under
+    DESTDIR): the site directories are given and written in as they are."""
+    text = install.executable_text("openstack-service", "/usr/bin/python3",
+                                   ["/usr/lib/python3/dist-packages"])
+    assert text == (
+        "#!/usr/bin/python3 -IS\n"
+        "import sys; sys.path += ['/usr/lib/python3/dist-packages']\n"
+        "from pacestack.agents.openstack_service import OpenStackServiceAgent\n"
+        "from pacestack.agents.ocf import run; raise SystemExit(run(OpenStackServiceAgent))\n")
