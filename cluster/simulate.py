@@ -61,6 +61,10 @@ def settle(cib_in: str, cib_out: str, inject: Sequence[str] = (), *,
     ``max_transitions`` of them. One transition is all a single injected failure
     needs once promotion scores are in place (tests/cluster check that the settled
     matrix is the same); the baseline is always settled."""
+    if max_transitions == 1:
+        # nothing reads the resulting CIB: skip writing it
+        result = _run(["-x", cib_in, *inject, "-S"])
+        return _revised_placement(result)
     current = cib_in
     result = None
     for i in range(max_transitions):
@@ -74,6 +78,10 @@ def settle(cib_in: str, cib_out: str, inject: Sequence[str] = (), *,
         if os.path.exists(f"{cib_out}.{i}"):
             os.unlink(f"{cib_out}.{i}")
     assert result is not None
+    return _revised_placement(result)
+
+
+def _revised_placement(result: ET.Element) -> Placement:
     revised = result.find("revised_cluster_status")
     if revised is None:
         revised = result.find("cluster_status")
