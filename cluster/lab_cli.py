@@ -19,6 +19,7 @@ def _up(conf, args) -> int:
         description=Path(args.description) if args.description else None,
         dump=Path(args.from_dump) if args.from_dump else None,
         venv=Path(args.openstack_venv) if args.openstack_venv else None,
+        schemas=Path(args.sample_schemas) if args.sample_schemas else None,
         services=not args.no_services, cinder_volume=args.cinder_volume,
         fencing=not args.no_fencing)
     lab = stack.up(opts, _progress)
@@ -96,6 +97,9 @@ def register(subparsers) -> None:
     p.add_argument("--openstack-venv", metavar="DIR",
                    help="virtualenv with keystone, neutron and gunicorn (default: the cache "
                    "under $PACESTACK_CACHE)")
+    p.add_argument("--sample-schemas", metavar="DIR",
+                   help="the sample databases (<db>.sql per database and keystone-keys/; "
+                   "default: the cache under $PACESTACK_CACHE)")
     p.add_argument("--no-services", action="store_true",
                    help="Galera, VIP and fencing only")
     p.add_argument("--cinder-volume", action="store_true",

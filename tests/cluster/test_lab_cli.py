@@ -1,0 +1,183 @@
+"""`pacestack lab up|status|crash|restart|down` as an operator runs it (the installed
+command, as root), against the real stack: Corosync/Pacemaker in namespaces,
+Galera under ocf:pacestack:galera with garbd, Keystone and the Neutron API from
+the OpenStack venv under ocf:pacestack:openstack-service, configured by
+`pacestack cluster apply`, the databases loaded with --from-dump (the real
+mysqldump of the projects' synced schemas).
+
+Every test uses a private lab registry (PACESTACK_LAB_REGISTRY), so a lab someone
+else runs on this machine is neither seen nor touched. Time budget: ~100 s
+(lab up ~55 s, crash/restart ~20 s, down ~2 s).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pacestack import proc
+
+PACESTACK = str(Path(sys.executable).with_name("pacestack"))
+
+
+def run(args: list[str], env: dict[str, str], timeout: float = 400,
+        prefix: list[str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*(prefix or []), PACESTACK, *args], capture_output=True, text=True,
+                          env=env, timeout=timeout, check=False, cwd="/")
+
+
+@pytest.fixture
+def registry() -> Path:
+    path = Path("/run") / f"pacestack-lab-test-{os.getpid()}-{os.urandom(3).hex()}"
+    yield path
+    # whatever a failing test left: remove it through the lab's own teardown
+    from pacestack.cluster.lab import LabCluster
+
+    for rec in LabCluster.list_runs(path):
+        LabCluster.attach(rec["run_id"], registry=path).destroy()
+    for leftover in path.iterdir() if path.exists() else []:
+        leftover.unlink()
+    if path.exists():
+        path.rmdir()
+
+
+@pytest.fixture
+def env(registry) -> dict[str, str]:
+    return {**os.environ, "PACESTACK_LAB_REGISTRY": str(registry)}
+
+
+def _snapshot_mounts() -> str:
+    return Path("/proc/mounts").read_text()
+
+
+def test_bad_input_refused_and_nothing_changed(env, registry, openstack_dump, tmp_path):
+    mounts = _snapshot_mounts()
+    netns = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
+    # not root: setpriv drops to nobody, as an operator who forgot sudo
+    res = run(["lab", "up"], env, prefix=["setpriv", "--reuid=nobody", "--regid=nogroup",
+                                          "--clear-groups"])
+    assert res.returncode == 1, res
+    assert "pacestack: error: lab up needs root" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    res = run(["lab", "up", "--from-dump", str(tmp_path / "missing.sql")], env)
+    assert res.returncode == 2
+    assert f"--from-dump {tmp_path / 'missing.sql'}: no such file" in res.stderr
+    res = run(["lab", "up", "--description", str(tmp_path / "nope.conf")], env)
+    assert res.returncode == 2 and "nope.conf: no such file" in res.stderr
+    res = run(["lab", "status"], env)
+    assert res.returncode == 1 and "no lab is running here" in res.stderr
+    res = run(["lab", "crash", "controller01"], env)
+    assert res.returncode == 1 and "no lab is running here" in res.stderr
+    # nothing was made: no run registered, no namespace, no mount
+    assert not list(registry.glob("*.json")) if registry.exists() else True
+    assert (set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()) <= netns
+    assert _snapshot_mounts() == mounts
+
+
+def test_up_status_crash_restart_down_leaves_nothing(env, registry, ocf_provider,
+                                                      openstack_venv, openstack_dump):
+    res = run(["lab", "up", "--from-dump", str(openstack_dump), "--openstack-venv",
+               str(openstack_venv), "--sample-schemas", str(openstack_dump.parent)], env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "pacestack cluster apply" in res.stderr  # progress went to stderr
+    assert "is up in" in res.stdout
+
+    status = json.loads(run(["lab", "status", "--format", "json"], env).stdout)
+    run_id, vip = status["run_id"], status["vip"]
+    lab_dir = Path(status["dir"])
+    names = [h["name"] for h in status["hosts"]]
+    assert names == ["controller01", "controller02", "arbitrator"]
+    assert all(h["booted"] for h in status["hosts"])
+    placed = {rid: sorted((p["node"], p["role"]) for p in where)
+              for rid, where in status["resources"].items()}
+    both = ["controller01", "controller02"]
+    assert placed["galera"] == [(n, "Promoted") for n in both]
+    assert placed["keystone"] == [(n, "Started") for n in both]
+    assert placed["neutron-server"] == [(n, "Started") for n in both]
+    assert len(placed["vip"]) == 1 and status["garbd"]
+
+    from pacestack.cluster.lab import LabCluster
+    from pacestack.cluster.lab.stack import Lab
+
+    lab = Lab.find(registry)
+    # the Pacemaker configuration is the description `cluster apply` wrote: a second
+    # apply changes nothing
+    c1 = lab.cluster.node("controller01")
+    again = c1.run([PACESTACK, "cluster", "apply", "-d", lab.info.description], check=False,
+                   timeout=120)
+    assert "already matches the description, nothing written" in again.stdout, again.stderr
+    # the VIP's name resolves inside the lab, and Keystone answers through it
+    arb = lab.cluster.arbitrator
+    probe = arb.run([sys.executable, "-c",
+                     "import json, urllib.request; print(json.load(urllib.request.urlopen("
+                     "'http://controller.domain:5000/v3', timeout=5))['version']['id'])"],
+                    check=False)
+    assert probe.stdout.strip() == "v3.14", probe.stderr
+    assert vip in arb.run(["getent", "hosts", "controller.domain"]).stdout
+    # the dump's data is what the services serve
+    rows = lab.sql("SELECT COUNT(*) FROM keystone.endpoint;")
+    assert int(rows.strip()) > 0
+
+    # a second up says so and changes nothing
+    pids_before = sorted(lab.cluster.pids())
+    second = run(["lab", "up"], env)
+    assert second.returncode == 1
+    assert f"a lab is already running here (run {run_id}): nothing changed" in second.stderr
+    assert [r["run_id"] for r in LabCluster.list_runs(registry)] == [run_id]
+    assert sorted(lab.cluster.pids()) == pids_before
+
+    bad = run(["lab", "crash", "controller03"], env)
+    assert bad.returncode == 2
+    assert "no lab node named 'controller03' (nodes: controller01, controller02, " \
+           "arbitrator)" in bad.stderr
+
+    holder = placed["vip"][0][0]
+    assert run(["lab", "crash", holder], env).returncode == 0
+    survivor = next(n for n in both if n != holder)
+    assert proc.wait_for(lambda: _vip_on(env, survivor), 60, interval=0.5), \
+        run(["lab", "status"], env).stdout
+    down = json.loads(run(["lab", "status", "--format", "json"], env).stdout)
+    assert not next(h for h in down["hosts"] if h["name"] == holder)["booted"]
+
+    back = run(["lab", "restart", holder], env, timeout=200)
+    assert back.returncode == 0, back.stderr
+    assert proc.wait_for(lambda: _all_running(env), 120, interval=1), \
+        run(["lab", "status"], env).stdout
+
+    all_pids = lab.cluster.pids()
+    assert all_pids
+    gone = run(["lab", "down"], env)
+    assert gone.returncode == 0 and f"lab {run_id} removed" in gone.stdout
+    # nothing left behind: processes, namespaces, mounts, directories, registry
+    assert not [p for p in all_pids if proc.is_alive(p)]
+    assert not [n for n in os.listdir("/run/netns") if run_id in n]
+    assert run_id not in _snapshot_mounts() and str(lab_dir) not in _snapshot_mounts()
+    assert not lab_dir.exists()
+    assert LabCluster.list_runs(registry) == []
+    assert run(["lab", "status"], env).returncode == 1
+    assert vip not in subprocess.run(["ip", "-o", "addr", "show"], capture_output=True,
+                                     text=True, check=True).stdout  # only ever inside
+
+
+def _status(env) -> dict:
+    return json.loads(run(["lab", "status", "--format", "json"], env).stdout)
+
+
+def _vip_on(env, node: str) -> bool:
+    res = _status(env)["resources"]
+    return [p["node"] for p in res.get("vip", [])] == [node] and \
+        [p["node"] for p in res.get("keystone", [])] == [node]
+
+
+def _all_running(env) -> bool:
+    res = _status(env)["resources"]
+    both = {"controller01", "controller02"}
+    return ({p["node"] for p in res.get("galera", []) if p["role"] == "Promoted"} == both
+            and {p["node"] for p in res.get("keystone", [])} == both
+            and {p["node"] for p in res.get("neutron-server", [])} == both
+            and len(res.get("vip", [])) == 1)
