@@ -31,6 +31,7 @@ from pacestack.agents.galera_state import (
     format_report,
     parse_report,
     set_safe_to_bootstrap,
+    write_grastate,
 )
 from pacestack.agents.ocf import Action, OCFError, Parameter
 
@@ -372,11 +373,16 @@ class GaleraAgent(ocf.Agent):
     def _bootstrap(self, m: Mysqld, mine: Position, deadline: float) -> int:
         if not m.has_data():
             m.initialise()
-        if os.path.exists(m.grastate_path()):
-            try:
+        try:
+            if os.path.exists(m.grastate_path()):
                 set_safe_to_bootstrap(m.grastate_path())
-            except (StateError, OSError) as err:
-                raise OCFError(ocf.ERR_GENERIC, f"cannot mark safe_to_bootstrap: {err}") from None
+            elif not mine.empty:
+                # grastate.dat was lost but --wsrep-recover found the position: give
+                # Galera its file back so the gcache history (IST for joiners) survives
+                st = os.stat(m.datadir)
+                write_grastate(m.grastate_path(), mine, st.st_uid, st.st_gid)
+        except (StateError, OSError) as err:
+            raise OCFError(ocf.ERR_GENERIC, f"cannot mark safe_to_bootstrap: {err}") from None
         pid = self._child = m.spawn(["--wsrep-new-cluster", *self._start_args(mine)])
         self.log.warning("mariadbd pid %s bootstrapping a new Primary component from %s",
                          pid, mine)

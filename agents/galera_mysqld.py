@@ -26,6 +26,8 @@ STATUS_VARS = ("wsrep_cluster_status", "wsrep_local_state_comment", "wsrep_ready
                "wsrep_cluster_state_uuid", "wsrep_last_committed", "wsrep_cluster_size",
                "wsrep_connected")
 CLIENTS = ("/usr/bin/mariadb", "/usr/bin/mysql")
+SST_IN_PROGRESS = "sst_in_progress"  # wsrep_sst_common's joiner marker of an unfinished SST
+SST_PID_FILE = "wsrep_sst.pid"  # the running SST script (joiner or donor)
 INSTALL_DB = ("/usr/bin/mariadb-install-db", "/usr/bin/mysql_install_db")
 
 
@@ -161,9 +163,15 @@ class Mysqld:
     def position(self, recover_timeout: float = 120) -> Position:
         """This stopped node's last committed position. Raises StateError/MysqldError
         (a node we cannot place must not be ranked)."""
-        state = galera_state.read_grastate(self.grastate_path())
-        if state is None and not self.has_data():
+        if self.unfinished_sst():
+            # the joiner died mid-copy: its files (grastate.dat included) are a mix of
+            # two states, so it has no history of its own and must take an SST again
             return Position(galera_state.ZERO_UUID, -1, "empty")
+        if not self.has_data():
+            # no database files at all (new or wiped datadir, or a joiner that died
+            # before any were copied): nothing to lose, whatever grastate.dat says
+            return Position(galera_state.ZERO_UUID, -1, "empty")
+        state = galera_state.read_grastate(self.grastate_path())
         if state is not None and state.uuid == galera_state.ZERO_UUID:
             # Galera writes the zero UUID when a state transfer begins and the real one
             # only when it completes: this datadir holds no consistent history (an
@@ -176,6 +184,18 @@ class Mysqld:
             raise StateError(f"{self.grastate_path()} says cluster {state.uuid} but InnoDB "
                              f"recovered {recovered}")
         return recovered
+
+    def unfinished_sst(self) -> bool:
+        """wsrep_sst_rsync's joiner marker survived, or Galera emptied grastate.dat for
+        a state transfer (joiner start) and an SST script pid file is left. A donor
+        leaves the pid file too, but its grastate.dat is intact, so it is not matched."""
+        if os.path.exists(os.path.join(self.datadir, SST_IN_PROGRESS)):
+            return True
+        try:
+            emptied = os.path.getsize(self.grastate_path()) == 0
+        except OSError:
+            return False
+        return emptied and os.path.exists(os.path.join(self.datadir, SST_PID_FILE))
 
     def recover(self, timeout: float = 120) -> Position:
         """``mariadbd --wsrep-recover``: never on a running node."""

@@ -170,6 +170,26 @@ def set_safe_to_bootstrap(path: str) -> None:
         raise
 
 
+def write_grastate(path: str, position: Position, uid: int, gid: int) -> None:
+    """A grastate.dat for a recovered position when the file itself was lost, so the
+    bootstrap node's gcache can be matched to its history (joiners keep IST).
+    Written with safe_to_bootstrap: 1: only the bootstrap rule calls this."""
+    text = (f"# GALERA saved state\nversion: 2.1\nuuid:    {position.uuid}\n"
+            f"seqno:   -1\nsafe_to_bootstrap: 1\n")
+    directory = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(prefix=".grastate.", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chown(tmp, uid, gid)
+        os.chmod(tmp, 0o660)
+        os.link(tmp, path)  # never over an existing file
+    finally:
+        os.unlink(tmp)
+
+
 def format_report(position: Position) -> str:
     """The node attribute value a member publishes: ``UUID:SEQNO:SOURCE``."""
     return f"{position.uuid}:{position.seqno}:{position.source}"
