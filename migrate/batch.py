@@ -136,19 +136,19 @@ def journaled_update(cloud, cur, db: str, table: str, keys: list[dict], befores:
               [tuple(k[c] for c in pk) + tuple(a[c] for c in cols) + tuple(b[c] for c in cols)
                for k, b, a in zip(keys, befores, afters, strict=True)])
     guard = " AND ".join(f"t.{q(c)} <=> c.{q('o_' + c)}" for c in cols)
-    cur.execute(f"SELECT COUNT(*) FROM {real} t JOIN {q(TMP)} c ON {_join(pk)} "  # noqa: S608
-                f"WHERE {guard} FOR UPDATE")
-    found = cur.fetchone()[0]
-    if found != len(keys):
-        raise Stale(f"{db}.{table}: {len(keys) - found} of {len(keys)} rows changed since "
-                    "they were planned; run apply again to re-plan")
     key_json = ", ".join(f"{_lit(k)}, c.{q(('v_' if k in cols else 'k_') + k)}" for k in pk)
     before_json = ", ".join(f"{_lit(c)}, t.{q(c)}" for c in cols)
     journal_t, args = image
-    cur.execute(f"INSERT INTO {journal_t} (run_id, batch, db, tbl, op, key_after, "  # noqa: S608
-                f"row_before, cols) SELECT %s, %s, %s, %s, 'update', JSON_OBJECT({key_json}), "
-                f"JSON_OBJECT({before_json}), %s FROM {real} t JOIN {q(TMP)} c ON {_join(pk)}",
-                args)
+    # one statement copies the before-images of the rows still as planned and locks them;
+    # a row someone changed since the plan is missing from the count
+    found = cur.execute(
+        f"INSERT INTO {journal_t} (run_id, batch, db, tbl, op, key_after, "  # noqa: S608
+        f"row_before, cols) SELECT %s, %s, %s, %s, 'update', JSON_OBJECT({key_json}), "
+        f"JSON_OBJECT({before_json}), %s FROM {real} t JOIN {q(TMP)} c ON {_join(pk)} "
+        f"WHERE {guard} FOR UPDATE", args)
+    if found != len(keys):
+        raise Stale(f"{db}.{table}: {len(keys) - found} of {len(keys)} rows changed since "
+                    "they were planned; run apply again to re-plan")
     sets = ", ".join(f"t.{q(c)} = c.{q('v_' + c)}" for c in cols)
     n = cur.execute(f"UPDATE {real} t JOIN {q(TMP)} c ON {_join(pk)} "  # noqa: S608
                     f"SET {sets}")

@@ -180,3 +180,25 @@ def test_two_runs_are_kept_apart(seeded):
         assert "holds the journal lock" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     finally:
         _kill(p)
+
+
+def test_rows_changed_since_plan_are_not_overwritten(seeded):
+    """Another writer between plan and apply: the batch is refused whole, nothing lost."""
+    import pytest
+    from pacestack.migrate import plan as planmod
+    from pacestack.migrate.batch import Stale
+    from pacestack.migrate.journal import Journal
+
+    with contextlib.closing(seeded.cloud()) as c:
+        p = planmod.build(c, seeded.mapping())
+        c.conn.commit()
+        j = Journal(c)
+        j.ensure_schema()
+        run = j.start_run("test", ["all"])
+        seeded.sql("cinder", "UPDATE volumes SET host = 'someone-else@rbd#rbd' WHERE id = %s",
+                   [seeded.seed.volumes["v2"]])
+        before = seeded.checksums()
+        with pytest.raises(Stale, match="cinder.volumes: 1 of 2 rows changed"):
+            applymod.apply_batch(c, j, run, 1, p.changes)
+        assert seeded.checksums() == before
+        assert c.rows("SELECT COUNT(*) AS n FROM {journal.images}")[0]["n"] == 0
