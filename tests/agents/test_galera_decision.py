@@ -187,3 +187,54 @@ def test_report_attribute_round_trip():
     for bad in ("", f"{U1}:7", f"{U1}:7:guessed", "x:7:grastate"):
         with pytest.raises(StateError):
             gs.parse_report(bad)
+
+
+# -- where a stopped node stands, from its files (no server needed on these paths) ------
+def _mysqld(datadir):
+    from pacestack.agents.galera_mysqld import Mysqld
+
+    return Mysqld(binary="/usr/sbin/mariadbd", config="/dev/null", datadir=str(datadir),
+                  socket=str(datadir / "s.sock"), pid_file=str(datadir / "p.pid"),
+                  log=str(datadir / "e.log"), user="mysql", group="mysql",
+                  cluster_address="gcomm://a,b,c")
+
+
+def test_position_from_files(tmp_path):
+    m = _mysqld(tmp_path)
+    assert m.position() == Position(Z, -1, "empty")  # nothing there: nothing to lose
+    (tmp_path / "grastate.dat").write_text("garbage")
+    assert m.position().empty  # no database files: grastate.dat cannot matter
+    (tmp_path / "ibdata1").write_bytes(b"x")
+    with pytest.raises(StateError):
+        m.position()  # data present, state unreadable: fail, never guess
+    (tmp_path / "grastate.dat").write_text(GOOD)
+    assert m.position() == Position(U1, 42, "grastate")
+    (tmp_path / "grastate.dat").write_text(GOOD.replace(U1, Z).replace("42", "-1"))
+    assert m.position().empty  # Galera reset it for a state transfer
+    (tmp_path / "grastate.dat").write_text("")
+    (tmp_path / "wsrep_sst.pid").write_text("123")
+    assert m.position().empty  # emptied for a transfer that never finished
+    (tmp_path / "grastate.dat").write_text(GOOD)
+    assert m.position().seqno == 42  # a donor's pid file alone changes nothing
+    (tmp_path / "sst_in_progress").touch()
+    assert m.position().empty  # the joiner's own marker of a half-done copy
+
+
+def test_topology_from_parameters():
+    from pacestack.agents.galera import topology
+
+    t = topology("gcomm://10.0.0.11,10.0.0.12,10.0.0.13",
+                 "controller01:10.0.0.11;controller02:10.0.0.12", "controller01")
+    assert t.members == ("controller01", "controller02")
+    assert t.arbitrators == ("10.0.0.13",)
+    t = topology("gcomm://node1,node2", "", "node2")
+    assert t.members == ("node1", "node2") and t.arbitrators == ()
+    for args, words in [
+        (("10.0.0.1", "", "a"), "gcomm://"),
+        (("gcomm://a,a", "", "a"), "twice"),
+        (("gcomm://a,b", "", "c"), "not in cluster_host_map"),
+        (("gcomm://a,b", "x:a;x:b", "x"), "twice"),
+        (("gcomm://a,b", "x:a;y:z", "x"), "not in wsrep_cluster_address"),
+    ]:
+        with pytest.raises(ValueError, match=words):
+            topology(*args)
