@@ -232,6 +232,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scale", type=float, default=1.0, help="1.0 = the issue's sizes")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--batch-size", type=int, default=5000)
     ap.add_argument("--skip-baselines", action="store_true",
                     help="only pacestack's plan/apply/rollback (quick iterations)")
     args = ap.parse_args(argv)
@@ -250,7 +251,7 @@ def main(argv=None) -> int:
                                          "innodb_buffer_pool_size": "512M",
                                          "innodb_log_file_size": "256M",
                                          "tmpdir": str(base / "tmp")})
-    out: dict = {"sizes": sizes}
+    out: dict = {"sizes": sizes, "batch_size": args.batch_size}
     try:
         server.start()
         dump = build.ensure_dump(venv, lambda: _private(server_base_dir))
@@ -280,10 +281,10 @@ def main(argv=None) -> int:
                 import cProfile
                 import pstats
                 prof = cProfile.Profile()
-                r = prof.runcall(applymod.apply, c, mp)
+                r = prof.runcall(applymod.apply, c, mp, batch_size=args.batch_size)
                 pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(30)
             else:
-                r = applymod.apply(c, mp, progress=None)
+                r = applymod.apply(c, mp, batch_size=args.batch_size)
             out["apply_s"] = round(time.monotonic() - t, 2)
             say(f"apply: {r.changes} rows, {r.batches} batches in {out['apply_s']} s")
             t = time.monotonic()

@@ -127,7 +127,7 @@ def table_checksums(cloud, keys) -> dict[tuple[str, str], object]:
 
 
 def apply(cloud, mapping, *, only: list[str] | None = None, force: bool = False,
-          batch_size: int = 2000, progress: Progress | None = None,
+          batch_size: int = 5000, progress: Progress | None = None,
           pause_after_batch: float = 0.0) -> ApplyResult:
     t0 = time.monotonic()
     say = progress or (lambda _m: None)

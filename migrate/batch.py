@@ -10,6 +10,7 @@ one assignment see another's result.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -20,6 +21,11 @@ from pacestack.migrate.tables import q
 from pacestack.errors import RuntimeFailure
 
 TMP = "_pacestack_rows"
+HASH_OVER = 64  # characters: longer old values are checked by MD5
+
+
+def _md5(value: str) -> str:
+    return hashlib.md5(value.encode("utf-8"), usedforsecurity=False).hexdigest()
 
 
 class Stale(RuntimeFailure):
@@ -132,10 +138,20 @@ def journaled_update(cloud, cur, db: str, table: str, keys: list[dict], befores:
     tables.check_columns(db, table, cols)
     real = _real(cloud, db, table)
     _create_tmp(cur, real, pk, cols, cols)
+    # long old values (network_info, vif_details) are compared by digest: half the bytes
+    hashed = {c for c in cols if any(isinstance(b.get(c), str) and len(b[c]) > HASH_OVER
+                                     for b in befores)}
+
+    def old(b: dict, c: str):
+        v = b[c]
+        return _md5(v) if c in hashed and v is not None else v
     _fill_tmp(cur, len(pk) + 2 * len(cols),
-              [tuple(k[c] for c in pk) + tuple(a[c] for c in cols) + tuple(b[c] for c in cols)
+              [tuple(k[c] for c in pk) + tuple(a[c] for c in cols) +
+               tuple(old(b, c) for c in cols)
                for k, b, a in zip(keys, befores, afters, strict=True)])
-    guard = " AND ".join(f"t.{q(c)} <=> c.{q('o_' + c)}" for c in cols)
+    guard = " AND ".join(
+        (f"MD5(CONVERT(t.{q(c)} USING utf8mb4)) <=> c.{q('o_' + c)}" if c in hashed
+         else f"t.{q(c)} <=> c.{q('o_' + c)}") for c in cols)
     key_json = ", ".join(f"{_lit(k)}, c.{q(('v_' if k in cols else 'k_') + k)}" for k in pk)
     before_json = ", ".join(f"{_lit(c)}, t.{q(c)}" for c in cols)
     journal_t, args = image

@@ -18,7 +18,7 @@ migrate_opts = [
                "services' own URLs are used; they must then name one server and one user."),
     cfg.StrOpt("journal_database", default="pacestack",
                help="Database on the same server that holds runs and before-images."),
-    cfg.IntOpt("batch_size", default=2000, min=1, max=100000,
+    cfg.IntOpt("batch_size", default=5000, min=1, max=100000,
                help="Rows changed per transaction."),
     cfg.StrOpt("mapping_file", default="/etc/pacestack/migrate-mapping.conf",
                help="The mapping file (docs/migrate-mapping.md)."),
