@@ -32,7 +32,7 @@ test-fast: venv
 	$(VENV)/bin/pytest -q -m 'not slow' $(PYTEST_ARGS)
 
 demo: system venv
-	$(PY) -m pacestack.demo
+	$(PY) scripts/demo.py
 
 # Distribution packages into dist/, built from a clean export of the last commit
 # (git archive HEAD, never the working tree), reproducible: SOURCE_DATE_EPOCH is
