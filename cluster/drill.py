@@ -128,8 +128,10 @@ class Monitor(threading.Thread):
             res = node.run(["ip", "-o", "-4", "addr", "show"], check=False, timeout=5)
             if f" {self.lab.info.vip}/" in res.stdout:
                 holders.append(node.name)
-            for s in singles:
-                singles[s] += int(node.running(s) or node.running(f"{s}".replace("-", "_")))
+            if singles:
+                found = _programs(node)
+                for s in singles:
+                    singles[s] += int(s in found)
             if node.running("pacemakerd"):
                 view = node.status()
                 placed = crm.placement(node, timeout=5)
@@ -172,6 +174,16 @@ class Probe:
             except ValueError:
                 continue  # a line cut by the kill
         return out
+
+
+def _programs(node) -> set[str]:
+    """Program names running in a node: a venv console script runs as
+    ``python .../bin/cinder-volume``, so the script's name counts too."""
+    names = set()
+    for pid in node.pids():
+        argv = proc.cmdline(pid) or []
+        names.update(os.path.basename(a) for a in argv[:2] if a)
+    return names
 
 
 # ---- analysis ------------------------------------------------------------------

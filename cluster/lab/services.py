@@ -146,7 +146,10 @@ def write_openstack_configs(config_dir: Path, state_dir: Path, venv: Path, passw
         "cinder.conf": {
             "DEFAULT": {"transport_url": "fake://", "state_path": str(state_dir / "cinder"),
                         "use_stderr": "true", "enabled_backends": "lvm",
-                        "host": "controller"},
+                        "host": "controller",
+                        # a fast heartbeat: the agent's services-table check sees a
+                        # dead cinder-volume within seconds
+                        "report_interval": "2", "service_down_time": "6"},
             "database": {"connection": db_url(password, "cinder")},
             "oslo_concurrency": {"lock_path": lock},
             "lvm": {"volume_driver": "cinder.tests.fake_driver.FakeLoggingVolumeDriver",
