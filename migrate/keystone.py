@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import urllib.parse
 
-from pacestack.migrate.plan import StepPlan
+from pacestack.migrate.plan import StepPlan, applied_before
 
 
 def rewrite_url(url: str, hosts: dict[str, str]) -> str | None:
@@ -53,13 +53,11 @@ def plan(cloud, mapping, moves=None) -> StepPlan:
         sp.update("keystone", "endpoint", {"id": row["id"]}, {"url": row["url"]}, {"url": new},
                   unit=f"endpoint:{row['id']}", why=f"endpoint host {host} -> "
                   f"{mapping.endpoints[host]}")
-    # a mapping naming a host no endpoint uses is a typo until proven otherwise; but once
-    # applied, no endpoint names it any more: only refuse when the new host is unused too
-    if not sp.changes:
-        used_new = {(urllib.parse.urlsplit(r["url"]).hostname or "").lower() for r in cloud.rows(
-            "SELECT url FROM {keystone.endpoint}")}
-        for old, new in mapping.endpoints.items():
-            if old not in seen_hosts and new.lower() not in used_new:
-                sp.refuse("MAPPING_UNKNOWN_ENDPOINT_HOST", f"{mapping.path} [endpoints] {old}",
-                          f"no keystone endpoint URL names host {old!r}")
+    # a host no endpoint names is a typo, unless a run already rewrote it
+    missing = [old for old in mapping.endpoints if old not in seen_hosts]
+    if missing and not applied_before(cloud):
+        for old in missing:
+            sp.refuse("MAPPING_UNKNOWN_ENDPOINT_HOST",
+                      f"{mapping.path}:{mapping.lines.get('endpoints ' + old)}",
+                      f"no keystone endpoint URL names host {old!r}")
     return sp

@@ -138,7 +138,7 @@ def known_hosts(cloud) -> set[str]:
     return out
 
 
-def _applied_before(cloud) -> bool:
+def applied_before(cloud) -> bool:
     exists = cloud.rows("SELECT COUNT(*) AS n FROM information_schema.tables "
                         "WHERE table_schema = %s AND table_name = 'runs'", [cloud.journal_db])
     if not exists[0]["n"]:
@@ -158,7 +158,7 @@ def build(cloud, mapping, only: list[str] | None = None, force: bool = False) ->
     if mapping.hosts and ({"neutron", "cinder"} & set(wanted)):
         present = known_hosts(cloud)
         # once a run has applied, the old names are gone: a re-run must not call them typos
-        applied = _applied_before(cloud)
+        applied = applied_before(cloud)
         for old in mapping.hosts:
             if old not in present and not applied:
                 general.append(findings.error(

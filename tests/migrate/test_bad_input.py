@@ -32,6 +32,7 @@ BAD_MAPPINGS = [
     ("[segments]\nvlan physnet1 = vxlan 1500\n", 2, "SEGMENT_ID_DUPLICATE"),
     ("[segments]\nflat dmz = vxlan 5\n", 2, "SEGMENT_ID_OUT_OF_RANGE"),
     ("[hosts]\nold-kontrol = controller\n", 2, "MAPPING_UNKNOWN_HOST"),
+    ("[endpoints]\nocata-wm = controller.domain\n", 2, "MAPPING_UNKNOWN_ENDPOINT_HOST"),
     ("[computes]\ncompute01 = compute99\n", 2, "NEW_COMPUTE_NOT_REGISTERED"),
     ("[computes]\ncompute77 = compute05 compute05.domain\n", 2, "MAPPING_UNKNOWN_HOST"),
     ("[segments]\nflat dmz\n", 2, "mapping.conf:2: expected 'KEY = VALUE'"),
