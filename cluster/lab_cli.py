@@ -20,7 +20,7 @@ def _up(conf, args) -> int:
         dump=Path(args.from_dump) if args.from_dump else None,
         venv=Path(args.openstack_venv) if args.openstack_venv else None,
         schemas=Path(args.sample_schemas) if args.sample_schemas else None,
-        services=not args.no_services, cinder_volume=args.cinder_volume,
+        services=not args.no_services, cinder_volume=not args.no_cinder_volume,
         fencing=not args.no_fencing)
     lab = stack.up(opts, _progress)
     if args.format == "json":
@@ -102,8 +102,9 @@ def register(subparsers) -> None:
                    "default: the cache under $PACESTACK_CACHE)")
     p.add_argument("--no-services", action="store_true",
                    help="Galera, VIP and fencing only")
-    p.add_argument("--cinder-volume", action="store_true",
-                   help="also run cinder-volume (single instance, fake driver)")
+    p.add_argument("--no-cinder-volume", action="store_true",
+                   help="without cinder-volume (by default it runs once, under the shared "
+                   "host name, with cinder's fake driver)")
     p.add_argument("--no-fencing", action="store_true", help="no fence_dummy devices")
     commands.add_format_argument(p)
     p.set_defaults(func=_up)

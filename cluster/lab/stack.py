@@ -76,7 +76,7 @@ class UpOptions:
     venv: Path | None = None             # OpenStack venv (default: the cache)
     schemas: Path | None = None          # the sample schemas (default: the cache)
     services: bool = True                # Keystone + Neutron API
-    cinder_volume: bool = False
+    cinder_volume: bool = True           # single instance, fake driver
     fencing: bool = True
     registry: Path | None = None
     timeout: float = 300
@@ -101,6 +101,7 @@ class LabInfo:
     single_instance: list[str]
     dump: str | None
     garbd_pid: int | None = None
+    installed_agents: list[str] = field(default_factory=list)  # written by this lab up
     timings: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -246,6 +247,7 @@ class Lab:
             self.cluster.destroy()
         except LabError as exc:
             raise RuntimeFailure(str(exc)) from None
+        _remove_agents(self.info.installed_agents, self.cluster.registry)
         return {"run_id": run_id, "seconds": round(time.monotonic() - t0, 2)}
 
     # ---- database access (root on the node's socket; nothing in argv) ---------
@@ -311,13 +313,30 @@ def _check_inputs(opts: UpOptions):
     return path, desc, venv, schemas
 
 
-def _ensure_agents() -> None:
+def _ensure_agents() -> list[str]:
+    """Install the agents Pacemaker will run where they are missing; returns the
+    paths written (lab down removes them again)."""
     from pacestack.agents import install
 
     provider = Path(install.DEFAULT_PROVIDER_DIR)
     missing = [n for n in install.available_agents() if not (provider / n).exists()]
     if missing:
-        install.install_agents(str(provider), python=sys.executable, names=missing)
+        return list(install.install_agents(str(provider), python=sys.executable,
+                                           names=missing))
+    return []
+
+
+OCF_USERS = Path("/run/pacestack-ocf-users")  # test sessions using the installed agents
+
+
+def _remove_agents(paths: list[str], registry: Path) -> None:
+    users = [p for p in OCF_USERS.glob("[0-9]*") if Path(f"/proc/{p.name}").exists()] \
+        if OCF_USERS.is_dir() else []
+    if users or find_labs(registry) or find_labs(state.REGISTRY):
+        return  # someone else still runs them
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
 def up(opts: UpOptions, progress: Progress = lambda _m: None) -> Lab:
@@ -341,7 +360,7 @@ def _build(opts, src, desc, venv, schemas, registry, progress) -> Lab:
     def mark(name: str) -> None:
         timings[name] = round(time.monotonic() - t0, 1)
 
-    _ensure_agents()
+    installed = _ensure_agents()
     arb_name = desc.arbitrator.host if desc.arbitrator and desc.arbitrator.host else "arbitrator"
     progress(f"forming the cluster: {', '.join(desc.node_names)} + {arb_name} in namespaces")
     BASE_DIR.mkdir(parents=True, exist_ok=True)
@@ -364,7 +383,8 @@ def _build(opts, src, desc, venv, schemas, registry, progress) -> Lab:
                    db_password_file=str(pw_file),
                    services=list(services.APIS) if venv else [],
                    single_instance=["cinder-volume"] if (venv and opts.cinder_volume) else [],
-                   dump=str(opts.dump) if opts.dump else None, timings=timings)
+                   dump=str(opts.dump) if opts.dump else None, installed_agents=installed,
+                   timings=timings)
     lab = Lab(cluster, info)
     lab.save()
     try:

@@ -40,7 +40,8 @@ def _check(result: drill.ScenarioResult) -> None:
     assert result.error is None, result.error
     assert result.writes_acked > 0, "the writer never committed through the VIP"
     assert result.lost_writes == [], f"acknowledged writes lost: {result.lost_writes[:20]}"
-    assert result.max_instances["vip"] == 1, "the VIP was up on two nodes at once"
+    assert result.max_instances == {"vip": 1, "cinder-volume": 1}, \
+        f"a single-instance resource ran on two nodes at once: {result.max_instances}"
     for field in ("detection_s", "vip_s", "galera_s", "services_s", "rejoin_s"):
         value = getattr(result, field)
         assert value is not None and 0 <= value < 90, (field, value)
@@ -76,7 +77,7 @@ def test_cli_drill_json_and_plot(drill_lab, tmp_path):
     assert report["ok"] is True
     (sc,) = report["scenarios"]
     assert sc["name"] == "kill-service" and sc["lost_writes"] == []
-    assert sc["max_instances"] == {"vip": 1}
+    assert sc["max_instances"] == {"vip": 1, "cinder-volume": 1}
     assert 0 < sc["detection_s"] < 30
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 

@@ -100,6 +100,7 @@ def test_up_status_crash_restart_down_leaves_nothing(env, registry, ocf_provider
     assert placed["keystone"] == [(n, "Started") for n in both]
     assert placed["neutron-server"] == [(n, "Started") for n in both]
     assert len(placed["vip"]) == 1 and status["garbd"]
+    assert len(placed["cinder-volume"]) == 1  # single instance, ocf:pacestack:cinder-volume
 
     from pacestack.cluster.lab import LabCluster
     from pacestack.cluster.lab.stack import Lab
@@ -180,4 +181,4 @@ def _all_running(env) -> bool:
     return ({p["node"] for p in res.get("galera", []) if p["role"] == "Promoted"} == both
             and {p["node"] for p in res.get("keystone", [])} == both
             and {p["node"] for p in res.get("neutron-server", [])} == both
-            and len(res.get("vip", [])) == 1)
+            and len(res.get("vip", [])) == 1 and len(res.get("cinder-volume", [])) == 1)
