@@ -172,15 +172,13 @@ class Mysqld:
             # before any were copied): nothing to lose, whatever grastate.dat says
             return Position(galera_state.ZERO_UUID, -1, "empty")
         state = galera_state.read_grastate(self.grastate_path())
-        if state is not None and state.uuid == galera_state.ZERO_UUID:
-            # Galera writes the zero UUID when a state transfer begins and the real one
-            # only when it completes: this datadir holds no consistent history (an
-            # interrupted SST, or never joined) and can only be refilled by SST
-            return Position(galera_state.ZERO_UUID, -1, "empty")
         if state is not None and state.seqno >= 0:
             return Position(state.uuid, state.seqno, "grastate")
         recovered = self.recover(recover_timeout)
-        if state is not None and not recovered.empty and recovered.uuid != state.uuid:
+        # a node that joined by SST keeps the zero UUID in grastate.dat until a clean
+        # shutdown: then InnoDB's recovered position is the only record, and the truth
+        if (state is not None and state.uuid != galera_state.ZERO_UUID
+                and not recovered.empty and recovered.uuid != state.uuid):
             raise StateError(f"{self.grastate_path()} says cluster {state.uuid} but InnoDB "
                              f"recovered {recovered}")
         return recovered

@@ -42,7 +42,11 @@ class Scenario:
 
     def assert_all_rows_everywhere(self) -> None:
         for n in NAMES:
-            got = self.cluster.rows(n, self.table)
+            try:
+                got = self.cluster.rows(n, self.table)
+            except Exception as err:
+                raise AssertionError(f"{n} ({self.cluster[n].ist_or_sst() or 'no transfer'}"
+                                     f"): {err}; calls {self.driver.calls}") from err
             missing = sorted(set(self.committed) - set(got))
             assert not missing, f"{n} lost committed rows {missing[:10]}"
 
