@@ -1,9 +1,10 @@
 """``pacestack cluster drill``: break the live cluster on purpose and measure the recovery.
 
-Scenarios (each against the node holding the VIP unless noted): node crash, orderly
-standby, mariadbd killed -9, a service's master killed -9, a network partition with
-fencing (controller02 unplugged; the fence_dummy "power switch" of the lab powers
-off whichever node the cluster fences), and the return of each node.
+Scenarios (each against the node holding the VIP unless noted): node crash, crash of
+the other node (peer-crash), orderly standby, mariadbd killed -9, Keystone's master
+killed -9, a network partition with fencing (controller02 unplugged; the
+fence_dummy "power switch" of the lab powers off whichever node the cluster
+fences), and the return of each node after each of them.
 
 While a scenario runs, the drill probe (drill_probe.py, on the arbitrator host)
 commits rows through the VIP and fetches the APIs through it; the drill process
@@ -31,7 +32,8 @@ from pacestack.cluster.lab import crm, stack
 from pacestack import proc
 from pacestack.errors import ConfigError, RuntimeFailure
 
-SCENARIOS = ("node-crash", "standby", "kill-mariadbd", "kill-service", "partition")
+SCENARIOS = ("node-crash", "peer-crash", "standby", "kill-mariadbd", "kill-service",
+             "partition")
 SAMPLE_INTERVAL = 0.25
 Progress = Callable[[str], None]
 
@@ -294,9 +296,14 @@ class Drill:
     def run_scenario(self, name: str) -> ScenarioResult:
         lab = self.lab
         self.wait_healthy(timeout=self.timeout)
-        victim = "controller02" if name == "partition" else self.vip_holder()
-        if name == "partition" and victim not in lab.cluster.node_names:
+        holder = self.vip_holder()
+        if name == "partition":
+            # controller01's fence device waits (pcmk_delay_base): the other node loses
             victim = lab.cluster.node_names[-1]
+        elif name == "peer-crash":
+            victim = next(n for n in lab.cluster.node_names if n != holder)
+        else:
+            victim = holder
         result = ScenarioResult(name, victim)
         baseline = self.placement()
         out = self.work / f"probe-{name}.jsonl"
@@ -309,7 +316,8 @@ class Drill:
             t0 = time.time()
             self.progress(f"{name}: {self._fault(name, victim)}")
             survivors = [n for n in lab.cluster.node_names if n != victim] \
-                if name in ("node-crash", "standby", "partition") else lab.cluster.node_names
+                if name in ("node-crash", "peer-crash", "standby", "partition") \
+                else lab.cluster.node_names
             self.wait_detected(baseline)
             self.wait_healthy(survivors, self.timeout)
             time.sleep(self.settle)
@@ -336,7 +344,7 @@ class Drill:
 
     def _fault(self, name: str, victim: str) -> str:
         lab, node = self.lab, self.lab.cluster.node(victim)
-        if name == "node-crash":
+        if name in ("node-crash", "peer-crash"):
             lab.crash(victim)
             return f"{victim} powered off"
         if name == "standby":
@@ -373,7 +381,7 @@ class Drill:
 
     def _back(self, name: str, victim: str) -> str:
         lab = self.lab
-        if name == "node-crash":
+        if name in ("node-crash", "peer-crash"):
             lab.restart(victim)
             return f"{victim} booted again"
         if name == "standby":

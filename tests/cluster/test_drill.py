@@ -48,13 +48,14 @@ def _check(result: drill.ScenarioResult) -> None:
     assert result.ok
 
 
-@pytest.mark.parametrize("scenario", ["node-crash", "standby", "kill-mariadbd", "partition"])
+@pytest.mark.parametrize("scenario", ["node-crash", "peer-crash", "standby", "kill-mariadbd",
+                                      "partition"])
 def test_scenario_loses_no_acknowledged_write(drill_lab, scenario, tmp_path):
     before = drill_lab.placement()
     report = drill.run(drill_lab, [scenario], work_dir=tmp_path)
     result = report.scenarios[0]
     _check(result)
-    if scenario in ("node-crash", "partition"):
+    if scenario in ("node-crash", "peer-crash", "partition"):
         # nothing in the same second as the fault: the cluster had to notice it
         assert result.detection_s >= 0.5
     if scenario == "partition":
@@ -84,7 +85,7 @@ def test_cli_drill_json_and_plot(drill_lab, tmp_path):
     bad = subprocess.run([PACESTACK, "cluster", "drill", "--scenarios", "meteor"],
                          capture_output=True, text=True, env=env, timeout=60, check=False)
     assert bad.returncode == 2
-    assert "unknown drill scenario 'meteor' (have: node-crash, standby" in bad.stderr
+    assert "unknown drill scenario 'meteor' (have: node-crash, peer-crash, standby" in bad.stderr
 
 
 def test_drill_without_a_lab_says_so(tmp_path):
