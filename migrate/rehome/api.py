@@ -76,12 +76,6 @@ class NewCloud:
     def compute_services(self) -> list:
         return list(self._call("GET os-services", self.conn.compute.services))
 
-    def hypervisor_nodes(self, host: str) -> list[str]:
-        hvs = self._call("GET os-hypervisors", self.conn.compute.hypervisors, details=True)
-        return sorted(h.name for h in hvs
-                      if getattr(h, "service_details", None) and
-                      h.service_details.get("host") == host)
-
     def servers_on(self, host: str) -> list:
         return list(self._call(f"GET servers on {host}", self.conn.compute.servers,
                                all_projects=True, compute_host=host))

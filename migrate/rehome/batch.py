@@ -59,7 +59,16 @@ class BatchResult:
                 "summary": self.summary(), "instances": [r.to_dict() for r in self.instances]}
 
 
-def resolve_target(api, host: str, node: str | None) -> Target:
+def compute_nodes(db, host: str) -> list[str]:
+    """The host's hypervisor nodes from nova.compute_nodes: os-hypervisors/detail
+    asks every compute for its uptime over RPC and hangs on a just-stopped one."""
+    rows = db.rows("SELECT hypervisor_hostname FROM {nova.compute_nodes} WHERE host = %s "
+                   "AND deleted = 0 ORDER BY hypervisor_hostname", [host])
+    db.conn.commit()
+    return [r["hypervisor_hostname"] for r in rows]
+
+
+def resolve_target(api, db, host: str, node: str | None) -> Target:
     """The target compute host must exist and be up; its node name is nova's."""
     services = [s for s in api.compute_services() if s.binary == "nova-compute"]
     known = sorted({s.host for s in services})
@@ -70,7 +79,7 @@ def resolve_target(api, host: str, node: str | None) -> Target:
     if mine[0].state != "up" or mine[0].status != "enabled":
         raise ConfigError(f"--to-host {host}: its nova-compute service is {mine[0].state}/"
                           f"{mine[0].status}, not up/enabled")
-    nodes = api.hypervisor_nodes(host)
+    nodes = compute_nodes(db, host)
     if node is None:
         if len(nodes) != 1:
             raise ConfigError(f"--to-host {host} has nodes {', '.join(nodes) or 'none'}: "

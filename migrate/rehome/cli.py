@@ -124,12 +124,12 @@ def handle(conf, args) -> int:
         store = StateStore(probe.conn, conf.migrate.journal_database)
         store.ensure_schema()
         rows = store.all()
+        api = NewCloud(cloud_name, o.wait_timeout)
+        if not quiet:
+            _say(f"checking {args.to_host} in cloud {cloud_name}")
+        target = batch.resolve_target(api, probe, args.to_host, args.node)
     finally:
         probe.close()
-    api = NewCloud(cloud_name, o.wait_timeout)
-    if not quiet:
-        _say(f"checking {args.to_host} in cloud {cloud_name}")
-    target = batch.resolve_target(api, args.to_host, args.node)
     uuids = batch.select_instances(api, rows, names, args.all_on, target)
     old = OldCloud(o.old_nova_connection, o.old_neutron_connection,
                    conf.database.connect_timeout)
