@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import dataclass
+from collections import namedtuple
 
 from pacestack.agents import attributes, ocf
 from pacestack.agents.galera_bootstrap import (
@@ -40,13 +40,11 @@ from pacestack import proc
 HEALTHY_STATES = ("Synced", "Donor/Desynced", "Donor", "Desynced")
 
 
-@dataclass(frozen=True)
-class Topology:
-    """Who the data members are (Pacemaker node names) and their Galera addresses."""
+class Topology(namedtuple("Topology", "members addresses arbitrators")):
+    """members: Pacemaker node names of the data members; addresses: member -> gcomm
+    address; arbitrators: gcomm addresses that are no member (garbd)."""
 
-    members: tuple[str, ...]
-    addresses: dict[str, str]          # member -> gcomm address
-    arbitrators: tuple[str, ...]       # gcomm addresses that are no member (garbd)
+    __slots__ = ()
 
 
 def parse_cluster_address(text: str) -> list[str]:

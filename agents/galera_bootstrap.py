@@ -12,8 +12,8 @@ could throw committed transactions away ("Reversing history"), so it waits.
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 
 from pacestack.agents.galera_state import Position
 
@@ -22,13 +22,13 @@ BOOTSTRAP = "bootstrap"
 WAIT = "wait"
 
 
-@dataclass(frozen=True)
-class Decision:
-    kind: str                      # JOIN, BOOTSTRAP or WAIT
-    reason: str                    # one line, logged and used as the exit reason
-    peer: str | None = None        # JOIN: the Primary peer; WAIT: the node it waits on
-    waiting_for: tuple[str, ...] = ()
-    bootstrap_node: str | None = None
+class Decision(namedtuple("Decision", "kind reason peer waiting_for bootstrap_node",
+                          defaults=(None, (), None))):
+    """kind: JOIN, BOOTSTRAP or WAIT; reason: one line (logged, the exit reason);
+    peer: JOIN's Primary peer or the node WAIT waits on; waiting_for: every node
+    WAIT waits on; bootstrap_node: who may bootstrap, when known."""
+
+    __slots__ = ()
 
     def __str__(self) -> str:
         return f"{self.kind.upper()}: {self.reason}"

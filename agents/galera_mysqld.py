@@ -10,12 +10,11 @@ their /proc cmdline, and ended by that PID only.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import time
+from collections import namedtuple
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from pacestack.agents import galera_state
 from pacestack.agents.galera_state import Position, StateError
@@ -35,20 +34,13 @@ class MysqldError(RuntimeError):
     """One line: what failed about the local mariadbd."""
 
 
-@dataclass(frozen=True)
-class Mysqld:
+_FIELDS = "binary config datadir socket pid_file log user group cluster_address check_defaults_file"
+
+
+class Mysqld(namedtuple("Mysqld", _FIELDS, defaults=("",))):
     """Where one node's mariadbd lives (the agent's parameters)."""
 
-    binary: str
-    config: str
-    datadir: str
-    socket: str
-    pid_file: str
-    log: str
-    user: str
-    group: str
-    cluster_address: str
-    check_defaults_file: str = ""
+    __slots__ = ()
 
     # -- process -----------------------------------------------------------------
     def base_args(self) -> list[str]:
@@ -85,7 +77,7 @@ class Mysqld:
     def _own_dir(self, path: str) -> None:
         if path and not os.path.isdir(path):
             os.makedirs(path, mode=0o755, exist_ok=True)
-            shutil.chown(path, self.user, self.group)
+            _chown(path, self.user, self.group)
 
     def stop(self, timeout: float) -> bool:
         """SIGTERM (clean shutdown writes the seqno to grastate.dat), SIGKILL after
@@ -203,7 +195,7 @@ class Mysqld:
         try:
             fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
             os.close(fd)
-            shutil.chown(log, self.user, self.group)
+            _chown(log, self.user, self.group)
             try:
                 out = subprocess.run(
                     [*self.base_args(), "--wsrep-recover", f"--log-error={log}",
@@ -238,11 +230,17 @@ class Mysqld:
             raise MysqldError(f"mariadb-install-db failed: {detail[:200]}")
 
 
+def _chown(path: str, user: str, group: str) -> None:
+    import shutil  # start/recover only; the monitor never needs it
+
+    shutil.chown(path, user, group)
+
+
 def _write_pid(path: str, pid: int, user: str, group: str) -> None:
     tmp = f"{path}.agent{os.getpid()}"
     with open(tmp, "w") as fh:
         fh.write(f"{pid}\n")
-    shutil.chown(tmp, user, group)  # mariadbd (as user) rewrites and removes it
+    _chown(tmp, user, group)  # mariadbd (as user) rewrites and removes it
     os.replace(tmp, path)
 
 

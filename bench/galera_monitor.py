@@ -49,6 +49,10 @@ def main() -> int:
     node = cluster.nodes[0]
     try:
         cluster.bootstrap(0)
+        # resource-agents' galera reaches the server with the mysql client and the
+        # socket from the config's [client] section (it passes none itself)
+        with open(node.defaults_file, "a") as fh:
+            fh.write(f"[client]\nsocket = {node.socket}\n")
         cib = make_cib(Path(cluster.base_dir) / "cib.xml", [node.name])
         common = {"config": node.defaults_file, "datadir": str(node.datadir),
                   "socket": node.socket, "pid": node.pid_file, "log": node.log_error,
