@@ -64,6 +64,13 @@ def main() -> int:
                                                  "check_user": "root"},
                            cib_file=cib, resource="galera", interval_ms=10000, node=node.name)
         theirs["OCF_RESOURCE_PROVIDER"] = "heartbeat"
+        # its status query passes no socket: on a controller the client default
+        # (/run/mysqld/mysqld.sock) is right; here its client_binary parameter points
+        # at a two-line wrapper adding our socket (costs it one extra exec of sh)
+        wrapper = Path(cluster.base_dir) / "mysql-client"
+        wrapper.write_text(f"#!/bin/sh\nexec /usr/bin/mariadb \"$@\" --socket={node.socket}\n")
+        wrapper.chmod(0o755)
+        theirs["OCF_RESKEY_client_binary"] = str(wrapper)
         dummy = agent_env("Dummy", "monitor", {"state": str(Path(cluster.base_dir) / "dummy")},
                           resource="dummy", interval_ms=10000, node=node.name)
         subprocess.run([f"{HEARTBEAT}/Dummy", "start"], env=dummy, check=True,
