@@ -20,7 +20,7 @@ class Primitive:
     agent: str  # ocf:heartbeat:IPaddr2, systemd:memcached, stonith:fence_ipmilan
     params: dict[str, str]
     meta: dict[str, str]
-    monitor_intervals: tuple[str, ...]  # intervals of the role-less monitor ops
+    monitor_ops: tuple[tuple[str, str], ...]  # (role or "", interval) of recurring monitors
     clone_id: str | None = None  # the clone (or promotable clone) wrapping it
     clone_meta: dict[str, str] = dataclasses.field(default_factory=dict)
     group_id: str | None = None
@@ -88,15 +88,16 @@ def _agent(prim: ET.Element) -> str:
 
 def _primitive(prim: ET.Element, clone: ET.Element | None, group: ET.Element | None
                ) -> Primitive:
-    intervals = tuple(
-        op.get("interval", "")
+    ops = tuple(
+        (op.get("role", ""), op.get("interval", ""))
         for op in prim.findall("operations/op")
-        if op.get("name") == "monitor" and not op.get("role")
+        if op.get("name") == "monitor"
+        and op.get("interval", "0").rstrip("ms") not in ("", "0")  # the probe is not one
     )
     return Primitive(
         id=prim.get("id", ""), agent=_agent(prim),
         params=_nvpairs(prim, "instance_attributes"), meta=_nvpairs(prim, "meta_attributes"),
-        monitor_intervals=intervals,
+        monitor_ops=ops,
         clone_id=clone.get("id") if clone is not None else None,
         clone_meta=_nvpairs(clone, "meta_attributes") if clone is not None else {},
         group_id=group.get("id") if group is not None else None,

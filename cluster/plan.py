@@ -68,10 +68,32 @@ def all_resources(desc: Description) -> list[Resource]:
     return [*desc.resources, vip_resource(desc)]
 
 
+def monitor_ops(r: Resource) -> list[tuple[str, str]]:
+    """(role, interval) of every recurring monitor ``r`` needs; role "" is role-less.
+
+    A promotable clone needs one per role: Pacemaker runs a role-less monitor only
+    on Unpromoted instances, so the Promoted one (Galera's writer) would go
+    unwatched. The two intervals must differ, so Unpromoted runs one second later.
+    """
+    if not r.monitor_interval:
+        return []
+    if r.mode == "promotable":
+        return [("Promoted", f"{r.monitor_interval}s"),
+                ("Unpromoted", f"{r.monitor_interval + 1}s")]
+    return [("", f"{r.monitor_interval}s")]
+
+
+def _op_argv(role: str, interval: str) -> list[str]:
+    return ["monitor", f"interval={interval}", *([f"role={role}"] if role else [])]
+
+
 def create_argv(r: Resource) -> tuple[str, ...]:
     argv = ["resource", "create", r.name, r.agent, *_kv(r.params)]
-    if r.monitor_interval:
-        argv += ["op", "monitor", f"interval={r.monitor_interval}s"]
+    ops = monitor_ops(r)
+    if ops:
+        argv.append("op")
+        for role, interval in ops:
+            argv += _op_argv(role, interval)
     if r.meta:
         argv += ["meta", *_kv(r.meta)]
     if r.mode == "clone":
@@ -144,6 +166,12 @@ def _colocation(name: str, pcs_id: str, dep: Resource, reason: str) -> WantedCon
         tuple(argv), reason)
 
 
+def _normal_ops(ops: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
+    """CIB monitors as pcs writes them: "10" is "10s", Master/Slave are the old names."""
+    old_names = {"Master": "Promoted", "Slave": "Unpromoted"}
+    return [(old_names.get(role, role), f"{iv}s" if iv.isdigit() else iv) for role, iv in ops]
+
+
 def _resource_changes(r: Resource, have: Primitive) -> list[Step]:
     """Steps turning ``have`` into ``r`` in place (agent and mode already match)."""
     steps: list[Step] = []
@@ -154,12 +182,16 @@ def _resource_changes(r: Resource, have: Primitive) -> list[Step]:
         steps.append(Step("resources", "update", r.name,
                           ("resource", "update", r.name, *_kv({**params, **removed})),
                           f"{r.name}: parameters {changed} differ"))
-    if r.monitor_interval and f"{r.monitor_interval}s" not in have.monitor_intervals \
-            and str(r.monitor_interval) not in have.monitor_intervals:
+    wanted = monitor_ops(r)
+    if wanted and sorted(wanted) != sorted(_normal_ops(have.monitor_ops)):
+        # replace them all: two monitors of one resource may not share an interval
         steps.append(Step("resources", "update", r.name,
-                          ("resource", "update", r.name, "op", "monitor",
-                           f"interval={r.monitor_interval}s"),
-                          f"{r.name}: monitor interval differs"))
+                          ("resource", "op", "delete", r.name, "monitor"),
+                          f"{r.name}: monitor operations differ"))
+        steps.extend(Step("resources", "update", r.name,
+                          ("resource", "op", "add", r.name, *_op_argv(role, interval)),
+                          f"{r.name}: monitor {role or 'every instance'} every {interval}")
+                     for role, interval in wanted)
     meta = {k: v for k, v in r.meta.items() if have.meta.get(k) != v}
     if meta:
         steps.append(Step("resources", "update", r.name, ("resource", "meta", r.name, *_kv(meta)),

@@ -4,6 +4,7 @@ plans against existing CIBs, corosync.conf. Time budget: about 60 s."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shlex
@@ -168,7 +169,7 @@ after = galera, apache
 def _configuration(path) -> tuple:
     have = cib.read_file(str(path))
     prims = sorted((p.id, p.agent, sorted(p.params.items()), sorted(p.meta.items()), p.mode,
-                    sorted(p.clone_meta.items()), p.monitor_intervals)
+                    sorted(p.clone_meta.items()), p.monitor_ops)
                    for p in [*have.primitives.values(), *have.stonith.values()])
     return prims, sorted(map(repr, have.constraint_signatures())), sorted(have.properties.items())
 
@@ -228,3 +229,34 @@ def test_cli_verify_renders_the_matrix(seed, applied, capsys):
     assert data["ok"] is True and data["findings"] == []
     node_loss = next(s for s in data["scenarios"] if s["name"] == "controller01 fails")
     assert node_loss["placement"]["vip"] == [{"node": "controller02", "role": "Started"}]
+
+
+
+def test_promotable_resource_is_monitored_in_both_roles(seed, applied, tmp_path):
+    """A role-less monitor runs only on Unpromoted instances: the Promoted Galera
+    node would go unwatched. The agent's own defaults give each role a monitor; a
+    description's monitor_interval does the same, and a hand-made role-less monitor
+    is replaced by the two."""
+    galera = cib.read_file(applied[1]).primitives["galera"]
+    assert {role for role, _ in galera.monitor_ops} == {"Promoted", "Unpromoted"}
+
+    wanted = dataclasses.replace(
+        seed, resources=tuple(dataclasses.replace(r, monitor_interval=7)
+                              if r.name == "galera" else r for r in seed.resources))
+    create = next(s for s in plan.build(wanted) if s.target == "galera").argv
+    assert "role=Promoted" in create and "role=Unpromoted" in create
+    by_hand = list(create)
+    op = by_hand.index("op")
+    by_hand[op:op + 7] = ["op", "monitor", "interval=7s"]  # the two role monitors as one
+    path = tmp_path / "cib.xml"
+    path.write_text(cib.empty_cib())
+    assert [r.rc for r in pcsrun.run_batch(str(path), [tuple(by_hand)])] == [0]
+    assert cib.read_file(str(path)).primitives["galera"].monitor_ops == (("", "7s"),)
+    fix = [s for s in plan.build(wanted, cib.read_file(str(path))) if s.target == "galera"]
+    assert [s.argv[:3] for s in fix] == [("resource", "op", "delete")] + \
+        [("resource", "op", "add")] * 2
+    results = pcsrun.run_batch(str(path), [s.argv for s in fix])
+    assert [r.rc for r in results] == [0, 0, 0], results[-1].stderr
+    assert sorted(cib.read_file(str(path)).primitives["galera"].monitor_ops) == \
+        [("Promoted", "7s"), ("Unpromoted", "8s")]
+    assert not [s for s in plan.build(wanted, cib.read_file(str(path))) if s.target == "galera"]
