@@ -84,7 +84,10 @@ def test_apply_on_the_live_cluster_and_crash_follows_the_prediction(lab_cluster,
     assert "live cluster: applied" in first.stdout
 
     def running(placed):
-        return (len(placed.get("api", [])) == 2 and len(placed.get("db", [])) == 2
+        # settled: no instance still Starting/Promoting, or verify may see another state
+        settled = all(r in ("Started", "Promoted", "Unpromoted")
+                      for slot in placed.values() for _, r in slot)
+        return (settled and len(placed.get("api", [])) == 2 and len(placed.get("db", [])) == 2
                 and len(placed.get("volume", [])) == 1 and len(placed.get("vip", [])) == 1
                 and any(r == "Promoted" for _, r in placed["db"]))
     before = _wait_for(c1, running, 60)
