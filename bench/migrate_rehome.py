@@ -27,11 +27,11 @@ sys.path.insert(0, str(ROOT))
 from tests.fixtures import openstack as ostack  # noqa: E402
 from tests.fixtures import openstack_build as build  # noqa: E402
 from tests.fixtures.nova import Seeder, start_stack  # noqa: E402
-from tests.migrate.test_rehome import SHIM, _write_conf  # noqa: E402
+from tests.migrate.test_rehome import PACESTACK, _write_conf  # noqa: E402
 
 
 def _rehome(conf: Path, clouds: Path, listing: Path, parallel: int) -> tuple[float, dict]:
-    argv = [sys.executable, "-c", SHIM, "--config-file", str(conf), "migrate", "rehome",
+    argv = [PACESTACK, "--config-file", str(conf), "migrate", "rehome",
             "--from-file", str(listing), "--to-host", "compute05", "--parallel", str(parallel),
             "--mtu", "1422", "--format", "json"]
     t0 = time.monotonic()

@@ -202,3 +202,6 @@ def register(subparsers) -> None:
     p.add_argument("run_id", metavar="RUN_ID")
     _common(p, mapping=False)
     p.set_defaults(func=_db_errors(_rollback))
+    from pacestack.migrate.rehome.cli import register_rehome
+
+    register_rehome(verbs)

@@ -23,24 +23,7 @@ import pytest
 
 from tests.fixtures.nova import NovaStack, Seeder
 
-# The `rehome` verb joins the `migrate` group through register_rehome(verbs),
-# called from migrate/cli.py's register(). Until that line is there, this shim
-# makes the same call, so the tests run the real `pacestack` main either way.
-SHIM = """
-import sys
-from pacestack import cli, commands
-from pacestack.migrate import cli as mcli
-if "register_rehome" not in open(mcli.__file__).read():
-    from pacestack.migrate.rehome.cli import register_rehome
-    _add_group = commands.add_group
-    def add_group(subparsers, name, *a, **kw):
-        parser, verbs = _add_group(subparsers, name, *a, **kw)
-        if name == "migrate":
-            register_rehome(verbs)
-        return parser, verbs
-    commands.add_group = add_group
-sys.exit(cli.main(sys.argv[1:]))
-"""
+PACESTACK = str(Path(sys.executable).with_name("pacestack"))
 
 
 @dataclasses.dataclass
@@ -54,7 +37,7 @@ class Env:
     nets: dict[str, dict]
 
     def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-c", SHIM, "--config-file", str(self.conf), "migrate",
+        return [PACESTACK, "--config-file", str(self.conf), "migrate",
                 "rehome", *args]
 
     def environ(self) -> dict[str, str]:
