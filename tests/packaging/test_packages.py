@@ -81,6 +81,10 @@ RUNTIME_DEPS = {
 OPTIONAL_DEPS = {
     "openstack": ("python3-openstacksdk", "python3-openstacksdk"),
 }
+# imported only for an optional output (drill --plot): Suggests
+SUGGESTED_DEPS = {
+    "matplotlib": ("python3-matplotlib", "python3-matplotlib"),
+}
 OTHER_DEPS = [("pacemaker", "pacemaker"), ("pcs", "pcs"), ("resource-agents", "resource-agents")]
 
 pytestmark = pytest.mark.slow
@@ -209,7 +213,7 @@ def rpm_query(rpm: Path, *args: str) -> list[str]:
 
 def test_every_runtime_import_is_a_declared_dependency(packages):
     imports = declared_imports()
-    unknown = imports - set(RUNTIME_DEPS) - set(OPTIONAL_DEPS)
+    unknown = imports - set(RUNTIME_DEPS) - set(OPTIONAL_DEPS) - set(SUGGESTED_DEPS)
     assert not unknown, (f"the code imports {sorted(unknown)}: add their Debian and RPM "
                          "packages to packaging/debian/control, packaging/rpm/pacestack.spec "
                          "and RUNTIME_DEPS")
@@ -223,6 +227,11 @@ def test_every_runtime_import_is_a_declared_dependency(packages):
     for deb_name, rpm_name in [OPTIONAL_DEPS[i] for i in imports & set(OPTIONAL_DEPS)]:
         assert deb_name in deb_weak, f"{deb_name} missing from the .deb's Recommends"
         assert rpm_name in rpm_weak, f"{rpm_name} missing from the .rpm's Recommends"
+    deb_suggests = deb_depends(packages["deb"], "Suggests")
+    rpm_suggests = {re.split(r"\s", r)[0] for r in rpm_query(packages["rpm"], "--suggests")}
+    for deb_name, rpm_name in [SUGGESTED_DEPS[i] for i in imports & set(SUGGESTED_DEPS)]:
+        assert deb_name in deb_suggests, f"{deb_name} missing from the .deb's Suggests"
+        assert rpm_name in rpm_suggests, f"{rpm_name} missing from the .rpm's Suggests"
 
 
 def test_rpm_holds_the_same_files_and_requires(packages):
