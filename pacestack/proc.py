@@ -8,7 +8,6 @@ counts as dead (``kill -0`` succeeds on zombies; /proc/PID/status does not lie).
 from __future__ import annotations
 
 import os
-import signal
 import time
 from collections.abc import Callable
 
@@ -91,6 +90,8 @@ def terminate(pid: int, timeout: float = 10.0, *, group: bool = False) -> bool:
     """
     if not is_alive(pid):
         return True
+    import signal  # only stopping needs it; the monitor path never does
+
     send = (lambda s: os.killpg(pid, s)) if group else (lambda s: os.kill(pid, s))
     try:
         send(signal.SIGTERM)
