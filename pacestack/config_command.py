@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import logging
+import re
 import sys
 
 from oslo_config import cfg, generator
@@ -19,8 +21,16 @@ def sample_text() -> str:
         args += ["--namespace", ns]
     conf(args, project="pacestack", default_config_files=[], default_config_dirs=[])
     buf = io.StringIO()
-    generator.generate(conf, output_file=buf)
-    return buf.getvalue()
+    # the generator lower-cases group names and warns about each; our templated
+    # groups ([resource:NAME]) are written as the operator types them instead
+    gen_log = logging.getLogger("oslo_config.generator")
+    level = gen_log.level
+    gen_log.setLevel(logging.ERROR)
+    try:
+        generator.generate(conf, output_file=buf)
+    finally:
+        gen_log.setLevel(level)
+    return re.sub(r"^\[(\w+):name\]$", r"[\1:NAME]", buf.getvalue(), flags=re.MULTILINE)
 
 
 def _sample(conf, args) -> int:

@@ -33,7 +33,9 @@ def test_help_at_every_level():
 def test_config_sample_is_complete_and_checks_clean(tmp_path):
     out = run("config", "sample")
     assert out.returncode == 0
+    assert out.stderr == ""  # no generator chatter about group names
     text = out.stdout
+    assert "[resource:NAME]" in text and "[fencing:NAME]" in text
     assert "[database]" in text and "#connect_timeout = 10" in text
     assert "[openstack]" in text and "#nova_config = /etc/nova/nova.conf" in text
     sample = tmp_path / "pacestack.conf"
