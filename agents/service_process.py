@@ -100,7 +100,7 @@ def _start_file(pidfile: str) -> str:
 
 def read_start_time(pidfile: str) -> int | None:
     try:
-        with open(_start_file(pidfile), encoding="ascii") as fh:
+        with open(_start_file(pidfile), "rb") as fh:  # bytes: no codec lookup on monitor
             text = fh.read().strip()
     except OSError:
         return None
@@ -397,12 +397,12 @@ def split_http_url(url: str) -> tuple[str, str, int, str, str] | None:
 def health_check(url: str, timeout: float) -> tuple[bool, str]:
     """GET url; healthy on 2xx/3xx. Returns (ok, one-line detail).
 
-    A minimal HTTP/1.0 client on a socket rather than urllib.request: the monitor
-    runs every few seconds and urllib.request costs ~50 ms of imports (http.client,
-    email, ssl) against ~3 ms for socket; https still goes through ssl.
+    A minimal HTTP/1.0 client rather than urllib.request: the monitor runs every
+    few seconds and urllib.request costs ~50 ms of imports (http.client, email,
+    ssl). Plain http goes through ``_socket``, the C module under ``socket``:
+    socket.py itself imports enum, selectors and functools (5-40 ms on a busy
+    controller, more than the whole check); https still needs socket and ssl.
     """
-    import socket
-
     parts = split_http_url(url)
     if parts is None:
         return False, f"{url} is not an http(s) URL"
@@ -410,22 +410,11 @@ def health_check(url: str, timeout: float) -> tuple[bool, str]:
     request = (f"GET {target} HTTP/1.0\r\nHost: {netloc.rpartition('@')[2]}\r\n"
                "User-Agent: pacestack-ocf\r\nAccept: */*\r\nConnection: close\r\n\r\n"
                ).encode()
-    # an ASCII host as bytes: a str goes through the idna codec, which imports re
-    address = host.encode("ascii") if host.isascii() else host
     try:
-        with socket.create_connection((address, port), timeout=timeout) as sock:
-            conn = sock
-            if scheme == "https":
-                import ssl
-
-                conn = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
-            conn.sendall(request)
-            head = b""
-            while b"\r\n" not in head and len(head) < 4096:
-                data = conn.recv(1024)
-                if not data:
-                    break
-                head += data
+        if scheme == "https":
+            head = _https_head(host, port, request, timeout)
+        else:
+            head = _http_head(host, port, request, timeout)
     except OSError as err:
         return False, f"{url}: {err.strerror or err}"
     status = head.split(b"\r\n", 1)[0].decode(errors="replace")
@@ -436,6 +425,56 @@ def health_check(url: str, timeout: float) -> tuple[bool, str]:
     if 200 <= code < 400:
         return True, f"{url}: HTTP {code}"
     return False, f"{url}: HTTP {code}"
+
+
+def _address(host: str) -> str | bytes:
+    # an ASCII host as bytes: a str goes through the idna codec, which imports re
+    return host.encode("ascii") if host.isascii() else host
+
+
+def _read_status(recv) -> bytes:
+    """Bytes up to the end of the status line (at most 4 KiB)."""
+    head = b""
+    while b"\r\n" not in head and len(head) < 4096:
+        data = recv(1024)
+        if not data:
+            break
+        head += data
+    return head
+
+
+def _http_head(host: str, port: int, request: bytes, timeout: float) -> bytes:
+    """What socket.create_connection does (every address in turn, timeout per
+    attempt, the last error raised), on _socket."""
+    import _socket
+
+    last: OSError | None = None
+    for family, kind, proto, _name, address in _socket.getaddrinfo(
+            _address(host), port, 0, _socket.SOCK_STREAM):
+        sock = _socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(address)
+        except OSError as err:
+            sock.close()
+            last = err
+            continue
+        try:
+            sock.sendall(request)
+            return _read_status(sock.recv)
+        finally:
+            sock.close()
+    raise last if last is not None else OSError("getaddrinfo returned no address")
+
+
+def _https_head(host: str, port: int, request: bytes, timeout: float) -> bytes:
+    import socket
+    import ssl
+
+    with socket.create_connection((_address(host), port), timeout=timeout) as sock:
+        conn = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+        conn.sendall(request)
+        return _read_status(conn.recv)
 
 
 def tail(path: str | None, lines: int = 3) -> str:

@@ -12,7 +12,9 @@ Two pairs, each run alternately with Pacemaker's monitor environment:
     .venv/bin/python bench/ocf_monitor.py [--runs 60] [--json]
 
 Prints median and p90 per agent and the ratio ours/anything (goal <= 1.0x),
-and the import time of our monitor path (python -X importtime).
+the same for CPU time (user+system of the agent and what it runs, e.g. curl:
+on a shared machine wall time also measures the neighbours), and the import
+time of our monitor path (python -X importtime).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import socket
 import statistics
@@ -52,20 +55,29 @@ def pacemaker_env(resource: str, params: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def timed(argv: list[str], env: dict[str, str]) -> float:
+def _children_cpu() -> float:
+    # waited-for children, with what they waited for (anything's curl, our nothing)
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall, cpu) seconds of one run."""
+    cpu = _children_cpu()
     started = time.perf_counter()
     rc = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                         cwd="/", check=False).returncode
     elapsed = time.perf_counter() - started
     if rc != 0:
         raise RuntimeError(f"{argv[0]} monitor returned {rc}")
-    return elapsed
+    return elapsed, _children_cpu() - cpu
 
 
-def summary(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
+def summary(samples: list[tuple[float, float]]) -> dict[str, float]:
+    ordered = sorted(w for w, _c in samples)
     return {"median_ms": round(statistics.median(ordered) * 1000, 2),
-            "p90_ms": round(ordered[int(len(ordered) * 0.9) - 1] * 1000, 2)}
+            "p90_ms": round(ordered[int(len(ordered) * 0.9) - 1] * 1000, 2),
+            "cpu_median_ms": round(statistics.median(c for _w, c in samples) * 1000, 2)}
 
 
 def import_ms(agent: str, env: dict[str, str]) -> float:
@@ -120,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                                              "monitor_hook": f"curl -sf -o /dev/null {url}"})),
         }
         for name, (ours_env, any_env) in pairs.items():
-            mine: list[float] = []
-            theirs: list[float] = []
+            mine: list[tuple[float, float]] = []
+            theirs: list[tuple[float, float]] = []
             for _ in range(3):  # warm the page cache for both
                 timed([str(ours), "monitor"], ours_env)
                 timed([ANYTHING, "monitor"], any_env)
@@ -130,10 +142,12 @@ def main(argv: list[str] | None = None) -> int:
                 theirs.append(timed([ANYTHING, "monitor"], any_env))
             a, b = summary(mine), summary(theirs)
             results[name] = {"openstack-service": a, "anything": b,
-                             "ratio": round(a["median_ms"] / b["median_ms"], 2)}
+                             "ratio": round(a["median_ms"] / b["median_ms"], 2),
+                             "cpu_ratio": round(a["cpu_median_ms"] / b["cpu_median_ms"], 2)}
         results["import_ms_monitor_path"] = import_ms(str(ours), pairs["process"][0])
         python_only = [timed([sys.executable, "-I", "-S", "-c", "pass"], {}) for _ in range(20)]
         results["python_startup_ms"] = summary(python_only)["median_ms"]
+        results["python_startup_cpu_ms"] = summary(python_only)["cpu_median_ms"]
     finally:
         subprocess.run([str(ours), "stop"], env=start_env, check=False)
         if daemon_pid and proc.is_alive(daemon_pid):
@@ -151,7 +165,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:8s} openstack-service median {o['median_ms']:6.1f} ms "
               f"p90 {o['p90_ms']:6.1f} | anything median {a['median_ms']:6.1f} ms "
               f"p90 {a['p90_ms']:6.1f} | ratio {r['ratio']:.2f}x (goal <= 1.0x)")
-    print(f"  python -I -S startup alone: {results['python_startup_ms']:.1f} ms; "
+        print(f"  {'':8s} cpu: openstack-service median {o['cpu_median_ms']:6.1f} ms | "
+              f"anything median {a['cpu_median_ms']:6.1f} ms | ratio {r['cpu_ratio']:.2f}x")
+    print(f"  python -I -S startup alone: {results['python_startup_ms']:.1f} ms "
+          f"(cpu {results['python_startup_cpu_ms']:.1f} ms); "
           f"monitor-path imports: {results['import_ms_monitor_path']:.1f} ms")
     return 0
 

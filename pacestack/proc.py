@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing-only: collections.abc imports collections (~2 ms per monitor)
+    from collections.abc import Callable
 
 
 def process_state(pid: int) -> str | None:
     """The one-letter state from /proc/PID/status ('R', 'S', 'Z', ...), None if gone."""
+    # bytes, not text: a text file looks up its codec (encodings.ascii) on the monitor path
     try:
-        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as fh:
+        with open(f"/proc/{pid}/status", "rb") as fh:
             for line in fh:
-                if line.startswith("State:"):
-                    return line.split()[1]
+                if line.startswith(b"State:"):
+                    return line.split()[1].decode("ascii", "replace")
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
     return None
@@ -34,12 +38,12 @@ def is_alive(pid: int | None) -> bool:
 def start_time(pid: int) -> int | None:
     """Kernel start time in clock ticks: with the PID it identifies one process for good."""
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
             data = fh.read()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
     # the command name may hold spaces and parentheses: fields follow the last ')'
-    fields = data[data.rindex(")") + 2:].split()
+    fields = data[data.rindex(b")") + 2:].split()
     return int(fields[19])
 
 
@@ -54,7 +58,7 @@ def cmdline(pid: int) -> list[str]:
 
 def read_pidfile(path: str) -> int | None:
     try:
-        with open(path, encoding="ascii", errors="replace") as fh:
+        with open(path, "rb") as fh:
             text = fh.read().strip()
     except (FileNotFoundError, PermissionError, IsADirectoryError):
         return None

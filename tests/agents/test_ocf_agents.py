@@ -114,10 +114,13 @@ def test_monitor_path_imports_only_the_standard_library(monitor_url, ocf_provide
     modules = {line.split("|")[-1].strip() for line in done.stderr.splitlines()
                if line.startswith("import time:")}
     assert "pacestack.agents.openstack_service" in modules
+    # socket.py (enum, selectors, functools) and collections cost more than the check
+    # itself on a busy node: plain http goes through _socket
     heavy = {m for m in modules if m.split(".")[0] in
              ("oslo_config", "pymysql", "daemon", "logging", "subprocess", "xml", "email",
               "http", "ssl", "stevedore", "sqlalchemy", "urllib", "re", "typing",
-              "dataclasses", "inspect")}
+              "dataclasses", "inspect", "socket", "enum", "selectors", "collections",
+              "functools")}
     assert not heavy, heavy
 
 
