@@ -101,6 +101,13 @@ def invariants(cloud, mapping, only: list[str] | None = None) -> list[Finding]:
         _inv(cloud, out, "CINDER_OLD_HOST", "live cinder backup on an old host",
              "SELECT id, host FROM {cinder.backups} WHERE deleted = 0 AND host IN %s",
              [old_hosts])
+        # cinder refuses to start any of its services (ServiceTooOld) while a live row
+        # of that binary has no version: a Liberty-era row, or one written by hand
+        _inv(cloud, out, "CINDER_SERVICE_UNVERSIONED",
+             "live cinder service without versions (cinder will raise ServiceTooOld; "
+             "`cinder-manage service remove BINARY HOST` if it is gone)",
+             "SELECT id, `binary`, host FROM {cinder.services} WHERE deleted = 0 AND "
+             "(rpc_current_version IS NULL OR object_current_version IS NULL)")
         _inv(cloud, out, "CINDER_SERVICE_UUID", "volume pointing at a retired service",
              "SELECT v.id, v.service_uuid FROM {cinder.volumes} v JOIN {cinder.services} s "
              "ON s.uuid = v.service_uuid WHERE v.deleted = 0 AND s.deleted != 0")

@@ -15,6 +15,11 @@ import json
 import uuid
 
 NOW = "2026-01-01 00:00:00"
+# Cinder's service versions as `cinder-manage db sync --bump-versions` leaves them after
+# an offline upgrade like the seed's (cinder 29, the pinned one). A row without them
+# makes every new cinder service refuse to start (ServiceTooOld).
+CINDER_RPC = {"cinder-volume": "3.20", "cinder-scheduler": "3.12", "cinder-backup": "2.4"}
+CINDER_OBJECTS = "1.39"
 
 # (network name, type, physnet, segmentation id) in the order of the seed's table
 SEED_SEGMENTS = [
@@ -233,19 +238,21 @@ def build_seed(conn, dbs: dict[str, str]) -> Seed:
     s_vol = {"rbd": uid("cinder-svc/old/rbd"), "rbd2": uid("cinder-svc/old/rbd2"),
              "new-rbd": uid("cinder-svc/new/rbd")}
     base = {"created_at": NOW, "deleted": 0, "report_count": 1, "disabled": 0,
-            "availability_zone": "nova", "cluster_name": None}
+            "availability_zone": "nova", "cluster_name": None,
+            "object_current_version": CINDER_OBJECTS}
+    vol = {**base, "binary": "cinder-volume", "topic": "cinder-volume",
+           "rpc_current_version": CINDER_RPC["cinder-volume"]}
     w.insert("cinder", "services", [
         {**base, "host": "old-control", "binary": "cinder-scheduler",
-         "topic": "cinder-scheduler", "uuid": uid("cinder-svc/old/sched")},
+         "topic": "cinder-scheduler", "uuid": uid("cinder-svc/old/sched"),
+         "rpc_current_version": CINDER_RPC["cinder-scheduler"]},
         {**base, "host": "old-control", "binary": "cinder-backup", "topic": "cinder-backup",
-         "uuid": uid("cinder-svc/old/backup")},
-        {**base, "host": "old-control@rbd", "binary": "cinder-volume", "topic": "cinder-volume",
-         "uuid": s_vol["rbd"]},
-        {**base, "host": "old-control@rbd2", "binary": "cinder-volume",
-         "topic": "cinder-volume", "uuid": s_vol["rbd2"]},
+         "uuid": uid("cinder-svc/old/backup"),
+         "rpc_current_version": CINDER_RPC["cinder-backup"]},
+        {**vol, "host": "old-control@rbd", "uuid": s_vol["rbd"]},
+        {**vol, "host": "old-control@rbd2", "uuid": s_vol["rbd2"]},
         # the new controller's cinder-volume already registered this backend
-        {**base, "host": "controller@rbd", "binary": "cinder-volume", "topic": "cinder-volume",
-         "uuid": s_vol["new-rbd"]},
+        {**vol, "host": "controller@rbd", "uuid": s_vol["new-rbd"]},
     ])
     vt = uid("voltype")
     w.insert("cinder", "volume_types", [{"id": vt, "name": "rbd", "deleted": 0,

@@ -159,3 +159,15 @@ def test_verify_fails_before_apply(seeded):
     for code in ("BINDING_LINUXBRIDGE", "CINDER_OLD_HOST", "INSTANCE_OLD_HOST",
                  "INFO_CACHE_BRIDGE", "ENDPOINT_OLD_HOST", "AGENT_STALE"):
         assert code in r.stdout, code
+
+
+def test_unversioned_cinder_service_is_reported(seeded):
+    """A live services row without versions (Liberty-era, or written by hand) makes
+    every new cinder service die with ServiceTooOld at start: verify names it."""
+    seeded.sql("cinder", "UPDATE services SET rpc_current_version = NULL "
+                         "WHERE host = 'old-control@rbd2'")
+    with contextlib.closing(seeded.cloud()) as c:
+        found = [f for f in verify.invariants(c, seeded.mapping(), only=["cinder"])
+                 if f.code == "CINDER_SERVICE_UNVERSIONED"]
+    assert len(found) == 1 and "old-control@rbd2" in found[0].message
+    assert "cinder-manage service remove" in found[0].subject
