@@ -20,16 +20,22 @@ from pacestack.agents.galera_bootstrap import (
     JOIN,
     WAIT,
     Decision,
+    Override,
+    check_override,
     choose_bootstrap,
     decide,
+    parse_override,
     promotion_score,
 )
 from pacestack.agents.galera_mysqld import Mysqld, MysqldError, wait
 from pacestack.agents.galera_state import (
     Position,
     StateError,
+    format_recorded,
     format_report,
+    parse_recorded,
     parse_report,
+    read_grastate,
     set_safe_to_bootstrap,
     write_grastate,
 )
@@ -38,6 +44,15 @@ from pacestack.agents.ocf import Action, OCFError, Parameter
 from pacestack import proc
 
 HEALTHY_STATES = ("Synced", "Donor/Desynced", "Donor", "Desynced")
+# node attributes (prefixed with the resource id, e.g. galera-position)
+POSITION = "position"            # reboot: the stopped node's position, UUID:SEQNO:SOURCE
+PRIMARY = "primary"              # reboot: 1 while Promoted (Primary and Synced)
+LAST_COMMITTED = "last-committed"  # forever: highest UUID:SEQNO:EPOCH this node reported
+OVERRIDE = "bootstrap-override"  # reboot: an operator's bootstrap decision (galera recover)
+OVERRIDE_TTL = 3600              # seconds an unused override stays valid
+# a Promoted node records its last committed seqno (a CIB write) when it changed and:
+# its view changed, it holds the newest commits without a data peer, or this long passed
+RECORD_INTERVAL = 60
 
 
 class Topology(namedtuple("Topology", "members addresses arbitrators")):
@@ -188,14 +203,17 @@ class GaleraAgent(ocf.Agent):
     def _attr(self, what: str) -> str:
         return f"{self.base}-{what}"
 
-    def _get(self, what: str, node: str) -> str | None:
-        return attributes.get(self._attr(what), node, env=self.environ)
+    def _get(self, what: str, node: str, lifetime: str = "reboot") -> str | None:
+        return attributes.get(self._attr(what), node, lifetime, env=self.environ)
 
-    def _set(self, what: str, value: str, node: str | None = None) -> None:
-        attributes.set(self._attr(what), value, node or self.node_name, env=self.environ)
+    def _set(self, what: str, value: str, node: str | None = None,
+             lifetime: str = "reboot") -> None:
+        attributes.set(self._attr(what), value, node or self.node_name, lifetime,
+                       env=self.environ)
 
-    def _delete(self, what: str, node: str | None = None) -> None:
-        attributes.delete(self._attr(what), node or self.node_name, env=self.environ)
+    def _delete(self, what: str, node: str | None = None, lifetime: str = "reboot") -> None:
+        attributes.delete(self._attr(what), node or self.node_name, lifetime,
+                          env=self.environ)
 
     def _score(self, score: int | None, node: str | None = None) -> None:
         node = node or self.node_name
@@ -219,6 +237,98 @@ class GaleraAgent(ocf.Agent):
             if self._get("primary", m) == "1":
                 primary.append(m)
         return reports, primary
+
+    # -- the operator's bootstrap override (pacestack galera recover) --------------------
+    def override(self, topo: Topology, reports: dict[str, Position | None], primary: list[str]
+                 ) -> tuple[Override | None, dict[str, Position | None]]:
+        """This node's valid override and the missing members' recorded positions.
+
+        An override that can never apply (unreadable, expired, another position, a
+        Primary exists...) is cleared and logged; one that may apply later (a missing
+        member not yet confirmed down by Pacemaker) is kept but not used."""
+        raw = self._get(OVERRIDE, self.node_name)
+        if not raw:
+            return None, {}
+        try:
+            ovr = parse_override(raw)
+            if ovr.node != self.node_name:
+                raise ValueError(f"it names {ovr.node}, not this node")
+        except ValueError as err:
+            return self._drop_override(f"{err}"), {}
+        age = time.time() - ovr.at
+        if not 0 <= age <= OVERRIDE_TTL:
+            return self._drop_override(f"made {age:.0f}s ago (valid {OVERRIDE_TTL}s)"), {}
+        if [p for p in primary if p != self.node_name]:
+            return self._drop_override(f"{', '.join(primary)} is Primary: joining instead"), {}
+        missing = [m for m in topo.members if reports.get(m) is None]
+        last_known = {m: self.recorded(m) for m in missing}
+        why = check_override(topo.members, reports, ovr, last_known)
+        if why:
+            return self._drop_override(why), {}
+        unsure = [f"{m} is {st}" for m in missing if (st := self.peer_state(m)) != "down"]
+        if unsure:
+            self.log.warning("operator override kept, not used yet: %s to Pacemaker",
+                             ", ".join(unsure))
+            return None, {}
+        return ovr, last_known
+
+    def _drop_override(self, why: str) -> None:
+        self.log.warning("operator bootstrap override ignored and cleared: %s", why)
+        self._delete(OVERRIDE)
+        return None
+
+    def recorded(self, node: str) -> Position | None:
+        """The position ``node`` last recorded persistently (None: none/unreadable)."""
+        raw = self._get(LAST_COMMITTED, node, "forever")
+        try:
+            return parse_recorded(raw, f"{node}'s last-committed")[0] if raw else None
+        except StateError as err:
+            self.log.warning("ignoring %s", err)
+            return None
+
+    def record(self, pos: Position) -> None:
+        """Keep the highest seqno this node reported in its history (lifetime=forever):
+        after a full crash it tells how far a member that never returns had got."""
+        if pos.empty or pos.seqno < 0:
+            return
+        old = self.recorded(self.node_name)
+        if old is not None and old.uuid == pos.uuid and old.seqno >= pos.seqno:
+            return
+        self._set(LAST_COMMITTED, format_recorded(pos, time.time()), lifetime="forever")
+
+    def _record_file(self) -> str:
+        return self._role_file()[:-len(".role")] + ".recorded"
+
+    def record_running(self, status: dict[str, str]) -> None:
+        """Monitor of a Promoted node: record wsrep_last_committed when it moved and the
+        view changed, this node is the only data member left, or RECORD_INTERVAL passed.
+        A file in HA_RSCTMP remembers the last record (no CIB read per monitor)."""
+        try:
+            pos = Position(status["wsrep_cluster_state_uuid"],
+                           int(status["wsrep_last_committed"]), "running")
+            size = int(status.get("wsrep_cluster_size", "0"))
+        except (KeyError, ValueError):
+            return
+        try:
+            with open(self._record_file(), encoding="ascii") as fh:
+                uuid, seqno, old_size, at = fh.read().split()
+            last = (uuid, int(seqno), int(old_size), float(at))
+        except (OSError, ValueError):
+            last = None
+        now = time.time()
+        if last is not None and last[:2] == (pos.uuid, pos.seqno):
+            return
+        alone = size <= 1 + len(self.topo.arbitrators)
+        if last is not None and last[2] == size and not alone and \
+                now - last[3] < RECORD_INTERVAL:
+            return
+        try:
+            self.record(pos)
+        except attributes.AttributeFailure as err:
+            self.log.warning("cannot record last committed position: %s", err)
+            return
+        with open(self._record_file(), "w", encoding="ascii") as fh:
+            fh.write(f"{pos.uuid} {pos.seqno} {size} {now}\n")
 
     # -- the role marker (Unpromoted = started with mariadbd stopped) --------------------
     def _role_file(self) -> str:
@@ -252,14 +362,16 @@ class GaleraAgent(ocf.Agent):
             raise OCFError(ocf.ERR_GENERIC, f"cannot place this node: {err}") from None
 
     def publish(self, pos: Position) -> None:
-        self._set("position", format_report(pos))
+        self._set(POSITION, format_report(pos))
+        self.record(pos)
         self.log.info("last committed position %s (from %s)", pos, pos.source)
 
     def refresh_scores(self, topo: Topology) -> Decision:
         """Score this node (and the bootstrap node, once every member reported), so
         Pacemaker promotes the most advanced first and the joiners after it."""
         reports, primary = self.gather(topo)
-        decision = decide(topo.members, reports, primary, self.node_name)
+        ovr, last_known = self.override(topo, reports, primary)
+        decision = decide(topo.members, reports, primary, self.node_name, ovr, last_known)
         self._score(promotion_score(decision))
         if decision.kind == WAIT and decision.bootstrap_node:
             choice = choose_bootstrap(topo.members, reports)
@@ -286,8 +398,8 @@ class GaleraAgent(ocf.Agent):
 
     def stop(self) -> int:
         m = self.mysqld
-        if m.pid() is not None:
-            self._shutdown(m)
+        if m.pid() is not None and self._shutdown(m):
+            self._record_stopped(m)
         self._delete("primary")
         self._score(None)
         self._set_role(None)
@@ -303,13 +415,23 @@ class GaleraAgent(ocf.Agent):
         self.refresh_scores(self.topo)
         return ocf.SUCCESS
 
-    def _shutdown(self, m: Mysqld) -> None:
+    def _shutdown(self, m: Mysqld) -> bool:
         budget = max(5.0, self.meta.timeout_ms / 1000 - 10) if self.meta.timeout_ms else 110.0
         pid = m.pid()
         if m.stop(budget):
             self.log.info("mariadbd (pid %s) shut down cleanly", pid)
-        else:
-            self.log.warning("mariadbd (pid %s) ignored SIGTERM for %.0fs: killed", pid, budget)
+            return True
+        self.log.warning("mariadbd (pid %s) ignored SIGTERM for %.0fs: killed", pid, budget)
+        return False
+
+    def _record_stopped(self, m: Mysqld) -> None:
+        """A clean shutdown wrote the final seqno to grastate.dat: record it."""
+        try:
+            state = read_grastate(m.grastate_path())
+            if state is not None:
+                self.record(Position(state.uuid, state.seqno, "grastate"))
+        except (StateError, attributes.AttributeFailure) as err:
+            self.log.warning("cannot record the final position: %s", err)
 
     def notify(self) -> int:
         # after any promote/demote/start/stop the Primary set may have changed:
@@ -333,11 +455,14 @@ class GaleraAgent(ocf.Agent):
         while True:
             reports, primary = self.gather(topo)
             reports[self.node_name] = mine
-            decision = decide(topo.members, reports, primary, self.node_name)
+            ovr, last_known = self.override(topo, reports, primary)
+            decision = decide(topo.members, reports, primary, self.node_name, ovr, last_known)
             if decision.kind == JOIN:
                 self.log.info("promote: %s", decision)
                 return self._join(m, mine, decision, deadline)
             if decision.kind == BOOTSTRAP:
+                if decision.override:
+                    self._consume_override(ovr, last_known)
                 self.log.warning("promote: %s: bootstrapping", decision)
                 return self._bootstrap(m, mine, deadline)
             if decision.reason != last:
@@ -346,6 +471,23 @@ class GaleraAgent(ocf.Agent):
             if time.monotonic() >= deadline:
                 raise OCFError(ocf.ERR_GENERIC, f"not promoted: {decision.reason}")
             time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))
+
+    def _consume_override(self, ovr: Override, last_known: dict[str, Position | None]) -> None:
+        """Honoured once: cleared before mariadbd starts, so a failed bootstrap is not
+        retried without the operator. The missing members' records describe a history
+        this bootstrap abandons: they are cleared too (logged first)."""
+        self._delete(OVERRIDE)
+        gap = "unknown" if ovr.gap is None else str(ovr.gap)
+        lost = ", ".join(f"{m} last recorded {p}" if p else f"{m} never recorded"
+                         for m, p in sorted(last_known.items()))
+        self.log.warning("operator override honoured: %s decided at %d that %s bootstraps at "
+                         "%s:%s without %s (%s); seqno gap %s", ovr.by, ovr.at, ovr.node,
+                         ovr.uuid, ovr.seqno, ", ".join(ovr.missing), lost, gap)
+        for m in ovr.missing:
+            try:
+                self._delete(LAST_COMMITTED, m, "forever")
+            except attributes.AttributeFailure as err:
+                self.log.warning("cannot clear %s's last-committed record: %s", m, err)
 
     def _my_report(self) -> Position:
         raw = self._get("position", self.node_name)
@@ -414,8 +556,9 @@ class GaleraAgent(ocf.Agent):
             self._shutdown(m)
             raise OCFError(ocf.ERR_GENERIC, f"not Synced in time (last state: {state}, "
                                             f"cluster {seen.get('wsrep_cluster_status', '?')})")
-        self._set("primary", "1")
+        self._set(PRIMARY, "1")
         self._set_role("promoted")
+        self.record_running(seen)
         self._score(promotion_score(Decision(JOIN, "")))
         self.log.info("promoted: Primary and %s", seen.get("wsrep_local_state_comment"))
         return ocf.SUCCESS
@@ -446,6 +589,8 @@ class GaleraAgent(ocf.Agent):
             raise OCFError(ocf.ERR_GENERIC, str(err)) from None
         if status.get("wsrep_cluster_status") != "Primary":
             return self._not_primary(m, status)
+        if role == "promoted":
+            self.record_running(status)
         state = status.get("wsrep_local_state_comment", "")
         if state not in HEALTHY_STATES:
             # Joined is a moment between Donor and Synced: give it a few seconds

@@ -198,3 +198,18 @@ def parse_report(text: str, where: str = "position attribute") -> Position:
     if not sep or source not in SOURCES:
         raise StateError(f"{where}: {text[:80]!r} is not UUID:SEQNO:SOURCE")
     return parse_position(uuid_seqno, where, source)
+
+
+def format_recorded(position: Position, at: float) -> str:
+    """The persistent (lifetime=forever) "last committed" record of a member:
+    ``UUID:SEQNO:EPOCH``. It survives a full crash, so the seqno a lost member
+    last reported is still known when it never comes back."""
+    return f"{position.uuid}:{position.seqno}:{int(at)}"
+
+
+def parse_recorded(text: str, where: str = "last-committed attribute") -> tuple[Position, int]:
+    """(Position with source "recorded", epoch seconds of the record)."""
+    uuid_seqno, sep, at = text.strip().rpartition(":")
+    if not sep or not re.fullmatch(r"[0-9]{1,12}", at):
+        raise StateError(f"{where}: {text[:80]!r} is not UUID:SEQNO:EPOCH")
+    return parse_position(uuid_seqno, where, source="recorded"), int(at)
