@@ -84,6 +84,9 @@ class Shared:
         self.db_move_lock = threading.Lock()
         self.mtu_lock = threading.Lock()
         self.networks_done: dict[str, dict] = {}
+        # network id -> (provider type, name), (None, "") when gone: the type is
+        # fixed for a network's life, so a batch asks Neutron once per network
+        self.network_types: dict[str, tuple[str | None, str]] = {}
 
 
 class Worker:
@@ -95,6 +98,9 @@ class Worker:
         self.db = shared.open_db()
         self.store = statelib.StateStore(self.db.conn, shared.journal_db)
         self.store.ensure_schema()
+        # the server as the previous step of this same run left it (never across
+        # runs: a resumed instance is always looked up again)
+        self._known: dict[str, Any] = {}
 
     def close(self) -> None:
         self.db.close()
@@ -109,6 +115,7 @@ class Worker:
         try:
             return self._run(uuid, target, res, stop_after)
         finally:
+            self._known.pop(uuid, None)
             self.store.unlock(uuid)
 
     def _run(self, uuid: str, target: Target, res: InstanceResult,
@@ -186,17 +193,25 @@ class Worker:
         nets = sorted({p.network_id for p in old_ports} |
                       {(v.get("network") or {}).get("id") for v in vifs} - {None})
         for net_id in nets:
-            net = self.api.network(net_id)
-            if net is None or net.provider_network_type not in portlib.OVERLAY_TYPES:
+            net_type, net_name = self._network_type(net_id)
+            if net_type not in portlib.OVERLAY_TYPES:
                 continue
             for r in self.shared.old.routers_on(net_id):
                 if r.admin_state_up:
                     raise Refused(findings.error(
                         "OLD_ROUTER_ENABLED", f"router {r.id}",
-                        f"router {r.name or r.id} on self-service network {net.name or net_id} "
+                        f"router {r.name or r.id} on self-service network {net_name or net_id} "
                         "is still enabled in the old cloud and would answer for its floating "
                         f"IPs: openstack --os-cloud {self.shared.old_cloud_name} router set "
                         f"--disable {r.id}"))
+
+    def _network_type(self, net_id: str) -> tuple[str | None, str]:
+        types = self.shared.network_types
+        if net_id not in types:
+            net = self.api.network(net_id)
+            types[net_id] = (net.provider_network_type, net.name or "") if net is not None \
+                else (None, "")
+        return types[net_id]
 
     def _check_old_running(self, uuid: str) -> None:
         old = self.shared.old.instance(uuid) if self.shared.old.reachable else None
@@ -212,6 +227,9 @@ class Worker:
         """Right before the move: still stopped there, and its old record kept."""
         self._check_old_running(uuid)
         server = self.api.server(uuid)
+        if server is None:
+            raise RuntimeFailure(f"instance {uuid} is gone from the new cloud")
+        self._known[uuid] = server
         if server.compute_host != target.host and server.status != "SHUTOFF":
             raise Refused(findings.error(
                 "INSTANCE_NOT_STOPPED", f"instance {uuid}",
@@ -230,7 +248,8 @@ class Worker:
         from pacestack.migrate import apply as applymod
         from pacestack.migrate import mapping as mappingmod
 
-        server = self.api.server(uuid)
+        # the previous step's look, a moment ago in this run (a resumed run asks again)
+        server = self._known.pop(uuid, None) or self.api.server(uuid)
         if server.compute_host == target.host and self._db_host(uuid) == target.host:
             return
         mp = mappingmod.Mapping(path=f"<rehome {uuid}>", computes=[
@@ -380,21 +399,26 @@ class Worker:
                                  f"{server.compute_host}, not {target.host}")
         if server.status == "ACTIVE":
             self.api.stop(uuid)
-            self.api.wait_status(uuid, "SHUTOFF")
+            server = self.api.wait_status(uuid, "SHUTOFF")
+        self._known[uuid] = server
 
     def step_ports_repaired(self, uuid: str, target: Target, data: dict,
                             res: InstanceResult) -> None:
         ifaces = {i.port_id: i for i in self.api.interfaces(uuid)}
+        attached = False
         for port_id in data.get("attach", []):
             if port_id not in ifaces:
+                self._known.pop(uuid, None)  # nova worked on it: look again before starting
                 self.api.attach(uuid, port_id)
                 self._wait_interface(uuid, port_id)
+                attached = True
             for r in data.get("repairs", []):
                 if r.get("new_port") == port_id or (r["port"] == port_id and
                                                    r["action"] != "recreated"):
                     if r["action"] != "recreated":
                         r["action"] = "attached"
-        ifaces = {i.port_id: i for i in self.api.interfaces(uuid)}
+        if attached:
+            ifaces = {i.port_id: i for i in self.api.interfaces(uuid)}
         cache = {v.get("id"): v for v in self._cache(uuid)}
         for port_id in list(ifaces):
             vif = cache.get(port_id)
@@ -415,6 +439,7 @@ class Worker:
 
     def _replug(self, uuid: str, port_id: str, target: Target, data: dict) -> None:
         """Detach and attach one port, never letting Nova delete it."""
+        self._known.pop(uuid, None)
         self.preserve_ports(uuid, {port_id})
         port = self.api.port(port_id)
         self.api.detach(uuid, port_id)
@@ -449,7 +474,8 @@ class Worker:
         return changed
 
     def step_started(self, uuid: str, target: Target, data: dict, res: InstanceResult) -> None:
-        server = self.api.wait_idle(uuid)
+        # stopped and idle as the reboot step left it moments ago, else ask (resume)
+        server = self._known.pop(uuid, None) or self.api.wait_idle(uuid)
         if server.status != "ACTIVE":
             self.api.start(uuid)
             self.api.wait_status(uuid, "ACTIVE")
