@@ -34,11 +34,14 @@ Without --bootstrap-from it only shows: the node that would bootstrap (the most
 advanced of the members that reported), its seqno, the highest seqno each
 missing member recorded before it went away, and the GAP between them: how
 many committed transactions, as far as the cluster knows, exist only on the
-missing members and are lost if you go on. A gap of 0 means the survivor has
-everything the missing member last recorded (a member records its seqno at
-every start, stop and promote, when the view changes, and every minute or
-every monitor while it alone holds the newest commits, so commits after its
-last record are not counted). "unknown" means a missing member never recorded.
+missing members and are lost if you go on. It counts seqnos: committed
+transactions and membership changes (Galera 4 orders both). A gap of 0 means
+the survivor has everything the missing member last recorded. A member records
+its seqno at every start, stop and promote, when its view changes, at every
+monitor while it alone holds the newest commits, else once a minute; the
+record lives in the CIB, so this node knows it only if its own cluster stack
+was up to receive it. Commits after the record shown (see its time) are not
+counted. "unknown" means a missing member never recorded.
 
 With --bootstrap-from NODE it asks you to type the gap to confirm (or takes
 --accept-loss N for scripts; N must be at least the gap), then sets one node
