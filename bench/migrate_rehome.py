@@ -3,11 +3,14 @@ time, in one run, on the real Compute stack (tests/fixtures/nova.py: Keystone,
 Neutron, Placement, nova-api/conductor/scheduler, two nova-computes with Nova's
 fake virt driver, RabbitMQ).
 
-Two equal groups of imported, linuxbridge-era instances are seeded on compute01;
-group A moves to compute05 with --parallel N, group B one at a time. Prints wall
-times, the ratio, and the mean seconds per instance in each step.
+Two groups of imported, linuxbridge-era instances are seeded on compute01;
+group A (--count) moves to compute05 with --parallel N, group B (--seq-count,
+default --count) one at a time. Prints wall times, seconds per instance, the
+ratio per instance, the mean seconds per instance in each step, and the CPU
+seconds the stack's processes used per instance with the machine's idle share:
+the whole stack shares the machine's cores, so that is what bounds --parallel.
 
-    .venv/bin/python bench/migrate_rehome.py --count 200 --parallel 8
+    .venv/bin/python bench/migrate_rehome.py --count 200 --seq-count 40 --parallel 8
 """
 
 from __future__ import annotations
@@ -30,6 +33,39 @@ from tests.fixtures.nova import Seeder, start_stack  # noqa: E402
 from tests.migrate.test_rehome import PACESTACK, _write_conf  # noqa: E402
 
 
+def _tree_cpu(roots: list[int]) -> float:
+    """CPU seconds (user+system) of these processes and their descendants."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, int]] = {}  # pid -> (ppid, ticks)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                text = fh.read()
+        except OSError:
+            continue
+        f = text[text.rindex(")") + 2:].split()
+        stats[int(entry)] = (int(f[1]), int(f[11]) + int(f[12]))
+    wanted = set(roots)
+    total = 0
+    for pid, (_ppid, ticks) in stats.items():
+        p, hops = pid, 0
+        while p in stats and hops < 30:
+            if p in wanted:
+                total += ticks
+                break
+            p, hops = stats[p][0], hops + 1
+    return total / tick
+
+
+def _idle() -> tuple[float, float]:
+    """(idle, total) jiffies of the machine, from /proc/stat."""
+    with open("/proc/stat") as fh:
+        f = [float(x) for x in fh.readline().split()[1:]]
+    return f[3] + f[4], sum(f)
+
+
 def _rehome(conf: Path, clouds: Path, listing: Path, parallel: int) -> tuple[float, dict]:
     argv = [PACESTACK, "--config-file", str(conf), "migrate", "rehome",
             "--from-file", str(listing), "--to-host", "compute05", "--parallel", str(parallel),
@@ -46,8 +82,12 @@ def _rehome(conf: Path, clouds: Path, listing: Path, parallel: int) -> tuple[flo
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--count", type=int, default=200, help="instances per group")
+    ap.add_argument("--seq-count", type=int, default=None,
+                    help="instances moved one at a time (default: --count); a smaller "
+                    "sample keeps the run short, the ratio is per instance")
     ap.add_argument("--parallel", type=int, default=8)
     args = ap.parse_args()
+    counts = {"par": args.count, "seq": args.seq_count or args.count}
     venv = build.ensure_venv()
     dump = build.ensure_dump(venv, lambda: ostack.start_tmpfs_server("build"))
     server = ostack.start_tmpfs_server("bench")
@@ -61,27 +101,43 @@ def main() -> int:
         sd = Seeder(stack)
         net = sd.network("bench", "10.40.0.0/20")
         t0 = time.monotonic()
-        groups = {g: sd.ports(args.count, net, prefix=g) for g in ("par", "seq")}
+        groups = {g: sd.ports(n, net, prefix=g) for g, n in counts.items()}
         sd.seed(groups["par"] + groups["seq"])
         sd.linuxbridge_era(groups["par"] + groups["seq"])
         stack.stop_compute("compute01")
         old = sd.snapshot_old_cloud()
         server.execute("UPDATE routers SET admin_state_up = 0", database=old["neutron"])
-        print(f"seeded {2 * args.count} instances in {time.monotonic() - t0:.1f} s", flush=True)
+        print(f"seeded {sum(counts.values())} instances in {time.monotonic() - t0:.1f} s",
+              flush=True)
         conf = work / "pacestack.conf"
         _write_conf(conf, stack, f"{stack.cloud.prefix}_pacestack", old)
-        results = {}
+        # every process of the stack, and the database server they all use
+        roots = [p.pid for p in stack.procs.values()]
+        roots += [api.pid for api in (stack.keystone, stack.neutron)]
+        roots += [p.pid for p in (stack.rabbit.server, stack.rabbit.epmd) if p is not None]
+        roots += [server.pid] if server.pid else []
+        per_instance = {}
         for name, parallel in (("par", args.parallel), ("seq", 1)):
+            n = counts[name]
             listing = work / f"{name}.txt"
             listing.write_text("\n".join(i["uuid"] for i in groups[name]) + "\n")
-            results[name] = _rehome(conf, stack.clouds_yaml, listing, parallel)
-            wall, s = results[name]
-            print(f"{name}: {args.count} instances, --parallel {parallel}: {wall:.1f} s wall "
-                  f"({wall / args.count:.2f} s/instance), status {s['status']}", flush=True)
+            cpu0, idle0, self0 = _tree_cpu(roots), _idle(), os.times()
+            wall, s = _rehome(conf, stack.clouds_yaml, listing, parallel)
+            cpu1, idle1, self1 = _tree_cpu(roots), _idle(), os.times()
+            client = (self1.children_user + self1.children_system
+                      - self0.children_user - self0.children_system)
+            idle = (idle1[0] - idle0[0]) / max(1.0, idle1[1] - idle0[1])
+            per_instance[name] = wall / n
+            print(f"{name}: {n} instances, --parallel {parallel}: {wall:.1f} s wall "
+                  f"({wall / n:.2f} s/instance), status {s['status']}", flush=True)
             print("  mean s per instance per step: " + ", ".join(
                 f"{k} {v:.2f}" for k, v in s["step_seconds_mean"].items()), flush=True)
-        ratio = results["seq"][0] / results["par"][0]
-        print(f"ratio one-at-a-time / --parallel {args.parallel}: {ratio:.2f}x")
+            print(f"  CPU s per instance: stack {(cpu1 - cpu0) / n:.2f}, pacestack "
+                  f"{client / n:.2f}; stack used {(cpu1 - cpu0) / wall:.2f} of "
+                  f"{os.cpu_count()} cores, machine idle {100 * idle:.0f}%", flush=True)
+        ratio = per_instance["seq"] / per_instance["par"]
+        print(f"ratio one-at-a-time / --parallel {args.parallel} (s per instance): "
+              f"{ratio:.2f}x")
         return 0
     finally:
         if stack is not None:
