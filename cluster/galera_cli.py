@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from pacestack import commands, render
 from pacestack.errors import ConfigError, RuntimeFailure
@@ -135,7 +136,37 @@ def _when(epoch: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
 
 
+def _in_lab(args) -> int:
+    """Run this same galera command inside a lab node (`pacestack lab up`), with the
+    terminal passed through (recover's confirmation works there too)."""
+    from pacestack.cluster.lab import stack
+
+    lab = stack.Lab.find()
+    names = lab.cluster.node_names
+    if args.lab != "*" and args.lab not in names:
+        raise ConfigError(f"--lab {args.lab}: no lab node of that name ({', '.join(names)})")
+    up = [n for n in lab.cluster.nodes if n.booted and n.running("pacemakerd")]
+    node = next((n for n in up if n.name == args.lab or args.lab == "*"), None)
+    if node is None:
+        raise RuntimeFailure("no lab node is up" if args.lab == "*"
+                             else f"lab node {args.lab} is not up")
+    argv = sys.argv[sys.argv.index("galera") + 1:]
+    inner, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--lab":
+            skip = args.lab != "*"
+        elif not a.startswith("--lab="):
+            inner.append(a)
+    exe = str(Path(sys.executable).with_name("pacestack"))
+    p = node.popen([exe, "galera", *inner], start_new_session=False)
+    return p.wait()
+
+
 def _status(conf, args) -> int:
+    if args.lab:
+        return _in_lab(args)
     st = galera_status.collect(args.resource)
     if args.format == "json":
         render.print_json(st.to_dict())
@@ -154,6 +185,8 @@ def _accepts(value: str, gap: int | None) -> bool:
 
 
 def _recover(conf, args) -> int:
+    if args.lab:
+        return _in_lab(args)
     st = galera_status.collect(args.resource)
     p = galera_recover.plan(st, args.bootstrap_from)
     if args.bootstrap_from is None:
@@ -216,6 +249,7 @@ def register(subparsers) -> None:
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--resource", metavar="ID", help="the galera primitive or clone id "
                    "(default: the one ocf:pacestack:galera resource)")
+    _lab_argument(p)
     commands.add_format_argument(p)
     p.set_defaults(func=_status)
 
@@ -233,5 +267,12 @@ def register(subparsers) -> None:
                    "NODE is Promoted)")
     p.add_argument("--timeout", type=float, default=300,
                    help="seconds to wait for Promoted (default 300)")
+    _lab_argument(p)
     commands.add_format_argument(p)
     p.set_defaults(func=_recover)
+
+
+def _lab_argument(p) -> None:
+    p.add_argument("--lab", nargs="?", const="*", metavar="NODE",
+                   help="run it inside a node of the local lab (`pacestack lab up`; "
+                   "default: the first node that is up)")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -308,4 +309,17 @@ def test_the_destroyed_node_rejoins_by_sst_and_nothing_committed_is_lost(lab, wa
     assert st["decision"]["kind"] == "running"
     assert all(m["role"] == "Promoted" for m in members.values())
     assert members[C2]["state"] == "Synced" and members[C2]["cluster_status"] == "Primary"
-    assert st["arbitrators"][0]["in_component"] is True  # garbd came back too
+    # the arbitrator as the members see it: in the component exactly when it counts
+    # (garbd, left alone by the crash, rejoins the new Primary on its own, or not yet)
+    size = int(members[C2]["local"]["wsrep"]["wsrep_cluster_size"])
+    assert st["arbitrators"][0]["in_component"] is (size == 3), size
+    # from the host: --lab runs the same command inside a lab node
+    env = {**os.environ, "PACESTACK_LAB_REGISTRY": str(lab.cluster.registry)}
+    res = subprocess.run([PACESTACK, "galera", "status", "--lab", C2, "--format", "json"],
+                         capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert res.returncode == 0, res.stderr
+    hosted = json.loads(res.stdout)
+    assert hosted["local_node"] == C2 and hosted["decision"]["kind"] == "running"
+    bad = subprocess.run([PACESTACK, "galera", "status", "--lab", "controller09"],
+                         capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert bad.returncode == 2 and "--lab controller09: no lab node" in bad.stderr
