@@ -14,20 +14,23 @@ service is healthy, rejoin time of the returning node; acknowledged writes missi
 afterwards (must be none); the most instances of a single-instance resource seen
 at once (must be <= 1). The cluster is restored after every scenario.
 
-Runs against the lab (pacestack lab up). Everything returns data; cli renders.
+Runs against a target (drill_target.py): the lab (pacestack lab up), or real
+controllers over ssh, where a crash is the node's own fencing device and a
+partition is an nft table dropping corosync's traffic on the victim. Everything
+returns data; cli renders.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import json
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pacestack.cluster.lab import crm, stack
+from pacestack.cluster import drill_target
+from pacestack.cluster.lab import stack
 
 from pacestack import proc
 from pacestack.errors import ConfigError, RuntimeFailure
@@ -88,15 +91,14 @@ class DrillReport:
 # ---- observation ---------------------------------------------------------------
 
 class Monitor(threading.Thread):
-    """Samples, from the machine running the lab, what the cluster says (crm_mon of
-    a node that is up) and where the single-instance things really are (the VIP
-    address on each node's interfaces, single-instance daemons in each node).
-    Also the lab's power switch: a node whose fence_dummy file reads off is
-    powered off (crashed) at once, as a real fence device would."""
+    """Samples what the cluster says (crm_mon of every node that is up) and where
+    the single-instance things really are (the VIP address on each node's
+    interfaces, single-instance programs on each node). The target's tick() runs
+    first: the lab's power switch powers off a node its fencing device turned off."""
 
-    def __init__(self, lab: stack.Lab):
+    def __init__(self, target: drill_target.Target):
         super().__init__(daemon=True)
-        self.lab = lab
+        self.target = target
         self.samples: list[dict] = []
         self.stop_event = threading.Event()
         self.fenced: list[tuple[float, str]] = []
@@ -105,87 +107,34 @@ class Monitor(threading.Thread):
     def run(self) -> None:
         try:
             while not self.stop_event.is_set():
-                self.power_switch()
+                for name in self.target.tick():
+                    self.fenced.append((time.time(), name))
                 self.samples.append(self.sample())
                 self.stop_event.wait(SAMPLE_INTERVAL)
         except Exception as exc:  # noqa: BLE001 - reported with the scenario
             self.error = f"monitor: {exc}"
 
-    def power_switch(self) -> None:
-        power = self.lab.info.power_dir
-        if not power:
-            return
-        for node in self.lab.cluster.nodes:
-            if node.booted and stack.powered_off(Path(power), node.name):
-                self.lab.crash(node.name)
-                self.fenced.append((time.time(), node.name))
-
     def sample(self) -> dict:
         t = time.time()
-        holders, singles = [], {s: 0 for s in self.lab.info.single_instance}
+        lay = self.target.layout
+        holders, singles = [], {s: 0 for s in lay.single_instance}
         views = {}
-        for node in self.lab.cluster.nodes:
-            if not node.booted:
+        for name in self.target.node_names:
+            got = self.target.sample(name)
+            if got is None:
                 continue
-            res = node.run(["ip", "-o", "-4", "addr", "show"], check=False, timeout=5)
-            if f" {self.lab.info.vip}/" in res.stdout:
-                holders.append(node.name)
-            if singles:
-                found = _programs(node)
-                for s in singles:
-                    singles[s] += int(s in found)
-            if node.running("pacemakerd"):
-                view = node.status()
-                placed = crm.placement(node, timeout=5)
-                views[node.name] = {"online": view.online if view else {},
-                                    "dc": view.dc if view else None, "placement": placed}
+            if got.vip:
+                holders.append(name)
+            for s in singles:
+                singles[s] += int(lay.programs.get(s, s) in got.programs)
+            if got.view is not None:
+                views[name] = {"online": got.view.online, "dc": got.view.dc,
+                               "placement": got.view.placement}
         return {"t": t, "vip_holders": holders, "singles": singles, "views": views}
 
     def stop(self) -> None:
         self.stop_event.set()
         self.join(10)
-
-
-class Probe:
-    """drill_probe.py started inside the arbitrator host."""
-
-    def __init__(self, lab: stack.Lab, out: Path, start_id: int):
-        self.lab, self.out = lab, out
-        arb = lab.cluster.arbitrator
-        name = lab.info.vip_name
-        argv = [os.environ.get("PACESTACK_PYTHON", stack.sys.executable), "-m",
-                "pacestack.cluster.drill_probe", "--host", name, "--user", "pacestack_lab",
-                "--password-file", lab.info.db_password_file, "--out", str(out),
-                "--start-id", str(start_id)]
-        if "keystone" in lab.info.services:
-            argv += ["--http", f"keystone=http://{name}:5000/v3"]
-        if "neutron-server" in lab.info.services:
-            argv += ["--http", f"neutron=http://{name}:9696/"]
-        self.pid = arb.start_daemon(argv, "drill-probe.out")
-
-    def stop(self) -> None:
-        proc.terminate(self.pid, timeout=10)
-
-    def events(self) -> list[dict]:
-        if not self.out.exists():
-            return []
-        out = []
-        for line in self.out.read_text(encoding="utf-8").splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue  # a line cut by the kill
-        return out
-
-
-def _programs(node) -> set[str]:
-    """Program names running in a node: a venv console script runs as
-    ``python .../bin/cinder-volume``, so the script's name counts too."""
-    names = set()
-    for pid in node.pids():
-        argv = proc.cmdline(pid) or []
-        names.update(os.path.basename(a) for a in argv[:2] if a)
-    return names
 
 
 # ---- analysis ------------------------------------------------------------------
@@ -206,18 +155,19 @@ def recovered_at(series: Sequence[tuple[float, bool]], t0: float) -> float | Non
     return round(back - t0, 2)
 
 
-def healthy(lab: stack.Lab, placed: dict | None, up: Sequence[str]) -> bool:
+def healthy(target: drill_target.Target, placed: dict | None, up: Sequence[str]) -> bool:
     """Every service and Galera Promoted on each node in ``up``, one VIP."""
     if placed is None:
         return False
     up = set(up)
-    if {n for n, r in placed.get("galera", []) if r == "Promoted"} != up:
+    lay = target.layout
+    if {n for n, r in placed.get(lay.galera_id, []) if r == "Promoted"} != up:
         return False
-    for s in lab.info.services:
+    for s in lay.services:
         if {n for n, r in placed.get(s, []) if r == "Started"} != up:
             return False
     return all([r for _, r in placed.get(s, [])] == ["Started"]
-               for s in ["vip", *lab.info.single_instance])
+               for s in [lay.vip_id, *lay.single_instance])
 
 
 def _baseline_differs(view: dict, baseline: dict, nodes: Sequence[str]) -> bool:
@@ -229,9 +179,10 @@ def _baseline_differs(view: dict, baseline: dict, nodes: Sequence[str]) -> bool:
 # ---- scenarios -----------------------------------------------------------------
 
 class Drill:
-    def __init__(self, lab: stack.Lab, work_dir: Path, progress: Progress = lambda _m: None,
-                 settle: float = 4.0, timeout: float = 120):
-        self.lab = lab
+    def __init__(self, target: drill_target.Target, work_dir: Path,
+                 progress: Progress = lambda _m: None, settle: float = 4.0,
+                 timeout: float = 120):
+        self.target = target
         self.work = work_dir
         self.progress = progress
         self.settle = settle
@@ -240,24 +191,24 @@ class Drill:
 
     # helpers
     def placement(self) -> dict:
-        return self.lab.placement()
+        return self.target.placement()
 
     def vip_holder(self) -> str:
-        where = self.placement().get("vip", [])
+        where = self.placement().get(self.target.layout.vip_id, [])
         if len(where) != 1:
             raise RuntimeFailure(f"the VIP runs on {where or 'no node'}: cluster not healthy")
         return where[0][0]
 
     def wait_healthy(self, up: Sequence[str] | None = None, timeout: float | None = None
                      ) -> float:
-        up = list(up or self.lab.cluster.node_names)
+        up = list(up or self.target.node_names)
         t0 = time.monotonic()
         last: dict = {}
 
         def ok() -> bool:
             nonlocal last
             last = self.placement()
-            return healthy(self.lab, last, up)
+            return healthy(self.target, last, up)
 
         if not proc.wait_for(ok, timeout or self.timeout, interval=0.25):
             raise RuntimeFailure(f"cluster not healthy on {', '.join(up)} after "
@@ -267,57 +218,63 @@ class Drill:
     def wait_detected(self, baseline: dict, timeout: float = 60) -> None:
         """Until the cluster noticed the fault (a failed action, a node gone, a
         resource moved); a check before that would see the old, healthy state."""
+        names = self.target.node_names
+
         def noticed() -> bool:
-            node = self.lab.observer()
-            view = node.status()
-            if view is None or not all(view.online.get(n) for n in self.lab.cluster.node_names):
+            view = None
+            for name in names:
+                view = self.target.crm(name, timeout=10)
+                if view is not None:
+                    break
+            if view is None or not all(view.online.get(n) for n in names):
                 return True
-            return bool(crm.failures(node)) or crm.placement(node) != baseline
+            return bool(view.failures) or view.placement != baseline
 
         if not proc.wait_for(noticed, timeout, interval=0.2):
             raise RuntimeFailure(f"the cluster did not notice the fault in {timeout:.0f}s")
 
     def cleanup(self) -> None:
-        node = self.lab.observer()
-        node.run(["crm_resource", "--cleanup"], check=False, timeout=60)
+        self.target.cleanup()
 
     def prepare(self) -> None:
-        self.lab.sql("CREATE DATABASE IF NOT EXISTS pacestack_drill;\n"
-                     "CREATE TABLE IF NOT EXISTS pacestack_drill.writes "
-                     "(id BIGINT PRIMARY KEY, t DOUBLE) ENGINE=InnoDB;\n")
-        got = self.lab.sql("SELECT COALESCE(MAX(id), 0) FROM pacestack_drill.writes;")
+        self.target.sql("CREATE DATABASE IF NOT EXISTS pacestack_drill;\n"
+                        "CREATE TABLE IF NOT EXISTS pacestack_drill.writes "
+                        "(id BIGINT PRIMARY KEY, t DOUBLE) ENGINE=InnoDB;\n")
+        got = self.target.sql("SELECT COALESCE(MAX(id), 0) FROM pacestack_drill.writes;")
         self.next_id = int(got.strip() or 0) + 1
 
     def rows(self, node: str) -> set[int]:
-        out = self.lab.sql("SELECT id FROM pacestack_drill.writes;", node=node, timeout=60)
+        out = self.target.sql("SELECT id FROM pacestack_drill.writes;", node=node, timeout=60)
         return {int(x) for x in out.split()}
 
     # the scenario frame: probe + monitor around fault() and back()
     def run_scenario(self, name: str) -> ScenarioResult:
-        lab = self.lab
+        target = self.target
+        nodes = target.node_names
         self.wait_healthy(timeout=self.timeout)
         holder = self.vip_holder()
         if name == "partition":
             # controller01's fence device waits (pcmk_delay_base): the other node loses
-            victim = lab.cluster.node_names[-1]
+            victim = nodes[-1]
         elif name == "peer-crash":
-            victim = next(n for n in lab.cluster.node_names if n != holder)
+            victim = next(n for n in nodes if n != holder)
         else:
             victim = holder
         result = ScenarioResult(name, victim)
         baseline = self.placement()
         out = self.work / f"probe-{name}.jsonl"
-        probe = Probe(lab, out, self.next_id)
-        monitor = Monitor(lab)
+        probe = target.start_probe(out, self.next_id)
+        monitor = Monitor(target)
         monitor.start()
         t_back = None
+        t0 = time.time()
+        survivors = nodes
         try:
             time.sleep(1.5)  # the probe's first answers: a healthy baseline in the plot
             t0 = time.time()
             self.progress(f"{name}: {self._fault(name, victim)}")
-            survivors = [n for n in lab.cluster.node_names if n != victim] \
-                if name in ("node-crash", "peer-crash", "standby", "partition") \
-                else lab.cluster.node_names
+            survivors = [n for n in nodes if n != victim] \
+                if name in ("node-crash", "peer-crash", "standby", "partition") else nodes
             self.wait_detected(baseline)
             self.wait_healthy(survivors, self.timeout)
             time.sleep(self.settle)
@@ -329,12 +286,13 @@ class Drill:
             time.sleep(1.0)
         except Exception as exc:  # noqa: BLE001 - the report says what broke
             result.error = str(exc).splitlines()[0][:300]
-            t0 = locals().get("t0", time.time())
         finally:
             probe.stop()
             monitor.stop()
-        self._analyse(result, probe.events(), monitor, baseline, t0, t_back, survivors
-                      if "survivors" in locals() else lab.cluster.node_names)
+            if target.is_cut(victim):  # a partition is always undone, even on error
+                with contextlib.suppress(Exception):
+                    target.restore(victim)
+        self._analyse(result, probe.events(), monitor, baseline, t0, t_back, survivors)
         try:
             self._restore(victim)
         except Exception as exc:  # noqa: BLE001
@@ -343,68 +301,49 @@ class Drill:
         return result
 
     def _fault(self, name: str, victim: str) -> str:
-        lab, node = self.lab, self.lab.cluster.node(victim)
+        target = self.target
         if name in ("node-crash", "peer-crash"):
-            lab.crash(victim)
-            return f"{victim} powered off"
+            return target.crash(victim)
         if name == "standby":
-            node.run(["crm_attribute", "--node", victim, "--name", "standby", "--update", "on",
-                      "--lifetime", "forever"], timeout=30)
-            return f"{victim} put in standby"
+            return target.standby(victim, True)
         if name == "kill-mariadbd":
-            return f"mariadbd on {victim} killed -9 (pid {self._kill(victim, 'mariadbd')})"
+            return f"mariadbd on {victim} killed -9 (pid {target.kill(victim, 'mariadbd')})"
         if name == "kill-service":
-            return f"keystone (gunicorn master) on {victim} killed -9 (pid " \
-                   f"{self._kill(victim, 'keystone')})"
+            service = self.killed_service()
+            return f"{service} on {victim} killed -9 (pid {target.kill(victim, service)})"
         if name == "partition":
-            lab.cluster.cut_link(victim)
-            return f"{victim} unplugged from the lab network (fencing on)"
+            return target.cut(victim)
         raise ConfigError(f"unknown scenario {name!r}")
 
-    def _kill(self, victim: str, what: str) -> int:
-        node = self.lab.cluster.node(victim)
-        if what == "mariadbd":
-            pids = [p for p in node.pids()
-                    if os.path.basename((proc.cmdline(p) or [""])[0]) == "mariadbd"]
-        else:
-            pidfile = node.root.host_path(f"/run/pacestack-{what}.pid")
-            inner = proc.read_pidfile(str(pidfile))  # the node's own PID namespace
-            pid = node.host_pid(inner) if inner else None
-            pids = [pid] if pid else []
-        if not pids:
-            raise RuntimeFailure(f"no {what} process on {victim}")
-        import signal
-
-        for pid in pids:
-            proc.signal_pid(pid, signal.SIGKILL)
-        return pids[0]
+    def killed_service(self) -> str:
+        """Keystone (its gunicorn master) where it runs, else the first service."""
+        services = self.target.layout.services
+        if not services:
+            raise ConfigError("the kill-service scenario needs a cloned service "
+                              "(none in this cluster)")
+        return "keystone" if "keystone" in services else services[0]
 
     def _back(self, name: str, victim: str) -> str:
-        lab = self.lab
+        target = self.target
         if name in ("node-crash", "peer-crash"):
-            lab.restart(victim)
-            return f"{victim} booted again"
+            return target.boot(victim)
         if name == "standby":
-            lab.cluster.node(lab.cluster.node_names[0] if victim != lab.cluster.node_names[0]
-                             else lab.cluster.node_names[1]).run(
-                ["crm_attribute", "--node", victim, "--name", "standby", "--update", "off",
-                 "--lifetime", "forever"], timeout=30)
-            return f"{victim} out of standby"
+            return target.standby(victim, False)
         if name == "partition":
-            lab.cluster.restore_link(victim)
-            if not lab.cluster.node(victim).booted:
-                lab.restart(victim)
+            target.restore(victim)
+            if not target.is_up(victim):
+                target.boot(victim)
                 return f"{victim} plugged in and booted again (it had been fenced)"
             return f"{victim} plugged in again"
         self.cleanup()
         return "failure cleaned up"
 
     def _restore(self, victim: str) -> None:
-        lab = self.lab
-        if victim in lab.cluster._cut:
-            lab.cluster.restore_link(victim)
-        if not lab.cluster.node(victim).booted:
-            lab.restart(victim)
+        target = self.target
+        if target.is_cut(victim):
+            target.restore(victim)
+        if not target.is_up(victim):
+            target.boot(victim)
         self.cleanup()
         self.wait_healthy(timeout=self.timeout)
 
@@ -424,7 +363,7 @@ class Drill:
         per_service = {n: recovered_at([(t, ok) for t, ok in s if t < end], t0)
                        for n, s in probes.items()}
         r.vip_s = per_service.get("keystone", r.galera_s)
-        nodes = self.lab.cluster.node_names
+        nodes = self.target.node_names
         detect = cluster_ok = None
         for s in monitor.samples:
             if s["t"] < t0 or s["t"] > end:
@@ -434,7 +373,7 @@ class Drill:
                 continue
             if detect is None and _baseline_differs(view, baseline, nodes):
                 detect = s["t"]
-            if detect is not None and healthy(self.lab, view["placement"], survivors):
+            if detect is not None and healthy(self.target, view["placement"], survivors):
                 cluster_ok = s["t"]
                 break
         r.detection_s = round(detect - t0, 2) if detect else None
@@ -442,7 +381,7 @@ class Drill:
             [round(cluster_ok - t0, 2) if cluster_ok else None]
         r.services_s = None if None in times else max(times)
         counts = {"vip": max((len(s["vip_holders"]) for s in monitor.samples), default=0)}
-        for name in self.lab.info.single_instance:
+        for name in self.target.layout.single_instance:
             counts[name] = max((s["singles"].get(name, 0) for s in monitor.samples), default=0)
         r.max_instances = counts
         if monitor.fenced:
@@ -461,7 +400,7 @@ class Drill:
         if acked:
             self.next_id = max(e["id"] for e in events if e.get("kind") == "write") + 1
         missing: set[int] = set()
-        for node in self.lab.cluster.node_names:
+        for node in self.target.node_names:
             try:
                 missing |= acked - self.rows(node)
             except Exception as exc:  # noqa: BLE001
@@ -469,23 +408,28 @@ class Drill:
         r.lost_writes = sorted(missing)
 
 
-def run(lab: stack.Lab, scenarios: Sequence[str] = SCENARIOS, work_dir: Path | None = None,
-        progress: Progress = lambda _m: None, timeout: float = 120) -> DrillReport:
-    """Run the scenarios in order against the lab; the cluster is restored after each."""
+def run(target: drill_target.Target | stack.Lab, scenarios: Sequence[str] = SCENARIOS,
+        work_dir: Path | None = None, progress: Progress = lambda _m: None,
+        timeout: float = 120) -> DrillReport:
+    """Run the scenarios in order against the target (a Lab is wrapped in a
+    LabTarget); the cluster is restored after each."""
+    if isinstance(target, stack.Lab):
+        target = drill_target.LabTarget(target)
     unknown = [s for s in scenarios if s not in SCENARIOS]
     if unknown:
         raise ConfigError(f"unknown drill scenario {unknown[0]!r} (have: {', '.join(SCENARIOS)})")
-    if "partition" in scenarios and not lab.info.power_dir:
-        raise ConfigError("the partition scenario needs fencing: the lab was built with "
-                          "--no-fencing")
-    work = work_dir or (lab.cluster.dir / "drill")
+    if "partition" in scenarios and not target.layout.fencing:
+        raise ConfigError("the partition scenario needs fencing: " + (
+            "the lab was built with --no-fencing" if target.kind == "lab"
+            else "the cluster has no stonith device"))
+    work = work_dir or target.work_dir
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    drill = Drill(lab, work, progress, timeout=timeout)
+    drill = Drill(target, work, progress, timeout=timeout)
     drill.prepare()
     results = []
     for name in scenarios:
         progress(f"scenario {name}")
         results.append(drill.run_scenario(name))
-    return DrillReport(lab.info.run_id, results, time.monotonic() - t0,
-                       lab.cluster.token_ms, 5)
+    return DrillReport(target.run_id, results, time.monotonic() - t0,
+                       target.token_ms or 0, 5)

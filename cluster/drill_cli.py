@@ -1,4 +1,5 @@
-"""``pacestack cluster drill``: parse, run cluster.drill against the lab, render a
+"""``pacestack cluster drill``: parse, pick the target (the lab, or real controllers
+over ssh: drill_target.py), run cluster.drill against it, render a
 table, JSON, and (``--plot FILE``) a PNG of every scenario's recovery timeline.
 
 Registered into the ``cluster`` group by ``add_verb(verbs)`` from cluster/cli.py.
@@ -6,6 +7,7 @@ Registered into the ``cluster`` group by ``add_verb(verbs)`` from cluster/cli.py
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from pacestack.cluster import drill
 from pacestack.cluster.lab import stack
 
 from pacestack import commands, render
+from pacestack.errors import ConfigError
 
 
 def _fmt(value: float | None) -> str:
@@ -74,20 +77,97 @@ def plot(report: drill.DrillReport, path: Path) -> Path:
     return path
 
 
+SSH_HELP = """\
+targets:
+  lab   the namespace lab of `pacestack lab up` (the default when --nodes is not given)
+  ssh   real controllers, every command over ssh (BatchMode: your key, your
+        known_hosts, no passwords) as --ssh-user (root). DISRUPTIVE: it powers
+        nodes off and kills services on a live cluster; it asks for confirmation
+        (or --yes-i-mean-it). What each scenario does there:
+    node-crash     powers the VIP's node off through its own fencing device
+                   (stonith_admin --fence NODE --delay -1, asked of the other
+                   node), then on again through the same device
+                   (stonith_admin --unfence NODE), waits for ssh and for the
+                   node's cluster stack (pcs cluster start if it is not enabled
+                   at boot). Nothing is ever confirmed by hand (pcs stonith confirm)
+    peer-crash     the same for the node without the VIP
+    standby        pcs node standby NODE, then pcs node unstandby NODE
+    kill-mariadbd  kill -9 of the pid in mariadbd's own pid file (@@pid_file)
+    kill-service   kill -9 of the pid in the service's pid file (its resource's
+                   pid parameter; keystone where it runs), then crm_resource --cleanup
+    partition      an nft table (inet pacestack_drill) on the last node drops
+                   corosync's ring traffic (udp 5404-5412): the cluster splits and
+                   fences one node; the table is deleted afterwards, always
+  The writer (rows into pacestack_drill.writes, with the credentials of
+  --db-defaults-file: a 0600 MySQL option file with [client] user and password;
+  the user needs INSERT on pacestack_drill.*) and the API probes run on
+  this machine, or on --from HOST over ssh (pacestack installed there), against
+  the VIP's name (--vip-name). Rows are read back on every node as its root
+  through its own mysql client configuration. After each scenario the cluster
+  is restored: nodes powered on, standby off, failures cleaned up.
+"""
+
+
+def _target(args):
+    """The drill target from the arguments; refuses before touching anything."""
+    from pacestack.cluster import drill_target
+
+    kind = args.target or ("ssh" if args.nodes else "lab")
+    if kind == "lab":
+        stray = [opt for opt, value in (("--nodes", args.nodes),
+                                       ("--db-defaults-file", args.db_defaults_file),
+                                       ("--from", args.probe_from)) if value]
+        if stray:
+            raise ConfigError(f"{stray[0]} is for --target ssh (the lab knows its nodes)")
+        return drill_target.LabTarget(stack.Lab.find())
+    if not args.nodes:
+        raise ConfigError("--target ssh needs --nodes NODE1,NODE2 (the Pacemaker node names, "
+                          "reachable over ssh)")
+    if not args.db_defaults_file:
+        raise ConfigError("--target ssh needs --db-defaults-file FILE (a 0600 MySQL option "
+                          "file with the writer's [client] user and password)")
+    opts = drill_target.SshOptions(
+        nodes=[n.strip() for n in args.nodes.split(",") if n.strip()],
+        db_defaults_file=Path(args.db_defaults_file), user=args.ssh_user,
+        identity=Path(args.ssh_identity) if args.ssh_identity else None,
+        known_hosts=Path(args.ssh_known_hosts) if args.ssh_known_hosts else None,
+        port=args.ssh_port, config=Path(args.ssh_config) if args.ssh_config else None,
+        probe_from=args.probe_from, probe_python=args.from_python, vip_name=args.vip_name)
+    drill_target.check_ssh_options(opts)
+    if not args.yes_i_mean_it:
+        if not sys.stdin.isatty():
+            raise ConfigError("the ssh target disrupts a live cluster (nodes powered off, "
+                              "services killed): pass --yes-i-mean-it")
+        answer = input(f"pacestack cluster drill will power off, partition and kill services "
+                       f"on {', '.join(opts.nodes)}. Type yes to go on: ")
+        if answer.strip() != "yes":
+            raise ConfigError("not confirmed: nothing done")
+    return drill_target.SshTarget(opts)
+
+
 def _drill(conf, args) -> int:
-    lab = stack.Lab.find()
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()] \
         if args.scenarios else list(drill.SCENARIOS)
+    unknown = [s for s in scenarios if s not in drill.SCENARIOS]
+    if unknown:
+        raise ConfigError(f"unknown drill scenario {unknown[0]!r} "
+                          f"(have: {', '.join(drill.SCENARIOS)})")
+    target = _target(args)
 
     def progress(message: str) -> None:
         print(f"drill: {message}", file=sys.stderr, flush=True)
 
-    report = drill.run(lab, scenarios, progress=progress, timeout=args.timeout)
+    try:
+        report = drill.run(target, scenarios, progress=progress, timeout=args.timeout,
+                           work_dir=Path(args.work_dir) if args.work_dir else None)
+    finally:
+        target.close()
     if args.plot:
         plot(report, Path(args.plot))
         progress(f"timeline plot written to {args.plot}")
     if args.format == "json":
         data = report.to_dict()
+        data["target"] = target.kind
         if not args.timeline:
             for s in data["scenarios"]:
                 s.pop("timeline", None)
@@ -99,12 +179,14 @@ def _drill(conf, args) -> int:
 
 def add_verb(verbs) -> None:
     p = verbs.add_parser(
-        "drill", help="break the live lab cluster on purpose and measure the recovery",
+        "drill", help="break a live cluster (the lab, or real controllers over ssh) on "
+        "purpose and measure the recovery",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Scenarios: " + ", ".join(drill.SCENARIOS) + ". A writer commits rows "
         "through the VIP meanwhile; every scenario reports detection, VIP, Galera and "
         "service recovery times, lost acknowledged writes (must be 0) and the most "
         "instances of a single-instance resource seen at once (must be 1), then restores "
-        "the cluster. Runs against the lab (`pacestack lab up`).")
+        "the cluster.", epilog=SSH_HELP)
     p.add_argument("--scenarios", metavar="LIST",
                    help=f"comma-separated subset (default: all: {','.join(drill.SCENARIOS)})")
     p.add_argument("--plot", metavar="PNG", help="write the recovery timelines as a PNG "
@@ -113,5 +195,31 @@ def add_verb(verbs) -> None:
                    help="include every probe answer in the JSON output")
     p.add_argument("--timeout", type=float, default=120,
                    help="seconds a recovery may take before the scenario fails (default 120)")
+    p.add_argument("--target", choices=("lab", "ssh"),
+                   help="lab (default) or ssh (default when --nodes is given)")
+    p.add_argument("--nodes", metavar="LIST", help="ssh: the cluster's nodes, comma-separated "
+                   "(Pacemaker node names, also the ssh host names)")
+    p.add_argument("--ssh-user", default="root", help="ssh: login user (default root)")
+    p.add_argument("--ssh-identity", metavar="FILE", help="ssh: private key (ssh -i)")
+    p.add_argument("--ssh-known-hosts", metavar="FILE",
+                   help="ssh: known_hosts file to check host keys against "
+                   "(default: ssh's own)")
+    p.add_argument("--ssh-port", type=int, metavar="PORT", help="ssh: port (default: ssh's)")
+    p.add_argument("--ssh-config", metavar="FILE", help="ssh: ssh_config file (ssh -F)")
+    p.add_argument("--db-defaults-file", metavar="FILE",
+                   help="ssh: the writer's MySQL option file ([client] user, password; "
+                   "mode 0600)")
+    p.add_argument("--vip-name", metavar="NAME",
+                   help="ssh: the name clients use for the VIP (default: its address)")
+    p.add_argument("--from", dest="probe_from", metavar="HOST",
+                   help="ssh: run the writer and probes on HOST over ssh (an arbitrator; "
+                   "--db-defaults-file is then a path there) instead of here")
+    p.add_argument("--from-python", default="python3", metavar="PYTHON",
+                   help="ssh --from: the python with pacestack on HOST (default python3)")
+    p.add_argument("--work-dir", metavar="DIR",
+                   help="where the probe's event logs go (default: the lab's dir or a "
+                   "new directory under /tmp)")
+    p.add_argument("--yes-i-mean-it", action="store_true",
+                   help="ssh: do not ask for confirmation")
     commands.add_format_argument(p)
     p.set_defaults(func=_drill)

@@ -1,8 +1,13 @@
 """The drill's client: runs on a host outside the pair (the lab's arbitrator) and
 talks to the cluster only through the VIP's name, as every OpenStack client does.
 
-    python -m pacestack.cluster.drill_probe --host controller.domain --user U
-        --password-file F --out EVENTS.jsonl [--http NAME=URL ...] [--interval 0.1]
+    python -m pacestack.cluster.drill_probe --host controller.domain
+        (--user U --password-file F | --defaults-file MY.CNF) --out EVENTS.jsonl|-
+        [--http NAME=URL ...] [--interval 0.1]
+
+``--defaults-file``: a MySQL option file whose [client] section has the user and
+password (mode 0600); ``--out -``: the events go to stdout (the drill runs the
+probe on another host over ssh and keeps ssh's stdout).
 
 Writer: one row per INSERT (autocommit), each with a fresh id; an id is written
 to the event log as acknowledged only after the server said OK. Probes: each
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import threading
 import time
@@ -26,13 +32,22 @@ TABLE = "pacestack_drill.writes"
 
 class Log:
     def __init__(self, path: str):
-        self.fh = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives long
+        if path == "-":
+            import sys
+
+            self.fh = sys.stdout
+            sys.stdout.reconfigure(line_buffering=True)
+        else:
+            self.fh = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
         self.lock = threading.Lock()
 
     def __call__(self, **event) -> None:
         event.setdefault("t", time.time())
         with self.lock:
-            self.fh.write(json.dumps(event) + "\n")
+            try:
+                self.fh.write(json.dumps(event) + "\n")
+            except BrokenPipeError:
+                os._exit(0)  # the ssh session that carried the events is gone
 
 
 def writer(stop: threading.Event, log: Log, host: str, user: str, password: str,
@@ -64,6 +79,23 @@ def writer(stop: threading.Event, log: Log, host: str, user: str, password: str,
         stop.wait(interval)
 
 
+def client_credentials(path: str) -> tuple[str, str]:
+    """user and password of a MySQL option file's [client] section (only those: its
+    socket or host would send the writer somewhere else than the VIP)."""
+    import configparser
+
+    cp = configparser.ConfigParser(allow_no_value=True, strict=False, interpolation=None)
+    cp.read(path, encoding="utf-8")
+
+    def get(key: str) -> str:
+        value = (cp.get("client", key, fallback="") or "").strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        return value
+
+    return get("user"), get("password")
+
+
 def prober(stop: threading.Event, log: Log, name: str, url: str, interval: float) -> None:
     while not stop.is_set():
         t = time.time()
@@ -79,19 +111,27 @@ def prober(stop: threading.Event, log: Log, name: str, url: str, interval: float
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="drill_probe")
     p.add_argument("--host", required=True)
-    p.add_argument("--user", required=True)
-    p.add_argument("--password-file", required=True)
+    p.add_argument("--user")
+    p.add_argument("--password-file")
+    p.add_argument("--defaults-file", help="MySQL option file with [client] user, password")
     p.add_argument("--out", required=True)
     p.add_argument("--http", action="append", default=[], metavar="NAME=URL")
     p.add_argument("--interval", type=float, default=0.1)
     p.add_argument("--start-id", type=int, default=1)
     args = p.parse_args(argv)
-    with open(args.password_file, encoding="utf-8") as fh:
-        password = fh.read().strip()
+    if not args.defaults_file and not (args.user and args.password_file):
+        p.error("give --defaults-file, or --user and --password-file")
+    if args.defaults_file:
+        user, password = client_credentials(args.defaults_file)
+    else:
+        user = args.user
+        with open(args.password_file, encoding="utf-8") as fh:
+            password = fh.read().strip()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: stop.set())  # its ssh session ended
     log = Log(args.out)
-    threads = [threading.Thread(target=writer, args=(stop, log, args.host, args.user, password,
+    threads = [threading.Thread(target=writer, args=(stop, log, args.host, user, password,
                                                      args.interval, args.start_id))]
     for item in args.http:
         name, _, url = item.partition("=")
