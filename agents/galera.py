@@ -14,7 +14,7 @@ import re
 import time
 from collections import namedtuple
 
-from pacestack.agents import attributes, ocf
+from pacestack.agents import attributes, galera_cib, ocf
 from pacestack.agents.galera_bootstrap import (
     BOOTSTRAP,
     JOIN,
@@ -108,6 +108,7 @@ def topology(cluster_address: str, host_map: str, me: str) -> Topology:
 
 class GaleraAgent(ocf.Agent):
     name = "galera"
+    _snap: galera_cib.Snapshot | None = None  # the CIB as gather() read it (one decision)
     version = "1.0"
     shortdesc = "Galera (MariaDB) as a promotable clone that never bootstraps from a node behind"
     longdesc = (
@@ -215,28 +216,45 @@ class GaleraAgent(ocf.Agent):
         attributes.delete(self._attr(what), node or self.node_name, lifetime,
                           env=self.environ)
 
-    def _score(self, score: int | None, node: str | None = None) -> None:
+    def _score(self, score: int | None, node: str | None = None,
+               seen: galera_cib.Snapshot | None = None) -> None:
         node = node or self.node_name
+        if seen is not None and seen.get(attributes.promotion_attribute(self.base), node) == \
+                (None if score is None else str(int(score))):
+            # already so in the CIB the decision was read from: every node re-scores
+            # the bootstrap node, and a write costs a CIB update. Scores only order
+            # Pacemaker's promotes; promote() decides again itself.
+            return
         if score is None:
             attributes.delete_promotion_score(self.base, node, env=self.environ)
         else:
             attributes.set_promotion_score(self.base, score, node, env=self.environ)
 
-    def gather(self, topo: Topology) -> tuple[dict[str, Position | None], list[str]]:
+    def gather(self, topo: Topology, snap: galera_cib.Snapshot | None = None
+               ) -> tuple[dict[str, Position | None], list[str]]:
         """Every member's reported position (None: not reported or unreadable) and the
-        members that say they are Primary."""
+        members that say they are Primary (from ``snap`` when just read)."""
+        # one CIB read for the whole decision (override() reads it too); None: read
+        # attribute by attribute through crm_attribute as before
+        self._snap = snap if snap is not None else galera_cib.read(self.environ)
         reports: dict[str, Position | None] = {}
         primary = []
         for m in topo.members:
-            raw = self._get("position", m)
+            raw = self._read("position", m)
             try:
                 reports[m] = parse_report(raw, f"{m}'s position") if raw else None
             except StateError as err:
                 self.log.warning("ignoring %s: %s", m, err)  # unreadable = not reported
                 reports[m] = None
-            if self._get("primary", m) == "1":
+            if self._read("primary", m) == "1":
                 primary.append(m)
         return reports, primary
+
+    def _read(self, what: str, node: str, lifetime: str = "reboot") -> str | None:
+        """An attribute as of the snapshot gather() took, crm_attribute without one."""
+        if self._snap is not None:
+            return self._snap.get(self._attr(what), node, lifetime)
+        return self._get(what, node, lifetime)
 
     # -- the operator's bootstrap override (pacestack galera recover) --------------------
     def override(self, topo: Topology, reports: dict[str, Position | None], primary: list[str]
@@ -246,7 +264,7 @@ class GaleraAgent(ocf.Agent):
         An override that can never apply (unreadable, expired, another position, a
         Primary exists...) is cleared and logged; one that may apply later (a missing
         member not yet confirmed down by Pacemaker) is kept but not used."""
-        raw = self._get(OVERRIDE, self.node_name)
+        raw = self._read(OVERRIDE, self.node_name)
         if not raw:
             return None, {}
         try:
@@ -279,7 +297,7 @@ class GaleraAgent(ocf.Agent):
 
     def recorded(self, node: str) -> Position | None:
         """The position ``node`` last recorded persistently (None: none/unreadable)."""
-        raw = self._get(LAST_COMMITTED, node, "forever")
+        raw = self._read(LAST_COMMITTED, node, "forever")
         try:
             return parse_recorded(raw, f"{node}'s last-committed")[0] if raw else None
         except StateError as err:
@@ -371,12 +389,13 @@ class GaleraAgent(ocf.Agent):
         Pacemaker promotes the most advanced first and the joiners after it."""
         reports, primary = self.gather(topo)
         ovr, last_known = self.override(topo, reports, primary)
+        seen, self._snap = self._snap, None  # later reads see this action's own writes
         decision = decide(topo.members, reports, primary, self.node_name, ovr, last_known)
-        self._score(promotion_score(decision))
+        self._score(promotion_score(decision), seen=seen)
         if decision.kind == WAIT and decision.bootstrap_node:
             choice = choose_bootstrap(topo.members, reports)
             if choice.kind == BOOTSTRAP:
-                self._score(promotion_score(choice), choice.bootstrap_node)
+                self._score(promotion_score(choice), choice.bootstrap_node, seen=seen)
         return decision
 
     # -- actions -----------------------------------------------------------------------
@@ -450,12 +469,16 @@ class GaleraAgent(ocf.Agent):
         deadline = started + max(1.0, timeout - min(20.0, timeout * 0.2))
         if m.pid() is not None:
             return self._finish_promote(m, deadline)
-        mine = self._my_report()
+        # the first decision reuses the CIB read that found this node's own report
+        first = galera_cib.read(self.environ)
+        mine = self._my_report(first)
         last = ""
         while True:
-            reports, primary = self.gather(topo)
+            reports, primary = self.gather(topo, first)
+            first = None
             reports[self.node_name] = mine
             ovr, last_known = self.override(topo, reports, primary)
+            self._snap = None  # later reads see this action's own writes
             decision = decide(topo.members, reports, primary, self.node_name, ovr, last_known)
             if decision.kind == JOIN:
                 self.log.info("promote: %s", decision)
@@ -489,8 +512,9 @@ class GaleraAgent(ocf.Agent):
             except attributes.AttributeFailure as err:
                 self.log.warning("cannot clear %s's last-committed record: %s", m, err)
 
-    def _my_report(self) -> Position:
-        raw = self._get("position", self.node_name)
+    def _my_report(self, snap: galera_cib.Snapshot | None = None) -> Position:
+        raw = snap.get(self._attr(POSITION), self.node_name) if snap is not None \
+            else self._get(POSITION, self.node_name)
         if raw:
             try:
                 return parse_report(raw, "own position")
