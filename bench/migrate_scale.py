@@ -6,6 +6,10 @@ journal, same per-unit transactions, one statement per row) and against
 
     .venv/bin/python bench/migrate_scale.py [--scale 1.0] [--json]
 
+Besides wall times it reports the CPU seconds of this process (the client) and of
+the benchmark's own mariadbd for each phase: on a shared machine wall time also
+measures the neighbours.
+
 Needs the cached OpenStack venv and schema dump of tests/fixtures/openstack*.py
 (built on first use). Starts its own MariaDB on loopback and removes it at the end.
 """
@@ -16,6 +20,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import shutil
 import sys
 import time
@@ -188,6 +193,22 @@ def synthesize(conn, dbs: dict[str, str], n_inst: int, n_ports: int, n_vols: int
     return {"instances": n_inst, "ports": len(ports), "volumes": n_vols, "networks": n_nets}
 
 
+def cpu_now(server_pid: int | None) -> tuple[float, float]:
+    """(client, server) CPU seconds so far: this process, and the benchmark's mariadbd."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    server = 0.0
+    if server_pid:
+        with open(f"/proc/{server_pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        server = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return me.ru_utime + me.ru_stime, server
+
+
+def cpu_since(start: tuple[float, float], server_pid: int | None) -> dict[str, float]:
+    now = cpu_now(server_pid)
+    return {"client": round(now[0] - start[0], 2), "server": round(now[1] - start[1], 2)}
+
+
 def row_by_row_apply(cloud, plan, journal: Journal, run_id: str) -> int:
     """The same rewrites, one row at a time: SELECT the row, journal it, write it; commit
     per unit. What a straightforward script with the same safety would do."""
@@ -267,16 +288,19 @@ def main(argv=None) -> int:
         say(f"synthetic cloud {out['counts']} in {out['synthesize_s']} s")
         urls = {x: os_cloud.url(x) for x in tables.SERVICE_DATABASES}
         mp = mappingmod.load(str(work / "mapping.conf"))
+        cpu: dict[str, dict[str, float]] = {}
+        out["cpu_s"] = cpu
         with contextlib.closing(cloudmod.open_cloud(urls, ml2_config=str(work / "ml2.ini"),
                                                     journal_db="pacestack_bench")) as c:
-            t = time.monotonic()
+            t, u = time.monotonic(), cpu_now(server.pid)
             plan = planmod.build(c, mp)
             out["plan_s"] = round(time.monotonic() - t, 2)
+            cpu["plan"] = cpu_since(u, server.pid)
             c.conn.commit()
             assert not plan.refusals, plan.refusals
             out["changes"] = len(plan.changes)
             say(f"plan: {len(plan.changes)} changes in {out['plan_s']} s")
-            t = time.monotonic()
+            t, u = time.monotonic(), cpu_now(server.pid)
             if os.environ.get("BENCH_PROFILE"):
                 import cProfile
                 import pstats
@@ -286,10 +310,12 @@ def main(argv=None) -> int:
             else:
                 r = applymod.apply(c, mp, batch_size=args.batch_size)
             out["apply_s"] = round(time.monotonic() - t, 2)
+            cpu["apply"] = cpu_since(u, server.pid)
             say(f"apply: {r.changes} rows, {r.batches} batches in {out['apply_s']} s")
-            t = time.monotonic()
+            t, u = time.monotonic(), cpu_now(server.pid)
             rb = rbmod.rollback(c, r.run_id)
             out["rollback_s"] = round(time.monotonic() - t, 2)
+            cpu["rollback"] = cpu_since(u, server.pid)
             out["rollback_checksums_ok"] = rb.checksums_ok
             say(f"rollback: {rb.rows} rows in {out['rollback_s']} s, checksums ok: "
                 f"{rb.checksums_ok}")
@@ -301,9 +327,10 @@ def main(argv=None) -> int:
             c.conn.commit()
             j = Journal(c)
             run_id = j.start_run("row-by-row", ["all"])
-            t = time.monotonic()
+            t, u = time.monotonic(), cpu_now(server.pid)
             n = row_by_row_apply(c, plan, j, run_id)
             out["row_by_row_apply_s"] = round(time.monotonic() - t, 2)
+            cpu["row_by_row_apply"] = cpu_since(u, server.pid)
             say(f"row-by-row: {n} rows in {out['row_by_row_apply_s']} s")
             rbmod.rollback(c, run_id)
             # volumes only: cinder-manage volume update_host vs pacestack --only cinder

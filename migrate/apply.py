@@ -14,11 +14,10 @@ import hashlib
 import os
 import time
 from collections.abc import Callable
-from itertools import groupby
 
 from pacestack.migrate import batch as sqlbatch
 from pacestack.migrate.journal import Journal, dumps
-from pacestack.migrate.plan import Change, Plan, build
+from pacestack.migrate.plan import Change, Plan, build, no_cyclic_gc
 
 from pacestack.errors import ConfigError, RuntimeFailure
 
@@ -95,12 +94,15 @@ def apply_batch(cloud, journal: Journal, run_id: str, batch_no: int,
     """One transaction: lock rows, check they are as planned, journal, change."""
     conn = cloud.conn
     images: list[tuple] = []
+    # one set-based statement group per signature, in table order (signature once each)
+    groups: dict[tuple, list[Change]] = {}
+    for c in changes:
+        groups.setdefault(c.signature(), []).append(c)
     try:
         with conn.cursor() as cur:
-            ordered = sorted(changes, key=lambda c: c.signature())
-            for sig, grp in groupby(ordered, key=lambda c: c.signature()):
+            for sig in sorted(groups):
                 _order, db, table, op, cols = sig
-                grp = list(grp)
+                grp = groups[sig]
                 if op == "insert":
                     sqlbatch.insert_rows(cloud, cur, db, table, [c.after for c in grp])
                     images += [(db, table, "insert", c.key, None, list(c.after)) for c in grp]
@@ -167,13 +169,15 @@ def apply(cloud, mapping, *, only: list[str] | None = None, force: bool = False,
         if new_tables:
             say(f"checksumming {len(new_tables)} tables")
             journal.record_checksums(run_id, table_checksums(cloud, new_tables))
-        batches = _batches(plan.changes, batch_size)
+        changes = plan.changes  # a property that builds the list: once
+        batches = _batches(changes, batch_size)
         first = journal.next_batch(run_id)
         for i, b in enumerate(batches):
-            apply_batch(cloud, journal, run_id, first + i, b)
+            with no_cyclic_gc():
+                apply_batch(cloud, journal, run_id, first + i, b)
             result.batches += 1
             result.changes += len(b)
-            say(f"batch {i + 1}/{len(batches)}: {result.changes}/{len(plan.changes)} rows")
+            say(f"batch {i + 1}/{len(batches)}: {result.changes}/{len(changes)} rows")
             if pause_after_batch:
                 time.sleep(pause_after_batch)  # tests: a window to kill between batches
         journal.set_status(run_id, "done", finished=True)

@@ -60,11 +60,12 @@ def _segments(cloud) -> list[dict]:
         "ORDER BY s.network_id, s.segment_index, s.id")
 
 
-def _segment_targets(cloud, mapping, sp: StepPlan | None) -> tuple[list, dict[str,
-                                                                              NetworkTarget]]:
+def _segment_targets(cloud, mapping, sp: StepPlan | None,
+                     segs: list[dict] | None = None) -> tuple[list, dict[str, NetworkTarget]]:
     """(segment, (type, physnet, id), rule) for segments that change; and every network's
     type/MTU after the rewrite (what nova's info caches must agree with)."""
-    segs = _segments(cloud)
+    if segs is None:
+        segs = _segments(cloud)
     mtu_overlay = overlay_mtu(cloud, mapping)
     changing = []
     nets: dict[str, NetworkTarget] = {}
@@ -117,8 +118,9 @@ def _ranges_text(cloud, t: tuple) -> str:
 
 
 def _plan_segments(cloud, mapping, sp: StepPlan) -> dict[str, NetworkTarget]:
-    changing, nets = _segment_targets(cloud, mapping, sp)
-    all_segs = {s["id"]: s for s in _segments(cloud)}
+    segs = _segments(cloud)
+    changing, nets = _segment_targets(cloud, mapping, sp, segs)
+    all_segs = {s["id"]: s for s in segs}
     known_nets = {s["network_id"] for s in all_segs.values()}
     for rule in mapping.segments:
         sel = rule.selector
@@ -269,19 +271,20 @@ def _plan_bindings(cloud, mapping, moves, nets: dict[str, NetworkTarget],
     details = json.dumps(ovs_vif_details(mapping.firewall_driver, mapping.integration_bridge))
     # an empty IN () is a syntax error: a host name nobody uses stands in for "none"
     args = [VIF_TYPE_BRIDGE, tuple(old_hosts) or ("",)]
-    rows = cloud.rows(
-        "SELECT b.port_id, b.host, b.vif_type, b.vif_details, p.device_id "
+    # every binding of the ports concerned, in one read: the ones to rewrite (flagged by
+    # the server, with its collation) and the others, whose hosts a rename must not take
+    bindings = cloud.rows(
+        "SELECT b.port_id, b.host, b.vif_type, b.vif_details, p.device_id, "
+        "(b.vif_type = %s OR b.host IN %s) AS wanted "
         "FROM {neutron.ml2_port_bindings} b "
-        "JOIN {neutron.ports} p ON p.id = b.port_id WHERE b.vif_type = %s OR b.host IN %s "
-        "ORDER BY b.port_id, b.host", args)
+        "JOIN {neutron.ports} p ON p.id = b.port_id WHERE b.port_id IN "
+        "(SELECT w.port_id FROM {neutron.ml2_port_bindings} w "
+        "WHERE w.vif_type = %s OR w.host IN %s) "
+        "ORDER BY b.port_id, b.host", args + args)
+    rows = [r for r in bindings if r["wanted"]]
     if not rows:
         return
-    existing = set()
-    for r in cloud.rows("SELECT port_id, host FROM {neutron.ml2_port_bindings} "
-                        "WHERE port_id IN (SELECT b.port_id FROM "
-                        "{neutron.ml2_port_bindings} b WHERE b.vif_type = %s OR b.host IN %s)",
-                        args):
-        existing.add((r["port_id"], r["host"]))
+    existing = {(r["port_id"], r["host"]) for r in bindings}
     new_host_of: dict[tuple[str, str], str] = {}
     for r in rows:
         new_host = r["host"]

@@ -10,8 +10,11 @@ a unit's changes still to do.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 from pacestack.migrate import tables
@@ -22,7 +25,26 @@ from pacestack.findings import Finding
 STEPS = ("keystone", "neutron", "cinder", "nova")
 
 
-@dataclasses.dataclass
+# (db, table, key columns, written columns) already checked against the whitelist:
+# a plan holds ~180,000 changes of a few dozen shapes
+_CHECKED: set[tuple] = set()
+
+
+@contextlib.contextmanager
+def no_cyclic_gc() -> Iterator[None]:
+    """Planning allocates millions of short-lived dicts and lists (rows, parsed
+    info caches, changes) and creates no reference cycles: the cyclic collector's
+    passes over them cost a third of a plan's CPU time."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+@dataclasses.dataclass(slots=True)
 class Change:
     step: str
     db: str  # logical service database (tables.SERVICE_DATABASES)
@@ -35,9 +57,13 @@ class Change:
     why: str = ""
 
     def __post_init__(self) -> None:
+        shape = (self.db, self.table, tuple(self.key), tuple(self.after))
+        if shape in _CHECKED:
+            return
         if (self.db, self.table) not in tables.TABLES:
             raise ValueError(f"{self.db}.{self.table} is not whitelisted")
         tables.check_columns(self.db, self.table, list(self.key) + list(self.after))
+        _CHECKED.add(shape)
 
     @property
     def new_key(self) -> dict[str, Any]:
@@ -70,11 +96,16 @@ class StepPlan:
     def update(self, db: str, table: str, key: dict, before: dict, after: dict, unit: str,
                why: str = "") -> None:
         """Record an update of only the columns whose value really changes."""
-        changed = [c for c in after if before.get(c) != after[c]]
-        if changed:
-            self.changes.append(Change(self.step, db, table, "update", key,
-                                       {c: before.get(c) for c in changed},
-                                       {c: after[c] for c in changed}, unit, why))
+        old: dict[str, Any] = {}
+        new: dict[str, Any] = {}
+        for c, v in after.items():
+            was = before.get(c)
+            if was != v:
+                old[c] = was
+                new[c] = v
+        if new:
+            self.changes.append(Change(self.step, db, table, "update", key, old, new, unit,
+                                       why))
 
     def insert(self, db: str, table: str, row: dict, unit: str, why: str = "") -> None:
         key = {c: row[c] for c in tables.pk(db, table) if c in row}
@@ -149,6 +180,11 @@ def applied_before(cloud) -> bool:
 
 def build(cloud, mapping, only: list[str] | None = None, force: bool = False) -> Plan:
     """Read the cloud and compute every step's changes; writes nothing."""
+    with no_cyclic_gc():
+        return _build(cloud, mapping, only, force)
+
+
+def _build(cloud, mapping, only: list[str] | None, force: bool) -> Plan:
     from pacestack.migrate import cinder, keystone, neutron, nova
 
     wanted = only or list(STEPS)
