@@ -123,6 +123,8 @@ def test_full_crash_recovers_from_the_most_advanced_node(galera_lab):
           f"({took:.1f}s after both were online)")
 
     said = {n: agent_lines(read_from(p, offsets[n])) for n, p in logs.items()}
+    for node in sorted(BOTH):  # the agent's own account of the recovery (-s shows it)
+        print(f"== {node}\n" + "\n".join(said[node]))
     boot2 = [ln for ln in said["controller02"] if "bootstrapping a new Primary component" in ln]
     assert boot2, "\n".join(said["controller02"])
     assert f":{ahead} " in boot2[-1] or boot2[-1].endswith(f":{ahead}"), boot2
