@@ -461,6 +461,7 @@ class SshTarget(Target):
         self._down: set[str] = set()
         self._cut: set[str] = set()
         self._lock = threading.Lock()
+        self._hosts: dict[str, int] = {}
         self.work_dir = Path(tempfile.gettempdir()) / f"pacestack-drill-{self.run_id}"
         try:
             self._discover()
@@ -469,14 +470,13 @@ class SshTarget(Target):
             raise
 
     # -- ssh plumbing
-    def ssh_argv(self, host: str) -> list[str]:
+    def ssh_argv(self, host: str, master: bool = False) -> list[str]:
         o = self.opts
         argv = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
                 "-o", f"ConnectTimeout={o.connect_timeout}", "-o", "ServerAliveInterval=2",
                 "-o", "ServerAliveCountMax=3", "-o", "LogLevel=ERROR",
-                # one connection per node for the whole drill: a sample is then a few ms
-                "-o", "ControlMaster=auto", "-o", f"ControlPath={self._ctl}/%C",
-                "-o", "ControlPersist=60", "-l", o.user]
+                "-o", f"ControlPath={self._socket(host)}",
+                "-o", "ControlMaster=yes" if master else "ControlMaster=no", "-l", o.user]
         if o.config:
             argv += ["-F", str(o.config)]
         if o.identity:
@@ -487,11 +487,30 @@ class SshTarget(Target):
             argv += ["-p", str(o.port)]
         return argv + [host]
 
+    def _socket(self, host: str) -> Path:
+        with self._lock:
+            index = self._hosts.setdefault(host, len(self._hosts))
+        return self._ctl / str(index)
+
+    def _master(self, host: str) -> None:
+        """One connection per host for the whole drill (a sample then costs a few ms):
+        a master started detached (-f) with no pipe of ours, so it never holds a
+        command's output open. If it cannot start, commands connect directly."""
+        if self._socket(host).exists():
+            return
+        argv = self.ssh_argv(host, master=True)
+        argv[1:1] = ["-f", "-N", "-o", "ControlPersist=yes"]
+        with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+            subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=self.opts.connect_timeout + 10,
+                           check=False, start_new_session=True)
+
     def run(self, node, argv, input=None, timeout=60):
         return self._ssh(node, shlex.join(str(a) for a in argv), input, timeout)
 
     def _ssh(self, host: str, command: str, input: str | None = None,
              timeout: float = 60) -> subprocess.CompletedProcess:
+        self._master(host)
         argv = self.ssh_argv(host) + ["--", command]
         p = subprocess.Popen(argv, stdin=subprocess.PIPE if input is not None
                              else subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -520,10 +539,15 @@ class SshTarget(Target):
             return False
 
     def _discover(self) -> None:
-        unreachable = [n for n in self.node_names if not self.reachable(n, 30)]
-        if unreachable:
-            raise RuntimeFailure(f"ssh {self.opts.user}@{unreachable[0]}: no answer (BatchMode: "
-                                 "the key must be authorised and the host key known)")
+        for node in self.node_names:
+            try:
+                res = self._ssh(node, "true", timeout=30)
+                why = (res.stderr.strip().splitlines() or [f"exit {res.returncode}"])[-1]
+            except subprocess.TimeoutExpired:
+                res, why = None, "timed out"
+            if res is None or res.returncode != 0:
+                raise RuntimeFailure(f"ssh {self.opts.user}@{node}: no answer ({why}; BatchMode: "
+                                     "the key must be authorised and the host key known)")
         first = self.node_names[0]
         view = self.crm(first)
         if view is None:
@@ -542,13 +566,11 @@ class SshTarget(Target):
 
     def close(self) -> None:
         """End the shared connections (ssh -O exit) and remove their directory."""
-        hosts = self.node_names + ([self.opts.probe_from] if self.opts.probe_from else [])
-        for host in hosts:
-            if not self._ctl.exists() or not any(self._ctl.iterdir()):
-                break
-            with contextlib.suppress(Exception):
-                subprocess.run(self.ssh_argv(host)[:-1] + ["-O", "exit", host],
-                               capture_output=True, timeout=10, check=False)
+        for host in list(self._hosts):
+            if self._socket(host).exists():
+                with contextlib.suppress(Exception):
+                    subprocess.run(self.ssh_argv(host)[:-1] + ["-O", "exit", host],
+                                   capture_output=True, timeout=10, check=False)
         with contextlib.suppress(OSError):
             for leftover in self._ctl.iterdir():
                 leftover.unlink()
@@ -556,7 +578,11 @@ class SshTarget(Target):
 
     # -- observation
     def is_up(self, node: str) -> bool:
-        return node not in self._down
+        if node in self._down:
+            return False
+        if node in self._cut:  # the cluster may have fenced it meanwhile
+            return self.reachable(node, 10)
+        return True
 
     def sample(self, node: str) -> NodeSample | None:
         if node in self._down:

@@ -12,8 +12,8 @@ kill -9 of its pid file. The writer and probes run in the arbitrator against the
 VIP's name. Asserted as in test_drill.py: no acknowledged write lost, never two
 VIPs or two cinder-volumes, everything recovered, the cluster restored.
 
-Time budget: ~4-5 min (lab ~1 min when the machine is idle, three scenarios
-~30-50 s each, refusals a few seconds).
+Time budget: ~5-6 min (lab ~1 min when the machine is idle, four scenarios
+~25-90 s each, refusals a few seconds).
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ class LabSshd:
         self.lab = lab
         self.dir = Path(tempfile.mkdtemp(prefix="pacestack-drill-sshd-"))
         self.port = random.randint(20000, 60000)  # each node has its own network namespace
+        self.home = self.dir / "root-home"
+        self.home.mkdir(mode=0o700)
         self.identity = self.dir / "id_ed25519"
         self.known_hosts = self.dir / "known_hosts"
         self.pids: dict[str, int] = {}
@@ -58,7 +60,7 @@ class LabSshd:
         authorized.write_text(self.identity.with_suffix(".pub").read_text(), encoding="utf-8")
         os.chmod(authorized, 0o600)
         known = []
-        for node in lab.cluster.nodes:
+        for node in lab.cluster.nodes + [lab.cluster.arbitrator]:
             key = self.dir / f"host_{node.name}"
             self._keygen(key, node.name)
             kind, blob = key.with_suffix(".pub").read_text().split()[:2]
@@ -78,11 +80,15 @@ class LabSshd:
     def start(self, name: str) -> None:
         node = self.lab.cluster.node(name)
         node.run(["mkdir", "-p", "-m", "0755", "/run/sshd"])  # a fresh /run after each boot
+        # the node's own (empty) root home, in its own mount namespace: the host's
+        # /root/.bashrc, which bash sources for every ssh command, is not the node's
+        # (here it runs pyenv init: up to a minute per command on a busy machine)
+        node.run(["sh", "-c", f"mountpoint -q /root || mount --bind {self.home} /root"])
         self.pids[name] = node.start_daemon(
             [SSHD, "-D", "-e", "-f", str(self.dir / f"sshd_{name}.conf")], "sshd.out")
 
     def start_all(self) -> None:
-        for name in self.lab.cluster.node_names:
+        for name in self.lab.cluster.node_names + [self.lab.info.arbitrator]:
             self.start(name)
         self._thread = threading.Thread(target=self._power, daemon=True)
         self._thread.start()
@@ -112,6 +118,9 @@ class LabSshd:
         for pid in self.pids.values():
             if proc.is_alive(pid):
                 proc.terminate(pid, timeout=5)
+        for node in self.lab.cluster.nodes + [self.lab.cluster.arbitrator]:
+            if node.booted:
+                node.run(["sh", "-c", "! mountpoint -q /root || umount /root"], check=False)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def ssh_args(self) -> list[str]:
@@ -153,7 +162,7 @@ def test_ssh_target_scenarios(drill_lab, lab_sshd, writer_defaults, tmp_path):  
         "--scenarios", "node-crash,standby,kill-service", "--work-dir", str(tmp_path),
         "--yes-i-mean-it", "--format", "json"])
     assert not lab_sshd.errors, lab_sshd.errors
-    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.returncode == 0, res.stderr[-3000:] + res.stdout[-3000:]
     report = json.loads(res.stdout)
     assert report["target"] == "ssh" and report["ok"] is True
     password = drill_lab.db_password()
@@ -218,7 +227,44 @@ def test_ssh_target_refusals(drill_lab, lab_sshd, writer_defaults, tmp_path):  #
                                            f"{drill_lab.cluster.node_names[0]},arbitrator",
                                            *lab_sshd.ssh_args(), "--db-defaults-file",
                                            str(writer_defaults), "--yes-i-mean-it"], timeout=120)
+    assert res.returncode == 2
+    assert res.stderr.strip() == ("pacestack: error: --nodes: arbitrator is not a node of this "
+                                  "cluster (nodes: controller01, controller02)")
+    res = _drill_in_arbitrator(drill_lab, ["--target", "ssh", "--nodes",
+                                           f"{drill_lab.cluster.node_names[0]},nosuchhost",
+                                           *lab_sshd.ssh_args(), "--db-defaults-file",
+                                           str(writer_defaults), "--yes-i-mean-it"], timeout=120)
     assert res.returncode == 1
-    assert "pacestack: error: ssh root@arbitrator: no answer" in res.stderr
+    assert res.stderr.startswith("pacestack: error: ssh root@nosuchhost: no answer"), res.stderr
     # nothing was done: no standby, nothing failed, everything still running
     assert stack.all_running(drill_lab, drill_lab.placement())
+
+
+def test_ssh_target_partition_with_probe_from_arbitrator(drill_lab, lab_sshd,  # noqa: F811
+                                                         writer_defaults, tmp_path):
+    """corosync's ring dropped by nft on the last node: the cluster fences it through
+    its device; it boots again, the rules are gone. The writer runs --from the
+    arbitrator over ssh (its events come back on ssh's stdout)."""
+    before = drill_lab.placement()
+    arb = drill_lab.info.arbitrator
+    res = _drill_in_arbitrator(drill_lab, [
+        "--target", "ssh", "--nodes", ",".join(drill_lab.cluster.node_names),
+        *lab_sshd.ssh_args(), "--db-defaults-file", str(writer_defaults),
+        "--vip-name", drill_lab.info.vip_name, "--from", arb, "--from-python", sys.executable,
+        "--scenarios", "partition", "--work-dir", str(tmp_path), "--yes-i-mean-it",
+        "--format", "json"])
+    assert not lab_sshd.errors, lab_sshd.errors
+    assert res.returncode == 0, res.stderr[-3000:] + res.stdout[-3000:]
+    (s,) = json.loads(res.stdout)["scenarios"]
+    assert s["error"] is None and s["ok"] is True, s
+    assert s["writes_acked"] > 0 and s["lost_writes"] == []
+    assert s["max_instances"] == {"vip": 1, "cinder-volume": 1}, s["max_instances"]
+    victim = s["victim"]
+    assert ("off", victim) in lab_sshd.power_events, lab_sshd.power_events
+    assert "dropped by nft table inet pacestack_drill" in res.stderr
+    assert "booted again (it had been fenced)" in res.stderr
+    ruleset = drill_lab.cluster.node(victim).run(["nft", "list", "ruleset"])
+    assert "pacestack_drill" not in ruleset.stdout, ruleset.stdout
+    after = drill_lab.placement()
+    assert stack.all_running(drill_lab, after), after
+    assert sorted(after) == sorted(before)
