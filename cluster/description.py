@@ -343,6 +343,12 @@ def _resources(where: _Where, conf: cfg.ConfigOpts, names: list[str], nodes, arb
             # multi-primary: every node may be promoted (Galera is)
             merged = dataclasses.replace(
                 merged, clone_meta={**merged.clone_meta, "promoted-max": str(len(nodes))})
+        if merged.mode == "promotable" and "notify" not in merged.clone_meta:
+            # a promotable agent learns its peers' starts and promotions from
+            # notifications (Galera scores its joiners there); without them a
+            # node waits for its next Unpromoted monitor to be promoted
+            merged = dataclasses.replace(
+                merged, clone_meta={**merged.clone_meta, "notify": "true"})
         out[name] = merged
     return list(out.values())
 

@@ -143,6 +143,9 @@ def test_profile_entries_can_be_overridden_and_disabled(tmp_path):
         assert all(pos[d] < pos[r.name] for d in r.after), r.name
     assert desc.resource("cinder-volume").mode == "single"
     assert desc.resource("galera").clone_meta["promoted-max"] == "2"
+    # a promotable clone described without clone meta still gets notifications
+    assert desc.resource("db").clone_meta == {"interleave": "true", "promoted-max": "2",
+                                              "notify": "true"}
 
 
 def test_config_check_and_sample_understand_the_description(tmp_path):
