@@ -343,14 +343,16 @@ def wsrep_status(m: Mysqld, timeout: float = 10) -> dict[str, str]:
 
 
 def _arbitrators(addresses: list[str], members: list[MemberState]) -> list[ArbitratorState]:
-    """An arbitrator is in a running member's component when its incoming addresses
-    (one per member; garbd has none) hold an empty entry."""
+    """An arbitrator is in a running member's component when that component is larger
+    than the data members Pacemaker runs. (An empty incoming address is not proof:
+    a data node that just joined by SST shows one too, for a moment.)"""
     seen = None
+    running = sum(1 for m in members
+                  if m.running or m.role in ("Promoted", "Unpromoted", "Started"))
     for m in members:
         w = m.local.wsrep if m.local else {}
-        if "wsrep_incoming_addresses" in w:
-            entries = w["wsrep_incoming_addresses"].split(",")
-            seen = sum(1 for e in entries if not e.strip()) >= 1
+        if w.get("wsrep_cluster_size", "").isdigit():
+            seen = int(w["wsrep_cluster_size"]) > running
             break
     return [ArbitratorState(a, seen) for a in addresses]
 
