@@ -28,14 +28,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 from pacestack.cluster import drill
-from pacestack.cluster.lab import LabCluster, services, stack
+from pacestack.cluster.lab import services, stack
 
 GALERA_SUSPECT_S = 1.5  # evs.suspect_timeout in the lab's Galera configuration
 assert "evs.suspect_timeout=PT1.5S" in services.EVS
@@ -88,7 +86,7 @@ def main() -> int:
         print("build the OpenStack cache first: scripts/build-openstack-cache.py",
               file=sys.stderr)
         return 2
-    registry = Path("/run") / f"pacestack-lab-bench-{os.getpid()}"
+    registry = stack.private_registry("bench")
     lab = stack.up(stack.UpOptions(venv=cached[0], schemas=cached[1], registry=registry),
                    progress=lambda m: print(f"lab: {m}", file=sys.stderr))
     rounds = []
@@ -118,11 +116,7 @@ def main() -> int:
                                 "vip_start_s": vip_start},
             })
     finally:
-        for rec in LabCluster.list_runs(registry):
-            LabCluster.attach(rec["run_id"], registry=registry).destroy()
-        for leftover in registry.iterdir():
-            leftover.unlink()
-        registry.rmdir()
+        stack.remove_registry(registry)
 
     def med(key: str) -> float | None:
         vals = [r[key] for r in rounds if r[key] is not None]

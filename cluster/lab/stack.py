@@ -123,6 +123,23 @@ def _up_lock(registry: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def private_registry(purpose: str) -> Path:
+    """A registry of its own under /run, so a test's or a benchmark's lab never meets
+    the operator's (or another run's)."""
+    return Path("/run") / f"pacestack-lab-{purpose}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def remove_registry(registry: Path) -> None:
+    """Destroy every lab recorded in a private registry, then the registry itself."""
+    for rec in LabCluster.list_runs(registry):
+        LabCluster.attach(rec["run_id"], registry=registry).destroy()
+    if registry.exists():
+        for leftover in registry.iterdir():
+            leftover.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            registry.rmdir()
+
+
 def find_labs(registry: Path | None = None) -> list[tuple[dict, Path]]:
     """Every registered lab run that `lab up` made (its record and stack.json path)."""
     reg = _registry(registry)

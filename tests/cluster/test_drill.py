@@ -16,24 +16,20 @@ from pathlib import Path
 
 import pytest
 from pacestack.cluster import drill
-from pacestack.cluster.lab import LabCluster, stack
+from pacestack.cluster.lab import stack
 
 PACESTACK = str(Path(sys.executable).with_name("pacestack"))
 
 
 @pytest.fixture(scope="module")
 def drill_lab(ocf_provider, openstack_venv, openstack_dump):
-    registry = Path("/run") / f"pacestack-lab-drill-{os.getpid()}-{os.urandom(3).hex()}"
+    registry = stack.private_registry("drill")
     lab = stack.up(stack.UpOptions(venv=openstack_venv, schemas=openstack_dump.parent,
                                    registry=registry))
     try:
         yield lab
     finally:
-        for rec in LabCluster.list_runs(registry):
-            LabCluster.attach(rec["run_id"], registry=registry).destroy()
-        for leftover in registry.iterdir():
-            leftover.unlink()
-        registry.rmdir()
+        stack.remove_registry(registry)
 
 
 def _check(result: drill.ScenarioResult) -> None:

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import pytest
-from pacestack.cluster.lab import LabCluster, crm, stack
+from pacestack.cluster.lab import crm, stack
 
 from pacestack import proc
 from pacestack.errors import RuntimeFailure
@@ -45,16 +45,12 @@ GAP_ROWS = list(range(101, 108))   # committed on controller02 alone: the gap
 
 @pytest.fixture(scope="module")
 def lab(ocf_provider):
-    registry = Path("/run") / f"pacestack-lab-galera-{os.getpid()}-{os.urandom(3).hex()}"
+    registry = stack.private_registry("galera")
     built = stack.up(stack.UpOptions(services=False, registry=registry))
     try:
         yield built
     finally:
-        for rec in LabCluster.list_runs(registry):
-            LabCluster.attach(rec["run_id"], registry=registry).destroy()
-        for leftover in registry.iterdir():
-            leftover.unlink()
-        registry.rmdir()
+        stack.remove_registry(registry)
 
 
 def cli(lab, *args: str, node: str = C1, input: str | None = None):
