@@ -23,6 +23,7 @@ Everything returns data; the drill (drill.py) decides, the CLI renders.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import json
 import os
@@ -194,7 +195,7 @@ class ProbeHandle:
         return found
 
 
-class Target:
+class Target(abc.ABC):
     """The operations the drill needs. Node names are the Pacemaker node names."""
 
     kind = "?"
@@ -204,10 +205,12 @@ class Target:
     work_dir: Path                  # where the probe's event logs go by default
     token_ms: int | None = None
 
+    @abc.abstractmethod
     def run(self, node: str, argv: Sequence[str], input: str | None = None,
             timeout: float = 60) -> subprocess.CompletedProcess:
         raise NotImplementedError
 
+    @abc.abstractmethod
     def is_up(self, node: str) -> bool:
         raise NotImplementedError
 
@@ -234,6 +237,7 @@ class Target:
                 return view.placement
         return {}
 
+    @abc.abstractmethod
     def sample(self, node: str) -> NodeSample | None:
         raise NotImplementedError
 
@@ -242,30 +246,39 @@ class Target:
         power switch); real fencing devices need nothing."""
         return []
 
+    @abc.abstractmethod
     def crash(self, node: str) -> str:
         raise NotImplementedError
 
+    @abc.abstractmethod
     def boot(self, node: str) -> str:
         raise NotImplementedError
 
+    @abc.abstractmethod
     def standby(self, node: str, on: bool) -> str:
         raise NotImplementedError
 
+    @abc.abstractmethod
     def kill(self, node: str, what: str) -> int:
         raise NotImplementedError
 
+    @abc.abstractmethod
     def cut(self, node: str) -> str:
         raise NotImplementedError
 
+    @abc.abstractmethod
     def restore(self, node: str) -> None:
         raise NotImplementedError
 
+    @abc.abstractmethod
     def is_cut(self, node: str) -> bool:
         raise NotImplementedError
 
+    @abc.abstractmethod
     def sql(self, statements: str, node: str | None = None, timeout: float = 120) -> str:
         raise NotImplementedError
 
+    @abc.abstractmethod
     def start_probe(self, out: Path, start_id: int) -> ProbeHandle:
         raise NotImplementedError
 
@@ -273,7 +286,7 @@ class Target:
         node = self.observer()
         self.run(node, ["crm_resource", "--cleanup"], timeout=60)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: only the ssh target holds anything
         """Release what the target holds (ssh connections)."""
 
 
