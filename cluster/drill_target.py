@@ -40,6 +40,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pacestack.cluster.lab.nodes import membership
+
 from pacestack import proc
 from pacestack.errors import ConfigError, RuntimeFailure
 
@@ -68,10 +70,7 @@ def parse_crm_mon(text: str) -> CrmView | None:
         doc = ET.fromstring(text)
     except ET.ParseError:
         return None
-    online = {n.get("name", ""): n.get("online") == "true" for n in doc.iterfind("./nodes/node")
-              if n.get("type", "member") == "member"}
-    dc_el = doc.find("./summary/current_dc")
-    dc = dc_el.get("name") if dc_el is not None and dc_el.get("present") == "true" else None
+    online, dc = membership(doc)
     placed: dict[str, list[tuple[str, str]]] = {}
     resources = doc.find("resources")
     if resources is not None:

@@ -294,11 +294,7 @@ class Node:
             doc = ET.fromstring(res.stdout)
         except ET.ParseError:
             return None
-        online = {n.get("name", ""): n.get("online") == "true" for n in doc.iterfind("./nodes/node")
-                  if n.get("type", "member") == "member"}
-        dc_el = doc.find("./summary/current_dc")
-        dc = dc_el.get("name") if dc_el is not None and dc_el.get("present") == "true" else None
-        return ClusterView(online, dc)
+        return ClusterView(*membership(doc))
 
     def online(self) -> bool:
         """True if this node's own Pacemaker sees itself online with a DC elected."""
@@ -314,3 +310,13 @@ class Node:
                 text = path.read_text(encoding="utf-8", errors="replace").splitlines()
                 out.append(f"== {self.name}:{path.name}\n" + "\n".join(text[-lines:]))
         return "\n".join(out)
+
+
+def membership(doc: ET.Element) -> tuple[dict[str, bool], str | None]:
+    """From crm_mon's XML: each cluster member (remote nodes left out) -> online,
+    and the DC when one is elected."""
+    online = {n.get("name", ""): n.get("online") == "true" for n in doc.iterfind("./nodes/node")
+              if n.get("type", "member") == "member"}
+    dc_el = doc.find("./summary/current_dc")
+    dc = dc_el.get("name") if dc_el is not None and dc_el.get("present") == "true" else None
+    return online, dc
