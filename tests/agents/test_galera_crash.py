@@ -212,6 +212,7 @@ def test_grastate_missing_on_the_most_advanced(scenario):
 def test_all_at_seqno_minus_one_recovered_everywhere(scenario):
     sc = scenario
     sc.write("node3")
+    sc.cluster.wait_applied()  # the scenario is "all level", not "one a write behind"
     sc.cluster.kill9()
     assert {sc.cluster[n].grastate()["seqno"] for n in NAMES} == {"-1"}
     sc.driver.all_crashed()
