@@ -162,6 +162,7 @@ def process_uptime(pid: int) -> float | None:
 
 class CinderVolumeAgent(OpenStackServiceAgent):
     name = "cinder-volume"
+    sh_monitor = False  # its monitor also reads the services rows: Python's
     version = "1.0"
     shortdesc = "cinder-volume, one active instance reporting as one host"
     longdesc = (

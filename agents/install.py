@@ -1,7 +1,9 @@
 """Install the tiny executables Pacemaker runs: /usr/lib/ocf/resource.d/pacestack/<agent>.
 
 Each is three lines (shebang with the Python that has pacestack installed, the
-import of its agent class, run) so all logic stays in the package. The registry
+import of its agent class, run) so all logic stays in the package; an agent with
+``sh_monitor`` gets a sh front that answers its healthy monitor and hands
+everything else to the same three lines (agents/sh_monitor.py). The registry
 below is the one place that says which agent name is which class.
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import os
 import sys
 
@@ -23,9 +26,10 @@ AGENTS: dict[str, str] = {
 
 # -I: nothing from the caller's environment (PYTHONPATH...) leaks in; -S: no site
 # processing, which costs ~25 ms per run (a monitor runs every few seconds on
-# every node). The paths site would have added are written in instead.
-_TEMPLATE = """#!{python} -IS
-import sys; sys.path += {paths!r}{package_path}
+# every node). The paths site would have added are written in instead (as JSON:
+# a valid Python literal without single quotes, so the same program also fits
+# inside the sh front's '...').
+_PROGRAM = """import sys; sys.path += {paths}{package_path}
 from {module} import {cls}
 from pacestack.agents.ocf import run; raise SystemExit(run({cls}))
 """
@@ -66,8 +70,6 @@ def import_paths(python: str) -> tuple[list[str], str | None]:
     bare = subprocess.run([python, "-I", "-S", "-c",
                            "import sys, json; print(json.dumps(sys.path))"],
                           capture_output=True, text=True, check=True).stdout
-    import json
-
     full, pkg_parent, agents_parent, pkg_dir = json.loads(out)
     without_site = set(json.loads(bare))
     paths = [p for p in full if p and p not in without_site]
@@ -78,11 +80,11 @@ def import_paths(python: str) -> tuple[list[str], str | None]:
     return paths, (agents_parent if agents_parent != pkg_dir else None)
 
 
-def executable_text(name: str, python: str | None = None,
-                    paths: list[str] | None = None) -> str:
-    """The executable's text. ``paths``: the sys.path entries to write in, when
-    they cannot be asked of ``python`` (a package build, where pacestack is only
-    under DESTDIR yet)."""
+def python_program(name: str, python: str | None = None,
+                   paths: list[str] | None = None) -> str:
+    """The Python that runs agent ``name`` (``python -IS -c`` or after the shebang).
+    ``paths``: the sys.path entries to write in, when they cannot be asked of
+    ``python`` (a package build, where pacestack is only under DESTDIR yet)."""
     module, cls = AGENTS[name].split(":", 1)
     python = python or sys.executable
     if paths is not None:
@@ -91,9 +93,24 @@ def executable_text(name: str, python: str | None = None,
         paths, agents_parent = import_paths(python)
     package_path = ""
     if agents_parent:
-        package_path = f"\nimport pacestack; pacestack.__path__.append({agents_parent!r})"
-    return _TEMPLATE.format(python=python, module=module, cls=cls, paths=paths,
-                            package_path=package_path)
+        package_path = ("\nimport pacestack; pacestack.__path__.append("
+                        f"{json.dumps(agents_parent)})")
+    return _PROGRAM.format(module=module, cls=cls, paths=json.dumps(paths),
+                           package_path=package_path)
+
+
+def executable_text(name: str, python: str | None = None,
+                    paths: list[str] | None = None) -> str:
+    """The executable's text (``paths``: see python_program)."""
+    python = python or sys.executable
+    program = python_program(name, python, paths)
+    agent = load_agent_class(name)
+    if agent.sh_monitor:
+        from pacestack.agents import sh_monitor
+        from pacestack.agents.openstack_service import PID_DIR
+
+        return sh_monitor.script(agent, python, program, PID_DIR)
+    return f"#!{python} -IS\n{program}"
 
 
 def install_agents(provider_dir: str = DEFAULT_PROVIDER_DIR, python: str | None = None,

@@ -248,6 +248,7 @@ class Agent:
     longdesc: str = ""
     parameters: Sequence[Parameter] = ()
     actions: Sequence[Action] = ()
+    sh_monitor: bool = False  # installed behind agents/sh_monitor.py's front
 
     def __init__(self, environ: Mapping[str, str] | None = None, action: str | None = None) -> None:
         self.environ: Mapping[str, str] = os.environ if environ is None else environ

@@ -95,6 +95,9 @@ SERVICE_ACTIONS = [
 
 class OpenStackServiceAgent(ocf.Agent):
     name = "openstack-service"
+    # installed behind a sh front that answers a healthy recurring monitor (process
+    # and URL) without starting Python: agents/sh_monitor.py
+    sh_monitor = True
     version = "1.0"
     shortdesc = "An OpenStack daemon (API, scheduler, conductor, agent...)"
     longdesc = (

@@ -99,9 +99,11 @@ def test_monitor_path_imports_only_the_standard_library(monitor_url, ocf_provide
         (tmp_path / "x.pid").write_text(f"{sleeper.pid}\n")
         env["OCF_RESKEY_monitor_url"] = monitor_url
     try:
+        # the Python the sh front hands a monitor to (with a sleeper that has no
+        # start-time record, the front never answers this one itself)
         done = subprocess.run(
-            [sys.executable, "-I", "-S", "-X", "importtime",
-             str(PROVIDER_DIR / "openstack-service"), "monitor"],
+            [sys.executable, "-I", "-S", "-X", "importtime", "-c",
+             install.python_program("openstack-service"), "monitor"],
             env=env, capture_output=True, text=True, check=False)
     finally:
         if sleeper:
@@ -133,7 +135,12 @@ def test_install_module_writes_tiny_executables(tmp_path):
         path = tmp_path / name
         assert path.stat().st_mode & 0o777 == 0o755
         text = path.read_text()
-        assert text.startswith(f"#!{sys.executable} -IS\n") and len(text.splitlines()) <= 5
+        if install.load_agent_class(name).sh_monitor:  # a sh front, then the same Python
+            assert text.startswith("#!/bin/sh\n")
+            assert f"exec {sys.executable} -IS -c '{install.python_program(name)}' \"$@\"\n" \
+                in text
+        else:
+            assert text.startswith(f"#!{sys.executable} -IS\n") and len(text.splitlines()) <= 5
         meta = subprocess.run([str(path), "meta-data"], capture_output=True, text=True,
                               check=False)
         assert meta.returncode == 0 and f'<resource-agent name="{name}"' in meta.stdout
@@ -174,10 +181,18 @@ def test_ha_logfacility_logs_to_syslog(ocf_provider):
 def test_executable_for_a_package_build_names_the_target_paths():
     """A package build cannot ask the target python (pacestack is only under
     DESTDIR): the site directories are given and written in as they are."""
-    text = install.executable_text("openstack-service", "/usr/bin/python3",
+    text = install.executable_text("galera", "/usr/bin/python3",
                                    ["/usr/lib/python3/dist-packages"])
     assert text == (
         "#!/usr/bin/python3 -IS\n"
-        "import sys; sys.path += ['/usr/lib/python3/dist-packages']\n"
+        'import sys; sys.path += ["/usr/lib/python3/dist-packages"]\n'
+        "from pacestack.agents.galera import GaleraAgent\n"
+        "from pacestack.agents.ocf import run; raise SystemExit(run(GaleraAgent))\n")
+    front = install.executable_text("openstack-service", "/usr/bin/python3",
+                                    ["/usr/lib/python3/dist-packages"])
+    assert front.endswith(
+        "exec /usr/bin/python3 -IS -c '"
+        'import sys; sys.path += ["/usr/lib/python3/dist-packages"]\n'
         "from pacestack.agents.openstack_service import OpenStackServiceAgent\n"
-        "from pacestack.agents.ocf import run; raise SystemExit(run(OpenStackServiceAgent))\n")
+        "from pacestack.agents.ocf import run; raise SystemExit(run(OpenStackServiceAgent))\n"
+        "' \"$@\"\n")

@@ -1,7 +1,7 @@
 """ocf:pacestack:openstack-service, installed and called as Pacemaker calls it,
-managing a small real daemon written here (a Python script: it reports what its
-environment looks like, can ignore TERM, die at once, or serve HTTP). The real
-OpenStack APIs are in test_openstack_service_apis.py."""
+managing the small real daemon of tests/fixtures/service_daemon.py. The real
+OpenStack APIs are in test_openstack_service_apis.py; the sh front that answers
+a healthy monitor without Python is pinned down in test_sh_monitor.py."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,48 +19,6 @@ from pacestack.agents.service_process import split_http_url
 from pacestack import proc
 from tests.fixtures.mariadb import free_port
 from tests.fixtures.ocf import exit_reason, run_agent
-
-DAEMON = r'''#!/usr/bin/python3
-import http.server, os, signal, sys, time
-args = sys.argv[1:]
-if "--exit-now" in args:
-    print("fatal: cannot read the database section", flush=True)
-    sys.exit(3)
-if "--ignore-term" in args:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-print(f"ready pid={os.getpid()} uid={os.getuid()} cwd={os.getcwd()} "
-      f"umask={os.umask(0):o} svc={os.environ.get('SVC_NAME')} "
-      f"ocf={sum(k.startswith('OCF_') for k in os.environ)}", flush=True)
-if "--http" in args:
-    port = int(args[args.index("--http") + 1])
-    status_file = args[args.index("--http") + 2]
-
-    class H(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            with open(status_file) as fh:
-                self.send_response(int(fh.read()))
-            self.end_headers()
-
-        def log_message(self, *a):
-            pass
-
-    http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
-while True:
-    time.sleep(60)
-'''
-
-
-@pytest.fixture
-def daemon_dir():
-    """A world-readable dir (the daemon may run as nobody) holding the script."""
-    path = Path(tempfile.mkdtemp(prefix="pacestack-ocfsvc-"))
-    path.chmod(0o755)
-    script = path / "fake-api"
-    script.write_text(DAEMON)
-    script.chmod(0o755)
-    (path / "svc.conf").write_text("[DEFAULT]\ndebug = false\n")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
