@@ -14,6 +14,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from pacestack.migrate import batch as sqlbatch
 from pacestack.migrate.journal import Journal, dumps
@@ -89,38 +90,68 @@ def _batches(changes: list[Change], size: int) -> list[list[Change]]:
     return out
 
 
-def apply_batch(cloud, journal: Journal, run_id: str, batch_no: int,
-                changes: list[Change]) -> None:
-    """One transaction: lock rows, check they are as planned, journal, change."""
-    conn = cloud.conn
+@dataclasses.dataclass
+class PreparedBatch:
+    number: int
+    changes: int
+    stmts: list[sqlbatch.Stmt]
+    images: list[tuple]  # before-images written by the client (inserted rows' keys)
+
+
+def prepare_batch(cloud, lit: sqlbatch.Literals, run_id: str, batch_no: int,
+                  changes: list[Change], row_columns: dict[tuple[str, str], list[str]]
+                  ) -> PreparedBatch:
+    """The statements of one batch, composed without touching the connection: one
+    set-based group per signature, in table order."""
     images: list[tuple] = []
-    # one set-based statement group per signature, in table order (signature once each)
+    stmts: list[sqlbatch.Stmt] = []
     groups: dict[tuple, list[Change]] = {}
     for c in changes:
         groups.setdefault(c.signature(), []).append(c)
+    for sig in sorted(groups):
+        _order, db, table, op, cols = sig
+        grp = groups[sig]
+        if op == "insert":
+            stmts += sqlbatch.prepare_insert(cloud, db, table, [c.after for c in grp])
+            images += [(db, table, "insert", c.key, None, list(c.after)) for c in grp]
+            continue
+        image = (cloud.t("journal", "images"), [run_id, batch_no, db, table, dumps(list(cols))])
+        if op == "update":
+            stmts += sqlbatch.prepare_update(cloud, lit, db, table, [c.key for c in grp],
+                                             [c.before for c in grp], [c.after for c in grp],
+                                             list(cols), image)
+        else:
+            stmts += sqlbatch.prepare_delete(cloud, lit, db, table, [c.key for c in grp], image,
+                                             row_columns[(db, table)])
+    return PreparedBatch(batch_no, len(changes), stmts, images)
+
+
+def run_batch(cloud, journal: Journal, run_id: str, batch: PreparedBatch) -> None:
+    """One transaction: lock rows, check they are as planned, journal, change."""
+    conn = cloud.conn
     try:
         with conn.cursor() as cur:
-            for sig in sorted(groups):
-                _order, db, table, op, cols = sig
-                grp = groups[sig]
-                if op == "insert":
-                    sqlbatch.insert_rows(cloud, cur, db, table, [c.after for c in grp])
-                    images += [(db, table, "insert", c.key, None, list(c.after)) for c in grp]
-                    continue
-                image = (cloud.t("journal", "images"),
-                         [run_id, batch_no, db, table, dumps(list(cols))])
-                if op == "update":
-                    sqlbatch.journaled_update(cloud, cur, db, table, [c.key for c in grp],
-                                              [c.before for c in grp], [c.after for c in grp],
-                                              list(cols), image)
-                else:
-                    sqlbatch.journaled_delete(cloud, cur, db, table, [c.key for c in grp], image)
-            journal.write_images(cur, run_id, batch_no, images)
-            journal.count_batch(cur, run_id, len(changes))
+            sqlbatch.run(cur, batch.stmts)
+            journal.write_images(cur, run_id, batch.number, batch.images)
+            journal.count_batch(cur, run_id, batch.changes)
         conn.commit()
     except BaseException:
         conn.rollback()
         raise
+
+
+def delete_columns(cloud, changes: list[Change]) -> dict[tuple[str, str], list[str]]:
+    """The columns of every table rows are deleted from (whole rows are journaled)."""
+    return {k: sqlbatch.columns(cloud, *k) for k in {(c.db, c.table) for c in changes
+                                                     if c.op == "delete"}}
+
+
+def apply_batch(cloud, journal: Journal, run_id: str, batch_no: int,
+                changes: list[Change]) -> None:
+    """Compose and run one batch on this thread."""
+    run_batch(cloud, journal, run_id, prepare_batch(
+        cloud, sqlbatch.Literals(cloud.conn), run_id, batch_no, changes,
+        delete_columns(cloud, changes)))
 
 
 def table_checksums(cloud, keys) -> dict[tuple[str, str], object]:
@@ -172,14 +203,25 @@ def apply(cloud, mapping, *, only: list[str] | None = None, force: bool = False,
         changes = plan.changes  # a property that builds the list: once
         batches = _batches(changes, batch_size)
         first = journal.next_batch(run_id)
-        for i, b in enumerate(batches):
-            with no_cyclic_gc():
-                apply_batch(cloud, journal, run_id, first + i, b)
-            result.batches += 1
-            result.changes += len(b)
-            say(f"batch {i + 1}/{len(batches)}: {result.changes}/{len(changes)} rows")
-            if pause_after_batch:
-                time.sleep(pause_after_batch)  # tests: a window to kill between batches
+        lit = sqlbatch.Literals(cloud.conn)
+        row_columns = delete_columns(cloud, changes)  # server questions: on this thread
+
+        def compose(i: int) -> PreparedBatch:
+            return prepare_batch(cloud, lit, run_id, first + i, batches[i], row_columns)
+        # the next batch is composed on a second thread while the server works through
+        # this one (the client then mostly waits on the socket, without the GIL)
+        with no_cyclic_gc(), ThreadPoolExecutor(1, thread_name_prefix="compose") as pool:
+            ahead = pool.submit(compose, 0) if batches else None
+            for i, b in enumerate(batches):
+                prepared = ahead.result()
+                if i + 1 < len(batches):
+                    ahead = pool.submit(compose, i + 1)
+                run_batch(cloud, journal, run_id, prepared)
+                result.batches += 1
+                result.changes += len(b)
+                say(f"batch {i + 1}/{len(batches)}: {result.changes}/{len(changes)} rows")
+                if pause_after_batch:
+                    time.sleep(pause_after_batch)  # tests: a window to kill between batches
         journal.set_status(run_id, "done", finished=True)
         result.seconds = time.monotonic() - t0
         return result

@@ -6,13 +6,19 @@ new values filled with executemany, one ``SELECT ... FOR UPDATE`` for the
 before-images, one ``UPDATE ... JOIN`` (or ``DELETE ... JOIN``). The new values
 sit in the temporary table, so MariaDB's left-to-right SET order cannot make
 one assignment see another's result.
+
+Composing is kept apart from running: ``prepare_*`` return the statements of a
+group as data (``Stmt``), touching neither the connection nor the database, and
+``run`` sends them. So apply composes the next batch on a second thread while
+the server works through the current one (see apply.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pacestack.migrate import tables
@@ -37,15 +43,41 @@ def _real(cloud, db: str, table: str) -> str:
     return cloud.t(db, table)
 
 
-def _create_tmp(cur, real: str, keys: Sequence[str], vals: Sequence[str],
-                olds: Sequence[str] = ()) -> None:
-    cur.execute(f"DROP TEMPORARY TABLE IF EXISTS {q(TMP)}")
+@dataclasses.dataclass(frozen=True, slots=True)
+class Stmt:
+    """One statement of a prepared group. ``expect``: the rows it must match (for
+    ``count``, the value of its SELECT COUNT(*)); otherwise Stale, with ``stale``
+    formatted with ``missing`` and ``got``."""
+    sql: str
+    params: Sequence | None = None
+    many: Sequence[tuple] | None = None  # rows for executemany
+    expect: int | None = None
+    count: bool = False
+    stale: str = ""
+
+
+def run(cur, stmts: Iterable[Stmt]) -> None:
+    """Send prepared statements in order, checking what each must match."""
+    for s in stmts:
+        if s.many is not None:
+            cur.executemany(s.sql, s.many)
+            continue
+        n = cur.execute(s.sql, s.params)
+        if s.count:
+            n = cur.fetchone()[0]
+        if s.expect is not None and n != s.expect:
+            raise Stale(s.stale.format(missing=s.expect - n, got=n))
+
+
+def _tmp(real: str, keys: Sequence[str], vals: Sequence[str],
+         olds: Sequence[str] = ()) -> list[Stmt]:
     cols = [f"{q(k)} AS {q('k_' + k)}" for k in keys] + [f"{q(v)} AS {q('v_' + v)}"
                                                           for v in vals] + \
         [f"{q(o)} AS {q('o_' + o)}" for o in olds]
     # column types copied from the real table; no rows copied
-    cur.execute(f"CREATE TEMPORARY TABLE {q(TMP)} AS SELECT {', '.join(cols)} "  # noqa: S608
-                f"FROM {real} LIMIT 0")
+    return [Stmt(f"DROP TEMPORARY TABLE IF EXISTS {q(TMP)}"),
+            Stmt(f"CREATE TEMPORARY TABLE {q(TMP)} AS SELECT {', '.join(cols)} "  # noqa: S608
+                 f"FROM {real} LIMIT 0")]
 
 
 # what pymysql's escape_string rewrites (its _escape_table), backslash first
@@ -54,37 +86,56 @@ _ESCAPES = (("\\", "\\\\"), ("\0", "\\0"), ("\n", "\\n"), ("\r", "\\r"),
 _MAX_STATEMENT = 1024000  # bytes per INSERT, where pymysql's executemany cuts too
 
 
-def _literal(conn, value: Any) -> str:
-    """The SQL literal pymysql itself makes of value (conn.escape), with str.replace
+class Literals:
+    """SQL literals exactly as pymysql's conn.escape makes them, with str.replace
     for strings: pymysql's str.translate costs ~40 ns a character, 1.3 s of CPU
-    for the 34 MB of new info caches of a 10,000-instance cloud."""
-    if type(value) is str and not \
-            conn.server_status & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES:
-        for char, escaped in _ESCAPES:
-            if char in value:
-                value = value.replace(char, escaped)
-        return "'" + value + "'"
-    return conn.escape(value)
+    for the 34 MB of new info caches of a 10,000-instance cloud. Made on the
+    connection's thread; then usable on another (it only reads settings fixed
+    for the session)."""
+
+    __slots__ = ("escape", "backslashes")
+
+    def __init__(self, conn) -> None:
+        self.escape = conn.escape
+        self.backslashes = not conn.server_status & \
+            SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES
+
+    def __call__(self, value: Any) -> str:
+        if type(value) is str and self.backslashes:
+            for char, escaped in _ESCAPES:
+                if char in value:
+                    value = value.replace(char, escaped)
+            return "'" + value + "'"
+        return self.escape(value)
 
 
-def _fill_tmp(cur, n_cols: int, rows: list[tuple]) -> None:
+def _literal(conn, value: Any) -> str:
+    return Literals(conn)(value)
+
+
+def _fill(lit: Literals, n_cols: int, rows: list[tuple]) -> list[Stmt]:
     """Multi-row INSERTs of at most _MAX_STATEMENT bytes, as executemany sends them."""
-    conn = cur.connection
     head = f"INSERT INTO {q(TMP)} VALUES "  # noqa: S608
+    out: list[Stmt] = []
     parts: list[str] = []
     size = len(head)
     for row in rows:
         if len(row) != n_cols:
             raise ValueError(f"{len(row)} values for {n_cols} columns")
-        text = "(" + ",".join([_literal(conn, v) for v in row]) + ")"
+        text = "(" + ",".join([lit(v) for v in row]) + ")"
         n = len(text) if text.isascii() else len(text.encode("utf-8", "surrogateescape"))
         if parts and size + n + 1 > _MAX_STATEMENT:
-            cur.execute(head + ",".join(parts))
+            out.append(Stmt(head + ",".join(parts)))
             parts, size = [], len(head)
         parts.append(text)
         size += n + 1
     if parts:
-        cur.execute(head + ",".join(parts))
+        out.append(Stmt(head + ",".join(parts)))
+    return out
+
+
+def _fill_tmp(cur, n_cols: int, rows: list[tuple]) -> None:
+    run(cur, _fill(Literals(cur.connection), n_cols, rows))
 
 
 def _join(keys: Sequence[str]) -> str:
@@ -97,10 +148,10 @@ def update_rows(cloud, cur, db: str, table: str, keys: list[dict], values: list[
     pk = tables.pk(db, table)
     tables.check_columns(db, table, cols)
     real = _real(cloud, db, table)
-    _create_tmp(cur, real, pk, cols)
-    _fill_tmp(cur, len(pk) + len(cols),
-              [tuple(k[c] for c in pk) + tuple(v[c] for c in cols)
-               for k, v in zip(keys, values, strict=True)])
+    run(cur, _tmp(real, pk, cols) + _fill(
+        Literals(cur.connection), len(pk) + len(cols),
+        [tuple(k[c] for c in pk) + tuple(v[c] for c in cols)
+         for k, v in zip(keys, values, strict=True)]))
     sets = ", ".join(f"t.{q(c)} = c.{q('v_' + c)}" for c in cols)
     return cur.execute(f"UPDATE {real} t JOIN {q(TMP)} c ON {_join(pk)} "  # noqa: S608
                        f"SET {sets}")
@@ -109,13 +160,13 @@ def update_rows(cloud, cur, db: str, table: str, keys: list[dict], values: list[
 def delete_rows(cloud, cur, db: str, table: str, keys: list[dict]) -> int:
     pk = tables.pk(db, table)
     real = _real(cloud, db, table)
-    _create_tmp(cur, real, pk, ())
-    _fill_tmp(cur, len(pk), [tuple(k[c] for c in pk) for k in keys])
+    run(cur, _tmp(real, pk, ()) + _fill(Literals(cur.connection), len(pk),
+                                        [tuple(k[c] for c in pk) for k in keys]))
     return cur.execute(f"DELETE t FROM {real} t JOIN {q(TMP)} c ON {_join(pk)}")
 
 
-def insert_rows(cloud, cur, db: str, table: str, rows: list[dict],
-                whole_row: bool = False) -> int:
+def prepare_insert(cloud, db: str, table: str, rows: list[dict],
+                   whole_row: bool = False) -> list[Stmt]:
     """INSERT rows; whole_row (a restored before-image) may hold any column of the table."""
     cols = list(rows[0])
     if not whole_row:
@@ -125,11 +176,14 @@ def insert_rows(cloud, cur, db: str, table: str, rows: list[dict],
     real = _real(cloud, db, table)
     names = ", ".join(q(c) for c in cols)
     marks = ", ".join(["%s"] * len(cols))
-    n = 0
-    for i in range(0, len(rows), 5000):
-        n += cur.executemany(f"INSERT INTO {real} ({names}) VALUES ({marks})",  # noqa: S608
-                             [tuple(r[c] for c in cols) for r in rows[i:i + 5000]])
-    return n
+    return [Stmt(f"INSERT INTO {real} ({names}) VALUES ({marks})",  # noqa: S608
+                 many=[tuple(r[c] for c in cols) for r in rows[i:i + 5000]])
+            for i in range(0, len(rows), 5000)]
+
+
+def insert_rows(cloud, cur, db: str, table: str, rows: list[dict],
+                whole_row: bool = False) -> None:
+    run(cur, prepare_insert(cloud, db, table, rows, whole_row))
 
 
 def checksum(cloud, cur, db: str, table: str) -> Any:
@@ -175,8 +229,9 @@ def _same_in_all(values) -> Any:
     return first
 
 
-def journaled_update(cloud, cur, db: str, table: str, keys: list[dict], befores: list[dict],
-                     afters: list[dict], cols: Sequence[str], image: tuple) -> None:
+def prepare_update(cloud, lit: Literals, db: str, table: str, keys: list[dict],
+                   befores: list[dict], afters: list[dict], cols: Sequence[str],
+                   image: tuple) -> list[Stmt]:
     """Check the rows still hold the planned old values (locking them), copy their
     before-images into the journal server-side, then update: no row data makes a
     round trip through the client except the new values.
@@ -201,10 +256,10 @@ def journaled_update(cloud, cur, db: str, table: str, keys: list[dict], befores:
     same_old = {c: v for c in cols if (v := _same_in_all(olds[c])) is not _UNSET}
     var_new = [c for c in cols if c not in same_new]
     var_old = [c for c in cols if c not in same_old]
-    _create_tmp(cur, real, pk, var_new, var_old)
-    _fill_tmp(cur, len(pk) + len(var_new) + len(var_old),
-              list(zip(*([[k[c] for k in keys] for c in pk] + [news[c] for c in var_new] +
-                         [olds[c] for c in var_old]), strict=True)))
+    stmts = _tmp(real, pk, var_new, var_old) + _fill(
+        lit, len(pk) + len(var_new) + len(var_old),
+        list(zip(*([[k[c] for k in keys] for c in pk] + [news[c] for c in var_new] +
+                   [olds[c] for c in var_old]), strict=True)))
 
     def new_value(c: str, params: list) -> str:
         if c in same_new:
@@ -227,39 +282,50 @@ def journaled_update(cloud, cur, db: str, table: str, keys: list[dict], befores:
     journal_t, args = image
     # one statement copies the before-images of the rows still as planned and locks them;
     # a row someone changed since the plan is missing from the count
-    found = cur.execute(
+    stmts.append(Stmt(
         f"INSERT INTO {journal_t} (run_id, batch, db, tbl, op, key_after, "  # noqa: S608
         f"row_before, cols) SELECT %s, %s, %s, %s, 'update', JSON_OBJECT({key_json}), "
         f"JSON_OBJECT({before_json}), %s FROM {real} t JOIN {q(TMP)} c ON {_join(pk)} "
         f"WHERE {' AND '.join(guards)} FOR UPDATE",
-        list(args[:4]) + key_params + [args[4]] + guard_params)
-    if found != len(keys):
-        raise Stale(f"{db}.{table}: {len(keys) - found} of {len(keys)} rows changed since "
-                    "they were planned; run apply again to re-plan")
+        list(args[:4]) + key_params + [args[4]] + guard_params, expect=len(keys),
+        stale=f"{db}.{table}: {{missing}} of {len(keys)} rows changed since they were "
+              "planned; run apply again to re-plan"))
     set_params: list = []
     sets = ", ".join(f"t.{q(c)} = {new_value(c, set_params)}" for c in cols)
-    n = cur.execute(f"UPDATE {real} t JOIN {q(TMP)} c ON {_join(pk)} "  # noqa: S608
-                    f"SET {sets}", set_params or None)
-    if n != len(keys):
-        raise Stale(f"{db}.{table}: {n} rows changed, {len(keys)} planned")
+    stmts.append(Stmt(f"UPDATE {real} t JOIN {q(TMP)} c ON {_join(pk)} "  # noqa: S608
+                      f"SET {sets}", set_params or None, expect=len(keys),
+                      stale=f"{db}.{table}: {{got}} rows changed, {len(keys)} planned"))
+    return stmts
+
+
+def journaled_update(cloud, cur, db: str, table: str, keys: list[dict], befores: list[dict],
+                     afters: list[dict], cols: Sequence[str], image: tuple) -> None:
+    run(cur, prepare_update(cloud, Literals(cur.connection), db, table, keys, befores,
+                            afters, cols, image))
+
+
+def prepare_delete(cloud, lit: Literals, db: str, table: str, keys: list[dict],
+                   image: tuple, row_columns: Sequence[str]) -> list[Stmt]:
+    """Lock the rows (all must still be there), journal them whole (``row_columns``:
+    the table's columns, from ``columns`` on the connection's thread), delete them."""
+    pk = tables.pk(db, table)
+    real = _real(cloud, db, table)
+    stmts = _tmp(real, pk, ()) + _fill(lit, len(pk), [tuple(k[c] for c in pk) for k in keys])
+    stmts.append(Stmt(f"SELECT COUNT(*) FROM {real} t JOIN {q(TMP)} c "  # noqa: S608
+                      f"ON {_join(pk)} FOR UPDATE", expect=len(keys), count=True,
+                      stale=f"{db}.{table}: {{missing}} of {len(keys)} rows are gone since "
+                            "they were planned; run apply again to re-plan"))
+    key_json = ", ".join(f"{_lit(k)}, t.{q(k)}" for k in pk)
+    row_json = ", ".join(f"{_lit(c)}, t.{q(c)}" for c in row_columns)
+    journal_t, args = image
+    stmts.append(Stmt(
+        f"INSERT INTO {journal_t} (run_id, batch, db, tbl, op, key_after, "  # noqa: S608
+        f"row_before, cols) SELECT %s, %s, %s, %s, 'delete', JSON_OBJECT({key_json}), "
+        f"JSON_OBJECT({row_json}), %s FROM {real} t JOIN {q(TMP)} c ON {_join(pk)}", args))
+    stmts.append(Stmt(f"DELETE t FROM {real} t JOIN {q(TMP)} c ON {_join(pk)}"))
+    return stmts
 
 
 def journaled_delete(cloud, cur, db: str, table: str, keys: list[dict], image: tuple) -> None:
-    pk = tables.pk(db, table)
-    real = _real(cloud, db, table)
-    _create_tmp(cur, real, pk, ())
-    _fill_tmp(cur, len(pk), [tuple(k[c] for c in pk) for k in keys])
-    cur.execute(f"SELECT COUNT(*) FROM {real} t JOIN {q(TMP)} c ON {_join(pk)} "  # noqa: S608
-                "FOR UPDATE")
-    found = cur.fetchone()[0]
-    if found != len(keys):
-        raise Stale(f"{db}.{table}: {len(keys) - found} of {len(keys)} rows are gone since "
-                    "they were planned; run apply again to re-plan")
-    key_json = ", ".join(f"{_lit(k)}, t.{q(k)}" for k in pk)
-    row_json = ", ".join(f"{_lit(c)}, t.{q(c)}" for c in columns(cloud, db, table))
-    journal_t, args = image
-    cur.execute(f"INSERT INTO {journal_t} (run_id, batch, db, tbl, op, key_after, "  # noqa: S608
-                f"row_before, cols) SELECT %s, %s, %s, %s, 'delete', JSON_OBJECT({key_json}), "
-                f"JSON_OBJECT({row_json}), %s FROM {real} t JOIN {q(TMP)} c ON {_join(pk)}",
-                args)
-    cur.execute(f"DELETE t FROM {real} t JOIN {q(TMP)} c ON {_join(pk)}")
+    run(cur, prepare_delete(cloud, Literals(cur.connection), db, table, keys, image,
+                            columns(cloud, db, table)))

@@ -202,3 +202,39 @@ def test_rows_changed_since_plan_are_not_overwritten(seeded):
             applymod.apply_batch(c, j, run, 1, p.changes)
         assert seeded.checksums() == before
         assert c.rows("SELECT COUNT(*) AS n FROM {journal.images}")[0]["n"] == 0
+
+
+def test_batches_are_composed_without_the_connection(seeded):
+    """apply composes the next batch on a second thread while this one runs: that is
+    only safe because composing never touches the connection. Composed with a
+    connection that refuses every use, then run for real, the seed's cutover is
+    the same as apply's."""
+    from pacestack.migrate import batch as sqlbatch
+    from pacestack.migrate import plan as planmod
+    from pacestack.migrate.journal import Journal
+
+    class Untouchable:
+        def __getattr__(self, name):
+            raise AssertionError(f"composing used the connection ({name})")
+
+    with contextlib.closing(seeded.cloud()) as c:
+        p = planmod.build(c, seeded.mapping())
+        c.conn.commit()
+        j = Journal(c)
+        j.ensure_schema()
+        run = j.start_run("test", ["all"])
+        lit = sqlbatch.Literals(c.conn)
+        columns = applymod.delete_columns(c, p.changes)
+        real_conn, c.conn = c.conn, Untouchable()
+        try:
+            composed = [applymod.prepare_batch(c, lit, run, i + 1, b, columns)
+                        for i, b in enumerate(applymod._batches(p.changes, 7))]
+        finally:
+            c.conn = real_conn
+        assert len(composed) > 10 and all(b.stmts for b in composed)
+        for b in composed:
+            applymod.run_batch(c, j, run, b)
+        assert not planmod.build(c, seeded.mapping()).changes  # nothing left to do
+        c.conn.commit()
+        rb = rbmod.rollback(c, run)
+    assert rb.checksums_ok and rb.rows == seed_cloud.SEED_CHANGES
