@@ -310,6 +310,7 @@ def main(argv=None) -> int:
             else:
                 r = applymod.apply(c, mp, batch_size=args.batch_size)
             out["apply_s"] = round(time.monotonic() - t, 2)
+            out["apply_replan_s"] = round(r.plan_seconds, 2)  # part of apply_s
             cpu["apply"] = cpu_since(u, server.pid)
             say(f"apply: {r.changes} rows, {r.batches} batches in {out['apply_s']} s")
             t, u = time.monotonic(), cpu_now(server.pid)
@@ -353,7 +354,11 @@ def main(argv=None) -> int:
             t = time.monotonic()
             r = applymod.apply(c, mp, only=["cinder"])
             out["pacestack_cinder_s"] = round(time.monotonic() - t, 2)
+        # the goal's ratio: the whole apply command, its own re-plan included, against
+        # the baseline's writes alone (it is handed the plan); and writes against writes
         out["ratio_apply_vs_row_by_row"] = round(out["row_by_row_apply_s"] / out["apply_s"], 1)
+        out["ratio_writes_vs_row_by_row"] = round(
+            out["row_by_row_apply_s"] / (out["apply_s"] - out["apply_replan_s"]), 1)
         out["ratio_cinder_vs_cinder_manage"] = round(
             out["cinder_manage_update_host_s"] / out["pacestack_cinder_s"], 1)
         out["goals"] = {"plan<=5s": out["plan_s"] <= 5, "apply<=60s": out["apply_s"] <= 60,

@@ -33,10 +33,12 @@ class ApplyResult:
     batches: int = 0
     changes: int = 0
     seconds: float = 0.0
+    plan_seconds: float = 0.0  # of seconds: re-planning from the databases as they are now
 
     def to_dict(self) -> dict:
         return {"run_id": self.run_id, "resumed": self.resumed, "batches": self.batches,
                 "changes": self.changes, "seconds": round(self.seconds, 3),
+                "plan_seconds": round(self.plan_seconds, 3),
                 "refusals": self.plan.refusals,
                 "counts": {s.step: s.counts() for s in self.plan.steps}}
 
@@ -183,9 +185,10 @@ def apply(cloud, mapping, *, only: list[str] | None = None, force: bool = False,
                                   "or --only; re-run it with the same ones or roll it back")
             run_id, resumed = run["run_id"], True
         say("planning")
+        t_plan = time.monotonic()
         plan = build(cloud, mapping, only=steps, force=force)
         cloud.conn.commit()  # end the read snapshot: batches must see current rows
-        result = ApplyResult(run_id, resumed, plan)
+        result = ApplyResult(run_id, resumed, plan, plan_seconds=time.monotonic() - t_plan)
         if plan.refusals:
             return result
         if run_id is None:

@@ -248,14 +248,18 @@ def prepare_update(cloud, lit: Literals, db: str, table: str, keys: list[dict],
 
     if not len(keys) == len(befores) == len(afters):
         raise ValueError("keys, befores and afters differ in length")
+    # a key column whose old value is the key itself (a binding's host) is checked by
+    # the join already: no guard, no old-value column for it
+    checked = [c for c in cols if not (c in pk and c not in hashed and all(
+        type(b[c]) is type(k[c]) and b[c] == k[c] for b, k in zip(befores, keys, strict=True)))]
     # column by column: the temporary table's rows are zip()ped from these at the end
     news = {c: [a[c] for a in afters] for c in cols}
     olds = {c: ([None if b[c] is None else _md5(b[c]) for b in befores] if c in hashed
-                else [b[c] for b in befores]) for c in cols}
+                else [b[c] for b in befores]) for c in checked}
     same_new = {c: v for c in cols if (v := _same_in_all(news[c])) is not _UNSET}
-    same_old = {c: v for c in cols if (v := _same_in_all(olds[c])) is not _UNSET}
+    same_old = {c: v for c in checked if (v := _same_in_all(olds[c])) is not _UNSET}
     var_new = [c for c in cols if c not in same_new]
-    var_old = [c for c in cols if c not in same_old]
+    var_old = [c for c in checked if c not in same_old]
     stmts = _tmp(real, pk, var_new, var_old) + _fill(
         lit, len(pk) + len(var_new) + len(var_old),
         list(zip(*([[k[c] for k in keys] for c in pk] + [news[c] for c in var_new] +
@@ -270,8 +274,8 @@ def prepare_update(cloud, lit: Literals, db: str, table: str, keys: list[dict],
     key_json = ", ".join(f"{_lit(k)}, " + (new_value(k, key_params) if k in cols
                                            else f"c.{q('k_' + k)}") for k in pk)
     guard_params: list = []
-    guards = []
-    for c in cols:
+    guards = ["TRUE"]
+    for c in checked:
         now = f"MD5(CONVERT(t.{q(c)} USING utf8mb4))" if c in hashed else f"t.{q(c)}"
         if c in same_old:
             guard_params.append(same_old[c])

@@ -108,7 +108,8 @@ def _apply(conf, args) -> int:
             print("nothing to change")
         else:
             print(f"run {r.run_id}{' (resumed)' if r.resumed else ''}: {r.changes} rows in "
-                  f"{r.batches} batches, {r.seconds:.2f} s")
+                  f"{r.batches} batches, {r.seconds:.2f} s ({r.plan_seconds:.2f} s of it "
+                  "planning)")
     return _refused(r.plan, args.format) if r.plan.refusals else 0
 
 
