@@ -109,10 +109,6 @@ class Literals:
         return self.escape(value)
 
 
-def _literal(conn, value: Any) -> str:
-    return Literals(conn)(value)
-
-
 def _fill(lit: Literals, n_cols: int, rows: list[tuple]) -> list[Stmt]:
     """Multi-row INSERTs of at most _MAX_STATEMENT bytes, as executemany sends them."""
     head = f"INSERT INTO {q(TMP)} VALUES "  # noqa: S608
@@ -132,10 +128,6 @@ def _fill(lit: Literals, n_cols: int, rows: list[tuple]) -> list[Stmt]:
     if parts:
         out.append(Stmt(head + ",".join(parts)))
     return out
-
-
-def _fill_tmp(cur, n_cols: int, rows: list[tuple]) -> None:
-    run(cur, _fill(Literals(cur.connection), n_cols, rows))
 
 
 def _join(keys: Sequence[str]) -> str:
@@ -302,12 +294,6 @@ def prepare_update(cloud, lit: Literals, db: str, table: str, keys: list[dict],
     return stmts
 
 
-def journaled_update(cloud, cur, db: str, table: str, keys: list[dict], befores: list[dict],
-                     afters: list[dict], cols: Sequence[str], image: tuple) -> None:
-    run(cur, prepare_update(cloud, Literals(cur.connection), db, table, keys, befores,
-                            afters, cols, image))
-
-
 def prepare_delete(cloud, lit: Literals, db: str, table: str, keys: list[dict],
                    image: tuple, row_columns: Sequence[str]) -> list[Stmt]:
     """Lock the rows (all must still be there), journal them whole (``row_columns``:
@@ -328,8 +314,3 @@ def prepare_delete(cloud, lit: Literals, db: str, table: str, keys: list[dict],
         f"JSON_OBJECT({row_json}), %s FROM {real} t JOIN {q(TMP)} c ON {_join(pk)}", args))
     stmts.append(Stmt(f"DELETE t FROM {real} t JOIN {q(TMP)} c ON {_join(pk)}"))
     return stmts
-
-
-def journaled_delete(cloud, cur, db: str, table: str, keys: list[dict], image: tuple) -> None:
-    run(cur, prepare_delete(cloud, Literals(cur.connection), db, table, keys, image,
-                            columns(cloud, db, table)))

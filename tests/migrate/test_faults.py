@@ -182,19 +182,25 @@ def test_two_runs_are_kept_apart(seeded):
         _kill(p)
 
 
+def _planned_run(c, seeded):
+    """The seed's plan, its read snapshot ended, and a journal run to apply it under."""
+    from pacestack.migrate import plan as planmod
+    from pacestack.migrate.journal import Journal
+
+    p = planmod.build(c, seeded.mapping())
+    c.conn.commit()
+    j = Journal(c)
+    j.ensure_schema()
+    return p, j, j.start_run("test", ["all"])
+
+
 def test_rows_changed_since_plan_are_not_overwritten(seeded):
     """Another writer between plan and apply: the batch is refused whole, nothing lost."""
     import pytest
-    from pacestack.migrate import plan as planmod
     from pacestack.migrate.batch import Stale
-    from pacestack.migrate.journal import Journal
 
     with contextlib.closing(seeded.cloud()) as c:
-        p = planmod.build(c, seeded.mapping())
-        c.conn.commit()
-        j = Journal(c)
-        j.ensure_schema()
-        run = j.start_run("test", ["all"])
+        p, j, run = _planned_run(c, seeded)
         seeded.sql("cinder", "UPDATE volumes SET host = 'someone-else@rbd#rbd' WHERE id = %s",
                    [seeded.seed.volumes["v2"]])
         before = seeded.checksums()
@@ -211,18 +217,13 @@ def test_batches_are_composed_without_the_connection(seeded):
     the same as apply's."""
     from pacestack.migrate import batch as sqlbatch
     from pacestack.migrate import plan as planmod
-    from pacestack.migrate.journal import Journal
 
     class Untouchable:
         def __getattr__(self, name):
             raise AssertionError(f"composing used the connection ({name})")
 
     with contextlib.closing(seeded.cloud()) as c:
-        p = planmod.build(c, seeded.mapping())
-        c.conn.commit()
-        j = Journal(c)
-        j.ensure_schema()
-        run = j.start_run("test", ["all"])
+        p, j, run = _planned_run(c, seeded)
         lit = sqlbatch.Literals(c.conn)
         columns = applymod.delete_columns(c, p.changes)
         real_conn, c.conn = c.conn, Untouchable()

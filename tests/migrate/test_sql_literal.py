@@ -1,4 +1,4 @@
-"""batch._literal must give exactly the text pymysql's own escaping gives: it only
+"""batch.Literals must give exactly the text pymysql's own escaping gives: it only
 replaces str.translate with str.replace for speed (info caches are megabytes)."""
 
 from __future__ import annotations
@@ -23,22 +23,16 @@ def _conn(status: int) -> pymysql.connections.Connection:
 def test_literal_is_pymysql_escape():
     for status in (0, SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES):
         conn = _conn(status)
+        literal = batch.Literals(conn)
         values = HOSTILE + [None, 0, -7, 3.5, True, b"\0bin'", datetime.datetime(2026, 11, 26, 1)]
         for v in values:
-            assert batch._literal(conn, v) == conn.escape(v), repr(v)
+            assert literal(v) == conn.escape(v), repr(v)
 
 
 def test_fill_cuts_statements_like_executemany():
-    sent: list[str] = []
-
-    class Cur:
-        connection = _conn(0)
-
-        def execute(self, sql, args=None):
-            assert args is None
-            sent.append(sql)
-
     rows = [(i, "x" * 3000) for i in range(1000)]
-    batch._fill_tmp(Cur(), 2, rows)
+    stmts = batch._fill(batch.Literals(_conn(0)), 2, rows)
+    assert all(s.params is None and s.many is None for s in stmts)
+    sent = [s.sql for s in stmts]
     assert len(sent) > 1 and all(len(s.encode()) <= batch._MAX_STATEMENT for s in sent)
     assert sum(s.count("'xxx") for s in sent) == 1000
