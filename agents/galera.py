@@ -29,6 +29,7 @@ from pacestack.agents.galera_bootstrap import (
 )
 from pacestack.agents.galera_mysqld import Mysqld, MysqldError, wait
 from pacestack.agents.galera_state import (
+    ZERO_UUID,
     Position,
     StateError,
     format_recorded,
@@ -36,6 +37,7 @@ from pacestack.agents.galera_state import (
     parse_recorded,
     parse_report,
     read_grastate,
+    restore_uuid,
     set_safe_to_bootstrap,
     write_grastate,
 )
@@ -529,7 +531,32 @@ class GaleraAgent(ocf.Agent):
             return []  # nothing to resume from: a full SST is the only way
         return [f"--wsrep_start_position={mine}"]
 
+    def _give_back_history(self, m: Mysqld, mine: Position, *, bootstrap: bool) -> None:
+        """Galera honours --wsrep_start_position only when grastate.dat names the same
+        cluster UUID. A lost file, or the zero UUID a crash soon after an SST join
+        leaves, would make a joiner take a full SST and a bootstrap node start a new
+        history every joiner must SST from. InnoDB's recovered position is the
+        record (it ranked this node): give Galera its UUID back."""
+        if mine.empty or mine.seqno < 0:
+            return
+        path = m.grastate_path()
+        state = read_grastate(path)
+        if state is None:
+            st = os.stat(m.datadir)
+            write_grastate(path, mine, st.st_uid, st.st_gid, safe_to_bootstrap=bootstrap)
+        elif state.uuid == ZERO_UUID and state.seqno == -1:
+            restore_uuid(path, mine.uuid)
+        else:
+            return
+        self.log.warning("grastate.dat had no cluster UUID; wrote %s from the %s position "
+                         "so Galera resumes this node's history", mine.uuid, mine.source)
+
     def _join(self, m: Mysqld, mine: Position, decision: Decision, deadline: float) -> int:
+        try:
+            self._give_back_history(m, mine, bootstrap=False)
+        except (StateError, OSError) as err:
+            # only costs speed: without it Galera takes a full SST
+            self.log.warning("cannot give grastate.dat its cluster UUID: %s", err)
         pid = self._child = m.spawn(self._start_args(mine))
         self.log.info("mariadbd pid %s joining via %s", pid, decision.peer)
         return self._finish_promote(m, deadline)
@@ -538,13 +565,9 @@ class GaleraAgent(ocf.Agent):
         if not m.has_data():
             m.initialise()
         try:
+            self._give_back_history(m, mine, bootstrap=True)
             if os.path.exists(m.grastate_path()):
                 set_safe_to_bootstrap(m.grastate_path())
-            elif not mine.empty:
-                # grastate.dat was lost but --wsrep-recover found the position: give
-                # Galera its file back so the gcache history (IST for joiners) survives
-                st = os.stat(m.datadir)
-                write_grastate(m.grastate_path(), mine, st.st_uid, st.st_gid)
         except (StateError, OSError) as err:
             raise OCFError(ocf.ERR_GENERIC, f"cannot mark safe_to_bootstrap: {err}") from None
         pid = self._child = m.spawn(["--wsrep-new-cluster", *self._start_args(mine)])

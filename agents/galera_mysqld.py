@@ -167,8 +167,8 @@ class Mysqld(namedtuple("Mysqld", _FIELDS, defaults=("",))):
         if state is not None and state.seqno >= 0:
             return Position(state.uuid, state.seqno, "grastate")
         recovered = self.recover(recover_timeout)
-        # a node that joined by SST keeps the zero UUID in grastate.dat until a clean
-        # shutdown: then InnoDB's recovered position is the only record, and the truth
+        # a node that crashed soon after joining by SST still has the zero UUID in
+        # grastate.dat: then InnoDB's recovered position is the only record, and the truth
         if (state is not None and state.uuid != galera_state.ZERO_UUID
                 and not recovered.empty and recovered.uuid != state.uuid):
             raise StateError(f"{self.grastate_path()} says cluster {state.uuid} but InnoDB "

@@ -143,18 +143,39 @@ def set_safe_to_bootstrap(path: str) -> None:
 
     Called only by the bootstrap rule, after it proved this node most advanced.
     """
-    state_text = open(path, encoding="ascii").read()
-    parse_grastate(state_text, path)
-    lines = [ln for ln in state_text.splitlines() if not ln.startswith("safe_to_bootstrap:")]
-    lines.append("safe_to_bootstrap: 1")
-    st = os.stat(path)  # keep owner and mode: mariadbd (user mysql) rewrites it later
-    import tempfile  # only when writing (bootstrap), never on the monitor path
+    text = open(path, encoding="ascii").read()
+    parse_grastate(text, path)
+    lines = [ln for ln in text.splitlines() if not ln.startswith("safe_to_bootstrap:")]
+    _rewrite(path, "\n".join([*lines, "safe_to_bootstrap: 1"]) + "\n")
 
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".grastate.", dir=directory)
+
+def restore_uuid(path: str, uuid: str) -> None:
+    """Put the cluster UUID back into a grastate.dat that has the zero UUID.
+
+    Galera leaves the zero UUID there after an SST join until it writes the real
+    one back; a crash in between leaves InnoDB's recovered position as the only
+    record, and Galera discards a start position whose UUID its file lacks.
+    Refuses any other file: a real UUID is a history this must never replace.
+    """
+    text = open(path, encoding="ascii").read()
+    state = parse_grastate(text, path)
+    if state.uuid != ZERO_UUID or state.seqno != -1:
+        raise StateError(f"{path}: holds {state.uuid}:{state.seqno}, not the zero UUID")
+    _uuid(uuid, "recovered UUID")
+    lines = [f"uuid:    {uuid}" if ln.startswith("uuid:") else ln for ln in text.splitlines()]
+    _rewrite(path, "\n".join(lines) + "\n")
+
+
+def _rewrite(path: str, text: str) -> None:
+    """Replace an existing file by rename, keeping its owner and mode (mariadbd,
+    running as mysql, rewrites it later) and syncing it first."""
+    st = os.stat(path)
+    import tempfile  # only when writing (start/promote), never on the monitor path
+
+    fd, tmp = tempfile.mkstemp(prefix=".grastate.", dir=os.path.dirname(path) or ".")
     try:
         with os.fdopen(fd, "w", encoding="ascii") as fh:
-            fh.write("\n".join(lines) + "\n")
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.chown(tmp, st.st_uid, st.st_gid)
@@ -166,13 +187,14 @@ def set_safe_to_bootstrap(path: str) -> None:
         raise
 
 
-def write_grastate(path: str, position: Position, uid: int, gid: int) -> None:
+def write_grastate(path: str, position: Position, uid: int, gid: int, *,
+                   safe_to_bootstrap: bool) -> None:
     """A grastate.dat for a recovered position when the file itself was lost, so the
-    bootstrap node's gcache can be matched to its history (joiners keep IST).
-    Written with safe_to_bootstrap: 1: only the bootstrap rule calls this."""
+    node's history is matched to its gcache and its start position is honoured
+    (IST both ways). safe_to_bootstrap only when the bootstrap rule asks."""
     text = (f"# GALERA saved state\nversion: 2.1\nuuid:    {position.uuid}\n"
-            f"seqno:   -1\nsafe_to_bootstrap: 1\n")
-    import tempfile  # only when writing (bootstrap), never on the monitor path
+            f"seqno:   -1\nsafe_to_bootstrap: {int(safe_to_bootstrap)}\n")
+    import tempfile  # only when writing (start/promote), never on the monitor path
 
     directory = os.path.dirname(path) or "."
     fd, tmp = tempfile.mkstemp(prefix=".grastate.", dir=directory)

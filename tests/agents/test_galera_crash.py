@@ -15,6 +15,7 @@ import threading
 import uuid as uuidlib
 
 import pytest
+from pacestack.agents.galera_state import ZERO_UUID
 
 from pacestack import proc
 from tests.fixtures.galera import AgentDriver, GaleraCluster
@@ -221,6 +222,33 @@ def test_all_at_seqno_minus_one_recovered_everywhere(scenario):
     assert all(r.endswith(":recovered") for r in reports.values()), reports
     assert len({r.rsplit(":", 1)[0] for r in reports.values()}) == 1  # one position
     recover_and_check(sc, "node1", ist=["node2", "node3"])
+
+
+def _as_left_by_an_sst_join(sc: Scenario, node: str) -> None:
+    """grastate.dat as Galera leaves it on a node that joined by SST, for the moment
+    before it writes the cluster UUID back: a crash then leaves InnoDB's position
+    as the only record of the node's history."""
+    path = sc.cluster[node].datadir / "grastate.dat"
+    path.write_text("# GALERA saved state\nversion: 2.1\n"
+                    f"uuid:    {ZERO_UUID}\nseqno:   -1\nsafe_to_bootstrap: 0\n")
+
+
+def test_zero_uuid_grastate_resumes_by_ist(scenario):
+    sc = scenario
+    sc.cluster.kill9(["node3"])
+    _as_left_by_an_sst_join(sc, "node3")
+    sc.write("node1")
+    sc.cluster.wait_applied()
+    sc.cluster.kill9(["node1", "node2"])
+    _as_left_by_an_sst_join(sc, "node1")
+    uuid = sc.cluster["node2"].grastate()["uuid"]
+    sc.driver.all_crashed()
+    sc.driver.start()
+    assert sc.driver.attr("galera-position", "node1").startswith(f"{uuid}:")
+    # the bootstrap node keeps the cluster's history (its gcache serves IST), and
+    # the joiner behind it resumes from its recovered position
+    recover_and_check(sc, "node1", ist=["node2", "node3"])
+    assert {sc.cluster[n].grastate()["uuid"] for n in NAMES} == {uuid}
 
 
 def test_most_advanced_not_reporting_waits(scenario):

@@ -160,6 +160,41 @@ def test_set_safe_to_bootstrap_keeps_the_rest(tmp_path):
     assert path.read_text() == "junk"
 
 
+def test_restore_uuid_only_over_the_zero_uuid(tmp_path):
+    path = tmp_path / "grastate.dat"
+    left = f"# GALERA saved state\nversion: 2.1\nuuid:    {Z}\nseqno:   -1\nsafe_to_bootstrap: 0\n"
+    path.write_text(left)
+    os.chmod(path, 0o640)
+    gs.restore_uuid(str(path), U1)
+    st = gs.read_grastate(str(path))
+    assert (st.uuid, st.seqno, st.safe_to_bootstrap) == (U1, -1, False)
+    assert path.read_text() == left.replace(Z, U1)
+    assert os.stat(path).st_mode & 0o777 == 0o640
+    assert [p.name for p in tmp_path.iterdir()] == ["grastate.dat"]
+    # a real UUID is a history: never replaced, whatever is offered
+    with pytest.raises(StateError, match=f"holds {U1}:-1, not the zero UUID"):
+        gs.restore_uuid(str(path), "3fd83218-e91a-11f1-9c34-4743e91b2bee")
+    path.write_text(left.replace("seqno:   -1", "seqno:   7"))
+    with pytest.raises(StateError, match="not the zero UUID"):
+        gs.restore_uuid(str(path), U1)
+    path.write_text(left)
+    with pytest.raises(StateError, match="recovered UUID"):
+        gs.restore_uuid(str(path), "../../etc/passwd")
+    assert path.read_text() == left
+
+
+def test_write_grastate_never_over_a_file(tmp_path):
+    path = tmp_path / "grastate.dat"
+    gs.write_grastate(str(path), pos(9), os.getuid(), os.getgid(), safe_to_bootstrap=False)
+    st = gs.read_grastate(str(path))
+    assert (st.uuid, st.seqno, st.safe_to_bootstrap) == (U1, -1, False)
+    with pytest.raises(FileExistsError):
+        gs.write_grastate(str(path), pos(9, uuid=Z), os.getuid(), os.getgid(),
+                          safe_to_bootstrap=True)
+    assert gs.read_grastate(str(path)).uuid == U1
+    assert [p.name for p in tmp_path.iterdir()] == ["grastate.dat"]
+
+
 # -- --wsrep-recover output ---------------------------------------------------------
 LOG = ("2026-11-25 21:50:21 0 [Note] InnoDB: log sequence number 63680\n"
        f"2026-11-25 21:50:21 0 [Note] WSREP: Recovered position: {U1}:19\n")
