@@ -254,6 +254,7 @@ def main(argv=None) -> int:
     ap.add_argument("--scale", type=float, default=1.0, help="1.0 = the issue's sizes")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--batch-size", type=int, default=5000)
+    ap.add_argument("--connections", type=int, default=2, help="apply's writer connections")
     ap.add_argument("--skip-baselines", action="store_true",
                     help="only pacestack's plan/apply/rollback (quick iterations)")
     args = ap.parse_args(argv)
@@ -272,7 +273,8 @@ def main(argv=None) -> int:
                                          "innodb_buffer_pool_size": "512M",
                                          "innodb_log_file_size": "256M",
                                          "tmpdir": str(base / "tmp")})
-    out: dict = {"sizes": sizes, "batch_size": args.batch_size}
+    out: dict = {"sizes": sizes, "batch_size": args.batch_size,
+                 "connections": args.connections}
     try:
         server.start()
         dump = build.ensure_dump(venv, lambda: _private(server_base_dir))
@@ -305,10 +307,12 @@ def main(argv=None) -> int:
                 import cProfile
                 import pstats
                 prof = cProfile.Profile()
-                r = prof.runcall(applymod.apply, c, mp, batch_size=args.batch_size)
+                r = prof.runcall(applymod.apply, c, mp, batch_size=args.batch_size,
+                                 connections=args.connections)
                 pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(30)
             else:
-                r = applymod.apply(c, mp, batch_size=args.batch_size)
+                r = applymod.apply(c, mp, batch_size=args.batch_size,
+                                   connections=args.connections)
             out["apply_s"] = round(time.monotonic() - t, 2)
             out["apply_replan_s"] = round(r.plan_seconds, 2)  # part of apply_s
             cpu["apply"] = cpu_since(u, server.pid)
@@ -323,6 +327,14 @@ def main(argv=None) -> int:
             if args.skip_baselines:
                 print(json.dumps(out, indent=2))
                 return 0
+            # what the writer lanes buy: the same apply on one connection, in plan order
+            t, u = time.monotonic(), cpu_now(server.pid)
+            r1 = applymod.apply(c, mp, batch_size=args.batch_size, connections=1)
+            out["apply_one_connection_s"] = round(time.monotonic() - t, 2)
+            cpu["apply_one_connection"] = cpu_since(u, server.pid)
+            say(f"apply on one connection: {r1.changes} rows in "
+                f"{out['apply_one_connection_s']} s")
+            rbmod.rollback(c, r1.run_id)
             # the baseline: the same plan, row by row
             plan = planmod.build(c, mp)
             c.conn.commit()

@@ -1,7 +1,8 @@
 """apply: the plan, in batched transactions, each with its before-images.
 
-Killed at any moment (SIGKILL, power cut), the open transaction is rolled back
-by the server and the journal lock freed with the connection. Running apply
+Killed at any moment (SIGKILL, power cut), the open transactions (one per writer
+connection, see lanes.py) are rolled back by the server and the journal lock
+freed with the connection. Running apply
 again re-plans from what is in the databases now: finished units are no longer
 in the plan, so the rerun continues the interrupted run (same run id, so one
 rollback undoes both) and ends with the same result as an uninterrupted run.
@@ -18,7 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from pacestack.migrate import batch as sqlbatch
 from pacestack.migrate.journal import Journal, dumps
-from pacestack.migrate.plan import Change, Plan, build, no_cyclic_gc
+from pacestack.migrate.lanes import Lanes, lock_conflict
+from pacestack.migrate.plan import Change, Plan, build, independent, no_cyclic_gc
 
 from pacestack.errors import ConfigError, RuntimeFailure
 
@@ -34,11 +36,12 @@ class ApplyResult:
     changes: int = 0
     seconds: float = 0.0
     plan_seconds: float = 0.0  # of seconds: re-planning from the databases as they are now
+    connections: int = 1  # writer connections used (lanes.py)
 
     def to_dict(self) -> dict:
         return {"run_id": self.run_id, "resumed": self.resumed, "batches": self.batches,
                 "changes": self.changes, "seconds": round(self.seconds, 3),
-                "plan_seconds": round(self.plan_seconds, 3),
+                "plan_seconds": round(self.plan_seconds, 3), "connections": self.connections,
                 "refusals": self.plan.refusals,
                 "counts": {s.step: s.counts() for s in self.plan.steps}}
 
@@ -142,6 +145,19 @@ def run_batch(cloud, journal: Journal, run_id: str, batch: PreparedBatch) -> Non
         raise
 
 
+def run_alone(cloud, journal: Journal, run_id: str, batch: PreparedBatch,
+              say: Progress) -> None:
+    """run_batch on the run's own connection; a lock conflict with another client
+    (deadlock, lock wait timeout: the server rolled the batch back) gets one retry."""
+    try:
+        run_batch(cloud, journal, run_id, batch)
+    except Exception as err:
+        if not lock_conflict(err):
+            raise
+        say(f"batch {batch.number} hit a lock conflict ({err.args[-1]}); running it again")
+        run_batch(cloud, journal, run_id, batch)
+
+
 def delete_columns(cloud, changes: list[Change]) -> dict[tuple[str, str], list[str]]:
     """The columns of every table rows are deleted from (whole rows are journaled)."""
     return {k: sqlbatch.columns(cloud, *k) for k in {(c.db, c.table) for c in changes
@@ -162,8 +178,10 @@ def table_checksums(cloud, keys) -> dict[tuple[str, str], object]:
 
 
 def apply(cloud, mapping, *, only: list[str] | None = None, force: bool = False,
-          batch_size: int = 5000, progress: Progress | None = None,
+          batch_size: int = 5000, connections: int = 2, progress: Progress | None = None,
           pause_after_batch: float = 0.0) -> ApplyResult:
+    """connections: how many batches of independent units may commit at once (each on
+    its own connection); 1 writes everything on the run's own connection in plan order."""
     t0 = time.monotonic()
     say = progress or (lambda _m: None)
     check_galera(cloud)
@@ -211,20 +229,37 @@ def apply(cloud, mapping, *, only: list[str] | None = None, force: bool = False,
 
         def compose(i: int) -> PreparedBatch:
             return prepare_batch(cloud, lit, run_id, first + i, batches[i], row_columns)
+
+        def done(finished: list[list[Change]]) -> None:
+            for b in finished:
+                result.batches += 1
+                result.changes += len(b)
+                say(f"batch {result.batches}/{len(batches)}: {result.changes}/{len(changes)} "
+                    "rows")
+                if pause_after_batch:
+                    time.sleep(pause_after_batch)  # tests: a window to kill between batches
+
+        def on_lane(lane, prepared: PreparedBatch) -> None:
+            run_batch(lane, Journal(lane), run_id, prepared)
         # the next batch is composed on a second thread while the server works through
-        # this one (the client then mostly waits on the socket, without the GIL)
-        with no_cyclic_gc(), ThreadPoolExecutor(1, thread_name_prefix="compose") as pool:
+        # this one (the client then mostly waits on the socket, without the GIL); batches
+        # of independent units commit side by side on the lanes, the others alone
+        with no_cyclic_gc(), ThreadPoolExecutor(1, thread_name_prefix="compose") as pool, \
+                Lanes(cloud, connections, on_lane, say) as lanes:
+            result.connections = lanes.n if lanes.parallel else 1
             ahead = pool.submit(compose, 0) if batches else None
             for i, b in enumerate(batches):
                 prepared = ahead.result()
                 if i + 1 < len(batches):
                     ahead = pool.submit(compose, i + 1)
-                run_batch(cloud, journal, run_id, prepared)
-                result.batches += 1
-                result.changes += len(b)
-                say(f"batch {i + 1}/{len(batches)}: {result.changes}/{len(changes)} rows")
-                if pause_after_batch:
-                    time.sleep(pause_after_batch)  # tests: a window to kill between batches
+                if lanes.parallel and all(independent(c.unit) for c in b):
+                    done(lanes.submit(prepared, b))
+                else:
+                    done(lanes.drain() if lanes.parallel else [])
+                    run_alone(cloud, journal, run_id, prepared, say)
+                    done([b])
+            if lanes.parallel:
+                done(lanes.drain())
         journal.set_status(run_id, "done", finished=True)
         result.seconds = time.monotonic() - t0
         return result

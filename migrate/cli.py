@@ -91,6 +91,16 @@ def _plan(conf, args) -> int:
     return _refused(p, args.format) if p.refusals else 0
 
 
+def _connections(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 8:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number from 1 to 8")
+    return n
+
+
 def _apply(conf, args) -> int:
     from pacestack.migrate import apply as applymod
 
@@ -98,6 +108,7 @@ def _apply(conf, args) -> int:
     try:
         r = applymod.apply(cl, mp, only=_only(args), force=args.force,
                            batch_size=args.batch_size or conf.migrate.batch_size,
+                           connections=args.connections or conf.migrate.apply_connections,
                            progress=_say, pause_after_batch=args.pause_after_batch)
     finally:
         cl.close()
@@ -108,8 +119,9 @@ def _apply(conf, args) -> int:
             print("nothing to change")
         else:
             print(f"run {r.run_id}{' (resumed)' if r.resumed else ''}: {r.changes} rows in "
-                  f"{r.batches} batches, {r.seconds:.2f} s ({r.plan_seconds:.2f} s of it "
-                  "planning)")
+                  f"{r.batches} batches on {r.connections} connection"
+                  f"{'s' if r.connections > 1 else ''}, {r.seconds:.2f} s "
+                  f"({r.plan_seconds:.2f} s of it planning)")
     return _refused(r.plan, args.format) if r.plan.refusals else 0
 
 
@@ -192,6 +204,10 @@ def register(subparsers) -> None:
     p.add_argument("--force", action="store_true",
                    help="move instances even when they are not stopped")
     p.add_argument("--batch-size", type=int, metavar="N", help="rows per transaction")
+    p.add_argument("--connections", type=_connections, metavar="N",
+                   help="batches of independent rows (ports, instances, volumes, endpoints) "
+                   "committed at once, each on its own connection; 1 = one connection, "
+                   "plan order (default: [migrate] apply_connections, 2)")
     p.add_argument("--pause-after-batch", type=float, default=0.0, help=argparse.SUPPRESS)
     p.set_defaults(func=_db_errors(_apply))
     p = verbs.add_parser("verify", help="check invariants and run the projects' own checks")

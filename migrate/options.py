@@ -20,6 +20,11 @@ migrate_opts = [
                help="Database on the same server that holds runs and before-images."),
     cfg.IntOpt("batch_size", default=5000, min=1, max=100000,
                help="Rows changed per transaction."),
+    cfg.IntOpt("apply_connections", default=2, min=1, max=8,
+               help="Batches of independent rows (ports, instances, volumes, endpoints) "
+               "apply commits at once, each on its own connection to the same server; "
+               "networks, services and mappings always go alone, in plan order. 1: one "
+               "connection, everything in plan order."),
     cfg.StrOpt("mapping_file", default="/etc/pacestack/migrate-mapping.conf",
                help="The mapping file (docs/migrate-mapping.md)."),
     cfg.StrOpt("openstack_bin_dir", default="/usr/bin",

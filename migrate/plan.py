@@ -24,6 +24,20 @@ from pacestack.findings import Finding
 
 STEPS = ("keystone", "neutron", "cinder", "nova")
 
+# Unit kinds whose changes touch only rows of their own subject (keyed by its id): no
+# other unit writes those rows, and the rows they reference by foreign key (ports,
+# network segments, cinder services) are written only by units of other kinds. So
+# batches made of these alone may commit in any order, and apply runs them on
+# parallel connections. Every other kind (a network's segments and shared allocation
+# rows, a cinder service, a segment-host mapping, an agent, a cluster, a host
+# mapping) is a barrier: it runs alone, after everything planned before it.
+INDEPENDENT_UNITS = frozenset({"endpoint", "port", "volume", "backup", "group", "attachment",
+                               "instance"})
+
+
+def independent(unit: str) -> bool:
+    return unit.partition(":")[0] in INDEPENDENT_UNITS
+
 
 # (db, table, key columns, written columns) already checked against the whitelist:
 # a plan holds ~180,000 changes of a few dozen shapes
