@@ -29,11 +29,11 @@ from pacestack.agents.galera_bootstrap import (
 )
 from pacestack.agents.galera_mysqld import Mysqld, MysqldError, wait
 from pacestack.agents.galera_state import (
-    ZERO_UUID,
     Position,
     StateError,
     format_recorded,
     format_report,
+    lacks_uuid,
     parse_recorded,
     parse_report,
     read_grastate,
@@ -544,7 +544,7 @@ class GaleraAgent(ocf.Agent):
         if state is None:
             st = os.stat(m.datadir)
             write_grastate(path, mine, st.st_uid, st.st_gid, safe_to_bootstrap=bootstrap)
-        elif state.uuid == ZERO_UUID and state.seqno == -1:
+        elif lacks_uuid(state):
             restore_uuid(path, mine.uuid)
         else:
             return

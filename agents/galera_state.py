@@ -149,6 +149,11 @@ def set_safe_to_bootstrap(path: str) -> None:
     _rewrite(path, "\n".join([*lines, "safe_to_bootstrap: 1"]) + "\n")
 
 
+def lacks_uuid(state: GraState) -> bool:
+    """What Galera leaves after an SST join until it writes the cluster UUID back."""
+    return state.uuid == ZERO_UUID and state.seqno == -1
+
+
 def restore_uuid(path: str, uuid: str) -> None:
     """Put the cluster UUID back into a grastate.dat that has the zero UUID.
 
@@ -159,7 +164,7 @@ def restore_uuid(path: str, uuid: str) -> None:
     """
     text = open(path, encoding="ascii").read()
     state = parse_grastate(text, path)
-    if state.uuid != ZERO_UUID or state.seqno != -1:
+    if not lacks_uuid(state):
         raise StateError(f"{path}: holds {state.uuid}:{state.seqno}, not the zero UUID")
     _uuid(uuid, "recovered UUID")
     lines = [f"uuid:    {uuid}" if ln.startswith("uuid:") else ln for ln in text.splitlines()]
@@ -167,24 +172,10 @@ def restore_uuid(path: str, uuid: str) -> None:
 
 
 def _rewrite(path: str, text: str) -> None:
-    """Replace an existing file by rename, keeping its owner and mode (mariadbd,
-    running as mysql, rewrites it later) and syncing it first."""
+    """Replace an existing file, keeping its owner and mode (mariadbd, running as
+    mysql, rewrites it later)."""
     st = os.stat(path)
-    import tempfile  # only when writing (start/promote), never on the monitor path
-
-    fd, tmp = tempfile.mkstemp(prefix=".grastate.", dir=os.path.dirname(path) or ".")
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chown(tmp, st.st_uid, st.st_gid)
-        os.chmod(tmp, st.st_mode & 0o7777)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    _install(path, text, st.st_uid, st.st_gid, st.st_mode & 0o7777, replace=True)
 
 
 def write_grastate(path: str, position: Position, uid: int, gid: int, *,
@@ -194,20 +185,29 @@ def write_grastate(path: str, position: Position, uid: int, gid: int, *,
     (IST both ways). safe_to_bootstrap only when the bootstrap rule asks."""
     text = (f"# GALERA saved state\nversion: 2.1\nuuid:    {position.uuid}\n"
             f"seqno:   -1\nsafe_to_bootstrap: {int(safe_to_bootstrap)}\n")
+    _install(path, text, uid, gid, 0o660, replace=False)
+
+
+def _install(path: str, text: str, uid: int, gid: int, mode: int, *, replace: bool) -> None:
+    """Write text to a synced temporary file beside path, then rename it over path
+    (replace) or link it to a path that must not exist yet."""
     import tempfile  # only when writing (start/promote), never on the monitor path
 
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".grastate.", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=".grastate.", dir=os.path.dirname(path) or ".")
     try:
         with os.fdopen(fd, "w", encoding="ascii") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.chown(tmp, uid, gid)
-        os.chmod(tmp, 0o660)
-        os.link(tmp, path)  # never over an existing file
+        os.chmod(tmp, mode)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # never over an existing file
     finally:
-        os.unlink(tmp)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def format_report(position: Position) -> str:

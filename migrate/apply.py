@@ -2,10 +2,10 @@
 
 Killed at any moment (SIGKILL, power cut), the open transactions (one per writer
 connection, see lanes.py) are rolled back by the server and the journal lock
-freed with the connection. Running apply
-again re-plans from what is in the databases now: finished units are no longer
-in the plan, so the rerun continues the interrupted run (same run id, so one
-rollback undoes both) and ends with the same result as an uninterrupted run.
+freed with the connection. Running apply again re-plans from what is in the
+databases now: finished units are no longer in the plan, so the rerun continues
+the interrupted run (same run id, so one rollback undoes both) and ends with the
+same result as an uninterrupted run.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ def lock_conflict(err: BaseException) -> bool:
 
 class Lanes:
     """``with Lanes(cloud, n, run) as lanes``: ``run(lane_cloud, batch)`` commits one
-    prepared batch on a lane's connection. ``submit`` and ``drain`` yield the tags
+    prepared batch on a lane's connection. ``submit`` and ``drain`` return the tags
     of the batches that finished, in the order they were collected."""
 
     def __init__(self, cloud, n: int, run: Callable[[Any, Any], None],
@@ -122,21 +122,13 @@ class Lanes:
 
     def _collect(self, when: str) -> list[Any]:
         finished, _ = cf.wait(self.inflight, return_when=when)
+        if any(fut.exception() is not None for fut in finished):
+            # let the others finish (or fail) before retrying or raising: no lane is
+            # left writing behind the caller's back
+            finished, _ = cf.wait(self.inflight)
         done: list[Any] = []
         failed: list[tuple[BaseException, Any, Any]] = []
         for fut in finished:
-            batch, tag = self.inflight.pop(fut)
-            err = fut.exception()
-            if err is None:
-                done.append(tag)
-            else:
-                failed.append((err, batch, tag))
-        if not failed:
-            return done
-        # let the others finish (or fail) before retrying or raising: no lane is left
-        # writing behind the caller's back
-        rest, _ = cf.wait(self.inflight)
-        for fut in rest:
             batch, tag = self.inflight.pop(fut)
             err = fut.exception()
             if err is None:
