@@ -11,7 +11,7 @@ import pytest
 
 from tests.fixtures.galera import AgentDriver
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("agent_executables")]
 
 
 def _formed(galera_factory, *, garbd: bool, two_node_mode: bool):
