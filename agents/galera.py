@@ -24,6 +24,7 @@ from pacestack.agents.galera_bootstrap import (
     check_override,
     choose_bootstrap,
     decide,
+    held_back,
     parse_override,
     promotion_score,
 )
@@ -126,6 +127,10 @@ class GaleraAgent(ocf.Agent):
                   default="/etc/mysql/my.cnf"),
         Parameter("binary", "mariadbd executable", default="/usr/sbin/mariadbd"),
         Parameter("datadir", "Data directory", default="/var/lib/mysql"),
+        Parameter("datadir_mount", "Mount point the data directory must be on",
+                  "When the data lives on its own volume (e.g. /var/lib/mysql), the node "
+                  "refuses to start unless that path is a mount point, so an unmounted "
+                  "volume is never taken for an empty datadir.", default=""),
         Parameter("socket", "Unix socket of the local server", default="/run/mysqld/mysqld.sock"),
         Parameter("pid", "PID file of the local server", default="/run/mysqld/mysqld.pid"),
         Parameter("log", "Error log (absolute path)", default="/var/log/mysql/error.log"),
@@ -193,6 +198,9 @@ class GaleraAgent(ocf.Agent):
         if p.check_defaults_file and not os.path.isfile(p.check_defaults_file):
             raise OCFError(ocf.ERR_CONFIGURED,
                            f"check_defaults_file {p.check_defaults_file} does not exist")
+        if p.datadir_mount and not os.path.isabs(p.datadir_mount):
+            raise OCFError(ocf.ERR_CONFIGURED,
+                           f"datadir_mount {p.datadir_mount} is not an absolute path")
         if p.sync_timeout <= 0:
             raise OCFError(ocf.ERR_CONFIGURED, "sync_timeout must be positive")
         topo = self.topo
@@ -259,38 +267,42 @@ class GaleraAgent(ocf.Agent):
         return self._get(what, node, lifetime)
 
     # -- the operator's bootstrap override (pacestack galera recover) --------------------
-    def override(self, topo: Topology, reports: dict[str, Position | None], primary: list[str]
-                 ) -> tuple[Override | None, dict[str, Position | None]]:
-        """This node's valid override and the missing members' recorded positions.
+    def records(self, topo: Topology) -> dict[str, Position | None]:
+        """Every member's persistent last-committed record (as of gather()'s snapshot)."""
+        return {m: self.recorded(m) for m in topo.members}
+
+    def override(self, topo: Topology, reports: dict[str, Position | None], primary: list[str],
+                 records: dict[str, Position | None]) -> Override | None:
+        """This node's override, when it may be honoured now.
 
         An override that can never apply (unreadable, expired, another position, a
         Primary exists...) is cleared and logged; one that may apply later (a missing
         member not yet confirmed down by Pacemaker) is kept but not used."""
         raw = self._read(OVERRIDE, self.node_name)
         if not raw:
-            return None, {}
+            return None
         try:
             ovr = parse_override(raw)
             if ovr.node != self.node_name:
                 raise ValueError(f"it names {ovr.node}, not this node")
         except ValueError as err:
-            return self._drop_override(f"{err}"), {}
+            return self._drop_override(f"{err}")
         age = time.time() - ovr.at
         if not 0 <= age <= OVERRIDE_TTL:
-            return self._drop_override(f"made {age:.0f}s ago (valid {OVERRIDE_TTL}s)"), {}
+            return self._drop_override(f"made {age:.0f}s ago (valid {OVERRIDE_TTL}s)")
         if [p for p in primary if p != self.node_name]:
-            return self._drop_override(f"{', '.join(primary)} is Primary: joining instead"), {}
-        missing = [m for m in topo.members if reports.get(m) is None]
-        last_known = {m: self.recorded(m) for m in missing}
-        why = check_override(topo.members, reports, ovr, last_known)
+            return self._drop_override(f"{', '.join(primary)} is Primary: joining instead")
+        why = check_override(topo.members, reports, ovr, records)
         if why:
-            return self._drop_override(why), {}
-        unsure = [f"{m} is {st}" for m in missing if (st := self.peer_state(m)) != "down"]
+            return self._drop_override(why)
+        held = held_back(topo.members, reports, records)
+        unsure = [f"{m} is {st}" for m in held
+                  if reports.get(m) is None and (st := self.peer_state(m)) != "down"]
         if unsure:
             self.log.warning("operator override kept, not used yet: %s to Pacemaker",
                              ", ".join(unsure))
-            return None, {}
-        return ovr, last_known
+            return None
+        return ovr
 
     def _drop_override(self, why: str) -> None:
         self.log.warning("operator bootstrap override ignored and cleared: %s", why)
@@ -315,6 +327,16 @@ class GaleraAgent(ocf.Agent):
         if old is not None and old.uuid == pos.uuid and old.seqno >= pos.seqno:
             return
         self._set(LAST_COMMITTED, format_recorded(pos, time.time()), lifetime="forever")
+
+    def _forget_record(self) -> None:
+        if self.recorded(self.node_name) is None:
+            return
+        try:
+            self._delete(LAST_COMMITTED, lifetime="forever")
+        except attributes.AttributeFailure as err:
+            self.log.warning("cannot clear this node's last-committed record: %s", err)
+        else:
+            self.log.info("joining by full SST: this node's last-committed record cleared")
 
     def _record_file(self) -> str:
         return self._role_file()[:-len(".role")] + ".recorded"
@@ -390,12 +412,13 @@ class GaleraAgent(ocf.Agent):
         """Score this node (and the bootstrap node, once every member reported), so
         Pacemaker promotes the most advanced first and the joiners after it."""
         reports, primary = self.gather(topo)
-        ovr, last_known = self.override(topo, reports, primary)
+        records = self.records(topo)
+        ovr = self.override(topo, reports, primary, records)
         seen, self._snap = self._snap, None  # later reads see this action's own writes
-        decision = decide(topo.members, reports, primary, self.node_name, ovr, last_known)
+        decision = decide(topo.members, reports, primary, self.node_name, ovr, records)
         self._score(promotion_score(decision), seen=seen)
         if decision.kind == WAIT and decision.bootstrap_node:
-            choice = choose_bootstrap(topo.members, reports)
+            choice = choose_bootstrap(topo.members, reports, last_known=records)
             if choice.kind == BOOTSTRAP:
                 self._score(promotion_score(choice), choice.bootstrap_node, seen=seen)
         return decision
@@ -411,14 +434,51 @@ class GaleraAgent(ocf.Agent):
             self._set_role("unpromoted")
             return ocf.SUCCESS
         self._delete("primary")
-        self.publish(self.detect_position())
+        self._check_volume()
+        mine = self.detect_position()
+        self._check_data_expected(topo, mine)
+        self.publish(mine)
         self._set_role("unpromoted")
         decision = self.refresh_scores(topo)
         self.log.info("started unpromoted; promote would: %s", decision)
         return ocf.SUCCESS
 
+    def _check_volume(self) -> None:
+        """A missing datadir or an unmounted data volume fails this node (never
+        taken for an empty datadir that a new cluster may be initialised in)."""
+        p = self.params
+        if not os.path.isdir(p.datadir):
+            raise OCFError(ocf.ERR_INSTALLED, f"datadir {p.datadir} does not exist")
+        if p.datadir_mount:
+            if not os.path.ismount(p.datadir_mount):
+                raise OCFError(ocf.ERR_INSTALLED,
+                               f"datadir_mount {p.datadir_mount} is not mounted")
+            inside = os.path.realpath(p.datadir) + os.sep
+            if not inside.startswith(os.path.realpath(p.datadir_mount).rstrip(os.sep) + os.sep):
+                raise OCFError(ocf.ERR_CONFIGURED, f"datadir {p.datadir} is not on "
+                                                   f"datadir_mount {p.datadir_mount}")
+
+    def _check_data_expected(self, topo: Topology, mine: Position) -> None:
+        """No data here although this node recorded a Galera history: unless a Primary
+        runs (an SST refills it), the data is somewhere this node cannot see."""
+        if not mine.empty:
+            return
+        rec = self.recorded(self.node_name)
+        if rec is None or rec.empty:
+            return
+        _, primary = self.gather(topo)
+        self._snap = None
+        if any(p != self.node_name for p in primary):
+            return
+        raise OCFError(ocf.ERR_INSTALLED,
+                       f"datadir {self.params.datadir} holds no database, but this node "
+                       f"recorded Galera history {rec}: is its data volume mounted? (to "
+                       "re-seed it by SST, start it while a Primary component runs, or "
+                       f"delete its {self._attr(LAST_COMMITTED)} attribute)")
+
     def stop(self) -> int:
         m = self.mysqld
+        self._delete(POSITION)  # a stopped member reports again when it starts
         if m.pid() is not None and self._shutdown(m):
             self._record_stopped(m)
         self._delete("primary")
@@ -428,6 +488,7 @@ class GaleraAgent(ocf.Agent):
 
     def demote(self) -> int:
         m = self.mysqld
+        self._delete(POSITION)  # stale until the recovery below publishes the new one
         if m.pid() is not None:
             self._shutdown(m)
         self._delete("primary")
@@ -479,15 +540,16 @@ class GaleraAgent(ocf.Agent):
             reports, primary = self.gather(topo, first)
             first = None
             reports[self.node_name] = mine
-            ovr, last_known = self.override(topo, reports, primary)
+            records = self.records(topo)
+            ovr = self.override(topo, reports, primary, records)
             self._snap = None  # later reads see this action's own writes
-            decision = decide(topo.members, reports, primary, self.node_name, ovr, last_known)
+            decision = decide(topo.members, reports, primary, self.node_name, ovr, records)
             if decision.kind == JOIN:
                 self.log.info("promote: %s", decision)
                 return self._join(m, mine, decision, deadline)
             if decision.kind == BOOTSTRAP:
                 if decision.override:
-                    self._consume_override(ovr, last_known)
+                    self._consume_override(ovr, records)
                 self.log.warning("promote: %s: bootstrapping", decision)
                 return self._bootstrap(m, mine, deadline)
             if decision.reason != last:
@@ -504,7 +566,7 @@ class GaleraAgent(ocf.Agent):
         self._delete(OVERRIDE)
         gap = "unknown" if ovr.gap is None else str(ovr.gap)
         lost = ", ".join(f"{m} last recorded {p}" if p else f"{m} never recorded"
-                         for m, p in sorted(last_known.items()))
+                         for m, p in sorted(last_known.items()) if m in ovr.missing)
         self.log.warning("operator override honoured: %s decided at %d that %s bootstraps at "
                          "%s:%s without %s (%s); seqno gap %s", ovr.by, ovr.at, ovr.node,
                          ovr.uuid, ovr.seqno, ", ".join(ovr.missing), lost, gap)
@@ -557,7 +619,12 @@ class GaleraAgent(ocf.Agent):
         except (StateError, OSError) as err:
             # only costs speed: without it Galera takes a full SST
             self.log.warning("cannot give grastate.dat its cluster UUID: %s", err)
-        pid = self._child = m.spawn(self._start_args(mine))
+        args = self._start_args(mine)
+        if not args:
+            # a full SST replaces whatever history this node recorded: a crash during
+            # the copy must not leave a record that holds the others back
+            self._forget_record()
+        pid = self._child = m.spawn(args)
         self.log.info("mariadbd pid %s joining via %s", pid, decision.peer)
         return self._finish_promote(m, deadline)
 
@@ -604,6 +671,7 @@ class GaleraAgent(ocf.Agent):
             raise OCFError(ocf.ERR_GENERIC, f"not Synced in time (last state: {state}, "
                                             f"cluster {seen.get('wsrep_cluster_status', '?')})")
         self._set(PRIMARY, "1")
+        self._delete(POSITION)  # a running node's position moves: wsrep_last_committed
         self._set_role("promoted")
         self.record_running(seen)
         self._score(promotion_score(Decision(JOIN, "")))

@@ -28,6 +28,8 @@ CLIENTS = ("/usr/bin/mariadb", "/usr/bin/mysql")
 SST_IN_PROGRESS = "sst_in_progress"  # wsrep_sst_common's joiner marker of an unfinished SST
 SST_PID_FILE = "wsrep_sst.pid"  # the running SST script (joiner or donor)
 INSTALL_DB = ("/usr/bin/mariadb-install-db", "/usr/bin/mysql_install_db")
+# what mariadb-install-db creates (and lost+found of a volume mounted as the datadir)
+INSTALL_SCHEMAS = frozenset({"mysql", "performance_schema", "sys", "test", "lost+found"})
 
 
 class MysqldError(RuntimeError):
@@ -99,8 +101,9 @@ class Mysqld(namedtuple("Mysqld", _FIELDS, defaults=("",))):
                 return c
         raise MysqldError("no mariadb/mysql client installed")
 
-    def status(self, timeout: float = 10) -> dict[str, str]:
-        """wsrep status through the local socket; MysqldError when it does not answer."""
+    def status(self, timeout: float = 10, every: bool = False) -> dict[str, str]:
+        """wsrep status through the local socket (the monitor's few variables, or
+        ``every`` wsrep_% one); MysqldError when it does not answer."""
         if self.check_defaults_file:
             auth = [f"--defaults-file={self.check_defaults_file}"]
         else:
@@ -108,6 +111,7 @@ class Mysqld(namedtuple("Mysqld", _FIELDS, defaults=("",))):
         names = ",".join(f"'{v}'" for v in STATUS_VARS)
         argv = [self.client(), *auth, f"--socket={self.socket}", "--protocol=socket",
                 "--connect-timeout=5", "--batch", "--skip-column-names", "--execute",
+                "SHOW GLOBAL STATUS LIKE 'wsrep%'" if every else
                 f"SHOW GLOBAL STATUS WHERE Variable_name IN ({names})"]
         try:
             out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
@@ -149,12 +153,29 @@ class Mysqld(namedtuple("Mysqld", _FIELDS, defaults=("",))):
         return any(os.path.exists(os.path.join(self.datadir, n))
                    for n in ("mysql", "ibdata1", "aria_log_control"))
 
+    def own_schemas(self) -> list[str]:
+        """Schemas beyond what mariadb-install-db creates (a ``test`` schema counts only
+        when it holds a table): the difference between a fresh install and a
+        standalone server's data."""
+        found = []
+        with os.scandir(self.datadir) as entries:
+            for e in entries:
+                if not e.is_dir(follow_symlinks=False) or e.name.startswith("#") \
+                        or e.name in INSTALL_SCHEMAS:
+                    continue
+                if e.name == "test" and set(os.listdir(e.path)) <= {"db.opt"}:
+                    continue
+                found.append(e.name)
+        return sorted(found)
+
     def grastate_path(self) -> str:
         return os.path.join(self.datadir, "grastate.dat")
 
     def position(self, recover_timeout: float = 120) -> Position:
         """This stopped node's last committed position. Raises StateError/MysqldError
         (a node we cannot place must not be ranked)."""
+        if not os.path.isdir(self.datadir):
+            raise StateError(f"datadir {self.datadir} does not exist")
         if self.unfinished_sst():
             # the joiner died mid-copy: its files (grastate.dat included) are a mix of
             # two states, so it has no history of its own and must take an SST again
@@ -167,13 +188,21 @@ class Mysqld(namedtuple("Mysqld", _FIELDS, defaults=("",))):
         if state is not None and state.seqno >= 0:
             return Position(state.uuid, state.seqno, "grastate")
         recovered = self.recover(recover_timeout)
-        # a node that crashed soon after joining by SST still has the zero UUID in
-        # grastate.dat: then InnoDB's recovered position is the only record, and the truth
-        if (state is not None and state.uuid != galera_state.ZERO_UUID
-                and not recovered.empty and recovered.uuid != state.uuid):
-            raise StateError(f"{self.grastate_path()} says cluster {state.uuid} but InnoDB "
-                             f"recovered {recovered}")
-        return recovered
+        if state is not None and state.uuid != galera_state.ZERO_UUID:
+            # grastate.dat names a history: InnoDB must hold the same one
+            if recovered.uuid != state.uuid:
+                raise StateError(f"{self.grastate_path()} says cluster {state.uuid} but "
+                                 f"InnoDB recovered {recovered}: the datadir does not "
+                                 "match its Galera state")
+            return recovered
+        if recovered.uuid != galera_state.ZERO_UUID:
+            # a node that crashed soon after joining by SST still has the zero UUID in
+            # grastate.dat: then InnoDB's recovered position is the only record
+            return recovered
+        schemas = self.own_schemas()
+        if schemas:
+            return Position(galera_state.ZERO_UUID, -1, "standalone")
+        return Position(galera_state.ZERO_UUID, -1, "empty")
 
     def unfinished_sst(self) -> bool:
         """wsrep_sst_rsync's joiner marker survived, or Galera emptied grastate.dat for

@@ -20,7 +20,8 @@ _SEQNO = re.compile(r"-1|0|[1-9][0-9]{0,18}")
 MAX_GRASTATE_BYTES = 4096
 _RECOVERED = re.compile(r"WSREP: Recovered position:\s*(\S+)")
 
-SOURCES = ("grastate", "recovered", "running", "empty")
+# "standalone": databases written without Galera (zero UUID, but not nothing to lose)
+SOURCES = ("grastate", "recovered", "running", "empty", "standalone")
 
 
 class StateError(ValueError):
@@ -36,8 +37,14 @@ class Position(namedtuple("Position", "uuid seqno source", defaults=("grastate",
 
     @property
     def empty(self) -> bool:
-        """No Galera history at all (new or wiped datadir): nothing to lose."""
-        return self.uuid == ZERO_UUID
+        """Nothing to lose: no Galera history and no databases of its own (a new,
+        wiped or half-copied datadir, or only what mariadb-install-db creates)."""
+        return self.uuid == ZERO_UUID and self.source != "standalone"
+
+    @property
+    def standalone(self) -> bool:
+        """Databases written without Galera: data whose history Galera cannot place."""
+        return self.source == "standalone"
 
     def __str__(self) -> str:
         return f"{self.uuid}:{self.seqno}"

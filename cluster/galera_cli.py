@@ -116,7 +116,7 @@ def render_plan(p: galera_recover.RecoveryPlan) -> str:
         rec = (f"last recorded seqno {m.recorded.seqno} on {m.recorded.uuid}"
                + (f" at {_when(m.recorded.at)}" if m.recorded.at else "")) \
             if m.recorded else "never recorded a seqno"
-        out.append(f"missing member:      {m.node}: {rec}")
+        out.append(f"held-back member:    {m.node} ({m.why}): {rec}")
     if p.missing and p.candidate_position is not None:
         gap = "unknown" if p.gap is None else str(p.gap)
         out.append(f"gap:                 {gap} committed transactions may be lost "

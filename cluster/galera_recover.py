@@ -1,11 +1,12 @@
 """The guarded way out when ocf:pacestack:galera waits for a member that never returns.
 
-plan() computes the decision the operator faces from a GaleraStatus: which node
-would bootstrap, its seqno, the highest seqno the missing members ever recorded
-(the agent keeps it as a lifetime=forever node attribute, so it survives the full
-crash), and so how many committed transactions may be lost (the gap). It refuses
-when the histories differ (cluster UUIDs), when the named node is not the most
-advanced of the members that reported, or when a Primary component still runs.
+plan() computes the decision the operator faces from a GaleraStatus with the
+agent's own rule (galera_bootstrap.held_back, override_refusals, loss_gap): the
+members held back (not reported, no known seqno, data gone although recorded),
+which node would bootstrap, its seqno, the highest seqno the held-back members
+ever recorded (the agent keeps it as a lifetime=forever node attribute, so it
+survives the full crash), and so how many committed transactions may be lost
+(the gap). It refuses what the agent would refuse.
 
 apply() changes nothing but one node attribute: it hands the decision to the
 agent (``<rsc>-bootstrap-override`` on the chosen node), which honours it once
@@ -25,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 
 from pacestack.agents import attributes
 from pacestack.agents import galera as agent
+from pacestack.agents import galera_bootstrap as rule
 from pacestack.agents.galera_bootstrap import Override, format_override
 
 from pacestack import proc
@@ -36,8 +38,11 @@ from .galera_status import GaleraStatus, Pos
 
 @dataclass
 class Missing:
+    """A member held back from the rule (not reported, no known seqno, data gone)."""
+
     node: str
     recorded: Pos | None          # its last-committed record (None: never recorded)
+    why: str = ""
 
 
 @dataclass
@@ -67,11 +72,18 @@ class RecoveryPlan:
 
 
 def plan(status: GaleraStatus, bootstrap_from: str | None = None) -> RecoveryPlan:
-    """The decision (and every reason to refuse it); never changes anything."""
+    """The decision (and every reason to refuse it); never changes anything.
+
+    The held-back members, the candidate, the refusals and the gap come from the
+    agent's own rule (galera_bootstrap), so what this offers is what the agent
+    will honour."""
     if bootstrap_from is not None:
         status.member(bootstrap_from)  # ConfigError (exit 2) for a name that is no member
-    reports = {m.node: m.reported for m in status.members}
-    missing = [Missing(m.node, m.recorded) for m in status.members if m.reported is None]
+    names = status.member_names
+    reports = status.reports()
+    records = status.records()
+    held = rule.held_back(names, reports, records)
+    missing = [Missing(n, status.member(n).recorded, why) for n, why in sorted(held.items())]
     out = RecoveryPlan(status.resource, None, None, missing,
                        reason=status.decision.get("reason", ""))
 
@@ -79,58 +91,23 @@ def plan(status: GaleraStatus, bootstrap_from: str | None = None) -> RecoveryPla
     if primaries:
         out.refusals.append(f"a Primary component is running on {', '.join(primaries)}: "
                             "nothing to recover (the other members join it)")
-    if not missing:
-        out.refusals.append("every member reported its position: the agent decides by "
-                            "itself (" + (status.decision.get("reason") or "") + ")")
     override_pending = [m.node for m in status.members if m.override]
     if override_pending:
         out.refusals.append(f"an override is already pending on "
                             f"{', '.join(override_pending)}")
-
-    histories = {n: p for n, p in reports.items() if p is not None and not p.empty}
-    for m in missing:
-        if m.recorded is not None:
-            histories.setdefault(m.node, m.recorded)
-    uuids: dict[str, list[str]] = {}
-    for n, p in sorted(histories.items()):
-        uuids.setdefault(p.uuid, []).append(n)
-    if len(uuids) > 1:
-        detail = "; ".join(f"{', '.join(ns)} on {u}" for u, ns in uuids.items())
-        out.refusals.append(f"the members report different cluster UUIDs ({detail}): "
-                            "they hold different histories; bootstrapping either could "
-                            "discard the other")
-
-    known = {n: p for n, p in histories.items() if reports.get(n) is not None}
-    unknown = sorted(n for n, p in known.items() if p.seqno < 0)
-    if unknown:
-        out.refusals.append(f"{', '.join(unknown)} reported no known seqno (-1): the most "
-                            "advanced member cannot be told")
-    ranked = sorted((n for n, p in known.items() if p.seqno >= 0),
-                    key=lambda n: (-known[n].seqno, n))
-    best = ranked[0] if ranked else None
+    best = rule.most_advanced({n: p for n, p in reports.items() if n not in held})
     out.candidate = bootstrap_from or best
     if out.candidate is None:
         out.refusals.append("no member reported a position with history to bootstrap from")
         return out
+    refusals = rule.override_refusals(names, reports, out.candidate, records)
+    out.refusals += refusals
+    out.bad_input = bool(refusals) and bootstrap_from is not None and bootstrap_from != best
     cand = reports.get(out.candidate)
     if cand is None:
-        out.refusals.append(f"{out.candidate} has not reported a position (is it up, with "
-                            "the galera resource started?): it cannot bootstrap")
-        out.bad_input = bootstrap_from is not None
         return out
-    out.candidate_position = cand
-    if cand.empty:
-        out.refusals.append(f"{out.candidate} has no Galera history (empty datadir)")
-        out.bad_input = bootstrap_from is not None
-    elif best is not None and out.candidate != best and known[best].seqno > cand.seqno:
-        out.refusals.append(f"{out.candidate} (seqno {cand.seqno}) is not the most advanced "
-                            f"member that reported: {best} is at seqno {known[best].seqno}")
-        out.bad_input = True
-    if any(m.recorded is None for m in missing):
-        out.gap = None
-    else:
-        same = [m.recorded.seqno for m in missing if m.recorded.uuid == cand.uuid]
-        out.gap = max([0] + [s - cand.seqno for s in same])
+    out.candidate_position = Pos.of(cand)
+    out.gap = rule.loss_gap(cand, held, records)
     return out
 
 

@@ -21,6 +21,7 @@ import time
 import xml.etree.ElementTree as ET  # noqa: S405 - Pacemaker's own CIB and crm_mon output
 from dataclasses import dataclass, field
 
+from pacestack.agents import attributes, galera_cib
 from pacestack.agents import galera as agent
 from pacestack.agents.galera_bootstrap import choose_bootstrap
 from pacestack.agents.galera_mysqld import Mysqld, MysqldError
@@ -164,6 +165,9 @@ class GaleraStatus:
 
     def reports(self) -> dict[str, Position | None]:
         return {m.node: m.reported.position() if m.reported else None for m in self.members}
+
+    def records(self) -> dict[str, Position | None]:
+        return {m.node: m.recorded.position() if m.recorded else None for m in self.members}
 
     def to_dict(self) -> dict:
         return {"resource": self.resource, "clone": self.clone, "local_node": self.local_node,
@@ -320,26 +324,9 @@ def local_state(params: dict[str, str]) -> LocalState:
 
 
 def wsrep_status(m: Mysqld, timeout: float = 10) -> dict[str, str]:
-    """Every wsrep_% status variable over the local socket, as the agent's monitor
-    authenticates (root by socket, or check_defaults_file)."""
-    auth = ([f"--defaults-file={m.check_defaults_file}"] if m.check_defaults_file
-            else ["--no-defaults", "--user=root"])
-    argv = [m.client(), *auth, f"--socket={m.socket}", "--protocol=socket",
-            "--connect-timeout=5", "--batch", "--skip-column-names", "--execute",
-            "SHOW GLOBAL STATUS LIKE 'wsrep%'"]
-    try:
-        res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                             check=False, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise MysqldError(f"status query on {m.socket} timed out") from None
-    if res.returncode != 0:
-        detail = (res.stderr.strip().splitlines() or ["no output"])[-1]
-        raise MysqldError(f"status query on {m.socket} failed: {detail[:200]}")
-    out = {}
-    for line in res.stdout.splitlines():
-        key, _, value = line.partition("\t")
-        out[key.strip().lower()] = value.strip()
-    return out
+    """Every wsrep_% status variable, by the agent's own query (same socket and
+    authentication as its monitor)."""
+    return m.status(timeout, every=True)
 
 
 def _arbitrators(addresses: list[str], members: list[MemberState]) -> list[ArbitratorState]:
@@ -379,34 +366,39 @@ def _waiting(members: list[MemberState], names: list[str], decision) -> None:
 def collect(resource: str | None = None, local: bool = True) -> GaleraStatus:
     """Every member's state; raises ConfigError/RuntimeFailure with one line."""
     t0 = time.monotonic()
-    cib = _xml(_tool(["cibadmin", "--query"]), "cibadmin --query")
+    cib_text = _tool(["cibadmin", "--query"])
+    cib = _xml(cib_text, "cibadmin --query")
     rid, clone, params = find_resource(cib, resource)
     names, arbitrators = members_of(params)
     mon = _xml(_tool(["crm_mon", "--one-shot", "--output-as=xml"]), "crm_mon")
     nodes, roles, failures, quorate = _crm_mon_view(mon, rid)
-    forever = {n.get("uname", ""): _nvpairs(n.find("instance_attributes"))
-               for n in cib.iterfind("./configuration/nodes/node")}
-    transient = {ns.get("uname", ""): _nvpairs(ns.find("transient_attributes"))
-                 for ns in cib.iterfind("./status/node_state")}
+    # the node attributes exactly as the agent reads them for its decision
+    snap = galera_cib.parse(cib_text)
+    if snap is None:
+        raise RuntimeFailure("cibadmin --query: node attributes are ambiguous (a name set "
+                             "twice with different values)")
     me = local_node_name() if local and "CIB_file" not in os.environ else None
     members = []
     for name in names:
-        t, f = transient.get(name, {}), forever.get(name, {})
-        score = t.get(f"master-{rid}")
+        def attr(what: str, lifetime: str = "reboot", node: str = name) -> str | None:
+            return snap.get(f"{rid}-{what}", node, lifetime)
+
+        score = snap.get(attributes.promotion_attribute(rid), name)
         m = MemberState(
             node=name, pacemaker=nodes.get(name, "unknown"),
             role=roles.get(name, "Stopped"),
-            reported=_pos(t.get(f"{rid}-{agent.POSITION}"), f"{name}'s position"),
-            recorded=_recorded(f.get(f"{rid}-{agent.LAST_COMMITTED}"), f"{name}'s record"),
-            primary_flag=t.get(f"{rid}-{agent.PRIMARY}") == "1",
+            reported=_pos(attr(agent.POSITION), f"{name}'s position"),
+            recorded=_recorded(attr(agent.LAST_COMMITTED, "forever"), f"{name}'s record"),
+            primary_flag=attr(agent.PRIMARY) == "1",
             score=int(score) if score and score.lstrip("-").isdigit() else None,
-            override=t.get(f"{rid}-{agent.OVERRIDE}"),
+            override=attr(agent.OVERRIDE),
             failures=failures.get(name, []))
         if name == me:
             m.local = local_state(params)
         members.append(m)
     reports = {m.node: m.reported.position() if m.reported else None for m in members}
-    decision = choose_bootstrap(names, reports)
+    records = {m.node: m.recorded.position() if m.recorded else None for m in members}
+    decision = choose_bootstrap(names, reports, last_known=records)
     _waiting(members, names, decision)
     primaries = [m.node for m in members if m.primary]
     if primaries:

@@ -13,8 +13,8 @@ from tests.fixtures.mariadb import MARIADBD
 from tests.fixtures.ocf import PROVIDER_DIR, RA_DTD, RA_RNG, exit_reason, make_cib, run_agent
 
 # the parameter names operators type into `pcs resource create` (issue 3)
-PARAMETERS = ["config", "binary", "datadir", "socket", "pid", "log", "user", "group",
-              "wsrep_cluster_address", "cluster_host_map", "two_node_mode", "sync_timeout",
+PARAMETERS = ["config", "binary", "datadir", "datadir_mount", "socket", "pid", "log", "user",
+              "group", "wsrep_cluster_address", "cluster_host_map", "two_node_mode", "sync_timeout",
               "check_defaults_file"]
 
 
@@ -70,7 +70,7 @@ def base_params(cluster, node) -> dict[str, object]:
     ({"sync_timeout": "soon"}, 6, "not an integer"),
     ({"two_node_mode": "true"}, 6, "two_node_mode needs exactly two data members"),
 ])
-def test_validate_all_refuses_bad_configuration(ocf_provider, one_node, change, code, words):
+def test_validate_all_refuses_bad_configuration(agent_executables, one_node, change, code, words):
     cluster, node = one_node
     params = {**base_params(cluster, node), **change}
     rc, _, err = run_agent("galera", "validate-all", params, node=node.name)
@@ -88,7 +88,7 @@ def test_validate_all_refuses_bad_configuration(ocf_provider, one_node, change, 
     "seqno: 5; rm -rf /\n",
     "\x00\x01garbage",
 ])
-def test_malformed_grastate_fails_the_node_never_guesses(ocf_provider, one_node, tmp_path,
+def test_malformed_grastate_fails_the_node_never_guesses(agent_executables, one_node, tmp_path,
                                                          content):
     cluster, node = one_node
     (node.datadir / "grastate.dat").write_text(content)
@@ -104,7 +104,7 @@ def test_malformed_grastate_fails_the_node_never_guesses(ocf_provider, one_node,
     assert not node.running()
 
 
-def test_probe_reports_a_server_running_before_pacemaker(ocf_provider, one_node, tmp_path):
+def test_probe_reports_a_server_running_before_pacemaker(agent_executables, one_node, tmp_path):
     cluster, node = one_node
     driver = AgentDriver(cluster, tmp_path / "cib.xml")
     assert driver.monitor(node.name, probe=True)[0] == 7
@@ -129,3 +129,40 @@ def test_ocf_tester_passes(ocf_provider, one_node, tmp_path):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert "galera passed all tests" in out.stdout
     assert not node.running()
+
+
+def test_a_missing_datadir_or_unmounted_volume_fails_the_node(agent_executables, one_node,
+                                                              tmp_path):
+    cluster, node = one_node
+    cib = make_cib(tmp_path / "cib.xml", [node.name])
+    params = base_params(cluster, node)
+    cases = [
+        ({"datadir": str(tmp_path / "nowhere")}, 5, "does not exist"),
+        ({"datadir_mount": str(tmp_path)}, 5, f"datadir_mount {tmp_path} is not mounted"),
+        ({"datadir_mount": "var/lib/mysql"}, 6, "is not an absolute path"),
+        ({"datadir_mount": "/proc"}, 6, "is not on datadir_mount /proc"),
+    ]
+    for change, code, words in cases:
+        rc, _, err = run_agent("galera", "start", {**params, **change}, cib_file=cib,
+                               node=node.name)
+        assert rc == code and words in exit_reason(err), (change, err[-500:])
+        assert not node.running()
+    assert not (tmp_path / "nowhere").exists()  # never created for a new cluster
+
+
+def test_position_attribute_is_never_stale(agent_executables, one_node, tmp_path):
+    """Reported while stopped and Unpromoted, gone while the seqno moves (Promoted),
+    fresh after a demote's shutdown, gone after a stop."""
+    cluster, node = one_node
+    driver = AgentDriver(cluster, tmp_path / "cib.xml")
+    driver.start()
+    assert driver.attr("galera-position", node.name).endswith(":empty")
+    assert driver.recover(start=False) == [node.name]
+    assert driver.attr("galera-position", node.name) is None
+    cluster.write_rows(0, "stale", 1, 3)
+    assert driver.run(node.name, "demote")[0] == 0
+    state = node.grastate()
+    assert driver.attr("galera-position", node.name) == \
+        f"{state['uuid']}:{state['seqno']}:grastate"
+    assert driver.run(node.name, "stop")[0] == 0
+    assert driver.attr("galera-position", node.name) is None

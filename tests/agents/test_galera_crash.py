@@ -11,8 +11,12 @@ leaves it Promoted and Synced everywhere; a broken one is rebuilt).
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import threading
 import uuid as uuidlib
+from pathlib import Path
 
 import pytest
 from pacestack.agents.galera_state import ZERO_UUID
@@ -72,7 +76,7 @@ def _form() -> tuple[GaleraCluster, AgentDriver]:
 
 
 @pytest.fixture(scope="module")
-def galera_pool(ocf_provider):
+def galera_pool(agent_executables):
     state: dict[str, object] = {}
     cluster, driver = _form()
     state["cluster"], state["driver"] = cluster, driver
@@ -302,10 +306,162 @@ def test_node_with_wiped_datadir_rejoins_by_sst(scenario):
     sc.cluster["node1"].wipe()  # the most advanced by name tie lost its disk
     d = sc.driver
     d.all_crashed()
-    d.start()
+    # node1 recorded a history it no longer holds: an unmounted volume looks the
+    # same, so it refuses to start and the others wait for it
+    rc, _, err = d.run("node1", "start")
+    assert rc == 5 and "is its data volume mounted" in exit_reason(err)
+    d.start(["node2", "node3"])
+    rc, _, err = d.run("node2", "promote", timeout_ms=3000)
+    assert rc == 1 and "waiting for node1 to report" in exit_reason(err)
+    assert not any(sc.cluster[n].running() for n in NAMES)
+    # the operator confirms the disk is gone: node1's record goes, it rejoins by SST
+    forget_record(d, "node1")
+    d.start(["node1"])
     assert d.attr("galera-position", "node1").endswith(":empty")
     recover_and_check(sc, "node2", ist=["node3"])
     assert sc.cluster["node1"].ist_or_sst() == "SST"
+
+
+def forget_record(d: AgentDriver, node: str) -> None:
+    """What an operator runs to say a node's recorded history is gone for good."""
+    subprocess.run(["crm_attribute", "--node", node, "--name", "galera-last-committed",
+                    "--lifetime", "forever", "--delete"], check=True, capture_output=True,
+                   env={**os.environ, "CIB_file": str(d.cib)})
+
+
+def unmount(node) -> Path:
+    """The data volume is not mounted: the datadir is an empty directory again."""
+    aside = node.datadir.with_name("data.volume")
+    node.datadir.rename(aside)
+    node.datadir.mkdir()
+    shutil.chown(node.datadir, "mysql", "mysql")
+    return aside
+
+
+def mount(node, aside: Path) -> None:
+    node.datadir.rmdir()
+    aside.rename(node.datadir)
+
+
+def test_unmounted_data_volumes_never_form_a_new_cluster(scenario):
+    sc = scenario
+    d = sc.driver
+    sc.write("node2", 5)
+    sc.cluster.kill9()
+    volumes = {n: unmount(sc.cluster[n]) for n in NAMES}
+    d.all_crashed()
+    for n in NAMES:
+        rc, _, err = d.run(n, "start")
+        assert rc == 5, f"{n} started on an empty datadir: {err[-400:]}"
+        assert "recorded Galera history" in exit_reason(err)
+    assert not any(sc.cluster[n].running() for n in NAMES)
+    assert all(not any(sc.cluster[n].datadir.iterdir()) for n in NAMES)
+    for n in NAMES:
+        mount(sc.cluster[n], volumes[n])
+    pos = sc.cluster.positions()
+    expected = min(NAMES, key=lambda n: (-pos[n].seqno, n))
+    recover_and_check(sc, expected, ist=[n for n in NAMES if n != expected])
+
+
+def test_member_with_unknown_seqno_holds_the_bootstrap_back(scenario):
+    sc = scenario
+    d = sc.driver
+    sc.cluster.kill9(["node3"])
+    sc.write("node1")
+    sc.cluster.kill9(["node1", "node2"])
+    d.all_crashed()
+    d.start()
+    uuid = sc.cluster["node1"].recover().uuid
+    # node3's recovery gave its cluster but no seqno (what the agent publishes then)
+    d.set_attr("galera-position", "node3", f"{uuid}:-1:recovered")
+    d.refresh_scores()
+    assert all(d.score(n) == 0 for n in NAMES)
+    rc, _, err = d.run("node1", "promote", timeout_ms=3000)
+    assert rc == 1
+    reason = exit_reason(err)
+    assert "node3 reports no known seqno" in reason and "galera recover" in reason
+    assert not any(sc.cluster[n].running() for n in NAMES)
+    # node3 reports its real position again: the rule can rank everyone
+    assert d.run("node3", "stop")[0] == 0
+    recover_and_check(sc, "node1", ist=["node2", "node3"])
+
+
+def test_grastate_history_without_innodb_history_fails_the_node(scenario):
+    sc = scenario
+    d = sc.driver
+    sc.write("node1")
+    sc.cluster.kill9()
+    node3 = sc.cluster["node3"]
+    grastate = (node3.datadir / "grastate.dat").read_text()
+    assert "seqno:   -1" in grastate
+    # an operator restored a non-Galera copy of the data under node3's Galera state
+    aside = unmount(node3)
+    standalone_rows(node3, 4)
+    (node3.datadir / "grastate.dat").write_text(grastate)
+    shutil.chown(node3.datadir / "grastate.dat", "mysql", "mysql")
+    d.all_crashed()
+    rc, _, err = d.run("node3", "start")
+    assert rc == 1
+    assert "says cluster" in exit_reason(err) and f"InnoDB recovered {ZERO_UUID}" in \
+        exit_reason(err)
+    # nothing of node3's was touched, and nobody bootstraps without it
+    assert (node3.datadir / "grastate.dat").read_text() == grastate
+    assert (node3.datadir / "cloud" / "instances.ibd").exists()
+    d.start(["node1", "node2"])
+    rc, _, err = d.run("node1", "promote", timeout_ms=3000)
+    assert rc == 1 and "waiting for node3 to report" in exit_reason(err)
+    shutil.rmtree(node3.datadir)
+    node3.datadir.mkdir()
+    mount(node3, aside)
+    pos = sc.cluster.positions()
+    expected = min(NAMES, key=lambda n: (-pos[n].seqno, n))
+    recover_and_check(sc, expected, ist=[n for n in NAMES if n != expected])
+
+
+def fresh_install(node) -> None:
+    """What mariadb-install-db leaves in an empty datadir (the template harness copy)."""
+    if node.datadir.exists() and not any(node.datadir.iterdir()):
+        node.datadir.rmdir()
+    node.prepare_datadir()
+
+
+def standalone_rows(node, count: int) -> None:
+    """MariaDB without Galera (wsrep off) on node's datadir: a one-controller cloud's
+    database before it became a Galera member."""
+    fresh_install(node)
+    node.start(extra_args=["--wsrep-provider=none", "--wsrep-on=OFF"])
+    try:
+        node.execute("CREATE DATABASE IF NOT EXISTS cloud")
+        node.execute("CREATE TABLE IF NOT EXISTS cloud.instances (id INT PRIMARY KEY)")
+        node.execute("INSERT INTO instances SELECT seq FROM seq_1_to_%s", (count,), "cloud")
+    finally:
+        node.stop()
+
+
+def test_the_standalone_database_is_what_the_cluster_forms_from(galera_pool):
+    """controller02 held the cloud without Galera, controller01 and 03 are fresh
+    installs: the cluster must form from controller02 and keep every row."""
+    cluster: GaleraCluster = galera_pool["cluster"]
+    d: AgentDriver = galera_pool["driver"]
+    for n in reversed(NAMES):
+        d.run(n, "demote")
+        assert d.run(n, "stop")[0] == 0
+    for n in NAMES:
+        cluster[n].wipe()
+        fresh_install(cluster[n])
+    standalone_rows(cluster["node2"], 200)
+    # a resource that never ran: a CIB of its own, no records
+    fresh = AgentDriver(cluster, cluster.base_dir / "cib-standalone.xml")
+    galera_pool["driver"] = fresh
+    fresh.start()
+    assert fresh.attr("galera-position", "node2").endswith(":standalone")
+    assert fresh.attr("galera-position", "node1").endswith(":empty")
+    order = fresh.recover(start=False)
+    assert order[0] == "node2" and fresh.bootstrapped("node2"), fresh.calls
+    for n in NAMES:
+        got = cluster[n].execute("SELECT COUNT(*) FROM cloud.instances")[0][0]
+        assert got == 200, f"{n} has {got} of 200 rows"
+    cluster["node1"].execute("CREATE DATABASE IF NOT EXISTS crashtest")
 
 
 def test_crash_during_sst(scenario):

@@ -81,12 +81,75 @@ def test_fresh_cluster_lowest_name_forms_it():
 def test_unknown_seqno_everywhere_waits():
     reports = {m: pos(-1) for m in M}
     d = decide(M, reports, [], "node1")
-    assert d.kind == WAIT and "report -1" in d.reason
+    assert d.kind == WAIT and "no known seqno (-1)" in d.reason
+    assert d.waiting_for == tuple(M) and "pacestack galera recover" in d.reason
 
 
-def test_unknown_seqno_ranks_below_any_known():
+def test_unknown_seqno_holds_everyone_back():
+    # node1 and node3 have history but no position: either may be ahead of node2's 0
     reports = {"node1": pos(-1), "node2": pos(0), "node3": pos(-1)}
-    assert choose_bootstrap(M, reports).bootstrap_node == "node2"
+    choice = choose_bootstrap(M, reports)
+    assert choice.kind == WAIT and choice.waiting_for == ("node1", "node3")
+    assert "node1 reports no known seqno" in choice.reason
+    for me in M:
+        assert decide(M, reports, [], me).kind == WAIT
+    # a Primary elsewhere is still joined
+    assert decide(M, reports, ["node2"], "node1").kind == JOIN
+
+
+# -- data without Galera history, and data that should be there -------------------
+FRESH = pos(-1, Z, "empty")
+STANDALONE = pos(-1, Z, "standalone")
+
+
+def test_the_one_member_with_standalone_data_bootstraps_from_it():
+    two = ["controller01", "controller02"]
+    reports = {"controller01": FRESH, "controller02": STANDALONE}
+    d = decide(two, reports, [], "controller02")
+    assert d.kind == BOOTSTRAP and "written without Galera" in d.reason
+    d = decide(two, reports, [], "controller01")
+    assert (d.kind, d.peer) == (WAIT, "controller02")
+
+
+def test_standalone_data_twice_or_beside_history_waits_for_an_operator():
+    reports = {"node1": STANDALONE, "node2": STANDALONE, "node3": FRESH}
+    d = choose_bootstrap(M, reports)
+    assert d.kind == WAIT and d.waiting_for == ("node1", "node2")
+    assert "an operator must choose" in d.reason
+    reports = {"node1": pos(40), "node2": STANDALONE, "node3": pos(41)}
+    d = choose_bootstrap(M, reports)
+    assert d.kind == WAIT and d.waiting_for == ("node2",)
+
+
+def test_standalone_data_never_joins_by_sst():
+    reports = {"node1": pos(40), "node2": STANDALONE, "node3": pos(41)}
+    d = decide(M, reports, ["node3"], "node2")
+    assert d.kind == WAIT and "replace them by SST" in d.reason
+    assert promotion_score(d) is None
+    assert decide(M, reports, ["node3"], "node1").kind == JOIN
+
+
+def test_empty_datadirs_with_recorded_history_wait():
+    # the data volumes are not mounted: every datadir looks new, the records say not
+    reports = {m: FRESH for m in M}
+    records = {"node1": pos(50, source="recorded"), "node2": pos(49, source="recorded"),
+               "node3": None}
+    d = choose_bootstrap(M, reports, last_known=records)
+    assert d.kind == WAIT and "a data volume may be missing" in d.reason
+    for me in M:
+        assert decide(M, reports, [], me, last_known=records).kind == WAIT
+    # nobody ever recorded a history: the first start of the resource forms a cluster
+    assert choose_bootstrap(M, reports, last_known={m: None for m in M}).kind == BOOTSTRAP
+
+
+def test_a_member_without_its_recorded_data_holds_the_rest_back():
+    reports = {"node1": pos(40), "node2": FRESH, "node3": pos(41)}
+    records = {"node2": pos(45, source="recorded")}
+    d = choose_bootstrap(M, reports, last_known=records)
+    assert d.kind == WAIT and d.waiting_for == ("node2",)
+    assert f"node2 holds no data but recorded {U1}:45" in d.reason
+    # a wiped member whose record is no reason to wait (it never had history)
+    assert choose_bootstrap(M, reports, last_known={}).bootstrap_node == "node3"
 
 
 def test_me_must_be_a_member():

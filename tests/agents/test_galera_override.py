@@ -78,7 +78,7 @@ def test_a_primary_wins_over_the_override():
     # the survivor moved since the operator looked
     ({"controller01": pos(101), "controller02": None}, ovr(), {}, "is now at"),
     # everybody reported: the normal rule decides
-    ({"controller01": pos(100), "controller02": pos(90)}, ovr(), {}, "every member reported"),
+    ({"controller01": pos(100), "controller02": pos(90)}, ovr(), {}, "no member is held back"),
     # the missing member's record is another history
     ({"controller01": pos(100), "controller02": None}, ovr(),
      {"controller02": pos(107, U2, "recorded")}, "not the same history"),
@@ -91,18 +91,31 @@ def test_a_primary_wins_over_the_override():
 def test_override_refused_by_the_agent(reports, override, last, words):
     assert words in check_override(M2, reports, override, last)
     d = choose_bootstrap(M2, reports, override, last)
-    assert not d.override and d.kind != BOOTSTRAP or "every member reported" in words
+    assert not d.override and d.kind != BOOTSTRAP or "no member is held back" in words
 
 
 def test_override_for_a_less_advanced_node_is_refused():
     reports = {"node1": pos(90), "node2": pos(100), "node3": None}
     o = ovr(node="node1", seqno=90, missing=("node3",))
-    assert "node2 reported a higher seqno than node1" in check_override(M3, reports, o)
+    assert "node2 is at seqno 100" in check_override(M3, reports, o)
     d = decide(M3, reports, [], "node1", o)
     assert d.kind == WAIT and not d.override
-    # another reporter of unknown seqno: node1 cannot be shown ahead
+    # another reporter of unknown seqno is held back too: the operator did not name it
     reports["node2"] = pos(-1)
-    assert "no known seqno" in check_override(M3, reports, o)
+    assert "now node2, node3 is held back" in check_override(M3, reports, o)
+
+
+def test_override_is_the_way_out_for_a_member_of_unknown_seqno():
+    # every member reported, one with history but no position: the rule waits for ever;
+    # an operator who gives that member up may bootstrap the most advanced of the rest
+    reports = {"node1": pos(90), "node2": pos(-1), "node3": pos(80)}
+    assert choose_bootstrap(M3, reports).kind == WAIT
+    o = ovr(node="node1", seqno=90, missing=("node2",))
+    assert check_override(M3, reports, o) is None
+    d = decide(M3, reports, [], "node1", o)
+    assert d.kind == BOOTSTRAP and d.override
+    assert "node1 is at seqno 90" in check_override(
+        M3, reports, ovr(node="node3", seqno=80, missing=("node2",)))
 
 
 def test_other_members_wait_for_the_override_node():
@@ -117,7 +130,8 @@ def status(members: list[MemberState]) -> GaleraStatus:
     from pacestack.agents.galera_bootstrap import choose_bootstrap as cb
 
     reports = {m.node: m.reported.position() if m.reported else None for m in members}
-    d = cb([m.node for m in members], reports)
+    records = {m.node: m.recorded.position() if m.recorded else None for m in members}
+    d = cb([m.node for m in members], reports, last_known=records)
     return GaleraStatus("galera", "galera-clone", members, [], None, True,
                         {"kind": d.kind, "reason": d.reason})
 
@@ -145,11 +159,11 @@ def test_plan_names_the_survivor_and_the_gap():
 
 @pytest.mark.parametrize("change,named,words,bad_input", [
     (lambda ms: setattr(ms[1], "recorded", rec(107, U2)), "controller01",
-     "different cluster UUIDs", False),
+     "not the same history", False),
     (lambda ms: setattr(ms[0], "role", "Promoted"), "controller01",
      "a Primary component is running on controller01", False),
     (lambda ms: ms[1].__setattr__("reported", rep(90)), "controller01",
-     "every member reported", False),
+     "no member is held back", False),
     (lambda ms: None, "controller02", "controller02 has not reported", True),
     (lambda ms: setattr(ms[0], "override", "node=controller01;..."), "controller01",
      "already pending", False),
@@ -175,3 +189,56 @@ def test_plan_refuses_a_less_advanced_node_named():
     assert good.ok and good.candidate == "node2" and good.gap == 20
     with pytest.raises(ConfigError, match="'node9' is not a member"):
         galera_recover.plan(status(ms), "node9")
+
+
+# -- the operator's view and the agent's decision agree ------------------------------
+SCENARIOS = {
+    "one member gone": [rep(100), rep(90), None],
+    "gone, the record ahead": [rep(100), None, rep(95)],
+    "no seqno on one": [rep(100), rep(-1), rep(80)],
+    "no seqno on the best named": [rep(-1), rep(90), rep(80)],
+    "data gone but recorded": [rep(100), rep(-1, Z, "empty"), rep(99)],
+    "standalone beside history": [rep(100), rep(-1, Z, "standalone"), None],
+    "foreign record": [rep(100), None, rep(100)],
+    "everyone reported": [rep(100), rep(90), rep(80)],
+    "nobody with history": [rep(-1, Z, "empty"), None, rep(-1, Z, "empty")],
+}
+OFFERED = {"one member gone": {"node1"}, "gone, the record ahead": {"node1"},
+           "no seqno on one": {"node1"}, "no seqno on the best named": {"node2"},
+           "data gone but recorded": {"node1"}}
+RECORDS = {"gone, the record ahead": [rec(100), rec(130), rec(95)],
+           "data gone but recorded": [rec(100), rec(101), rec(99)],
+           "foreign record": [rec(100), rec(120, U2), rec(100)]}
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_recover_offers_exactly_what_the_agent_honours(name):
+    """galera status/recover and the agent read the same reports with the same rule:
+    the override recover would write is honoured by the agent iff recover's plan is
+    ok, and status shows the agent's own decision."""
+    records = RECORDS.get(name, [rec(100), rec(90), rec(80)])
+    rows = zip(M3, SCENARIOS[name], records, strict=True)
+    ms = [MemberState(n, "online" if r else "offline", "Unpromoted" if r else "Stopped", r, rc)
+          for n, r, rc in rows]
+    st = status(ms)
+    reports, recorded = st.reports(), st.records()
+    agent_view = choose_bootstrap(M3, reports, last_known=recorded)
+    assert galera_recover.plan(st).reason == st.decision["reason"]
+    offered = set()
+    for named in [None, *M3]:
+        p = galera_recover.plan(st, named)
+        if p.ok:
+            offered.add(p.candidate)
+        if p.candidate is None or p.candidate_position is None:
+            assert not p.ok
+            continue
+        c = p.candidate_position
+        o = Override(p.candidate, c.uuid, c.seqno, tuple(m.node for m in p.missing), p.gap,
+                     "root@test", 1795658843)
+        honoured = check_override(M3, reports, o, recorded) is None
+        assert honoured == p.ok, (named, p.refusals)
+        if honoured:
+            d = decide(M3, reports, [], p.candidate, o, recorded)
+            assert d.kind == BOOTSTRAP and d.override and agent_view.kind == WAIT
+    # only the rule's own candidate is ever offered, and only while someone is held back
+    assert offered == OFFERED.get(name, set())
