@@ -260,7 +260,7 @@ def _ids(user: str, group: str) -> tuple[int, int]:
 
 def _failed(what: str, exc: OSError) -> MysqldError:
     if isinstance(exc, galera_files.UnsafePath):
-        return MysqldError(f"{what}: {exc}")
+        return MysqldError(str(exc))  # names the path and why root refuses it
     return MysqldError(f"{what}: {exc.strerror or exc}")
 
 

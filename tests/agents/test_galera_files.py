@@ -26,7 +26,9 @@ from pacestack.agents import galera_mysqld, galera_state
 from pacestack.agents.galera_mysqld import Mysqld, MysqldError
 from pacestack.agents.galera_state import Position, StateError
 
+from tests.fixtures.galera import GaleraCluster
 from tests.fixtures.mariadb import MARIADBD
+from tests.fixtures.ocf import exit_reason, make_cib, run_agent
 
 MYSQL = "mysql"
 UUID = "2ec83218-e91a-11f1-9c34-4743e91b2bee"
@@ -312,6 +314,54 @@ def test_initialise_refuses_a_datadir_reached_through_a_planted_symlink(area):
     one_line_refusal(err.value, "symlink", "refusing")
     victim.assert_untouched(str(err.value))
     assert time.monotonic() - started < 5  # refused before mariadb-install-db ran
+
+
+def mariadbd_on(datadir: Path) -> list[int]:
+    """PIDs of processes started with --datadir=datadir."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if f"--datadir={datadir}".encode() in argv:
+                found.append(int(entry))
+    return found
+
+
+# -- through the agent, as Pacemaker runs it ------------------------------------------------
+def test_promote_refuses_a_pid_directory_swapped_for_a_symlink(ocf_provider, area, tmp_path):
+    """The installed agent bootstraps a one-node cluster whose pid directory mysql
+    made a symlink into root's directory: promote fails (OCF_ERR_GENERIC) with one
+    line naming it, starts no mariadbd and writes nothing there."""
+    _, victim = area
+    cluster = GaleraCluster(1, names=[os.uname().nodename])
+    cib = make_cib(tmp_path / "cib.xml", [cluster.nodes[0].name])
+    env = {"HA_RSCTMP": str(tmp_path / "rsctmp")}
+    try:
+        node = cluster.nodes[0]
+        node.prepare_datadir()
+        node.write_config()
+        as_mysql("ln", "-s", str(victim.dir), str(node.base_dir / "run"))
+        params = {"config": node.defaults_file, "binary": MARIADBD,
+                  "datadir": str(node.datadir), "socket": node.socket,
+                  "pid": str(node.base_dir / "run" / "mysqld.pid"), "log": node.log_error,
+                  "wsrep_cluster_address": cluster.gcomm_url(),
+                  "cluster_host_map": cluster.host_map()}
+        rc, _, err = run_agent("galera", "start", params, env=env, cib_file=cib, node=node.name)
+        assert rc == 0, err[-800:]
+        rc, _, err = run_agent("galera", "promote", params, env=env, cib_file=cib,
+                               node=node.name, timeout_ms=60000)
+        reason = exit_reason(err) or ""
+        assert rc == 1, err[-800:]
+        one_line_refusal(Exception(reason), "symlink", "refusing", "run")
+        victim.assert_untouched(err)
+        assert not mariadbd_on(node.datadir), reason
+    finally:
+        if "params" in locals():  # ends a mariadbd the agent started, by its pid file
+            run_agent("galera", "stop", params, env=env, cib_file=cib, node=node.name)
+        cluster.destroy()
 
 
 if __name__ == "__main__":
