@@ -16,7 +16,7 @@ import time
 from collections import namedtuple
 from collections.abc import Sequence
 
-from pacestack.agents import galera_state
+from pacestack.agents import galera_files, galera_state
 from pacestack.agents.galera_state import Position, StateError
 
 from pacestack import proc
@@ -30,6 +30,7 @@ SST_PID_FILE = "wsrep_sst.pid"  # the running SST script (joiner or donor)
 INSTALL_DB = ("/usr/bin/mariadb-install-db", "/usr/bin/mysql_install_db")
 # what mariadb-install-db creates (and lost+found of a volume mounted as the datadir)
 INSTALL_SCHEMAS = frozenset({"mysql", "performance_schema", "sys", "test", "lost+found"})
+MAX_RECOVER_LOG = 8 << 20  # a --wsrep-recover log is a few kB
 
 
 class MysqldError(RuntimeError):
@@ -52,7 +53,7 @@ class Mysqld(namedtuple("Mysqld", _FIELDS, defaults=("",))):
 
     def pid(self) -> int | None:
         """The running mariadbd of this datadir, None when there is none."""
-        pid = proc.read_pidfile(self.pid_file)
+        pid = _read_pid(self.pid_file)
         if not pid or not proc.is_alive(pid):
             return None
         argv = proc.cmdline(pid)
@@ -73,13 +74,20 @@ class Mysqld(namedtuple("Mysqld", _FIELDS, defaults=("",))):
                                      start_new_session=True, close_fds=True, cwd="/")
         # mariadbd writes its pid file itself later; record ours now so a stop or a
         # monitor during a long SST finds the process
-        _write_pid(self.pid_file, child.pid, self.user, self.group)
+        try:
+            _write_pid(self.pid_file, child.pid, *_ids(self.user, self.group))
+        except OSError as exc:
+            raise _failed(f"cannot write {self.pid_file} for mariadbd pid {child.pid}",
+                          exc) from None
         return child.pid
 
     def _own_dir(self, path: str) -> None:
-        if path and not os.path.isdir(path):
-            os.makedirs(path, mode=0o755, exist_ok=True)
-            _chown(path, self.user, self.group)
+        if not path:
+            return
+        try:
+            galera_files.make_dir(path, *_ids(self.user, self.group))
+        except OSError as exc:
+            raise _failed(f"cannot create {path}", exc) from None
 
     def stop(self, timeout: float) -> bool:
         """SIGTERM (clean shutdown writes the seqno to grastate.dat), SIGKILL after
@@ -140,7 +148,7 @@ class Mysqld(namedtuple("Mysqld", _FIELDS, defaults=("",))):
 
     def log_tail(self, size: int = 20000) -> str:
         try:
-            with open(self.log, "rb") as fh:
+            with os.fdopen(galera_files.open_file(self.log), "rb") as fh:
                 fh.seek(0, os.SEEK_END)
                 fh.seek(max(0, fh.tell() - size))
                 return fh.read().decode(errors="replace")
@@ -220,29 +228,39 @@ class Mysqld(namedtuple("Mysqld", _FIELDS, defaults=("",))):
         """``mariadbd --wsrep-recover``: never on a running node."""
         if self.pid() is not None:
             raise MysqldError("refusing --wsrep-recover: mariadbd is running")
-        log = os.path.join(self.datadir, f"wsrep-recover.{os.getpid()}.log")
+        ids = _ids(self.user, self.group)
+        # the log lives in the datadir (mariadbd, as mysql, must write it), so it is
+        # made under a random name and read back through its descriptor only
         try:
-            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-            os.close(fd)
-            _chown(log, self.user, self.group)
-            try:
-                out = subprocess.run(
-                    [*self.base_args(), "--wsrep-recover", f"--log-error={log}",
-                     "--skip-networking"],
-                    capture_output=True, text=True, timeout=timeout, check=False,
-                    stdin=subprocess.DEVNULL, cwd="/")
-            except subprocess.TimeoutExpired:
-                raise MysqldError(f"--wsrep-recover did not finish in {timeout:.0f}s") from None
-            with open(log, encoding="utf-8", errors="replace") as fh:
-                text = fh.read()
+            dir_fd = galera_files.open_dir(self.datadir)
+        except OSError as exc:
+            raise _failed("refusing --wsrep-recover", exc) from None
+        try:
+            name, fd = galera_files.create_temp(dir_fd, "wsrep-recover.", ".log", *ids, 0o640)
+        except OSError as exc:
+            os.close(dir_fd)
+            raise _failed(f"cannot create a --wsrep-recover log in {self.datadir}", exc) from None
+        try:
+            with os.fdopen(fd, "rb") as fh:
+                try:
+                    out = subprocess.run(
+                        [*self.base_args(), "--wsrep-recover",
+                         f"--log-error={os.path.join(self.datadir, name)}",
+                         "--skip-networking"],
+                        capture_output=True, text=True, timeout=timeout, check=False,
+                        stdin=subprocess.DEVNULL, cwd="/")
+                except subprocess.TimeoutExpired:
+                    raise MysqldError(f"--wsrep-recover did not finish in "
+                                      f"{timeout:.0f}s") from None
+                text = fh.read(MAX_RECOVER_LOG).decode(errors="replace")
             if out.returncode != 0 and "Recovered position" not in text:
                 last = [ln for ln in (text + out.stderr).splitlines() if ln.strip()]
                 raise MysqldError(f"--wsrep-recover exited {out.returncode}: "
                                   f"{last[-1][:200] if last else 'no output'}")
             return galera_state.parse_recover_log(text, "--wsrep-recover output")
         finally:
-            if os.path.exists(log):
-                os.unlink(log)
+            galera_files.remove(name, dir_fd)
+            os.close(dir_fd)
 
     def initialise(self) -> None:
         """A fresh datadir for the bootstrap of a brand-new cluster."""
@@ -259,18 +277,38 @@ class Mysqld(namedtuple("Mysqld", _FIELDS, defaults=("",))):
             raise MysqldError(f"mariadb-install-db failed: {detail[:200]}")
 
 
-def _chown(path: str, user: str, group: str) -> None:
-    import shutil  # start/recover only; the monitor never needs it
+def _ids(user: str, group: str) -> tuple[int, int]:
+    import grp  # start/recover only; the monitor never needs them
+    import pwd
 
-    shutil.chown(path, user, group)
+    try:
+        return pwd.getpwnam(user).pw_uid, grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise MysqldError(f"no user {user!r} or group {group!r} on this host") from None
 
 
-def _write_pid(path: str, pid: int, user: str, group: str) -> None:
-    tmp = f"{path}.agent{os.getpid()}"
-    with open(tmp, "w") as fh:
-        fh.write(f"{pid}\n")
-    _chown(tmp, user, group)  # mariadbd (as user) rewrites and removes it
-    os.replace(tmp, path)
+def _failed(what: str, exc: OSError) -> MysqldError:
+    if isinstance(exc, galera_files.UnsafePath):
+        return MysqldError(str(exc))  # names the path and why root refuses it
+    return MysqldError(f"{what}: {exc.strerror or exc}")
+
+
+def _read_pid(path: str) -> int | None:
+    try:
+        text = galera_files.read_file(path, 32).strip()
+    except OSError:
+        return None  # missing, unreadable, or not a plain file: no pid to trust
+    return int(text) if text.isdigit() and len(text) <= 20 else None
+
+
+def _write_pid(path: str, pid: int, uid: int, gid: int) -> None:
+    head, name = galera_files.split(path)
+    dir_fd = galera_files.open_dir(head)
+    try:
+        # owned by mariadbd's user: it rewrites and removes the file itself
+        galera_files.install(dir_fd, name, f"{pid}\n".encode(), uid, gid, 0o644, replace=True)
+    finally:
+        os.close(dir_fd)
 
 
 def wait(predicate, timeout: float, interval: float = 0.2) -> bool:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 from collections import namedtuple
+
+from pacestack.agents import galera_files
 
 ZERO_UUID = "00000000-0000-0000-0000-000000000000"
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -109,24 +110,38 @@ def parse_grastate(text: str, where: str = "grastate.dat") -> GraState:
 
 def read_grastate(path: str) -> GraState | None:
     """None when the file does not exist (a node with no Galera state yet)."""
+    loaded = _load(path)
+    return None if loaded is None else parse_grastate(loaded[0], path)
+
+
+def _load(path: str) -> tuple[str, os.stat_result] | None:
+    """The text of grastate.dat and the owner and mode of the very file read; None
+    when it does not exist. The datadir is mysql's: a symlink, FIFO or device
+    planted there is refused, never followed or echoed."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = galera_files.open_file(path)
     except FileNotFoundError:
         return None
+    except galera_files.UnsafePath as exc:
+        raise StateError(str(exc)) from None
     except OSError as exc:
         raise StateError(f"{path}: cannot read: {exc.strerror}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise StateError(f"{path}: not a regular file")
     with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
         data = fh.read(MAX_GRASTATE_BYTES + 1)
     if len(data) > MAX_GRASTATE_BYTES:
         raise StateError(f"{path}: larger than {MAX_GRASTATE_BYTES} bytes")
     try:
-        text = data.decode("ascii")
+        return data.decode("ascii"), st
     except UnicodeDecodeError:
         raise StateError(f"{path}: not ASCII text") from None
-    return parse_grastate(text, path)
+
+
+def _load_existing(path: str) -> tuple[str, os.stat_result]:
+    loaded = _load(path)
+    if loaded is None:
+        raise StateError(f"{path}: does not exist")
+    return loaded
 
 
 def parse_recover_log(text: str, where: str = "wsrep-recover log") -> Position:
@@ -150,10 +165,10 @@ def set_safe_to_bootstrap(path: str) -> None:
 
     Called only by the bootstrap rule, after it proved this node most advanced.
     """
-    text = open(path, encoding="ascii").read()
+    text, st = _load_existing(path)
     parse_grastate(text, path)
     lines = [ln for ln in text.splitlines() if not ln.startswith("safe_to_bootstrap:")]
-    _rewrite(path, "\n".join([*lines, "safe_to_bootstrap: 1"]) + "\n")
+    _rewrite(path, "\n".join([*lines, "safe_to_bootstrap: 1"]) + "\n", st)
 
 
 def lacks_uuid(state: GraState) -> bool:
@@ -169,19 +184,18 @@ def restore_uuid(path: str, uuid: str) -> None:
     record, and Galera discards a start position whose UUID its file lacks.
     Refuses any other file: a real UUID is a history this must never replace.
     """
-    text = open(path, encoding="ascii").read()
+    text, st = _load_existing(path)
     state = parse_grastate(text, path)
     if not lacks_uuid(state):
         raise StateError(f"{path}: holds {state.uuid}:{state.seqno}, not the zero UUID")
     _uuid(uuid, "recovered UUID")
     lines = [f"uuid:    {uuid}" if ln.startswith("uuid:") else ln for ln in text.splitlines()]
-    _rewrite(path, "\n".join(lines) + "\n")
+    _rewrite(path, "\n".join(lines) + "\n", st)
 
 
-def _rewrite(path: str, text: str) -> None:
-    """Replace an existing file, keeping its owner and mode (mariadbd, running as
-    mysql, rewrites it later)."""
-    st = os.stat(path)
+def _rewrite(path: str, text: str, st: os.stat_result) -> None:
+    """Replace the file that was read (st), keeping its owner and mode (mariadbd,
+    running as mysql, rewrites it later)."""
     _install(path, text, st.st_uid, st.st_gid, st.st_mode & 0o7777, replace=True)
 
 
@@ -197,24 +211,15 @@ def write_grastate(path: str, position: Position, uid: int, gid: int, *,
 
 def _install(path: str, text: str, uid: int, gid: int, mode: int, *, replace: bool) -> None:
     """Write text to a synced temporary file beside path, then rename it over path
-    (replace) or link it to a path that must not exist yet."""
-    import tempfile  # only when writing (start/promote), never on the monitor path
-
-    fd, tmp = tempfile.mkstemp(prefix=".grastate.", dir=os.path.dirname(path) or ".")
+    (replace) or link it to a path that must not exist yet. The datadir is mysql's:
+    every step works on descriptors of the datadir and the new file (galera_files)."""
+    head, name = galera_files.split(path)
+    dir_fd = galera_files.open_dir(head)
     try:
-        with os.fdopen(fd, "w", encoding="ascii") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chown(tmp, uid, gid)
-        os.chmod(tmp, mode)
-        if replace:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # never over an existing file
+        galera_files.install(dir_fd, name, text.encode("ascii"), uid, gid, mode,
+                             replace=replace)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        os.close(dir_fd)
 
 
 def format_report(position: Position) -> str:
