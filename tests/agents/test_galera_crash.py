@@ -290,9 +290,10 @@ def test_node_with_another_cluster_uuid_waits_for_an_operator(scenario):
     assert rc == 1
     reason = exit_reason(err)
     assert "disagree on the cluster UUID" in reason and foreign in reason and old in reason
-    # the operator decides node3's history is the wrong one and wipes it
+    # the operator decides node3's history is the wrong one: wipes it, forgets its record
     assert d.run("node3", "stop")[0] == 0
     sc.cluster["node3"].wipe()
+    forget_record(d, "node3")
     order = recover_and_check(sc, "node1", ist=["node2"])
     assert order[0] == "node1"
     assert sc.cluster["node3"].ist_or_sst() == "SST"
