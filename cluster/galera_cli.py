@@ -26,10 +26,12 @@ recorded (the last seqno the member recorded before it went away).
 """
 
 RECOVER_HELP = """\
-When the agent waits because a member never reported its position (the node is
-gone, its disk is lost), it waits for good: bootstrapping without that member
-could throw away transactions only it committed. This command shows the
-decision an operator faces, and carries it out only when told to.
+When the agent waits because a member is held back (it never reported its
+position because the node is gone; it reports a cluster but no seqno; its data
+is gone although it recorded a history), it waits for good: bootstrapping
+without that member could throw away transactions only it committed. This
+command shows the decision an operator faces, with the agent's own rule, and
+carries it out only when told to.
 
 Without --bootstrap-from it only shows: the node that would bootstrap (the most
 advanced of the members that reported), its seqno, the highest seqno each
@@ -51,9 +53,10 @@ control, clears the attribute and logs the decision, who made it and the gap.
 Nothing is started by hand and grastate.dat is not edited. The missing member,
 once back with an empty datadir, rejoins by a full state transfer (SST).
 
-Refused (exit 2, nothing changed): members report different cluster UUIDs
-(different histories: decide which to keep and wipe the other's datadir), the
-named node is not the most advanced of those that reported, a Primary
+Refused (exit 2, nothing changed) whenever the agent would refuse it: members
+report different cluster UUIDs (different histories: decide which to keep and
+wipe the other's datadir), a member holds databases written without Galera,
+the named node is not the most advanced of those not held back, a Primary
 component is still running somewhere (members join it; nothing to recover).
 Before you accept a gap: try to bring the missing node back; if its disk
 survived, it reports and the agent decides alone with no loss.
