@@ -40,7 +40,7 @@ def _setup(conf, args):
 
     options.register_opts(conf)
     mp = mapping.load(args.mapping or conf.migrate.mapping_file)
-    return mp, cloud.open_from_conf(conf)
+    return mp, cloud.open_from_conf(conf, allow_other_server=args.allow_other_server)
 
 
 def _only(args) -> list[str] | None:
@@ -161,7 +161,7 @@ def _rollback(conf, args) -> int:
     options.register_opts(conf)
     from pacestack.migrate import cloud
 
-    cl = cloud.open_from_conf(conf)
+    cl = cloud.open_from_conf(conf, allow_other_server=args.allow_other_server)
     try:
         r = rb.rollback(cl, args.run_id, progress=_say)
     finally:
@@ -186,6 +186,9 @@ def _common(p: argparse.ArgumentParser, mapping: bool = True) -> None:
                        help="mapping file (default: [migrate] mapping_file)")
         p.add_argument("--only", action="append", choices=STEPS, metavar="STEP",
                        help=f"only this step (repeatable): {', '.join(STEPS)}")
+    p.add_argument("--allow-other-server", action="store_true",
+                   help="let [migrate] connection reach another server than the services' "
+                   "own URLs name (default: refused, see [migrate] allow_other_server)")
     commands.add_format_argument(p)
 
 
