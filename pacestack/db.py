@@ -167,13 +167,21 @@ _CONFIG_ERRNOS = {1044: "access denied to database", 1045: "access denied (wrong
 
 def connect(url: DBUrl, *, database: str | None = None, timeout: int = 10,
             autocommit: bool = False, **kwargs: Any) -> pymysql.connections.Connection:
-    """A PyMySQL connection; failures become one-line errors naming host:port."""
+    """A PyMySQL connection; failures become one-line errors naming host:port.
+
+    The handshake must finish within ``timeout``: a port that accepts and then says
+    nothing (a hung server, a firewall's tarpit) fails like an unreachable one, and
+    something that answers but is not a MySQL server is named as such.
+    """
+    import struct
+
     import pymysql
 
+    read_timeout = kwargs.pop("read_timeout", max(timeout * 30, 300))
     params: dict[str, Any] = dict(
         user=url.user, password=url.password or "", charset=url.query.get("charset", "utf8mb4"),
         database=database if database is not None else url.database,
-        connect_timeout=timeout, read_timeout=max(timeout * 30, 300),
+        connect_timeout=timeout, read_timeout=timeout,
         write_timeout=max(timeout * 30, 300), autocommit=autocommit,
     )
     if url.unix_socket:
@@ -184,16 +192,25 @@ def connect(url: DBUrl, *, database: str | None = None, timeout: int = 10,
     params.update(kwargs)
     where = f"{url.endpoint} ({url.source})"
     try:
-        return pymysql.connect(**params)
+        conn = pymysql.connect(**params)
     except pymysql.err.OperationalError as exc:
         errno = exc.args[0] if exc.args else 0
         if errno in _CONFIG_ERRNOS:
             raise ConfigError(f"database {where}: {_CONFIG_ERRNOS[errno]}"
                               f" for user {url.user!r}") from None
         if errno in (2003, 2002, 2006, 2013):
+            if "timed out" in str(exc):
+                raise RuntimeFailure(f"database {where}: no answer within {timeout} s "
+                                     "(server hung or not a database)") from None
             raise RuntimeFailure(f"database {where}: cannot connect (server unreachable)") \
                 from None
         raise RuntimeFailure(f"database {where}: error {errno}") from None
-    except pymysql.err.InternalError as exc:
-        errno = exc.args[0] if exc.args else 0
-        raise RuntimeFailure(f"database {where}: error {errno}") from None
+    except (pymysql.err.InternalError, pymysql.err.InterfaceError, struct.error, IndexError,
+            ValueError, UnicodeError) as exc:
+        # a handshake PyMySQL cannot parse: whatever listens there is not a MySQL server
+        detail = " ".join(str(exc).split())[:80] or type(exc).__name__
+        raise RuntimeFailure(f"database {where}: the server does not speak the MySQL protocol "
+                             f"({detail})") from None
+    # the handshake is done: queries may run long (a big batch, a lock wait)
+    conn._read_timeout = read_timeout  # noqa: SLF001 - PyMySQL has no setter for it
+    return conn
