@@ -14,7 +14,7 @@ from typing import Any
 
 from pacestack.migrate import tables
 
-from pacestack import db
+from pacestack import db, files
 from pacestack.errors import ConfigError
 
 
@@ -44,6 +44,7 @@ class Ml2Settings:
 def _read_ini(path: str) -> dict[str, dict[str, list[str]]]:
     from oslo_config import cfg
 
+    files.check_readable(path, "configuration file")
     sections: dict[str, dict[str, list[str]]] = {}
     try:
         cfg.ConfigParser(path, sections).parse()
@@ -51,8 +52,12 @@ def _read_ini(path: str) -> dict[str, dict[str, list[str]]]:
         raise ConfigError(f"{path}: no such file") from None
     except PermissionError:
         raise ConfigError(f"{path}: permission denied") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory") from None
     except cfg.ParseError as exc:
         raise ConfigError(f"{path}: {exc.msg} at line {exc.lineno}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
     return sections
 
 
@@ -239,6 +244,17 @@ def check_same_server(conn, admin: db.DBUrl, urls: dict[str, db.DBUrl],
             cur.execute("SELECT RELEASE_LOCK(%s)", [lock])
 
 
+def _check_databases_exist(conn, server: db.DBUrl, urls: dict[str, db.DBUrl]) -> None:
+    with conn.cursor() as cur:
+        cur.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME IN %s",
+                    [tuple(u.database for u in urls.values())])
+        present = {r[0] for r in cur.fetchall()}
+    for name, u in urls.items():
+        if u.database not in present:
+            raise ConfigError(f"{u.source}: no database {u.database!r} on {server.endpoint} "
+                              f"(the {name} database), or user {server.user!r} may not see it")
+
+
 def open_cloud(urls: dict[str, str | db.DBUrl], *, ml2_config: str,
                neutron_config: str | None = None, admin_url: str | None = None,
                journal_db: str = "pacestack", timeout: int = 10,
@@ -259,6 +275,7 @@ def open_cloud(urls: dict[str, str | db.DBUrl], *, ml2_config: str,
     try:
         if admin_url and not allow_other_server:
             check_same_server(conn, server, parsed, timeout)
+        _check_databases_exist(conn, server, parsed)
     except BaseException:
         conn.close()
         raise
