@@ -191,7 +191,7 @@ def service_url(conf: cfg.ConfigOpts, service: str) -> DBUrl:
 
 # MySQL error numbers that mean "your credentials or names are wrong", not "try later"
 _CONFIG_ERRNOS = {1044: "access denied to database", 1045: "access denied (wrong user or password)",
-                  1049: "unknown database"}
+                  1698: "access denied (wrong user or password)", 1049: "unknown database"}
 
 
 def connect(url: DBUrl, *, database: str | None = None, timeout: int = 10,
