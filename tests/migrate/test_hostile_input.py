@@ -335,3 +335,92 @@ class _no_server:
 def test_catalogue_size():
     """The catalogue, counted for the record; ids are unique."""
     assert len({c.id for c in CASES}) == len(CASES) >= 50
+
+
+# -- runtime failures in the middle of a run (exit 1, one line, the rerun finishes) ------
+
+def _hold_instance_lock(s: Seeded):
+    """A transaction holding the row lock apply's nova batch needs."""
+    conn = s.os.connect("nova", autocommit=False)
+    with conn.cursor() as cur:
+        cur.execute("SELECT id FROM instances WHERE uuid = %s FOR UPDATE",
+                    [s.seed.instances["vm-a"]])
+    return conn
+
+
+def _finished(s: Seeded) -> None:
+    r = s.cli("apply", "--mapping", str(s.mapping_path))
+    assert r.returncode == 0, r.stderr
+    assert s.sql("nova", "SELECT host FROM instances WHERE uuid = %s",
+                 [s.seed.instances["vm-a"]]) == (("compute05",),)
+
+
+def test_lock_wait_timeout_mid_apply(seeded):
+    server = seeded.os.server
+    locker = _hold_instance_lock(seeded)
+    server.execute("SET GLOBAL innodb_lock_wait_timeout = 1")
+    try:
+        r = seeded.cli("apply", "--mapping", str(seeded.mapping_path))
+    finally:
+        server.execute("SET GLOBAL innodb_lock_wait_timeout = 50")
+        locker.rollback()
+        locker.close()
+    assert_one_line(r, 1, ("1205", "Lock wait timeout", "run the same command again"),
+                    secrets=(server.root_password,))
+    assert seeded.sql("nova", "SELECT host FROM instances WHERE uuid = %s",
+                      [seeded.seed.instances["vm-a"]]) == (("compute01",),)
+    _finished(seeded)
+
+
+def test_server_gone_mid_apply(seeded):
+    """The apply's connections are killed while its batch waits on a lock: to the
+    client that is a server gone away (the real server; killing it would end the
+    session's other clouds too)."""
+    server = seeded.os.server
+    locker = _hold_instance_lock(seeded)
+    try:
+        with locker.cursor() as cur:
+            cur.execute("SELECT CONNECTION_ID()")
+            mine = cur.fetchone()[0]
+        p = seeded.cli("apply", "--mapping", str(seeded.mapping_path), popen=True)
+
+        def waiting() -> list[int]:
+            return [row[0] for row in server.execute(
+                "SELECT ID FROM information_schema.PROCESSLIST WHERE ID != %s AND "
+                "ID != CONNECTION_ID() AND USER = 'root' AND COMMAND = 'Query' AND TIME >= 1",
+                [mine])] if p.poll() is None else []
+
+        from pacestack import proc
+        assert proc.wait_for(lambda: bool(waiting()), 120, interval=0.2), p.communicate()
+        for row in server.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE "
+                                  "ID != %s AND ID != CONNECTION_ID() AND USER = 'root'",
+                                  [mine]):
+            server.execute(f"KILL CONNECTION {int(row[0])}")
+        out, err = p.communicate(timeout=120)
+    finally:
+        locker.rollback()
+        locker.close()
+    r = type("R", (), {"returncode": p.returncode, "stdout": out, "stderr": err})
+    assert_one_line(r, 1, ("lost the database server", "run the same command again"),
+                    secrets=(server.root_password,))
+    _finished(seeded)
+
+
+def test_nova_readback_that_prints_garbage(seeded, tmp_path):
+    """verify with an interpreter that does not print nova's read-back (a stand-in
+    script: the real nova prints what verify expects)."""
+    _finished(seeded)
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\ncat >/dev/null\necho 'Deprecation: something'\necho '{\"a\": 1}'\n")
+    fake.chmod(0o755)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    conf = write_conf(tmp_path / "garbage.conf", seeded.os, seeded.ml2_path, seeded.journal_db,
+                      openstack_python=fake, openstack_bin_dir=bin_dir)
+    before = seeded.checksums()
+    r = seeded.cli("verify", "--mapping", str(seeded.mapping_path), "--only", "nova", conf=conf)
+    assert "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    line = [ln for ln in r.stdout.splitlines() if "NOVA_READBACK_FAILED" in ln]
+    assert len(line) == 1 and "not nova's read-back" in line[0], r.stdout
+    assert seeded.checksums() == before
