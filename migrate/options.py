@@ -22,9 +22,9 @@ migrate_opts = [
                 "member of the same Galera cluster). Off: such a run is refused, because "
                 "pointed at the old controller migrate would rewrite the old cloud. "
                 "--allow-other-server does the same for one command."),
-    cfg.StrOpt("journal_database", default="pacestack", regex=r"^[A-Za-z0-9_$]{1,64}$",
+    cfg.StrOpt("journal_database", default="pacestack", regex=r"^[A-Za-z0-9_$-]{1,64}$",
                help="Database on the same server that holds runs and before-images "
-               "(letters, digits, '_' and '$', at most 64)."),
+               "(letters, digits, '_', '-' and '$', at most 64)."),
     cfg.IntOpt("batch_size", default=5000, min=1, max=100000,
                help="Rows changed per transaction."),
     cfg.IntOpt("apply_connections", default=2, min=1, max=8,
