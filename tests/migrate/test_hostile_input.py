@@ -424,3 +424,24 @@ def test_nova_readback_that_prints_garbage(seeded, tmp_path):
     line = [ln for ln in r.stdout.splitlines() if "NOVA_READBACK_FAILED" in ln]
     assert len(line) == 1 and "not nova's read-back" in line[0], r.stdout
     assert seeded.checksums() == before
+
+
+def test_journal_from_before_versions_were_recorded(seeded):
+    """A journal whose runs table has no version column (written by an earlier
+    pacestack) gains it; the new run records its writer, and rollback works."""
+    from pacestack import __version__
+    server, jdb = seeded.os.server, seeded.journal_db
+    server.execute(f"CREATE DATABASE `{jdb}`")
+    server.execute("CREATE TABLE runs (run_id VARCHAR(36) NOT NULL PRIMARY KEY, started_at "
+                   "DATETIME NOT NULL, finished_at DATETIME NULL, status VARCHAR(16) NOT NULL, "
+                   "mapping_digest CHAR(64) NOT NULL, steps VARCHAR(255) NOT NULL, batches INT "
+                   "NOT NULL DEFAULT 0, changes INT NOT NULL DEFAULT 0)", database=jdb)
+    before = seeded.checksums()
+    r = seeded.cli("apply", "--mapping", str(seeded.mapping_path))
+    assert r.returncode == 0, r.stderr
+    run_id = r.stdout.split()[1].rstrip(":")
+    assert server.execute("SELECT pacestack_version FROM runs WHERE run_id = %s", [run_id],
+                          database=jdb) == [(__version__,)]
+    r = seeded.cli("rollback", run_id)
+    assert r.returncode == 0, r.stderr
+    assert seeded.checksums() == before
