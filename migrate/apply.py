@@ -18,10 +18,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from pacestack.migrate import batch as sqlbatch
-from pacestack.migrate.journal import Journal, dumps
+from pacestack.migrate.journal import Journal, dumps, writer
 from pacestack.migrate.lanes import Lanes, lock_conflict
 from pacestack.migrate.plan import Change, Plan, build, independent, no_cyclic_gc
 
+from pacestack import __version__
 from pacestack.errors import ConfigError, RuntimeFailure
 
 Progress = Callable[[str], None]
@@ -198,6 +199,10 @@ def apply(cloud, mapping, *, only: list[str] | None = None, force: bool = False,
                 raise RuntimeFailure(f"run {run['run_id']} was interrupted while rolling back; "
                                      f"finish it first: pacestack migrate rollback "
                                      f"{run['run_id']}")
+            if run.get("pacestack_version") not in (None, __version__):
+                raise ConfigError(f"run {run['run_id']} was interrupted under {writer(run)}, "
+                                  f"this is {__version__}: resume it with that version or roll "
+                                  "it back")
             if run["mapping_digest"] != digest:
                 raise ConfigError(f"run {run['run_id']} was interrupted with a different mapping "
                                   "or --only; re-run it with the same ones or roll it back")

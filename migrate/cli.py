@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import uuid
 
 from pacestack.migrate import options
 from pacestack.migrate.plan import STEPS
@@ -14,6 +15,12 @@ from pacestack.errors import EXIT_RUNTIME, EXIT_USAGE, PacestackError
 
 def _say(msg: str) -> None:
     print(f"pacestack migrate: {msg}", file=sys.stderr, flush=True)
+
+
+# access denied to a database, a table, a column; a missing SUPER-like privilege
+_DENIED = (1044, 1142, 1143, 1227)
+# the server went away or the connection to it broke
+_LOST = (2006, 2013, 2055, 1927)
 
 
 def _db_errors(handler):
@@ -30,6 +37,15 @@ def _db_errors(handler):
         except pymysql.err.MySQLError as exc:
             code = exc.args[0] if exc.args else "?"
             text = " ".join(str(exc.args[1] if len(exc.args) > 1 else exc).split())[:200]
+            if code in _DENIED:
+                raise PacestackError(f"the database user lacks a privilege migrate needs "
+                                     f"(error {code}: {text}); nothing was changed by the "
+                                     "refused statement", exit_code=EXIT_USAGE) from None
+            if code in _LOST or isinstance(exc, pymysql.err.InterfaceError):
+                raise PacestackError(f"lost the database server in the middle of the run "
+                                     f"(error {code}: {text or 'connection closed'}); the "
+                                     "current batch was rolled back, run the same command "
+                                     "again to continue") from None
             raise PacestackError(f"database error {code}: {text}; the current batch was rolled "
                                  "back, run the same command again to continue") from None
     return wrapped
@@ -40,7 +56,7 @@ def _setup(conf, args):
 
     options.register_opts(conf)
     mp = mapping.load(args.mapping or conf.migrate.mapping_file)
-    return mp, cloud.open_from_conf(conf)
+    return mp, cloud.open_from_conf(conf, allow_other_server=args.allow_other_server)
 
 
 def _only(args) -> list[str] | None:
@@ -161,7 +177,13 @@ def _rollback(conf, args) -> int:
     options.register_opts(conf)
     from pacestack.migrate import cloud
 
-    cl = cloud.open_from_conf(conf)
+    try:
+        uuid.UUID(args.run_id)
+    except ValueError:
+        shown = args.run_id if len(args.run_id) <= 40 else args.run_id[:37] + "..."
+        raise PacestackError(f"RUN_ID {shown!r} is not a run id (the UUID apply printed)",
+                             exit_code=EXIT_USAGE) from None
+    cl = cloud.open_from_conf(conf, allow_other_server=args.allow_other_server)
     try:
         r = rb.rollback(cl, args.run_id, progress=_say)
     finally:
@@ -186,6 +208,9 @@ def _common(p: argparse.ArgumentParser, mapping: bool = True) -> None:
                        help="mapping file (default: [migrate] mapping_file)")
         p.add_argument("--only", action="append", choices=STEPS, metavar="STEP",
                        help=f"only this step (repeatable): {', '.join(STEPS)}")
+    p.add_argument("--allow-other-server", action="store_true",
+                   help="let [migrate] connection reach another server than the services' "
+                   "own URLs name (default: refused, see [migrate] allow_other_server)")
     commands.add_format_argument(p)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from pacestack.migrate import tables
 
-from pacestack import db
+from pacestack import db, files
 from pacestack.errors import ConfigError
 
 
@@ -44,6 +44,7 @@ class Ml2Settings:
 def _read_ini(path: str) -> dict[str, dict[str, list[str]]]:
     from oslo_config import cfg
 
+    files.check_readable(path, "configuration file")
     sections: dict[str, dict[str, list[str]]] = {}
     try:
         cfg.ConfigParser(path, sections).parse()
@@ -51,8 +52,12 @@ def _read_ini(path: str) -> dict[str, dict[str, list[str]]]:
         raise ConfigError(f"{path}: no such file") from None
     except PermissionError:
         raise ConfigError(f"{path}: permission denied") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory") from None
     except cfg.ParseError as exc:
         raise ConfigError(f"{path}: {exc.msg} at line {exc.lineno}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
     return sections
 
 
@@ -181,10 +186,80 @@ def server_of(urls: dict[str, db.DBUrl]) -> db.DBUrl:
     return first
 
 
+def _galera_uuid(conn) -> str:
+    with conn.cursor() as cur:
+        cur.execute("SHOW STATUS LIKE 'wsrep_cluster_state_uuid'")
+        row = cur.fetchone()
+    return (row[1] if row else "") or ""
+
+
+def check_same_server(conn, admin: db.DBUrl, urls: dict[str, db.DBUrl],
+                      timeout: int = 10) -> None:
+    """Refuse an admin connection that reaches another server than the services' URLs.
+
+    Migrate writes through ``[migrate] connection``; pointed at the old controller it
+    would rewrite the old cloud, the fallback. A service endpoint spelled like the
+    admin's is the same server. Otherwise the service's own credentials reach its
+    server, which is the admin's when it sees a lock the admin connection holds
+    (another name for one server), or a member of the same Galera cluster.
+    """
+    others: dict[str, list[str]] = {}
+    for name, u in urls.items():
+        if (u.host, u.port or 3306, u.unix_socket) != (admin.host, admin.port or 3306,
+                                                       admin.unix_socket):
+            others.setdefault(u.endpoint, []).append(name)
+    if not others:
+        return
+    lock = f"pacestack.identity.{os.getpid()}.{id(conn)}"
+    with conn.cursor() as cur:
+        cur.execute("SELECT GET_LOCK(%s, 0)", [lock])
+    try:
+        admin_cluster = _galera_uuid(conn)
+        for endpoint, names in others.items():
+            u = urls[names[0]]
+            try:
+                other = db.connect(u, timeout=timeout, autocommit=True)
+            except ConfigError as exc:
+                raise ConfigError(f"cannot check that [migrate] connection ({admin.endpoint}) "
+                                  f"is the {names[0]} database's server: {exc}") from None
+            try:
+                with other.cursor() as cur:
+                    cur.execute("SELECT IS_USED_LOCK(%s)", [lock])
+                    same = cur.fetchone()[0] is not None
+                cluster = "" if same else _galera_uuid(other)
+            finally:
+                other.close()
+            if same or (admin_cluster and cluster == admin_cluster):
+                continue
+            what = (f"Galera cluster {cluster} vs {admin_cluster}" if cluster and admin_cluster
+                    else "another server")
+            raise ConfigError(
+                f"[migrate] connection names {admin.endpoint} but the {', '.join(names)} "
+                f"database{'s are' if len(names) > 1 else ' is'} on {endpoint} ({what}): "
+                "migrate would rewrite that server, not the services' databases; nothing "
+                "changed (--allow-other-server or [migrate] allow_other_server = true if "
+                "that is meant)")
+    finally:
+        with conn.cursor() as cur:
+            cur.execute("SELECT RELEASE_LOCK(%s)", [lock])
+
+
+def _check_databases_exist(conn, server: db.DBUrl, urls: dict[str, db.DBUrl]) -> None:
+    with conn.cursor() as cur:
+        cur.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME IN %s",
+                    [tuple(u.database for u in urls.values())])
+        present = {r[0] for r in cur.fetchall()}
+    for name, u in urls.items():
+        if u.database not in present:
+            raise ConfigError(f"{u.source}: no database {u.database!r} on {server.endpoint} "
+                              f"(the {name} database), or user {server.user!r} may not see it")
+
+
 def open_cloud(urls: dict[str, str | db.DBUrl], *, ml2_config: str,
                neutron_config: str | None = None, admin_url: str | None = None,
                journal_db: str = "pacestack", timeout: int = 10,
-               config_files: dict[str, str] | None = None) -> Cloud:
+               config_files: dict[str, str] | None = None,
+               allow_other_server: bool = False) -> Cloud:
     parsed = {k: (v if isinstance(v, db.DBUrl) else db.parse_url(v, source=f"{k} database URL"))
               for k, v in urls.items()}
     missing = [s for s in tables.SERVICE_DATABASES if s not in parsed]
@@ -197,11 +272,18 @@ def open_cloud(urls: dict[str, str | db.DBUrl], *, ml2_config: str,
         else server_of(parsed)
     ml2 = read_ml2(ml2_config, neutron_config)
     conn = db.connect(server, database="", timeout=timeout)
+    try:
+        if admin_url and not allow_other_server:
+            check_same_server(conn, server, parsed, timeout)
+        _check_databases_exist(conn, server, parsed)
+    except BaseException:
+        conn.close()
+        raise
     return Cloud(conn, {k: u.database for k, u in parsed.items()}, ml2, server, journal_db,
                  config_files)
 
 
-def open_from_conf(conf) -> Cloud:
+def open_from_conf(conf, allow_other_server: bool = False) -> Cloud:
     urls = {s: db.service_url(conf, s) for s in tables.SERVICE_DATABASES}
     o = conf.openstack
     files = {"keystone": o.keystone_config, "neutron": o.neutron_config, "ml2": o.ml2_config,
@@ -209,4 +291,5 @@ def open_from_conf(conf) -> Cloud:
              "placement": o.placement_config}
     return open_cloud(urls, ml2_config=o.ml2_config, neutron_config=o.neutron_config,
                       admin_url=conf.migrate.connection, journal_db=conf.migrate.journal_database,
-                      timeout=conf.database.connect_timeout, config_files=files)
+                      timeout=conf.database.connect_timeout, config_files=files,
+                      allow_other_server=allow_other_server or conf.migrate.allow_other_server)

@@ -20,9 +20,11 @@ import json
 import uuid
 from typing import Any
 
+from pacestack.migrate import tables
 from pacestack.migrate.tables import q
 
-from pacestack.errors import RuntimeFailure
+from pacestack import __version__
+from pacestack.errors import ConfigError, RuntimeFailure
 
 LOCK_PREFIX = "pacestack.migrate."  # + the journal database: one lock per journal
 
@@ -34,6 +36,9 @@ _SCHEMA = (
     " mapping_digest CHAR(64) NOT NULL, steps VARCHAR(255) NOT NULL,"
     " batches INT NOT NULL DEFAULT 0, changes INT NOT NULL DEFAULT 0"
     ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+    # which pacestack wrote a run: another version may journal tables this one
+    # does not know (NULL: written before versions were recorded)
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS pacestack_version VARCHAR(32) NULL",
     "CREATE TABLE IF NOT EXISTS checksums ("
     " run_id VARCHAR(36) NOT NULL, db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL,"
     " checksum BIGINT UNSIGNED NULL, PRIMARY KEY (run_id, db, tbl)"
@@ -81,6 +86,12 @@ def dumps(value: Any) -> str:
 
 def loads(text: str | None) -> Any:
     return None if text is None else json.loads(text, object_hook=_hook)
+
+
+def writer(run: dict) -> str:
+    """Which pacestack wrote a run, for messages."""
+    v = run.get("pacestack_version")
+    return f"pacestack {v}" if v else "a pacestack that did not record its version"
 
 
 class Journal:
@@ -131,8 +142,8 @@ class Journal:
         run_id = str(uuid.uuid4())
         with self.cloud.conn.cursor() as cur:
             cur.execute(self.cloud.sql("INSERT INTO {journal.runs} (run_id, started_at, status, "
-                        "mapping_digest, steps) VALUES (%s, UTC_TIMESTAMP(), 'running', %s, %s)"),
-                        [run_id, digest, ",".join(steps)])
+                        "mapping_digest, steps, pacestack_version) VALUES (%s, UTC_TIMESTAMP(), "
+                        "'running', %s, %s, %s)"), [run_id, digest, ",".join(steps), __version__])
         self.cloud.conn.commit()
         return run_id
 
@@ -178,14 +189,51 @@ class Journal:
             "SELECT DISTINCT batch FROM {journal.images} WHERE run_id = %s AND restored = 0 "
             "ORDER BY batch DESC", [run_id])]
 
+    def image_kinds(self, run_id: str) -> list[dict]:
+        """Each (db, tbl, op, cols) a run's images hold, with how many: what a rollback
+        must know how to restore, in one set-based read."""
+        return self.cloud.rows("SELECT db, tbl, op, cols, COUNT(*) AS n FROM {journal.images} "
+                               "WHERE run_id = %s GROUP BY db, tbl, op, cols", [run_id])
+
+    def check_readable(self, run: dict) -> None:
+        """Refuse, before anything changes, a run whose images this version cannot
+        restore (a table, column or operation another pacestack journaled)."""
+        for k in self.image_kinds(run["run_id"]):
+            what = f"{k['op']} of {k['db']}.{k['tbl']}"
+            try:
+                cols = loads(k["cols"])
+                if (k["db"], k["tbl"]) not in tables.TABLES or \
+                        k["op"] not in ("insert", "update", "delete"):
+                    raise ValueError(what)
+                if not isinstance(cols, list):
+                    raise ValueError(f"{what} columns {k['cols'][:60]!r}")
+                tables.check_columns(k["db"], k["tbl"], cols)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(
+                    f"run {run['run_id']} was journaled by {writer(run)} and holds "
+                    f"{k['n']} image(s) naming {' '.join(str(exc).split())[:160]}, which "
+                    f"pacestack {__version__} cannot restore; roll it back with the version "
+                    "that wrote it (nothing changed)") from None
+        bad = self.cloud.rows("SELECT seq FROM {journal.images} WHERE run_id = %s AND NOT "
+                              "(JSON_VALID(key_after) AND JSON_VALID(COALESCE(row_before, "
+                              "'null'))) LIMIT 1", [run["run_id"]])
+        if bad:
+            raise ConfigError(f"run {run['run_id']}: journal image {bad[0]['seq']} is not JSON "
+                              f"pacestack {__version__} can read ({writer(run)} wrote it); "
+                              "nothing changed")
+
     def images(self, run_id: str, batch: int) -> list[dict]:
         rows = self.cloud.rows("SELECT seq, db, tbl, op, key_after, row_before, cols FROM "
                                "{journal.images} WHERE run_id = %s AND batch = %s "
                                "ORDER BY seq", [run_id, batch])
         for r in rows:
-            r["key_after"] = loads(r["key_after"])
-            r["row_before"] = loads(r["row_before"])
-            r["cols"] = loads(r["cols"])
+            try:
+                r["key_after"] = loads(r["key_after"])
+                r["row_before"] = loads(r["row_before"])
+                r["cols"] = loads(r["cols"])
+            except ValueError:
+                raise ConfigError(f"run {run_id}: journal image {r['seq']} is not JSON this "
+                                  f"pacestack ({__version__}) can read") from None
         return rows
 
     def mark_restored(self, cur, run_id: str, batch: int) -> None:

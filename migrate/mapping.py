@@ -25,6 +25,7 @@ import dataclasses
 import re
 import uuid
 
+from pacestack import files
 from pacestack.errors import ConfigError
 
 # Host names as OpenStack stores them: RFC 1123 labels plus '_' (seen in the wild).
@@ -319,6 +320,7 @@ def _check_whole(mp: Mapping) -> None:
 
 
 def load(path: str) -> Mapping:
+    files.check_readable(path, "mapping file")
     try:
         with open(path, encoding="utf-8") as fh:
             text = fh.read()

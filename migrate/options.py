@@ -16,8 +16,15 @@ migrate_opts = [
                help="URL of a database user with rights on every service database and the "
                "journal database (mysql+pymysql://root:PW@controller.domain/). Unset: the "
                "services' own URLs are used; they must then name one server and one user."),
-    cfg.StrOpt("journal_database", default="pacestack",
-               help="Database on the same server that holds runs and before-images."),
+    cfg.BoolOpt("allow_other_server", default=False,
+                help="Let [migrate] connection reach another server than the one the "
+                "services' own URLs name (not the same server under another name, nor a "
+                "member of the same Galera cluster). Off: such a run is refused, because "
+                "pointed at the old controller migrate would rewrite the old cloud. "
+                "--allow-other-server does the same for one command."),
+    cfg.StrOpt("journal_database", default="pacestack", regex=r"^[A-Za-z0-9_$-]{1,64}$",
+               help="Database on the same server that holds runs and before-images "
+               "(letters, digits, '_', '-' and '$', at most 64)."),
     cfg.IntOpt("batch_size", default=5000, min=1, max=100000,
                help="Rows changed per transaction."),
     cfg.IntOpt("apply_connections", default=2, min=1, max=8,

@@ -75,6 +75,7 @@ def rollback(cloud, run_id: str, progress=None) -> RollbackResult:
         if run is None:
             raise ConfigError(f"no migrate run {run_id!r} in the journal "
                               f"({cloud.journal_db} on {cloud.server.endpoint})")
+        journal.check_readable(run)
         result = RollbackResult(run_id)
         if run["status"] != "rolled_back":
             journal.set_status(run_id, "rolling_back")

@@ -161,6 +161,9 @@ def run_upstream_check(argv: list[str], timeout: int, env: dict | None = None) -
                            check=False)
     except FileNotFoundError:
         return [findings.error("UPSTREAM_CHECK_MISSING", name, f"{argv[0]} is not installed")]
+    except OSError as exc:
+        return [findings.error("UPSTREAM_CHECK_ERROR", name,
+                               f"{argv[0]}: {exc.strerror or type(exc).__name__}")]
     except subprocess.TimeoutExpired:
         return [findings.error("UPSTREAM_CHECK_TIMEOUT", name, f"{name} took over {timeout}s")]
     checks = parse_checks(p.stdout)
@@ -214,12 +217,24 @@ def nova_readback(python: str, nova_conf: str, uuids: list[str],
     try:
         p = subprocess.run([python, "-c", _NOVA_READBACK, nova_conf], input=json.dumps(uuids),
                            capture_output=True, text=True, timeout=timeout, check=False)
-    except (FileNotFoundError, subprocess.TimeoutExpired) as exc:
+    except (OSError, subprocess.TimeoutExpired) as exc:
         return None, f"{python}: {type(exc).__name__}"
     if p.returncode != 0:
         last = (p.stderr.strip().splitlines() or ["no output"])[-1]
         return None, last
-    return json.loads(p.stdout.strip().splitlines()[-1]), ""
+    # the last line must be the script's JSON: anything else means that interpreter
+    # is not running our script against nova (a wrapper, another nova, a warning)
+    try:
+        rows = json.loads((p.stdout.strip().splitlines() or [""])[-1])
+    except ValueError:
+        rows = None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and "uuid" in r
+                                             for r in rows):
+        shown = " ".join(p.stdout.split())[-120:] or "nothing"
+        return None, f"{python} printed {shown!r}, not nova's read-back of the instances"
+    if sorted(r["uuid"] for r in rows) != sorted(uuids):
+        return None, f"nova read back {len(rows)} of {len(uuids)} moved instances"
+    return rows, ""
 
 
 def upstream_checks(bin_dir: str, files: dict[str, str], timeout: int,

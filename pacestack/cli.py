@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from oslo_config import cfg
 
-from pacestack import __version__, commands, options
+from pacestack import __version__, commands, files, options
 from pacestack.errors import EXIT_RUNTIME, EXIT_USAGE, PacestackError
 
 DESCRIPTION = """\
@@ -26,6 +26,26 @@ def _add_command_parsers(subparsers) -> None:
         register(subparsers)
 
 
+def _config_files(argv: list[str]) -> list[str]:
+    """The files oslo.config is about to read: --config-file, *.conf of --config-dir, or
+    the default ones."""
+    import argparse
+    import glob
+    import os
+
+    p = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    p.add_argument("--config-file", action="append", default=[])
+    p.add_argument("--config-dir", action="append", default=[])
+    known, _ = p.parse_known_args(argv)
+    paths = list(known.config_file)
+    for d in known.config_dir:
+        if os.path.isdir(d):
+            paths += sorted(glob.glob(os.path.join(glob.escape(d), "*.conf")))
+    if not paths and not known.config_dir:
+        paths = cfg.find_config_files(project="pacestack", prog="pacestack")
+    return paths
+
+
 def build_conf() -> cfg.ConfigOpts:
     conf = cfg.ConfigOpts()
     conf.register_cli_opt(
@@ -41,6 +61,12 @@ def build_conf() -> cfg.ConfigOpts:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     conf = build_conf()
+    try:
+        for path in _config_files(argv):
+            files.check_readable(path, "configuration file")
+    except PacestackError as exc:
+        print(f"pacestack: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     try:
         conf(
             argv, project="pacestack", prog="pacestack", version=__version__,

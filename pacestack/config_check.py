@@ -11,7 +11,7 @@ from importlib import metadata
 
 from oslo_config import cfg
 
-from pacestack import findings
+from pacestack import files, findings
 from pacestack.errors import ConfigError
 from pacestack.findings import Finding
 from pacestack.options import TEMPLATE_SUFFIX
@@ -54,7 +54,14 @@ def _group_options(known, section: str) -> dict[str, cfg.Opt] | None:
     return None
 
 
+def _shown(text: str) -> str:
+    """A name or value for a message: printable, one line, never huge."""
+    text = text if len(text) <= 60 else text[:57] + "..."
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
 def parse_file(path: str) -> dict[str, dict[str, list[str]]]:
+    files.check_readable(path, "configuration file")
     sections: dict[str, dict[str, list[str]]] = {}
     try:
         cfg.ConfigParser(path, sections).parse()
@@ -78,21 +85,23 @@ def check_file(path: str) -> list[Finding]:
     for section, values in sections.items():
         opts = _group_options(known, section)
         if opts is None:
-            out.append(findings.error("CONFIG_UNKNOWN_GROUP", f"{path} [{section}]",
-                                      f"unknown group [{section}]"))
+            shown = _shown(section)
+            out.append(findings.error("CONFIG_UNKNOWN_GROUP", f"{path} [{shown}]",
+                                      f"unknown group [{shown}]"))
             continue
         for name, raw_values in values.items():
             opt = opts.get(name)
             if opt is None:
-                out.append(findings.error("CONFIG_UNKNOWN_OPTION", f"{path} [{section}] {name}",
-                                          f"unknown option {name} in [{section}]"))
+                shown = _shown(name)
+                out.append(findings.error("CONFIG_UNKNOWN_OPTION", f"{path} [{section}] {shown}",
+                                          f"unknown option {shown} in [{section}]"))
                 continue
             for raw in raw_values:
                 try:
                     opt.type(raw)
                 except (ValueError, TypeError) as exc:
-                    shown = "****" if opt.secret else repr(raw)
-                    reason = "" if opt.secret else f": {' '.join(str(exc).split())}"
+                    shown = "****" if opt.secret else repr(_shown(raw))
+                    reason = "" if opt.secret else f": {' '.join(str(exc).split())[:200]}"
                     out.append(findings.error(
                         "CONFIG_BAD_VALUE", f"{path} [{section}] {name}",
                         f"bad value {shown} for {name}{reason}"))

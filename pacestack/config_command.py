@@ -10,6 +10,7 @@ import sys
 from oslo_config import cfg, generator
 
 from pacestack import commands, config_check, findings, render
+from pacestack.errors import ConfigError
 
 
 def sample_text() -> str:
@@ -36,8 +37,12 @@ def sample_text() -> str:
 def _sample(conf, args) -> int:
     text = sample_text()
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        try:
+            with open(args.output, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError as exc:
+            raise ConfigError(f"{args.output}: cannot write the sample: "
+                              f"{exc.strerror or type(exc).__name__}") from None
     else:
         sys.stdout.write(text)
     return 0

@@ -11,9 +11,12 @@ connection is made, so the agents' monitor path does not pay for it.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import re
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
+from pacestack import files
 from pacestack.errors import ConfigError, RuntimeFailure
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -85,11 +88,29 @@ class DBUrl:
         return self.masked()
 
 
+_HOST_RE = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,251}[A-Za-z0-9_])?$")
+
+
+def _valid_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return bool(_HOST_RE.match(host)) and ".." not in host
+
+
+def _shown(text: str) -> str:
+    """A name from a URL for a message: quoted, one line, never huge."""
+    return repr(text if len(text) <= 60 else text[:57] + "...")
+
+
 def parse_url(url: str, source: str = "database URL") -> DBUrl:
     """Parse an oslo.db URL; errors name the source, never the password."""
     if not isinstance(url, str) or not url.strip():
         raise ConfigError(f"{source}: empty database URL")
     url = url.strip()
+    if any(not c.isprintable() for c in url):
+        raise ConfigError(f"{source}: database URL holds a control character (NUL, newline...)")
     if "://" not in url:
         raise ConfigError(f"{source}: not a database URL (expected mysql+pymysql://...)")
     dialect = url.split("://", 1)[0].lower()
@@ -107,13 +128,20 @@ def parse_url(url: str, source: str = "database URL") -> DBUrl:
     query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
     if not parts.hostname and "unix_socket" not in query:
         raise ConfigError(f"{source}: database URL names no host")
+    if parts.hostname and not _valid_host(parts.hostname):
+        raise ConfigError(f"{source}: {_shown(parts.hostname)} is not a host name or address")
+    database = urllib.parse.unquote(path)
+    if database and (len(database) > 64 or not database.isprintable() or "`" in database
+                     or database != database.strip()):
+        raise ConfigError(f"{source}: {_shown(database)} is not a database name MariaDB "
+                          "accepts (at most 64 printable characters, no backtick)")
     return DBUrl(
         dialect=dialect,
         user=urllib.parse.unquote(parts.username) if parts.username is not None else None,
         password=urllib.parse.unquote(parts.password) if parts.password is not None else None,
         host=parts.hostname,
         port=port,
-        database=urllib.parse.unquote(path) or None,
+        database=database or None,
         query=query,
         source=source,
     )
@@ -123,6 +151,7 @@ def read_service_option(path: str, group: str, option: str) -> str:
     """One option from an OpenStack service's own config file, parsed as oslo.config does."""
     from oslo_config import cfg
 
+    files.check_readable(path, "configuration file")
     sections: dict[str, dict[str, list[str]]] = {}
     try:
         cfg.ConfigParser(path, sections).parse()
@@ -162,18 +191,26 @@ def service_url(conf: cfg.ConfigOpts, service: str) -> DBUrl:
 
 # MySQL error numbers that mean "your credentials or names are wrong", not "try later"
 _CONFIG_ERRNOS = {1044: "access denied to database", 1045: "access denied (wrong user or password)",
-                  1049: "unknown database"}
+                  1698: "access denied (wrong user or password)", 1049: "unknown database"}
 
 
 def connect(url: DBUrl, *, database: str | None = None, timeout: int = 10,
             autocommit: bool = False, **kwargs: Any) -> pymysql.connections.Connection:
-    """A PyMySQL connection; failures become one-line errors naming host:port."""
+    """A PyMySQL connection; failures become one-line errors naming host:port.
+
+    The handshake must finish within ``timeout``: a port that accepts and then says
+    nothing (a hung server, a firewall's tarpit) fails like an unreachable one, and
+    something that answers but is not a MySQL server is named as such.
+    """
+    import struct
+
     import pymysql
 
+    read_timeout = kwargs.pop("read_timeout", max(timeout * 30, 300))
     params: dict[str, Any] = dict(
         user=url.user, password=url.password or "", charset=url.query.get("charset", "utf8mb4"),
         database=database if database is not None else url.database,
-        connect_timeout=timeout, read_timeout=max(timeout * 30, 300),
+        connect_timeout=timeout, read_timeout=timeout,
         write_timeout=max(timeout * 30, 300), autocommit=autocommit,
     )
     if url.unix_socket:
@@ -184,16 +221,25 @@ def connect(url: DBUrl, *, database: str | None = None, timeout: int = 10,
     params.update(kwargs)
     where = f"{url.endpoint} ({url.source})"
     try:
-        return pymysql.connect(**params)
+        conn = pymysql.connect(**params)
     except pymysql.err.OperationalError as exc:
         errno = exc.args[0] if exc.args else 0
         if errno in _CONFIG_ERRNOS:
             raise ConfigError(f"database {where}: {_CONFIG_ERRNOS[errno]}"
                               f" for user {url.user!r}") from None
         if errno in (2003, 2002, 2006, 2013):
+            if "timed out" in str(exc):
+                raise RuntimeFailure(f"database {where}: no answer within {timeout} s "
+                                     "(server hung or not a database)") from None
             raise RuntimeFailure(f"database {where}: cannot connect (server unreachable)") \
                 from None
         raise RuntimeFailure(f"database {where}: error {errno}") from None
-    except pymysql.err.InternalError as exc:
-        errno = exc.args[0] if exc.args else 0
-        raise RuntimeFailure(f"database {where}: error {errno}") from None
+    except (pymysql.err.InternalError, pymysql.err.InterfaceError, struct.error, IndexError,
+            ValueError, UnicodeError) as exc:
+        # a handshake PyMySQL cannot parse: whatever listens there is not a MySQL server
+        detail = " ".join(str(exc).split())[:80] or type(exc).__name__
+        raise RuntimeFailure(f"database {where}: the server does not speak the MySQL protocol "
+                             f"({detail})") from None
+    # the handshake is done: queries may run long (a big batch, a lock wait)
+    conn._read_timeout = read_timeout  # noqa: SLF001 - PyMySQL has no setter for it
+    return conn

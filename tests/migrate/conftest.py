@@ -80,9 +80,8 @@ def write_conf(path: Path, os_cloud, ml2: Path, journal_db: str, **migrate) -> P
     return path
 
 
-@pytest.fixture
-def seeded(openstack_cloud, tmp_path) -> Seeded:
-    """The seed's linuxbridge-era cloud in fresh real schemas, ready to migrate."""
+def seed_into(openstack_cloud, tmp_path: Path) -> Seeded:
+    """The seed's linuxbridge-era cloud in openstack_cloud's fresh real schemas."""
     ml2 = tmp_path / "ml2_conf.ini"
     ml2.write_text(seed_cloud.ML2_CONF)
     # the new cloud's neutron-status reads the same ml2 ranges migrate enforces
@@ -98,5 +97,12 @@ def seeded(openstack_cloud, tmp_path) -> Seeded:
     mp = tmp_path / "mapping.conf"
     mp.write_text(seed_cloud.SEED_MAPPING)
     conf = write_conf(tmp_path / "pacestack.conf", openstack_cloud, ml2, journal_db)
-    yield Seeded(openstack_cloud, seed, conf, mp, ml2, journal_db)
-    openstack_cloud.server.execute(f"DROP DATABASE IF EXISTS `{journal_db}`")
+    return Seeded(openstack_cloud, seed, conf, mp, ml2, journal_db)
+
+
+@pytest.fixture
+def seeded(openstack_cloud, tmp_path) -> Seeded:
+    """The seed's linuxbridge-era cloud in fresh real schemas, ready to migrate."""
+    s = seed_into(openstack_cloud, tmp_path)
+    yield s
+    openstack_cloud.server.execute(f"DROP DATABASE IF EXISTS `{s.journal_db}`")

@@ -54,6 +54,11 @@ def test_apply_on_one_node_read_on_another(galera_factory, openstack_venv, opens
         database=os_cloud.db_names["neutron"])
     by_name = {row[0]: tuple(row[1:]) for row in seg}
     assert [by_name[n] for n, *_ in seed_cloud.SEED_SEGMENTS] == seed_cloud.SEED_EXPECTED
+    # an admin URL naming node1 while the services name node2: one Galera cluster, accepted
+    urls = {s: node2.url(os_cloud.db_names[s]) for s in tables.SERVICE_DATABASES}
+    with contextlib.closing(cloudmod.open_cloud(urls, ml2_config=str(ml2),
+                                                admin_url=node1.url())) as c:
+        assert c.server.port == node1.port
     # the journal replicated too: a rollback through node2 restores what node1 changed
     from pacestack.migrate import rollback as rbmod
     with contextlib.closing(open_on(node2)) as c:
