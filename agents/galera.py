@@ -245,7 +245,7 @@ class GaleraAgent(ocf.Agent):
         """Every member's reported position (None: not reported or unreadable) and the
         members that say they are Primary (from ``snap`` when just read)."""
         # one CIB read for the whole decision (override() reads it too); None: read
-        # attribute by attribute through crm_attribute as before
+        # attribute by attribute through crm_attribute
         self._snap = snap if snap is not None else galera_cib.read(self.environ)
         reports: dict[str, Position | None] = {}
         primary = []

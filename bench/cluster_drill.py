@@ -18,7 +18,7 @@ time with the floor measured in the same run:
                      through the VIP also waits for the VIP: the larger of the two;
   Keystone floor   = the VIP floor (Keystone's clone already runs on the survivor).
 
-Goal (issue 7): each within 3 s of its floor. Times are from the fault, sampled
+Goal: each within 3 s of its floor. Times are from the fault, sampled
 every 0.1 s (probes) and 0.25 s (crm_mon).
 
     .venv/bin/python bench/cluster_drill.py [--rounds 2] [--json]

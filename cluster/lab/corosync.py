@@ -1,6 +1,6 @@
 """What a lab node's cluster stack is configured with: corosync.conf and the seeded CIB.
 
-Measured here (RECIPES.md): knet with crypto off and ``token: 1000`` detects a
+Measured on the lab's machines: knet with crypto off and ``token: 1000`` detects a
 crashed node in about a second; a CIB seeded with ``stonith-enabled=false`` and
 ``dc-deadtime=2s`` gets a fresh 2-node cluster online in ~4 s instead of ~22 s.
 """

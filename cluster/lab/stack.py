@@ -283,7 +283,7 @@ class Lab:
 
 
 def power_on(power_dir: Path, node: str) -> None:
-    # fence_dummy compares the file's whole content: "on", no newline (RECIPES.md)
+    # fence_dummy compares the file's whole content: "on", no newline
     (power_dir / node).write_text("on", encoding="utf-8")
 
 

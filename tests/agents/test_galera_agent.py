@@ -12,7 +12,7 @@ from tests.fixtures.galera import AgentDriver, GaleraCluster
 from tests.fixtures.mariadb import MARIADBD
 from tests.fixtures.ocf import PROVIDER_DIR, RA_DTD, RA_RNG, exit_reason, make_cib, run_agent
 
-# the parameter names operators type into `pcs resource create` (issue 3)
+# the parameter names operators type into `pcs resource create`
 PARAMETERS = ["config", "binary", "datadir", "datadir_mount", "socket", "pid", "log", "user",
               "group", "wsrep_cluster_address", "cluster_host_map", "two_node_mode", "sync_timeout",
               "check_defaults_file"]
