@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from oslo_config import cfg
 from pacestack.cluster import options, profile
 
-from pacestack.config_check import parse_file
+from pacestack import files
 from pacestack.errors import ConfigError
 
 OCF_ROOT = "/usr/lib/ocf"
@@ -106,7 +106,7 @@ class _Where:
         self.raw: dict[str, dict[str, tuple[str, list[str]]]] = {}
         for path in self.paths:
             _check_duplicate_groups(path)
-            for section, values in parse_file(path).items():
+            for section, values in files.read_ini(path).items():
                 slot = self.raw.setdefault(section, {})
                 for key, vals in values.items():
                     slot[key] = (path, vals)

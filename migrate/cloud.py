@@ -41,26 +41,6 @@ class Ml2Settings:
         return "*" in self.flat_networks or physnet in self.flat_networks
 
 
-def _read_ini(path: str) -> dict[str, dict[str, list[str]]]:
-    from oslo_config import cfg
-
-    files.check_readable(path, "configuration file")
-    sections: dict[str, dict[str, list[str]]] = {}
-    try:
-        cfg.ConfigParser(path, sections).parse()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except PermissionError:
-        raise ConfigError(f"{path}: permission denied") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory") from None
-    except cfg.ParseError as exc:
-        raise ConfigError(f"{path}: {exc.msg} at line {exc.lineno}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a UTF-8 text file") from None
-    return sections
-
-
 def _last(sections, group: str, option: str) -> str | None:
     values = sections.get(group, {}).get(option)
     return values[-1].strip() if values else None
@@ -78,7 +58,7 @@ def _int_opt(path: str, sections, group: str, option: str, default: int) -> int:
 
 def read_ml2(ml2_path: str, neutron_path: str | None = None) -> Ml2Settings:
     """The ranges neutron itself would enforce, from ml2_conf.ini (and neutron.conf MTU)."""
-    s = _read_ini(ml2_path)
+    s = files.read_ini(ml2_path)
     where = f"{ml2_path} [ml2_type_vlan] network_vlan_ranges"
     vlan: dict[str, list[tuple[int, int]]] = {}
     for item in filter(None, (x.strip() for x in (_last(s, "ml2_type_vlan",
@@ -112,7 +92,7 @@ def read_ml2(ml2_path: str, neutron_path: str | None = None) -> Ml2Settings:
             if x.strip()]
     mtu, ipv = 1500, _int_opt(ml2_path, s, "ml2", "overlay_ip_version", 4)
     if neutron_path and os.path.exists(neutron_path):
-        n = _read_ini(neutron_path)
+        n = files.read_ini(neutron_path)
         mtu = _int_opt(neutron_path, n, "DEFAULT", "global_physnet_mtu", 1500)
     return Ml2Settings(vlan, vni, flat, mtu, _int_opt(ml2_path, s, "ml2", "path_mtu", 0), ipv,
                        ml2_path)

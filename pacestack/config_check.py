@@ -12,7 +12,6 @@ from importlib import metadata
 from oslo_config import cfg
 
 from pacestack import files, findings
-from pacestack.errors import ConfigError
 from pacestack.findings import Finding
 from pacestack.options import TEMPLATE_SUFFIX
 
@@ -60,26 +59,8 @@ def _shown(text: str) -> str:
     return text if text.isprintable() else repr(text)[1:-1]
 
 
-def parse_file(path: str) -> dict[str, dict[str, list[str]]]:
-    files.check_readable(path, "configuration file")
-    sections: dict[str, dict[str, list[str]]] = {}
-    try:
-        cfg.ConfigParser(path, sections).parse()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except PermissionError:
-        raise ConfigError(f"{path}: permission denied") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory") from None
-    except cfg.ParseError as exc:
-        raise ConfigError(f"{path}: {exc.msg} at line {exc.lineno}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a UTF-8 text file") from None
-    return sections
-
-
 def check_file(path: str) -> list[Finding]:
-    sections = parse_file(path)
+    sections = files.read_ini(path)
     known = known_options()
     out: list[Finding] = []
     for section, values in sections.items():

@@ -149,22 +149,7 @@ def parse_url(url: str, source: str = "database URL") -> DBUrl:
 
 def read_service_option(path: str, group: str, option: str) -> str:
     """One option from an OpenStack service's own config file, parsed as oslo.config does."""
-    from oslo_config import cfg
-
-    files.check_readable(path, "configuration file")
-    sections: dict[str, dict[str, list[str]]] = {}
-    try:
-        cfg.ConfigParser(path, sections).parse()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except PermissionError:
-        raise ConfigError(f"{path}: permission denied") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory") from None
-    except cfg.ParseError as exc:
-        raise ConfigError(f"{path}: {exc.msg} at line {exc.lineno}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a UTF-8 text file") from None
+    sections = files.read_ini(path)
     values = sections.get(group, {}).get(option)
     if not values or not values[-1].strip():
         raise ConfigError(f"{path}: [{group}] {option} is not set")

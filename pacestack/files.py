@@ -33,3 +33,25 @@ def check_readable(path: str, what: str = "file", limit: int = MAX_BYTES) -> Non
     if st.st_size > limit:
         raise ConfigError(f"{path}: {st.st_size} bytes, more than the {limit // 1048576} MiB "
                           f"a {what} may have")
+
+
+def read_ini(path: str) -> dict[str, dict[str, list[str]]]:
+    """An oslo.config-style file, parsed as oslo.config parses it: {section: {option:
+    [values]}}; ConfigError (one line naming the file) for anything unreadable."""
+    from oslo_config import cfg
+
+    check_readable(path, "configuration file")
+    sections: dict[str, dict[str, list[str]]] = {}
+    try:
+        cfg.ConfigParser(path, sections).parse()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: permission denied") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory") from None
+    except cfg.ParseError as exc:
+        raise ConfigError(f"{path}: {exc.msg} at line {exc.lineno}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
+    return sections
