@@ -217,11 +217,33 @@ def _params(values: dict[str, str]) -> str:
     return "\n".join(f"    {k}={v}" for k, v in values.items())
 
 
+ANCHOR_GALERA = "ocf:heartbeat:galera"
+
+
+def galera_params(hosts: LabHosts, agent: str = "ocf:pacestack:galera") -> dict[str, str]:
+    """The galera resource's parameters: ours, or resource-agents' ``ocf:heartbeat:galera``
+    (the benchmarks' anchor) on the same my.cnf, datadir, socket and Galera options."""
+    if agent != ANCHOR_GALERA:
+        return {"config": GALERA_CONF, "wsrep_cluster_address": hosts.gcomm,
+                "cluster_host_map": hosts.host_map, "sync_timeout": "120"}
+    # it waits for a last-committed report from every address in the list, so garbd's
+    # stays out (garbd reaches the data nodes itself); it creates the empty datadir
+    # with mysql_install_db beside its binary, mysqld_safe, its default on Debian
+    return {"config": GALERA_CONF, "binary": "/usr/bin/mysqld_safe",
+            "datadir": "/var/lib/mysql", "socket": "/run/mysqld/mysqld.sock",
+            "pid": "/run/mysqld/mysqld.pid", "log": "/var/log/mysql/error.log",
+            "enable_creation": "true", "check_user": "root",
+            "wsrep_cluster_address": "gcomm://" + ",".join(a for _, a in hosts.nodes),
+            "cluster_host_map": hosts.host_map}
+
+
 def lab_description(hosts: LabHosts, *, power_dir: Path | None, venv: Path | None,
                     config_dir: Path | None, services: bool,
-                    cinder_volume: bool = False) -> str:
+                    cinder_volume: bool = False,
+                    galera_agent: str = "ocf:pacestack:galera") -> str:
     """The lab's cluster description. ``services`` False: Galera, the VIP and fencing
-    only (the databases are loaded before the services are added by a second apply)."""
+    only (the databases are loaded before the services are added by a second apply).
+    ``galera_agent``: ``ANCHOR_GALERA`` puts resource-agents' agent in ours' place."""
     # Galera keeps the agent's own monitors (Promoted every 10 s, Unpromoted 20 s):
     # monitor_interval makes one op without a role, and Pacemaker then never
     # monitors the Promoted instances (a killed mariadbd went unnoticed)
@@ -248,11 +270,10 @@ host = {hosts.arbitrator[0]}
 address = {hosts.arbitrator[1]}
 
 [resource:galera]
-agent = ocf:pacestack:galera
+agent = {galera_agent}
 mode = promotable
 params =
-{_params({"config": GALERA_CONF, "wsrep_cluster_address": hosts.gcomm,
-          "cluster_host_map": hosts.host_map, "sync_timeout": "120"})}
+{_params(galera_params(hosts, galera_agent))}
 """]
     if power_dir is not None:
         # the lab's "power switch": fence_dummy writes off into the file, the lab
