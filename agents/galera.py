@@ -331,15 +331,17 @@ class GaleraAgent(ocf.Agent):
             return
         try:
             with open(self._record_file(), encoding="ascii") as fh:
-                uuid, seqno, old_size, at = fh.read().split()
+                uuid, seqno, old_size, _wall, at = fh.read().split()[:5]
             last = (uuid, int(seqno), int(old_size), float(at))
         except (OSError, ValueError):
             last = None
-        now = time.time()
+        # the boot clock: wall-clock steps neither delay nor hurry a record, and the sh
+        # front (galera_sh_monitor.py) reads the same clock from /proc/uptime
+        now = time.clock_gettime(time.CLOCK_BOOTTIME)
         if last is not None and last[:2] == (pos.uuid, pos.seqno):
             return
-        alone = size <= 1 + len(self.topo.arbitrators)
-        if last is not None and last[2] == size and not alone and \
+        alone_size = 1 + len(self.topo.arbitrators)
+        if last is not None and last[2] == size and size > alone_size and \
                 now - last[3] < RECORD_INTERVAL:
             return
         try:
@@ -347,8 +349,9 @@ class GaleraAgent(ocf.Agent):
         except attributes.AttributeFailure as err:
             self.log.warning("cannot record last committed position: %s", err)
             return
+        # the sh front skips Python only while this says no record is due
         with open(self._record_file(), "w", encoding="ascii") as fh:
-            fh.write(f"{pos.uuid} {pos.seqno} {size} {now}\n")
+            fh.write(f"{pos.uuid} {pos.seqno} {size} {time.time()} {now} {alone_size}\n")
 
     # -- the role marker (Unpromoted = started with mariadbd stopped) --------------------
     def _role_file(self) -> str:
