@@ -13,7 +13,15 @@ from pathlib import Path
 
 GALERA_CONF = "/etc/mysql/pacestack-lab.cnf"  # inside each node (its private /etc/mysql)
 PROVIDER = "/usr/lib/galera/libgalera_smm.so"
-# a killed peer is noticed in ~1.5 s instead of 5 s (RECIPES.md, Galera on loopback)
+# Fast but safe group membership, the same on every member (garbd too). A dead peer
+# is suspected after 1.5 s of silence instead of 5 s: the survivor's writes stall
+# ~2.8 s instead of 6 (bench/galera_side_by_side.py). Safe because: keepalives every
+# 0.5 s give three chances inside the suspect window, so a busy but live node is not
+# suspected; suspicion only evicts when every other member agrees, and one member's
+# view alone declares a node inactive only after 3 s (twice the window); installing a
+# new view may take 3 s. gmcast.time_wait stays at Galera's 5 s: at 2 s a killed
+# mariadbd rejoined ~1 s sooner, but in 1 of 3 rejoins the survivor lost garbd and
+# went non-Primary for a moment, which is the outage these options exist to avoid.
 EVS = ("evs.suspect_timeout=PT1.5S;evs.inactive_timeout=PT3S;evs.install_timeout=PT3S;"
        "evs.keepalive_period=PT0.5S")
 PROVIDER_OPTIONS = (f"gcache.size=16M;gcache.page_size=16M;{EVS};gmcast.peer_timeout=PT2S;"
