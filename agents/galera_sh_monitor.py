@@ -47,7 +47,9 @@ promoted() {{
     base=${{OCF_RESOURCE_INSTANCE-}}
     base=${{base%%:*}}
     [ -n "$base" ] || return 1
-    state=${{HA_RSCTMP-/run/resource-agents}}/pacestack-galera-$base-$node
+    rsctmp=${{HA_RSCTMP-/run/resource-agents}}
+    [ -n "$rsctmp" ] || return 1  # set but empty: Python's path is relative to its cwd
+    state=$rsctmp/pacestack-galera-$base-$node
     role=
     read -r role < "$state.role" || [ -n "$role" ] || return 1
     [ "$role" = promoted ] || return 1

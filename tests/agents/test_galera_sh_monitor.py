@@ -136,6 +136,7 @@ def test_anything_doubtful_goes_to_python(promoted):
     fronts.check("node1", in_sh=False, params={"check_defaults_file": "/nonexistent.cnf"})
     fronts.check("node1", in_sh=False, params={"binary": "/usr/sbin/mysqld"})
     fronts.check("node1", in_sh=False, extra={"OCF_RESKEY_CRM_meta_on_node": ""})
+    fronts.check("node1", in_sh=False, extra={"HA_RSCTMP": ""})
     # the pid file names another live process
     n = cluster["node1"]
     real_pid = Path(n.pid_file).read_text()
