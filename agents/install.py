@@ -3,7 +3,8 @@
 Each is three lines (shebang with the Python that has pacestack installed, the
 import of its agent class, run) so all logic stays in the package; an agent with
 ``sh_monitor`` gets a sh front that answers its healthy monitor and hands
-everything else to the same three lines (agents/sh_monitor.py). The registry
+everything else to the same three lines (agents/sh_monitor.py; galera's own in
+agents/galera_sh_monitor.py). The registry
 below is the one place that says which agent name is which class.
 """
 
@@ -22,6 +23,11 @@ AGENTS: dict[str, str] = {
     "galera": "pacestack.agents.galera:GaleraAgent",
     "openstack-service": "pacestack.agents.openstack_service:OpenStackServiceAgent",
     "cinder-volume": "pacestack.agents.cinder_volume:CinderVolumeAgent",
+}
+# agents whose healthy monitor has a sh front of its own (not sh_monitor.py's
+# daemon check): agent name -> "module:function(agent, python, program)"
+SH_FRONTS: dict[str, str] = {
+    "galera": "pacestack.agents.galera_sh_monitor:script",
 }
 
 # -I: nothing from the caller's environment (PYTHONPATH...) leaks in; -S: no site
@@ -105,6 +111,9 @@ def executable_text(name: str, python: str | None = None,
     python = python or sys.executable
     program = python_program(name, python, paths)
     agent = load_agent_class(name)
+    if name in SH_FRONTS:
+        module, func = SH_FRONTS[name].split(":", 1)
+        return getattr(importlib.import_module(module), func)(agent, python, program)
     if agent.sh_monitor:
         from pacestack.agents import sh_monitor
         from pacestack.agents.openstack_service import PID_DIR

@@ -88,7 +88,7 @@ exec {python} -IS -c '{program}' "$@"
 """
 
 
-def _param_checks(agent: type[ocf.Agent]) -> list[str]:
+def param_checks(agent: type[ocf.Agent]) -> list[str]:
     """sh lines that fall through to Python for any value Python would refuse."""
     lines = []
     for p in agent.parameters:
@@ -116,7 +116,7 @@ def script(agent: type[ocf.Agent], python: str, program: str, pid_dir: str) -> s
     for needed in ("binary", "pid", "monitor_url", "monitor_timeout", "systemd_unit"):
         if needed not in names:
             raise ValueError(f"{agent.name} has no parameter {needed!r}: no sh monitor")
-    checks = _param_checks(agent) + [
+    checks = param_checks(agent) + [
         '    [ -n "${OCF_RESKEY_binary-}" ] || return 1',
         '    [ -z "${OCF_RESKEY_systemd_unit-}" ] || return 1  # systemctl is Python\'s']
     return (_HEAD.format(name=agent.name) + "\n".join(checks) + "\n"

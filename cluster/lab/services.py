@@ -13,7 +13,15 @@ from pathlib import Path
 
 GALERA_CONF = "/etc/mysql/pacestack-lab.cnf"  # inside each node (its private /etc/mysql)
 PROVIDER = "/usr/lib/galera/libgalera_smm.so"
-# a killed peer is noticed in ~1.5 s instead of 5 s (RECIPES.md, Galera on loopback)
+# Fast but safe group membership, the same on every member (garbd too). A dead peer
+# is suspected after 1.5 s of silence instead of 5 s: the survivor's writes stall
+# ~2.8 s instead of 6 (bench/galera_side_by_side.py). Safe because: keepalives every
+# 0.5 s give three chances inside the suspect window, so a busy but live node is not
+# suspected; suspicion only evicts when every other member agrees, and one member's
+# view alone declares a node inactive only after 3 s (twice the window); installing a
+# new view may take 3 s. gmcast.time_wait stays at Galera's 5 s: at 2 s a killed
+# mariadbd rejoined ~1 s sooner, but in 1 of 3 rejoins the survivor lost garbd and
+# went non-Primary for a moment, which is the outage these options exist to avoid.
 EVS = ("evs.suspect_timeout=PT1.5S;evs.inactive_timeout=PT3S;evs.install_timeout=PT3S;"
        "evs.keepalive_period=PT0.5S")
 PROVIDER_OPTIONS = (f"gcache.size=16M;gcache.page_size=16M;{EVS};gmcast.peer_timeout=PT2S;"
@@ -217,12 +225,34 @@ def _params(values: dict[str, str]) -> str:
     return "\n".join(f"    {k}={v}" for k, v in values.items())
 
 
+ANCHOR_GALERA = "ocf:heartbeat:galera"
+
+
+def galera_params(hosts: LabHosts, agent: str = "ocf:pacestack:galera") -> dict[str, str]:
+    """The galera resource's parameters: ours, or resource-agents' ``ocf:heartbeat:galera``
+    (the benchmarks' anchor) on the same my.cnf, datadir, socket and Galera options."""
+    if agent != ANCHOR_GALERA:
+        return {"config": GALERA_CONF, "wsrep_cluster_address": hosts.gcomm,
+                "cluster_host_map": hosts.host_map, "sync_timeout": "120"}
+    # it waits for a last-committed report from every address in the list, so garbd's
+    # stays out (garbd reaches the data nodes itself); it creates the empty datadir
+    # with mysql_install_db beside its binary, mysqld_safe, its default on Debian
+    return {"config": GALERA_CONF, "binary": "/usr/bin/mysqld_safe",
+            "datadir": "/var/lib/mysql", "socket": "/run/mysqld/mysqld.sock",
+            "pid": "/run/mysqld/mysqld.pid", "log": "/var/log/mysql/error.log",
+            "enable_creation": "true", "check_user": "root",
+            "wsrep_cluster_address": "gcomm://" + ",".join(a for _, a in hosts.nodes),
+            "cluster_host_map": hosts.host_map}
+
+
 def lab_description(hosts: LabHosts, *, power_dir: Path | None, venv: Path | None,
                     config_dir: Path | None, services: bool,
-                    cinder_volume: bool = False) -> str:
+                    cinder_volume: bool = False,
+                    galera_agent: str = "ocf:pacestack:galera") -> str:
     """The lab's cluster description. ``services`` False: Galera, the VIP and fencing
-    only (the databases are loaded before the services are added by a second apply)."""
-    # Galera keeps the agent's own monitors (Promoted every 10 s, Unpromoted 20 s):
+    only (the databases are loaded before the services are added by a second apply).
+    ``galera_agent``: ``ANCHOR_GALERA`` puts resource-agents' agent in ours' place."""
+    # Galera keeps the agent's own monitors (Promoted every 1 s, Unpromoted 20 s):
     # monitor_interval makes one op without a role, and Pacemaker then never
     # monitors the Promoted instances (a killed mariadbd went unnoticed)
     names = ", ".join(n for n, _ in hosts.nodes)
@@ -248,11 +278,10 @@ host = {hosts.arbitrator[0]}
 address = {hosts.arbitrator[1]}
 
 [resource:galera]
-agent = ocf:pacestack:galera
+agent = {galera_agent}
 mode = promotable
 params =
-{_params({"config": GALERA_CONF, "wsrep_cluster_address": hosts.gcomm,
-          "cluster_host_map": hosts.host_map, "sync_timeout": "120"})}
+{_params(galera_params(hosts, galera_agent))}
 """]
     if power_dir is not None:
         # the lab's "power switch": fence_dummy writes off into the file, the lab

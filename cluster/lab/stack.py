@@ -80,6 +80,8 @@ class UpOptions:
     fencing: bool = True
     registry: Path | None = None
     timeout: float = 300
+    # services.ANCHOR_GALERA: resource-agents' galera instead of ours (benchmarks)
+    galera_agent: str = "ocf:pacestack:galera"
 
 
 @dataclass
@@ -465,10 +467,13 @@ def _configure(lab: Lab, opts, venv, schemas, password, power_dir, config_dir,
             power_on(power_dir, name)
     base = cluster.dir / "cluster-galera.conf"
     base.write_text(services.lab_description(hosts, power_dir=power_dir, venv=None,
-                                             config_dir=None, services=False), encoding="utf-8")
+                                             config_dir=None, services=False,
+                                             galera_agent=opts.galera_agent),
+                    encoding="utf-8")
     progress(f"pacestack cluster apply: Galera, VIP {info.vip} ({info.vip_name})"
              + (", fencing (fence_dummy)" if power_dir else ""))
     _apply(lab, base)
+    mark("galera applied")
     wait_resources(lab, galera_promoted_everywhere(lab), "Galera Promoted on every node",
                    opts.timeout)
     mark("galera promoted")
@@ -492,7 +497,7 @@ def _configure(lab: Lab, opts, venv, schemas, password, power_dir, config_dir,
     full = Path(info.description)
     full.write_text(services.lab_description(
         hosts, power_dir=power_dir, venv=venv, config_dir=config_dir, services=True,
-        cinder_volume=opts.cinder_volume), encoding="utf-8")
+        cinder_volume=opts.cinder_volume, galera_agent=opts.galera_agent), encoding="utf-8")
     progress("pacestack cluster apply: " + ", ".join(info.services + info.single_instance)
              + " behind the VIP")
     _apply(lab, full)

@@ -135,7 +135,8 @@ def test_install_module_writes_tiny_executables(tmp_path):
         path = tmp_path / name
         assert path.stat().st_mode & 0o777 == 0o755
         text = path.read_text()
-        if install.load_agent_class(name).sh_monitor:  # a sh front, then the same Python
+        if install.load_agent_class(name).sh_monitor or name in install.SH_FRONTS:
+            # a sh front, then the same Python
             assert text.startswith("#!/bin/sh\n")
             assert f"exec {sys.executable} -IS -c '{install.python_program(name)}' \"$@\"\n" \
                 in text
@@ -181,13 +182,21 @@ def test_ha_logfacility_logs_to_syslog(ocf_provider):
 def test_executable_for_a_package_build_names_the_target_paths():
     """A package build cannot ask the target python (pacestack is only under
     DESTDIR): the site directories are given and written in as they are."""
-    text = install.executable_text("galera", "/usr/bin/python3",
+    text = install.executable_text("cinder-volume", "/usr/bin/python3",
                                    ["/usr/lib/python3/dist-packages"])
     assert text == (
         "#!/usr/bin/python3 -IS\n"
         'import sys; sys.path += ["/usr/lib/python3/dist-packages"]\n'
+        "from pacestack.agents.cinder_volume import CinderVolumeAgent\n"
+        "from pacestack.agents.ocf import run; raise SystemExit(run(CinderVolumeAgent))\n")
+    galera = install.executable_text("galera", "/usr/bin/python3",
+                                     ["/usr/lib/python3/dist-packages"])
+    assert galera.startswith("#!/bin/sh\n") and galera.endswith(
+        "exec /usr/bin/python3 -IS -c '"
+        'import sys; sys.path += ["/usr/lib/python3/dist-packages"]\n'
         "from pacestack.agents.galera import GaleraAgent\n"
-        "from pacestack.agents.ocf import run; raise SystemExit(run(GaleraAgent))\n")
+        "from pacestack.agents.ocf import run; raise SystemExit(run(GaleraAgent))\n"
+        "' \"$@\"\n")
     front = install.executable_text("openstack-service", "/usr/bin/python3",
                                     ["/usr/lib/python3/dist-packages"])
     assert front.endswith(

@@ -1,0 +1,150 @@
+"""The sh front of ``ocf:pacestack:galera``: the healthy Promoted monitor without Python.
+
+Pacemaker runs the Promoted monitor every few seconds on every controller; Python's
+start-up and imports cost more than the status query itself, and a cheap monitor
+is what allows a short interval (a killed mariadbd is noticed by the next monitor).
+The front answers only the healthy case, with the same status query the Python
+agent runs (the mariadb client on the local socket, galera_mysqld.Mysqld.status):
+
+- a recurring monitor (not a probe, no debug logging), parameter values Python
+  would accept (agents/sh_monitor.py's checks), the node name given by Pacemaker;
+- the role marker says Promoted, and the PID file names a live process whose
+  executable is the ``binary`` parameter (argv[0] and the kernel's name agree);
+- the server answers: Primary, local state Synced or Donor/Desynced;
+- Python would not record the position now: the record file (written by the
+  agent, with the boot-clock time and the "alone" size) holds this position, or
+  the same view size, not alone, and less than RECORD_INTERVAL ago.
+
+Then it exits 8 (running Promoted). Anything else, including every failure, goes
+to the Python agent unchanged, which decides and explains; so the front never says
+"running" where Python would not, and never skips a record Python would write.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from pacestack.agents import ocf, sh_monitor
+from pacestack.agents.galera import HEALTHY_STATES, RECORD_INTERVAL
+from pacestack.agents.galera_mysqld import CLIENTS, STATUS_VARS
+
+_SCRIPT = """\
+#!/bin/sh
+# ocf:pacestack:galera, written by `python3 -m pacestack.agents.install`: change the
+# package, not this file. A healthy Promoted monitor is answered here with the same
+# status query the agent runs; whatever this cannot confirm goes to the Python agent
+# below, which decides and explains. See pacestack/agents/galera_sh_monitor.py.
+
+promoted() {{
+    [ "$#" -eq 1 ] && [ "$1" = monitor ] || return 1
+    interval=${{OCF_RESKEY_CRM_meta_interval:-0}}
+    case $interval in *[!0-9]*|'') return 1 ;; esac
+    [ "$interval" -gt 0 ] || return 1  # a probe: Python says what is there
+    [ "${{HA_debug:-0}}" = 0 ] || return 1  # debug logging is Python's
+{checks}
+    node=${{OCF_RESKEY_CRM_meta_on_node-}}
+    [ -n "$node" ] || return 1  # crm_node -n is Python's
+    base=${{OCF_RESOURCE_INSTANCE-}}
+    base=${{base%%:*}}
+    [ -n "$base" ] || return 1
+    rsctmp=${{HA_RSCTMP-/run/resource-agents}}
+    [ -n "$rsctmp" ] || return 1  # set but empty: Python's path is relative to its cwd
+    state=$rsctmp/pacestack-galera-$base-$node
+    role=
+    read -r role < "$state.role" || [ -n "$role" ] || return 1
+    [ "$role" = promoted ] || return 1
+    binary=${{OCF_RESKEY_binary-{binary}}}
+    name=${{binary##*/}}
+    [ -n "$name" ] && [ "${{#name}}" -le 15 ] || return 1  # the kernel keeps 15 characters
+    pid=
+    read -r pid < "${{OCF_RESKEY_pid-{pid}}}" || [ -n "$pid" ] || return 1
+    case $pid in *[!0-9]*|'') return 1 ;; esac
+    read -r comm < "/proc/$pid/comm" || return 1
+    [ "$comm" = "$name" ] || return 1
+    # read drops the NULs between the arguments: argv[0] is the binary, then an option
+    cmd=
+    read -r cmd < "/proc/$pid/cmdline" || [ -n "$cmd" ] || return 1
+    case $cmd in "$binary"--*) ;; *) return 1 ;; esac
+    read -r stat < "/proc/$pid/stat" || return 1
+    set -f
+    unset IFS
+    set -- ${{stat##*") "}}
+    case ${{1-}} in Z|X|'') return 1 ;; esac
+    client=
+    for c in {clients}; do
+        [ -x "$c" ] && client=$c && break
+    done
+    [ -n "$client" ] || return 1
+    if [ -n "${{OCF_RESKEY_check_defaults_file-}}" ]; then
+        set -- "--defaults-file=$OCF_RESKEY_check_defaults_file"
+    else
+        set -- --no-defaults --user=root
+    fi
+    out=$("$client" "$@" "--socket=${{OCF_RESKEY_socket-{socket}}}" --protocol=socket \\
+          --connect-timeout=5 --batch --skip-column-names \\
+          --execute {query} < /dev/null) || return 1
+    cluster= local= uuid= seqno= size=
+    while IFS='\t' read -r key value; do
+        case $key in
+        wsrep_cluster_status) cluster=$value ;;
+        wsrep_local_state_comment) local=$value ;;
+        wsrep_cluster_state_uuid) uuid=$value ;;
+        wsrep_last_committed) seqno=$value ;;
+        wsrep_cluster_size) size=$value ;;
+        esac
+    done <<EOF
+$out
+EOF
+    [ "$cluster" = Primary ] || return 1
+    case $local in {healthy}) ;; *) return 1 ;; esac
+    case $uuid in *[!0-9a-f-]*|'') return 1 ;; esac
+    case $seqno in *[!0-9]*|'') return 1 ;; esac
+    case $size in *[!0-9]*|'') return 1 ;; esac
+    # what the agent recorded last: uuid seqno size wall-time boot-time alone-size
+    r_uuid= r_seqno= r_size= r_wall= r_boot= r_alone=
+    read -r r_uuid r_seqno r_size r_wall r_boot r_alone < "$state.recorded" || \\
+        [ -n "$r_alone" ] || return 1
+    case $r_alone in *[!0-9]*|'') return 1 ;; esac  # an older agent's record
+    [ "$uuid" = "$r_uuid" ] && [ "$seqno" = "$r_seqno" ] && return 0
+    [ "$size" = "$r_size" ] || return 1  # the view changed: Python records
+    [ "$size" -gt "$r_alone" ] || return 1  # alone with the newest commits: Python records
+    r_boot=${{r_boot%%.*}}
+    case $r_boot in *[!0-9]*|'') return 1 ;; esac
+    read -r up _ < /proc/uptime || return 1
+    up=${{up%%.*}}
+    # whole seconds on both sides: one second early hands over rather than skip a record
+    [ $((up - r_boot)) -lt {record_interval} ]
+}}
+
+promoted "$@" 2> /dev/null && exit 8
+exec {python} -IS -c '{program}' "$@"
+"""
+
+
+def script(agent: type[ocf.Agent], python: str, program: str) -> str:
+    """The executable's text: the sh front, then ``exec python -IS -c program``."""
+    if "'" in program:
+        raise ValueError("the Python program must not contain a single quote "
+                         "(it is passed inside one)")
+    if shlex.quote(python) != python:
+        raise ValueError(f"interpreter path {python!r} needs quoting; install from a "
+                         "Python whose path is plain")
+    defaults = {p.name: p.default for p in agent.parameters}
+    for name in ("binary", "pid", "socket", "check_defaults_file"):
+        if name not in defaults:
+            raise ValueError(f"{agent.name} has no parameter {name!r}: no sh monitor")
+    names = ",".join(f"'{v}'" for v in STATUS_VARS)
+    query = shlex.quote(f"SHOW GLOBAL STATUS WHERE Variable_name IN ({names})")
+    return _SCRIPT.format(
+        checks="\n".join(sh_monitor.param_checks(agent)),
+        binary=_sh_word(defaults["binary"]), pid=_sh_word(defaults["pid"]),
+        socket=_sh_word(defaults["socket"]), clients=" ".join(map(shlex.quote, CLIENTS)),
+        query=query, healthy="|".join(shlex.quote(s) for s in HEALTHY_STATES),
+        record_interval=int(RECORD_INTERVAL) - 1, python=python, program=program)
+
+
+def _sh_word(text: str) -> str:
+    """A default inside ${VAR-default}: plain paths only (no quoting games there)."""
+    if shlex.quote(text) != text:
+        raise ValueError(f"default {text!r} needs quoting: no sh monitor")
+    return text

@@ -1,0 +1,194 @@
+"""The sh front of ocf:pacestack:galera's Promoted monitor (agents/galera_sh_monitor.py).
+
+A real three-member Galera brought up by the installed agent (AgentDriver: Pacemaker's
+environment, node attributes in a CIB file). Two more executables are written: the
+real one as installed, and one whose Python is a stand-in that only says "the sh
+front handed this over" (exit 99). For every state the test asserts which of the
+two answered, that the real executable's answer is the Python agent's answer (the
+front never says "running" where Python would not), and that a record of the
+position Python would write is never skipped by the front.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from pacestack.agents import install
+
+from tests.fixtures.galera import AgentDriver, GaleraCluster
+from tests.fixtures.ocf import agent_env
+
+HANDED_OVER = 99
+RUNNING_PROMOTED = 8
+PYTHON_ONLY = ("from pacestack.agents.ocf import run; from pacestack.agents.galera "
+               "import GaleraAgent as A; raise SystemExit(run(A))")
+NAMES = ["node1", "node2", "node3"]
+
+
+class Fronts:
+    def __init__(self, base: Path, driver: AgentDriver):
+        base.mkdir(parents=True, exist_ok=True)
+        self.driver = driver
+        self.real = base / "galera"
+        self.real.write_text(install.executable_text("galera", sys.executable))
+        fake_python = base / "python-stand-in"
+        fake_python.write_text(f"#!/bin/sh\necho handed-over >&2\nexit {HANDED_OVER}\n")
+        fake_python.chmod(0o755)
+        self.front_only = base / "front-only"
+        self.front_only.write_text(install.executable_text("galera", str(fake_python),
+                                                           paths=[]))
+        for path in (self.real, self.front_only):
+            path.chmod(0o755)
+
+    def env(self, node: str, interval_ms: int = 10000, params: dict | None = None,
+            extra: dict | None = None) -> dict[str, str]:
+        d = self.driver
+        n = d.cluster[node]
+        env = agent_env("galera", "monitor", {**d.params(n), **(params or {})},
+                        env=d.meta(), cib_file=d.cib, resource=d.resource,
+                        interval_ms=interval_ms, node=n.name)
+        env.update(extra or {})
+        return env
+
+    def _run(self, argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+        return subprocess.run([*argv, "monitor"], env=env, capture_output=True, text=True,
+                              timeout=60, check=False, cwd="/")
+
+    def check(self, node: str, *, in_sh: bool, **kw) -> int:
+        """Which one answered, and the real executable agrees with Python alone."""
+        env = self.env(node, **kw)
+        front = self._run([str(self.front_only)], env)
+        assert front.returncode in (RUNNING_PROMOTED, HANDED_OVER), front
+        assert (front.returncode == RUNNING_PROMOTED) is in_sh, front
+        python = self._run([sys.executable, "-c", PYTHON_ONLY], env).returncode
+        real = self._run([str(self.real)], env).returncode
+        assert real == python, f"sh front says {real}, the Python agent {python}"
+        if in_sh:
+            assert real == RUNNING_PROMOTED
+        return real
+
+    def record_file(self, node: str) -> Path:
+        return self.driver.rsctmp / f"pacestack-galera-galera-{node}.recorded"
+
+    def record(self, node: str) -> list[str]:
+        return self.record_file(node).read_text().split()
+
+
+@pytest.fixture(scope="module")
+def promoted(ocf_provider, tmp_path_factory):
+    base = tmp_path_factory.mktemp("galera-sh")
+    cluster = GaleraCluster(2, names=NAMES)
+    driver = AgentDriver(cluster, base / "cib.xml")
+    try:
+        driver.recover()
+        yield cluster, driver, Fronts(base / "agents", driver)
+    finally:
+        cluster.destroy()
+
+
+def test_script_is_posix_sh(tmp_path):
+    path = tmp_path / "galera"
+    path.write_text(install.executable_text("galera", sys.executable))
+    for shell in ("sh", "dash"):
+        res = subprocess.run([shell, "-n", str(path)], capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+
+
+def test_healthy_promoted_monitor_is_answered_in_sh_and_no_record_is_skipped(promoted):
+    cluster, _driver, fronts = promoted
+    fronts.record_file("node1").unlink(missing_ok=True)
+    # no record yet: Python records the position, then the same position is sh's
+    fronts.check("node1", in_sh=False)
+    uuid, seqno, size, _wall, boot, alone = fronts.record("node1")
+    assert (size, alone) == ("3", "1")
+    assert int(seqno) == cluster["node1"].last_committed().seqno
+    fronts.check("node1", in_sh=True)
+    # commits move the seqno: same view, not alone, recorded just now -> no record due
+    cluster.write_rows("node1", "shfront", 1, 3)
+    fronts.check("node1", in_sh=True)
+    assert fronts.record("node1")[:2] == [uuid, seqno]
+    # RECORD_INTERVAL passed (boot clock): Python records, the front hands over
+    old = float(boot) - 61
+    fronts.record_file("node1").write_text(f"{uuid} {seqno} 3 {_wall} {old} 1\n")
+    fronts.check("node1", in_sh=False)
+    assert int(fronts.record("node1")[1]) == cluster["node1"].last_committed().seqno
+    # a record written by an agent without the front's fields: Python
+    fronts.record_file("node1").write_text(f"{uuid} {seqno} 3 {_wall}\n")
+    fronts.check("node1", in_sh=False)
+    assert len(fronts.record("node1")) == 6
+
+
+def test_anything_doubtful_goes_to_python(promoted):
+    cluster, driver, fronts = promoted
+    fronts.record_file("node1").unlink(missing_ok=True)
+    fronts.check("node1", in_sh=False)  # Python records first
+    fronts.check("node1", in_sh=True)
+    fronts.check("node1", in_sh=False, interval_ms=0)  # a probe
+    fronts.check("node1", in_sh=False, extra={"HA_debug": "1"})
+    fronts.check("node1", in_sh=False, params={"sync_timeout": "soon"})
+    fronts.check("node1", in_sh=False, params={"two_node_mode": "maybe"})
+    fronts.check("node1", in_sh=False, params={"check_defaults_file": "/nonexistent.cnf"})
+    fronts.check("node1", in_sh=False, params={"binary": "/usr/sbin/mysqld"})
+    fronts.check("node1", in_sh=False, extra={"OCF_RESKEY_CRM_meta_on_node": ""})
+    fronts.check("node1", in_sh=False, extra={"HA_RSCTMP": ""})
+    # the pid file names another live process
+    n = cluster["node1"]
+    real_pid = Path(n.pid_file).read_text()
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        Path(n.pid_file).write_text(f"{sleeper.pid}\n")
+        fronts.check("node1", in_sh=False)
+    finally:
+        Path(n.pid_file).write_text(real_pid)
+        sleeper.kill()
+        sleeper.wait()
+    fronts.check("node1", in_sh=True)
+    # Unpromoted (role marker): Python's
+    role = driver.rsctmp / "pacestack-galera-galera-node1.role"
+    role.write_text("unpromoted\n")
+    try:
+        fronts.check("node1", in_sh=False)
+    finally:
+        role.write_text("promoted\n")
+
+
+def _pid(cluster, name: str) -> int:
+    return int(Path(cluster[name].pid_file).read_text().strip())
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] in "ZX"
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
+def test_view_change_and_dead_server_go_to_python(promoted):
+    cluster, _driver, fronts = promoted
+    fronts.check("node1", in_sh=True)
+    # node3 dies: node1's view shrinks, a commit moves the seqno: Python records
+    os.kill(_pid(cluster, "node3"), signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while cluster["node1"].status().get("wsrep_cluster_size") != "2":
+        assert time.monotonic() < deadline, cluster["node1"].status()
+        time.sleep(0.2)
+    cluster.write_rows("node1", "shfront_view", 1, 2)
+    assert fronts.check("node1", in_sh=False) == RUNNING_PROMOTED
+    assert fronts.record("node1")[2] == "2"
+    assert int(fronts.record("node1")[1]) == cluster["node1"].last_committed().seqno
+    fronts.check("node1", in_sh=True)
+    # mariadbd killed: the Promoted monitor fails, in Python, with its reason
+    pid = _pid(cluster, "node1")
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while not _gone(pid):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    rc = fronts.check("node1", in_sh=False)
+    assert rc not in (0, RUNNING_PROMOTED)
