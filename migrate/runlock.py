@@ -1,0 +1,264 @@
+"""The run lock: one row in the journal database that keeps two runs (apply,
+rollback, a rehome's journaled write) apart on every server of a Galera cluster.
+
+A server-side lock (GET_LOCK) holds on one node only, so an apply through one
+node and a rollback through another could interleave. The row is an InnoDB
+row: taking it is a conditional UPDATE (``token IS NULL``) committed in its own
+transaction on its own connection, so two nodes' attempts are both written to
+the same row and Galera's certification lets exactly one commit; the other
+fails (deadlock error) or finds the row taken, and refuses.
+
+The holder refreshes ``heartbeat`` from a thread. A holder killed with SIGKILL
+leaves its row behind; once its heartbeat is older than ``stale_after`` seconds
+the refusal says so, and ``--break-lock HOST:PID`` (naming that holder) takes
+it over. A lock with a fresh heartbeat is never broken, and a holder that finds
+its row taken over stops before its next batch (``check``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import os
+import socket
+import threading
+import uuid
+from typing import Any
+
+from pacestack.migrate.tables import q
+
+from pacestack import db
+from pacestack.errors import ConfigError, RuntimeFailure
+
+NAME = "migrate"
+HEARTBEAT_SECONDS = 2.0
+STALE_AFTER = 30.0  # seconds without a heartbeat before a lock may be broken
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS run_lock ("
+    " name VARCHAR(32) NOT NULL PRIMARY KEY,"
+    " token CHAR(36) NULL, owner VARCHAR(64) NULL, host VARCHAR(255) NULL, pid INT NULL,"
+    " command VARCHAR(32) NULL, started_at DATETIME(6) NULL, heartbeat DATETIME(6) NULL"
+    ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+)
+
+# ER_LOCK_DEADLOCK: Galera's certification failure (another node's attempt won)
+_LOST_RACE = (1213,)
+
+
+@dataclasses.dataclass
+class Holder:
+    owner: str
+    host: str
+    pid: int
+    command: str
+    started_at: Any
+    heartbeat_age: float  # seconds since its last heartbeat, by the server's clock
+    stale: bool
+
+    @property
+    def ident(self) -> str:
+        """What --break-lock names."""
+        return f"{self.host}:{self.pid}"
+
+    def describe(self) -> str:
+        age = f"last heartbeat {self.heartbeat_age:.0f} s ago"
+        state = (f"stale ({age}); if that process is gone, run again with --break-lock "
+                 f"{self.ident}") if self.stale else f"live, {age}; wait for it to finish"
+        return (f"{self.command} by {self.owner} on {self.host} pid {self.pid} since "
+                f"{self.started_at:%Y-%m-%d %H:%M:%S} UTC: {state}")
+
+    def to_dict(self) -> dict:
+        return {"owner": self.owner, "host": self.host, "pid": self.pid,
+                "command": self.command, "started_at": str(self.started_at),
+                "heartbeat_age": round(self.heartbeat_age, 1), "stale": self.stale,
+                "break_lock": self.ident}
+
+
+class Held(RuntimeFailure):
+    """Another run holds the lock."""
+
+    def __init__(self, holder: Holder, endpoint: str):
+        super().__init__(f"another pacestack migrate run holds the journal lock on {endpoint}: "
+                         f"{holder.describe()}")
+        self.holder = holder
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no passwd entry: the uid names the owner
+        return str(os.getuid())
+
+
+class RunLock:
+    """``with RunLock(cloud, "apply")``: hold the journal's run lock; a heartbeat
+    thread keeps it fresh on its own connection until the block ends."""
+
+    def __init__(self, cloud, command: str, *, break_lock: str | None = None,
+                 stale_after: float = STALE_AFTER, heartbeat: float = HEARTBEAT_SECONDS):
+        self.cloud = cloud
+        self.command = command
+        self.break_lock = break_lock
+        self.stale_after = stale_after
+        self.interval = heartbeat
+        self.table = f"{q(cloud.journal_db)}.{q('run_lock')}"
+        self.token = str(uuid.uuid4())
+        self.conn = None
+        self.lost: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- taking and giving back
+
+    def __enter__(self) -> RunLock:
+        self.conn = db.connect(self.cloud.server, database=self.cloud.journal_db)
+        try:
+            self._ensure()
+            if self.break_lock is not None:
+                self._break()
+            if not self._take():
+                holder = self.holder()
+                if holder is None:  # released between our attempt and the look
+                    if self._take():
+                        return self._started()
+                    holder = self.holder()
+                raise Held(holder, self.cloud.server.endpoint) if holder else \
+                    RuntimeFailure("the journal lock changed hands while taking it; run again")
+            return self._started()
+        except BaseException:
+            self._close()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(f"UPDATE {self.table} SET token = NULL, owner = NULL, "  # noqa: S608
+                            "host = NULL, pid = NULL, command = NULL, started_at = NULL, "
+                            "heartbeat = NULL WHERE name = %s AND token = %s", [NAME, self.token])
+            self.conn.commit()
+        except Exception:  # noqa: BLE001 - the row goes stale and is reported as such
+            pass
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except Exception:  # noqa: BLE001 - closing a dead connection
+                pass
+
+    def _started(self) -> RunLock:
+        self._thread = threading.Thread(target=self._beat, name="run-lock-heartbeat",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def _ensure(self) -> None:
+        with self.conn.cursor() as cur:
+            cur.execute(SCHEMA)
+            cur.execute(f"INSERT IGNORE INTO {self.table} (name) VALUES (%s)", [NAME])  # noqa: S608
+        self._commit_or_lost_race()
+
+    def _commit_or_lost_race(self) -> bool:
+        import pymysql
+
+        try:
+            self.conn.commit()
+            return True
+        except pymysql.err.OperationalError as err:
+            if err.args and err.args[0] in _LOST_RACE:
+                self.conn.rollback()
+                return False
+            raise
+
+    def _take(self) -> bool:
+        """One conditional UPDATE in its own transaction: on Galera, two nodes that
+        both saw the row free write the same row and only one commit certifies."""
+        import pymysql
+
+        try:
+            with self.conn.cursor() as cur:
+                n = cur.execute(
+                    f"UPDATE {self.table} SET token = %s, owner = %s, host = %s, "  # noqa: S608
+                    "pid = %s, command = %s, started_at = UTC_TIMESTAMP(6), "
+                    "heartbeat = UTC_TIMESTAMP(6) WHERE name = %s AND token IS NULL",
+                    [self.token, _user(), socket.gethostname(), os.getpid(), self.command, NAME])
+        except pymysql.err.OperationalError as err:
+            self.conn.rollback()
+            if err.args and err.args[0] in _LOST_RACE:
+                return False
+            raise
+        if n != 1:
+            self.conn.rollback()
+            return False
+        return self._commit_or_lost_race()
+
+    def holder(self) -> Holder | None:
+        with self.conn.cursor() as cur:
+            cur.execute(f"SELECT owner, host, pid, command, started_at, "  # noqa: S608
+                        "TIMESTAMPDIFF(MICROSECOND, heartbeat, UTC_TIMESTAMP(6)) / 1e6, token "
+                        f"FROM {self.table} WHERE name = %s", [NAME])
+            row = cur.fetchone()
+        self.conn.commit()
+        if row is None or row[6] is None:
+            return None
+        age = float(row[5])
+        return Holder(row[0], row[1], int(row[2]), row[3], row[4], age, age > self.stale_after)
+
+    def _break(self) -> None:
+        """Free a stale lock held by exactly the named holder; never a live one."""
+        with self.conn.cursor() as cur:
+            cur.execute(f"SELECT token, host, pid, heartbeat, "  # noqa: S608
+                        "TIMESTAMPDIFF(MICROSECOND, heartbeat, UTC_TIMESTAMP(6)) / 1e6 "
+                        f"FROM {self.table} WHERE name = %s FOR UPDATE", [NAME])
+            row = cur.fetchone()
+            if row is None or row[0] is None:
+                self.conn.rollback()
+                return  # nothing to break: take it as usual
+            ident = f"{row[1]}:{row[2]}"
+            if ident != self.break_lock:
+                self.conn.rollback()
+                raise ConfigError(f"--break-lock {self.break_lock}: the journal lock is held "
+                                  f"by {ident}, not by {self.break_lock}")
+            if float(row[4]) <= self.stale_after:
+                self.conn.rollback()
+                raise RuntimeFailure(f"--break-lock {ident}: that holder is live (last heartbeat "
+                                     f"{float(row[4]):.0f} s ago, stale after "
+                                     f"{self.stale_after:.0f} s): not breaking it")
+            cur.execute(f"UPDATE {self.table} SET token = NULL WHERE name = %s "  # noqa: S608
+                        "AND token = %s AND heartbeat = %s", [NAME, row[0], row[3]])
+        if not self._commit_or_lost_race():
+            raise RuntimeFailure(f"--break-lock {ident}: another run took the lock at the same "
+                                 "time; run again")
+
+    # -- holding
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                with self.conn.cursor() as cur:
+                    n = cur.execute(f"UPDATE {self.table} SET "  # noqa: S608
+                                    "heartbeat = UTC_TIMESTAMP(6) WHERE name = %s AND "
+                                    "token = %s", [NAME, self.token])
+                self.conn.commit()
+            except Exception as err:  # noqa: BLE001 - a missed beat: the next one retries
+                try:
+                    self.conn.rollback()
+                except Exception:  # noqa: BLE001
+                    pass
+                if not getattr(err, "args", None) or err.args[0] not in _LOST_RACE:
+                    continue
+                n = 1
+            if n == 0:
+                self.lost = "the journal lock was broken by another run (--break-lock)"
+                return
+
+    def check(self) -> None:
+        """Stop before the next batch when the lock was taken over."""
+        if self.lost:
+            raise RuntimeFailure(f"{self.lost}; stopping before the next batch")
