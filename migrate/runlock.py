@@ -9,10 +9,12 @@ the same row and Galera's certification lets exactly one commit; the other
 fails (deadlock error) or finds the row taken, and refuses.
 
 The holder refreshes ``heartbeat`` from a thread. A holder killed with SIGKILL
-leaves its row behind; once its heartbeat is older than ``stale_after`` seconds
-the refusal says so, and ``--break-lock HOST:PID`` (naming that holder) takes
-it over. A lock with a fresh heartbeat is never broken, and a holder that finds
-its row taken over stops before its next batch (``check``).
+leaves its row behind; once its heartbeat is older than ``stale_after`` seconds,
+or at once when it ran on this very host and its process is gone (pid and
+process start time), the refusal says it is stale, and ``--break-lock
+HOST:PID`` (naming that holder) takes it over. A live holder's lock is never
+broken, and a holder that finds its row taken over stops before its next batch
+(``check``).
 """
 
 from __future__ import annotations
@@ -38,9 +40,30 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS run_lock ("
     " name VARCHAR(32) NOT NULL PRIMARY KEY,"
     " token CHAR(36) NULL, owner VARCHAR(64) NULL, host VARCHAR(255) NULL, pid INT NULL,"
-    " command VARCHAR(32) NULL, started_at DATETIME(6) NULL, heartbeat DATETIME(6) NULL"
+    " command VARCHAR(32) NULL, started_at DATETIME(6) NULL, heartbeat DATETIME(6) NULL,"
+    " pid_start BIGINT NULL"  # the process's start time (clock ticks after boot)
     ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
 )
+
+
+def process_start(pid: int) -> int | None:
+    """When the process started (/proc/PID/stat field 22), None when it is gone: a
+    pid reused by another process has another start time."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            text = fh.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    fields = text.rpartition(")")[2].split()
+    return int(fields[19]) if len(fields) > 19 else None
+
+
+def _dead(host: str, pid: int, pid_start: int | None) -> bool:
+    """Provably gone: it ran here and its process is not running any more."""
+    if host != socket.gethostname():
+        return False
+    now = process_start(pid)
+    return now is None or (pid_start is not None and now != pid_start)
 
 # ER_LOCK_DEADLOCK: Galera's certification failure (another node's attempt won)
 _LOST_RACE = (1213,)
@@ -55,6 +78,7 @@ class Holder:
     started_at: Any
     heartbeat_age: float  # seconds since its last heartbeat, by the server's clock
     stale: bool
+    dead: bool = False  # ran on this host, its process is gone
 
     @property
     def ident(self) -> str:
@@ -62,7 +86,8 @@ class Holder:
         return f"{self.host}:{self.pid}"
 
     def describe(self) -> str:
-        age = f"last heartbeat {self.heartbeat_age:.0f} s ago"
+        age = f"last heartbeat {self.heartbeat_age:.0f} s ago" + \
+            (", its process is gone" if self.dead else "")
         state = (f"stale ({age}); if that process is gone, run again with --break-lock "
                  f"{self.ident}") if self.stale else f"live, {age}; wait for it to finish"
         return (f"{self.command} by {self.owner} on {self.host} pid {self.pid} since "
@@ -72,6 +97,7 @@ class Holder:
         return {"owner": self.owner, "host": self.host, "pid": self.pid,
                 "command": self.command, "started_at": str(self.started_at),
                 "heartbeat_age": round(self.heartbeat_age, 1), "stale": self.stale,
+                "dead": self.dead,
                 "break_lock": self.ident}
 
 
@@ -185,9 +211,10 @@ class RunLock:
             with self.conn.cursor() as cur:
                 n = cur.execute(
                     f"UPDATE {self.table} SET token = %s, owner = %s, host = %s, "  # noqa: S608
-                    "pid = %s, command = %s, started_at = UTC_TIMESTAMP(6), "
+                    "pid = %s, pid_start = %s, command = %s, started_at = UTC_TIMESTAMP(6), "
                     "heartbeat = UTC_TIMESTAMP(6) WHERE name = %s AND token IS NULL",
-                    [self.token, _user(), socket.gethostname(), os.getpid(), self.command, NAME])
+                    [self.token, _user(), socket.gethostname(), os.getpid(),
+                     process_start(os.getpid()), self.command, NAME])
         except pymysql.err.OperationalError as err:
             self.conn.rollback()
             if err.args and err.args[0] in _LOST_RACE:
@@ -198,43 +225,49 @@ class RunLock:
             return False
         return self._commit_or_lost_race()
 
+    def _row(self, cur, for_update: bool = False) -> tuple | None:
+        cur.execute(f"SELECT token, owner, host, pid, pid_start, command, started_at, "  # noqa: S608
+                    "heartbeat, TIMESTAMPDIFF(MICROSECOND, heartbeat, UTC_TIMESTAMP(6)) / 1e6 "
+                    f"FROM {self.table} WHERE name = %s" + (" FOR UPDATE" if for_update else ""),
+                    [NAME])
+        row = cur.fetchone()
+        return None if row is None or row[0] is None else row
+
+    def _holder(self, row: tuple) -> Holder:
+        _token, owner, host, pid, pid_start, command, started, _hb, age = row
+        dead = _dead(host, int(pid), pid_start)
+        age = float(age)
+        return Holder(owner, host, int(pid), command, started, age,
+                      dead or age > self.stale_after, dead)
+
     def holder(self) -> Holder | None:
         with self.conn.cursor() as cur:
-            cur.execute(f"SELECT owner, host, pid, command, started_at, "  # noqa: S608
-                        "TIMESTAMPDIFF(MICROSECOND, heartbeat, UTC_TIMESTAMP(6)) / 1e6, token "
-                        f"FROM {self.table} WHERE name = %s", [NAME])
-            row = cur.fetchone()
+            row = self._row(cur)
         self.conn.commit()
-        if row is None or row[6] is None:
-            return None
-        age = float(row[5])
-        return Holder(row[0], row[1], int(row[2]), row[3], row[4], age, age > self.stale_after)
+        return None if row is None else self._holder(row)
 
     def _break(self) -> None:
         """Free a stale lock held by exactly the named holder; never a live one."""
         with self.conn.cursor() as cur:
-            cur.execute(f"SELECT token, host, pid, heartbeat, "  # noqa: S608
-                        "TIMESTAMPDIFF(MICROSECOND, heartbeat, UTC_TIMESTAMP(6)) / 1e6 "
-                        f"FROM {self.table} WHERE name = %s FOR UPDATE", [NAME])
-            row = cur.fetchone()
-            if row is None or row[0] is None:
+            row = self._row(cur, for_update=True)
+            if row is None:
                 self.conn.rollback()
                 return  # nothing to break: take it as usual
-            ident = f"{row[1]}:{row[2]}"
-            if ident != self.break_lock:
+            h = self._holder(row)
+            if h.ident != self.break_lock:
                 self.conn.rollback()
                 raise ConfigError(f"--break-lock {self.break_lock}: the journal lock is held "
-                                  f"by {ident}, not by {self.break_lock}")
-            if float(row[4]) <= self.stale_after:
+                                  f"by {h.ident}, not by {self.break_lock}")
+            if not h.stale:
                 self.conn.rollback()
-                raise RuntimeFailure(f"--break-lock {ident}: that holder is live (last heartbeat "
-                                     f"{float(row[4]):.0f} s ago, stale after "
+                raise RuntimeFailure(f"--break-lock {h.ident}: that holder is live (last "
+                                     f"heartbeat {h.heartbeat_age:.0f} s ago, stale after "
                                      f"{self.stale_after:.0f} s): not breaking it")
             cur.execute(f"UPDATE {self.table} SET token = NULL WHERE name = %s "  # noqa: S608
-                        "AND token = %s AND heartbeat = %s", [NAME, row[0], row[3]])
+                        "AND token = %s AND heartbeat <=> %s", [NAME, row[0], row[7]])
         if not self._commit_or_lost_race():
-            raise RuntimeFailure(f"--break-lock {ident}: another run took the lock at the same "
-                                 "time; run again")
+            raise RuntimeFailure(f"--break-lock {h.ident}: another run took the lock at the "
+                                 "same time; run again")
 
     # -- holding
 
