@@ -233,7 +233,6 @@ def apply(cloud, mapping, *, only: list[str] | None = None, force: bool = False,
             return prepare_batch(cloud, lit, run_id, first + i, batches[i], row_columns)
 
         def done(finished: list[list[Change]]) -> None:
-            journal.check_lock()
             for b in finished:
                 result.batches += 1
                 result.changes += len(b)
@@ -252,6 +251,7 @@ def apply(cloud, mapping, *, only: list[str] | None = None, force: bool = False,
             result.connections = lanes.n if lanes.parallel else 1
             ahead = pool.submit(compose, 0) if batches else None
             for i, b in enumerate(batches):
+                journal.check_lock()
                 prepared = ahead.result()
                 if i + 1 < len(batches):
                     ahead = pool.submit(compose, i + 1)

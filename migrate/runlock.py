@@ -37,7 +37,7 @@ HEARTBEAT_SECONDS = 2.0
 STALE_AFTER = 30.0  # seconds without a heartbeat before a lock may be broken
 
 SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS run_lock ("
+    "CREATE TABLE IF NOT EXISTS {table} ("
     " name VARCHAR(32) NOT NULL PRIMARY KEY,"
     " token CHAR(36) NULL, owner VARCHAR(64) NULL, host VARCHAR(255) NULL, pid INT NULL,"
     " command VARCHAR(32) NULL, started_at DATETIME(6) NULL, heartbeat DATETIME(6) NULL,"
@@ -133,12 +133,13 @@ class RunLock:
         self.conn = None
         self.lost: str | None = None
         self._stop = threading.Event()
+        self._conn_lock = threading.Lock()  # the heartbeat thread and check() share conn
         self._thread: threading.Thread | None = None
 
     # -- taking and giving back
 
     def __enter__(self) -> RunLock:
-        self.conn = db.connect(self.cloud.server, database=self.cloud.journal_db)
+        self.conn = db.connect(self.cloud.server, database="")
         try:
             self._ensure()
             if self.break_lock is not None:
@@ -186,7 +187,9 @@ class RunLock:
 
     def _ensure(self) -> None:
         with self.conn.cursor() as cur:
-            cur.execute(SCHEMA)
+            cur.execute(f"CREATE DATABASE IF NOT EXISTS {q(self.cloud.journal_db)} "
+                        "CHARACTER SET utf8mb4")
+            cur.execute(SCHEMA.format(table=self.table))
             cur.execute(f"INSERT IGNORE INTO {self.table} (name) VALUES (%s)", [NAME])  # noqa: S608
         self._commit_or_lost_race()
 
@@ -274,24 +277,34 @@ class RunLock:
     def _beat(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                with self.conn.cursor() as cur:
+                with self._conn_lock, self.conn.cursor() as cur:
                     n = cur.execute(f"UPDATE {self.table} SET "  # noqa: S608
                                     "heartbeat = UTC_TIMESTAMP(6) WHERE name = %s AND "
                                     "token = %s", [NAME, self.token])
-                self.conn.commit()
-            except Exception as err:  # noqa: BLE001 - a missed beat: the next one retries
+                    self.conn.commit()
+            except Exception:  # noqa: BLE001 - a missed beat: the next one retries
                 try:
                     self.conn.rollback()
                 except Exception:  # noqa: BLE001
                     pass
-                if not getattr(err, "args", None) or err.args[0] not in _LOST_RACE:
-                    continue
-                n = 1
+                continue
             if n == 0:
-                self.lost = "the journal lock was broken by another run (--break-lock)"
+                self.lost = "the journal lock was taken over by another run (--break-lock)"
                 return
 
     def check(self) -> None:
-        """Stop before the next batch when the lock was taken over."""
+        """Before each batch: still ours? A holder paused past its heartbeat (SIGSTOP,
+        a frozen VM) may have been broken meanwhile; it must not write on."""
+        if not self.lost:
+            try:
+                with self._conn_lock, self.conn.cursor() as cur:
+                    cur.execute(f"SELECT token FROM {self.table} WHERE name = %s",  # noqa: S608
+                                [NAME])
+                    row = cur.fetchone()
+                    self.conn.commit()
+            except Exception:  # noqa: BLE001 - the heartbeat decides on an unreachable server
+                return
+            if row is None or row[0] != self.token:
+                self.lost = "the journal lock was taken over by another run (--break-lock)"
         if self.lost:
-            raise RuntimeFailure(f"{self.lost}; stopping before the next batch")
+            raise RuntimeFailure(f"{self.lost}; stopped before the next batch")
