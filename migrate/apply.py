@@ -180,16 +180,17 @@ def table_checksums(cloud, keys) -> dict[tuple[str, str], object]:
 def apply(cloud, mapping, *, only: list[str] | None = None, force: bool = False,
           batch_size: int = 5000, connections: int = 2, progress: Progress | None = None,
           pause_after_batch: float = 0.0, break_lock: str | None = None,
-          lock_stale_after: float | None = None) -> ApplyResult:
+          lock_stale_after: float | None = None, lock_command: str = "apply") -> ApplyResult:
     """connections: how many batches of independent units may commit at once (each on
     its own connection); 1 writes everything on the run's own connection in plan order.
-    break_lock: HOST:PID of a stale run lock to take over (runlock.py)."""
+    break_lock: HOST:PID of a stale run lock to take over (runlock.py); lock_command:
+    what the lock names as its holder's command."""
     t0 = time.monotonic()
     say = progress or (lambda _m: None)
     check_galera(cloud)
     journal = Journal(cloud)
     journal.ensure_schema()
-    journal.lock("apply", break_lock, lock_stale_after)
+    journal.lock(lock_command, break_lock, lock_stale_after)
     try:
         steps = only or ["keystone", "neutron", "cinder", "nova"]
         digest = mapping_digest(mapping, steps)

@@ -145,12 +145,20 @@ class Journal:
         return self.cloud.rows("SELECT * FROM {journal.runs} WHERE status IN "
                                "('running', 'rolling_back') ORDER BY started_at")
 
-    def start_run(self, digest: str, steps: list[str]) -> str:
+    def start_run(self, digest: str, steps: list[str], cur=None) -> str:
+        """A new run, committed; with ``cur``: written in the caller's transaction,
+        already done (a run of one batch that commits whole or not at all)."""
         run_id = str(uuid.uuid4())
-        with self.cloud.conn.cursor() as cur:
-            cur.execute(self.cloud.sql("INSERT INTO {journal.runs} (run_id, started_at, status, "
-                        "mapping_digest, steps) VALUES (%s, UTC_TIMESTAMP(), 'running', %s, %s)"),
-                        [run_id, digest, ",".join(steps)])
+        sql = self.cloud.sql("INSERT INTO {journal.runs} (run_id, started_at, finished_at, "
+                             "status, mapping_digest, steps) VALUES (%s, UTC_TIMESTAMP(), "
+                             "IF(%s, UTC_TIMESTAMP(), NULL), %s, %s, %s)")
+        args = [run_id, cur is not None, "running" if cur is None else "done", digest,
+                ",".join(steps)]
+        if cur is not None:
+            cur.execute(sql, args)
+            return run_id
+        with self.cloud.conn.cursor() as own:
+            own.execute(sql, args)
         self.cloud.conn.commit()
         return run_id
 
