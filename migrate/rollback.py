@@ -25,6 +25,7 @@ before the apply.
 from __future__ import annotations
 
 import dataclasses
+import time
 from itertools import groupby
 from typing import Any
 
@@ -68,6 +69,7 @@ class RollbackResult:
     already_gone: int = 0  # rows the run inserted that were deleted since
     kept: int = 0  # conflicting rows left as they are (force)
     refused: str | None = None  # why nothing was changed
+    check_seconds: float = 0.0  # of the run's time: checking every row before restoring
 
     @property
     def checksums_ok(self) -> bool:
@@ -77,6 +79,7 @@ class RollbackResult:
         return {"run_id": self.run_id, "refused": self.refused, "batches": self.batches,
                 "rows": self.rows, "kept": self.kept, "already_gone": self.already_gone,
                 "conflicts": [c.to_dict() for c in self.conflicts],
+                "check_seconds": round(self.check_seconds, 3),
                 "checksums_ok": self.checksums_ok,
                 "checksums": {k: {"before_apply": a, "now": b}
                               for k, (a, b) in self.checksums.items()}}
@@ -191,7 +194,9 @@ def rollback(cloud, run_id: str, progress=None, *, force: int | None = None,
         result = RollbackResult(run_id)
         if run["status"] != "rolled_back":
             say("checking the run's rows still hold what it wrote")
+            t0 = time.monotonic()
             conflicts, gone = check(cloud, journal, run_id)
+            result.check_seconds = time.monotonic() - t0
             result.conflicts, result.already_gone = conflicts, len(gone)
             if conflicts and force != len(conflicts):
                 result.refused = (
