@@ -24,6 +24,7 @@ import getpass
 import os
 import socket
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -67,6 +68,13 @@ def _dead(host: str, pid: int, pid_start: int | None) -> bool:
 
 # ER_LOCK_DEADLOCK: Galera's certification failure (another node's attempt won)
 _LOST_RACE = (1213,)
+
+
+def _lost_race(err: BaseException) -> bool:
+    import pymysql
+
+    return isinstance(err, pymysql.err.OperationalError) and bool(err.args) and \
+        err.args[0] in _LOST_RACE
 
 
 @dataclasses.dataclass
@@ -144,15 +152,17 @@ class RunLock:
             self._ensure()
             if self.break_lock is not None:
                 self._break()
-            if not self._take():
+            for attempt in range(10):
+                if self._take():
+                    return self._started()
                 holder = self.holder()
-                if holder is None:  # released between our attempt and the look
-                    if self._take():
-                        return self._started()
-                    holder = self.holder()
-                raise Held(holder, self.cloud.server.endpoint) if holder else \
-                    RuntimeFailure("the journal lock changed hands while taking it; run again")
-            return self._started()
+                if holder is not None:
+                    raise Held(holder, self.cloud.server.endpoint)
+                # released between our attempt and the look, or the row another node
+                # created at the same moment is not here yet
+                time.sleep(0.05 * (attempt + 1))
+                self._ensure()
+            raise RuntimeFailure("the journal lock changed hands while taking it; run again")
         except BaseException:
             self._close()
             raise
@@ -162,13 +172,19 @@ class RunLock:
         if self._thread is not None:
             self._thread.join()
         try:
-            with self.conn.cursor() as cur:
-                cur.execute(f"UPDATE {self.table} SET token = NULL, owner = NULL, "  # noqa: S608
-                            "host = NULL, pid = NULL, command = NULL, started_at = NULL, "
-                            "heartbeat = NULL WHERE name = %s AND token = %s", [NAME, self.token])
-            self.conn.commit()
-        except Exception:  # noqa: BLE001 - the row goes stale and is reported as such
-            pass
+            for _attempt in range(5):  # a Galera certification conflict: write it again
+                try:
+                    with self.conn.cursor() as cur:
+                        cur.execute(f"UPDATE {self.table} SET token = NULL, owner = NULL, "  # noqa: S608
+                                    "host = NULL, pid = NULL, command = NULL, "
+                                    "started_at = NULL, heartbeat = NULL WHERE name = %s AND "
+                                    "token = %s", [NAME, self.token])
+                    if self._commit_or_lost_race():
+                        break
+                except Exception as err:  # noqa: BLE001 - else it goes stale, reported so
+                    self._rollback()
+                    if not _lost_race(err):
+                        break
         finally:
             self._close()
 
@@ -187,29 +203,45 @@ class RunLock:
 
     def _ensure(self) -> None:
         with self.conn.cursor() as cur:
+            # a Galera node reads only after applying what the cluster committed before:
+            # a loser of the race sees the winner's row, not the free one it lost on
+            cur.execute("SHOW VARIABLES LIKE 'wsrep_sync_wait'")
+            if cur.fetchone() is not None:
+                cur.execute("SET SESSION wsrep_sync_wait = 1")
             cur.execute(f"CREATE DATABASE IF NOT EXISTS {q(self.cloud.journal_db)} "
                         "CHARACTER SET utf8mb4")
             cur.execute(SCHEMA.format(table=self.table))
-            cur.execute(f"INSERT IGNORE INTO {self.table} (name) VALUES (%s)", [NAME])  # noqa: S608
+            try:
+                cur.execute(f"INSERT IGNORE INTO {self.table} (name) VALUES (%s)",  # noqa: S608
+                            [NAME])
+            except Exception as err:
+                self._rollback()
+                if not _lost_race(err):
+                    raise
+                return  # another node inserted the row at the same moment
         self._commit_or_lost_race()
 
-    def _commit_or_lost_race(self) -> bool:
-        import pymysql
+    def _rollback(self) -> None:
+        """Roll back; a transaction Galera aborted reports the deadlock once more here."""
+        try:
+            self.conn.rollback()
+        except Exception as err:  # noqa: BLE001
+            if not _lost_race(err):
+                raise
 
+    def _commit_or_lost_race(self) -> bool:
         try:
             self.conn.commit()
             return True
-        except pymysql.err.OperationalError as err:
-            if err.args and err.args[0] in _LOST_RACE:
-                self.conn.rollback()
+        except Exception as err:
+            if _lost_race(err):
+                self._rollback()
                 return False
             raise
 
     def _take(self) -> bool:
         """One conditional UPDATE in its own transaction: on Galera, two nodes that
         both saw the row free write the same row and only one commit certifies."""
-        import pymysql
-
         try:
             with self.conn.cursor() as cur:
                 n = cur.execute(
@@ -218,13 +250,13 @@ class RunLock:
                     "heartbeat = UTC_TIMESTAMP(6) WHERE name = %s AND token IS NULL",
                     [self.token, _user(), socket.gethostname(), os.getpid(),
                      process_start(os.getpid()), self.command, NAME])
-        except pymysql.err.OperationalError as err:
-            self.conn.rollback()
-            if err.args and err.args[0] in _LOST_RACE:
+        except Exception as err:
+            self._rollback()
+            if _lost_race(err):
                 return False
             raise
         if n != 1:
-            self.conn.rollback()
+            self._rollback()
             return False
         return self._commit_or_lost_race()
 
@@ -254,15 +286,15 @@ class RunLock:
         with self.conn.cursor() as cur:
             row = self._row(cur, for_update=True)
             if row is None:
-                self.conn.rollback()
+                self._rollback()
                 return  # nothing to break: take it as usual
             h = self._holder(row)
             if h.ident != self.break_lock:
-                self.conn.rollback()
+                self._rollback()
                 raise ConfigError(f"--break-lock {self.break_lock}: the journal lock is held "
                                   f"by {h.ident}, not by {self.break_lock}")
             if not h.stale:
-                self.conn.rollback()
+                self._rollback()
                 raise RuntimeFailure(f"--break-lock {h.ident}: that holder is live (last "
                                      f"heartbeat {h.heartbeat_age:.0f} s ago, stale after "
                                      f"{self.stale_after:.0f} s): not breaking it")
