@@ -184,7 +184,7 @@ def _rollback(conf, args) -> int:
                 key = ",".join(f"{k}={v}" for k, v in c.key.items())
                 for col in c.columns or [{"column": "-", "written": "-", "now": "-"}]:
                     rows.append((c.table, key, c.state, col["column"], _cell(col["written"]),
-                                 _cell(col["now"])))
+                                 "(row gone)" if c.state == "gone" else _cell(col["now"])))
             print(render.table(("TABLE", "KEY", "SINCE", "COLUMN", "RUN WROTE", "NOW"), rows))
         if not r.refused:
             print(f"run {r.run_id}: {r.rows} rows restored in {r.batches} batches"

@@ -117,11 +117,13 @@ def _check(cloud, cur, images: list[dict], lock: bool) -> tuple[list[Conflict], 
                 gone.add(im["seq"])
                 continue
             written = _written(im)
+            # a row gone since: what the run wrote there, all of it
+            differ = list(cols) if d.state == "gone" else d.columns
             conflicts.append(Conflict(
                 im["seq"], im["batch"], f"{db}.{table}", op, im["key_after"], d.state,
                 [{"column": c, "written": _shown(written[c]),
-                  "now": f"md5:{d.now[c]}" if c in hashed and d.now[c] is not None
-                  else d.now[c]} for c in d.columns]))
+                  "now": f"md5:{d.now[c]}" if c in hashed and d.now.get(c) is not None
+                  else d.now.get(c)} for c in differ]))
     return sorted(conflicts, key=lambda c: c.seq), gone
 
 
