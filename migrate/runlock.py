@@ -94,10 +94,15 @@ class Holder:
         return f"{self.host}:{self.pid}"
 
     def describe(self) -> str:
-        age = f"last heartbeat {self.heartbeat_age:.0f} s ago" + \
-            (", its process is gone" if self.dead else "")
-        state = (f"stale ({age}); if that process is gone, run again with --break-lock "
-                 f"{self.ident}") if self.stale else f"live, {age}; wait for it to finish"
+        age = f"last heartbeat {self.heartbeat_age:.0f} s ago"
+        if self.dead:
+            state = f"stale ({age}, its process is gone); run again with --break-lock " \
+                f"{self.ident}"
+        elif self.stale:
+            state = f"stale ({age}); if that process is gone, run again with --break-lock " \
+                f"{self.ident}"
+        else:
+            state = f"live, {age}; wait for it to finish"
         return (f"{self.command} by {self.owner} on {self.host} pid {self.pid} since "
                 f"{self.started_at:%Y-%m-%d %H:%M:%S} UTC: {state}")
 

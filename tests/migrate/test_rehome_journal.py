@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
+import subprocess
+import sys
 
+import pytest
 from pacestack.migrate import rollback as rbmod
 from pacestack.migrate.rehome.machine import Shared, Worker
 
@@ -58,3 +62,58 @@ def test_info_cache_write_is_journaled_and_rolled_back(seeded):
         rb = rbmod.rollback(c, run_id)
     assert not rb.refused and rb.rows == 1
     assert _cache(s, uuid) == before
+
+
+_HOLD = r"""
+import sys, time, types
+from pacestack import db
+from pacestack.migrate.runlock import RunLock
+url, journal, command = sys.stdin.read().split()
+cloud = types.SimpleNamespace(server=db.parse_url(url, source="test"), journal_db=journal)
+RunLock(cloud, command).__enter__()
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def _killed_holder(s, command: str) -> None:
+    """A process that took the journal lock as `command`, SIGKILLed while holding it."""
+    p = subprocess.Popen([sys.executable, "-c", _HOLD], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    p.stdin.write(f"{s.os.url('nova')} {s.journal_db} {command}")  # the password: not in argv
+    p.stdin.close()
+    assert p.stdout.readline().strip() == "held"
+    p.send_signal(signal.SIGKILL)
+    p.wait(timeout=30)
+
+
+def test_killed_rehome_lock_is_taken_over_any_other_is_waited_for(seeded):
+    from pacestack.migrate.plan import Change
+    from pacestack.migrate.rehome import journaled
+    from pacestack.migrate.runlock import Held
+
+    s = seeded
+    uuid, port = s.seed.instances["vm-b"], s.seed.ports["vm-b"]
+    # a killed operator's apply: never broken by rehome, waited for, then refused
+    _killed_holder(s, "apply")
+    with contextlib.closing(s.cloud()) as c:
+        row = c.rows("SELECT id, network_info FROM {nova.instance_info_caches} "
+                     "WHERE instance_uuid = %s AND deleted = 0", [uuid])[0]
+        c.conn.commit()
+        change = Change("rehome", "nova", "instance_info_caches", "update", {"id": row["id"]},
+                        {"network_info": row["network_info"]},
+                        {"network_info": row["network_info"] + " "}, f"instance:{uuid}")
+        with pytest.raises(Held, match="apply by .* its process is gone"):
+            journaled.write(c, [change], "test", wait=1.0)
+    # the same lock, left by a killed rehome: taken over, the write goes through
+    s.os.server.execute("UPDATE run_lock SET command = 'rehome'", database=s.journal_db)
+    shared = Shared(None, None, s.cloud, s.journal_db, mtu=None, underlay_mtu=1500,
+                    overlay_ip_version=4)
+    worker = Worker(shared)
+    try:
+        data: dict = {}
+        assert worker.preserve_ports(uuid, {port}, data) == [port]
+    finally:
+        worker.close()
+    assert len(data["journal_runs"]) == 1
+    assert s.os.server.execute("SELECT token FROM run_lock", database=s.journal_db) == [(None,)]
