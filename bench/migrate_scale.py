@@ -322,8 +322,9 @@ def main(argv=None) -> int:
             out["rollback_s"] = round(time.monotonic() - t, 2)
             cpu["rollback"] = cpu_since(u, server.pid)
             out["rollback_checksums_ok"] = rb.checksums_ok
-            say(f"rollback: {rb.rows} rows in {out['rollback_s']} s, checksums ok: "
-                f"{rb.checksums_ok}")
+            out["rollback_check_s"] = round(rb.check_seconds, 2)  # part of rollback_s
+            say(f"rollback: {rb.rows} rows in {out['rollback_s']} s ({out['rollback_check_s']} "
+                f"s checking them first), checksums ok: {rb.checksums_ok}")
             if args.skip_baselines:
                 print(json.dumps(out, indent=2))
                 return 0

@@ -1,11 +1,11 @@
 """apply: the plan, in batched transactions, each with its before-images.
 
 Killed at any moment (SIGKILL, power cut), the open transactions (one per writer
-connection, see lanes.py) are rolled back by the server and the journal lock
-freed with the connection. Running apply again re-plans from what is in the
-databases now: finished units are no longer in the plan, so the rerun continues
-the interrupted run (same run id, so one rollback undoes both) and ends with the
-same result as an uninterrupted run.
+connection, see lanes.py) are rolled back by the server; the journal's run lock
+stays behind until it is stale and broken by name (runlock.py). Running apply
+again re-plans from what is in the databases now: finished units are no longer
+in the plan, so the rerun continues the interrupted run (same run id, so one
+rollback undoes both) and ends with the same result as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ class PreparedBatch:
     number: int
     changes: int
     stmts: list[sqlbatch.Stmt]
-    images: list[tuple]  # before-images written by the client (inserted rows' keys)
+    images: list[tuple]  # images written by the client (inserted rows' keys and values)
 
 
 def prepare_batch(cloud, lit: sqlbatch.Literals, run_id: str, batch_no: int,
@@ -119,7 +119,7 @@ def prepare_batch(cloud, lit: sqlbatch.Literals, run_id: str, batch_no: int,
         grp = groups[sig]
         if op == "insert":
             stmts += sqlbatch.prepare_insert(cloud, db, table, [c.after for c in grp])
-            images += [(db, table, "insert", c.key, None, list(c.after)) for c in grp]
+            images += [(db, table, "insert", c.key, None, list(c.after), c.after) for c in grp]
             continue
         image = (cloud.t("journal", "images"), [run_id, batch_no, db, table, dumps(list(cols))])
         if op == "update":
@@ -180,15 +180,18 @@ def table_checksums(cloud, keys) -> dict[tuple[str, str], object]:
 
 def apply(cloud, mapping, *, only: list[str] | None = None, force: bool = False,
           batch_size: int = 5000, connections: int = 2, progress: Progress | None = None,
-          pause_after_batch: float = 0.0) -> ApplyResult:
+          pause_after_batch: float = 0.0, break_lock: str | None = None,
+          lock_stale_after: float | None = None, lock_command: str = "apply") -> ApplyResult:
     """connections: how many batches of independent units may commit at once (each on
-    its own connection); 1 writes everything on the run's own connection in plan order."""
+    its own connection); 1 writes everything on the run's own connection in plan order.
+    break_lock: HOST:PID of a stale run lock to take over (runlock.py); lock_command:
+    what the lock names as its holder's command."""
     t0 = time.monotonic()
     say = progress or (lambda _m: None)
     check_galera(cloud)
     journal = Journal(cloud)
     journal.ensure_schema()
-    journal.lock()
+    journal.lock(lock_command, break_lock, lock_stale_after)
     try:
         steps = only or ["keystone", "neutron", "cinder", "nova"]
         digest = mapping_digest(mapping, steps)
@@ -254,6 +257,7 @@ def apply(cloud, mapping, *, only: list[str] | None = None, force: bool = False,
             result.connections = lanes.n if lanes.parallel else 1
             ahead = pool.submit(compose, 0) if batches else None
             for i, b in enumerate(batches):
+                journal.check_lock()
                 prepared = ahead.result()
                 if i + 1 < len(batches):
                     ahead = pool.submit(compose, i + 1)

@@ -275,15 +275,24 @@ def prepare_update(cloud, lit: Literals, db: str, table: str, keys: list[dict],
         else:
             guards.append(f"{now} <=> c.{q('o_' + c)}")
     before_json = ", ".join(f"{_lit(c)}, t.{q(c)}" for c in cols)
+    # the after-image, what rollback checks a row still holds: long new values as MD5
+    long_new = {c for c in cols if any(isinstance(v, str) and len(v) > HASH_OVER
+                                       for v in news[c])}
+    after_params: list = []
+    after_json = ", ".join(
+        f"{_lit(c)}, " + (f"JSON_OBJECT('$md5', MD5(CONVERT({new_value(c, after_params)} "
+                          "USING utf8mb4)))" if c in long_new else new_value(c, after_params))
+        for c in cols)
     journal_t, args = image
     # one statement copies the before-images of the rows still as planned and locks them;
     # a row someone changed since the plan is missing from the count
     stmts.append(Stmt(
         f"INSERT INTO {journal_t} (run_id, batch, db, tbl, op, key_after, "  # noqa: S608
-        f"row_before, cols) SELECT %s, %s, %s, %s, 'update', JSON_OBJECT({key_json}), "
-        f"JSON_OBJECT({before_json}), %s FROM {real} t JOIN {q(TMP)} c ON {_join(pk)} "
-        f"WHERE {' AND '.join(guards)} FOR UPDATE",
-        list(args[:4]) + key_params + [args[4]] + guard_params, expect=len(keys),
+        f"row_before, cols, row_after) SELECT %s, %s, %s, %s, 'update', "
+        f"JSON_OBJECT({key_json}), JSON_OBJECT({before_json}), %s, JSON_OBJECT({after_json}) "
+        f"FROM {real} t JOIN {q(TMP)} c ON {_join(pk)} WHERE {' AND '.join(guards)} FOR UPDATE",
+        list(args[:4]) + key_params + [args[4]] + after_params + guard_params,
+        expect=len(keys),
         stale=f"{db}.{table}: {{missing}} of {len(keys)} rows changed since they were "
               "planned; run apply again to re-plan"))
     set_params: list = []
@@ -314,3 +323,57 @@ def prepare_delete(cloud, lit: Literals, db: str, table: str, keys: list[dict],
         f"JSON_OBJECT({row_json}), %s FROM {real} t JOIN {q(TMP)} c ON {_join(pk)}", args))
     stmts.append(Stmt(f"DELETE t FROM {real} t JOIN {q(TMP)} c ON {_join(pk)}"))
     return stmts
+
+
+@dataclasses.dataclass
+class Drift:
+    """A row that no longer holds what a run wrote. ``state``: changed (``columns``:
+    the ones that differ, ``now``: their values, long texts as MD5), gone (the row
+    is deleted), back (a row the run deleted is there again)."""
+    index: int
+    state: str
+    columns: list[str]
+    now: dict[str, Any]
+
+
+def drifted(cloud, cur, db: str, table: str, keys: list[dict], afters: list[dict] | None,
+            cols: Sequence[str], hashed: Iterable[str] = (), lock: bool = False) -> list[Drift]:
+    """Which rows no longer hold what a run wrote, in one join: ``afters[i][col]``
+    is what it wrote (for ``hashed`` columns its MD5); ``afters`` None: the run
+    deleted these rows, and any that is there again is listed. ``lock``: lock the
+    rows found (FOR UPDATE) so none changes before the transaction ends."""
+    pk = tables.pk(db, table)
+    real = _real(cloud, db, table)
+    cols = list(cols) if afters is not None else []
+    hashed = set(hashed)
+    tmp_cols = ["CAST(0 AS UNSIGNED) AS `n`"] + [f"{q(k)} AS {q('k_' + k)}" for k in pk] + \
+        [f"{q(c)} AS {q('e_' + c)}" for c in cols]
+    rows = [(i,) + tuple(k[c] for c in pk) + (tuple(afters[i][c] for c in cols) if cols else ())
+            for i, k in enumerate(keys)]
+    run(cur, [Stmt(f"DROP TEMPORARY TABLE IF EXISTS {q(TMP)}"),
+              Stmt(f"CREATE TEMPORARY TABLE {q(TMP)} AS SELECT {', '.join(tmp_cols)} "  # noqa: S608
+                   f"FROM {real} LIMIT 0")]
+        + _fill(Literals(cur.connection), 1 + len(pk) + len(cols), rows))
+    for_update = " FOR UPDATE" if lock else ""
+    if afters is None:
+        cur.execute(f"SELECT c.`n` FROM {q(TMP)} c JOIN {real} t ON {_join(pk)}"  # noqa: S608
+                    f"{for_update}")
+        return [Drift(int(r[0]), "back", [], {}) for r in cur.fetchall()]
+    now = {c: f"MD5(CONVERT(t.{q(c)} USING utf8mb4))" if c in hashed else f"t.{q(c)}"
+           for c in cols}
+    same = {c: f"({now[c]} <=> c.{q('e_' + c)})" for c in cols}
+    missing = f"t.{q(pk[0])} IS NULL"
+    select = ", ".join(["c.`n`", missing] + [now[c] for c in cols] + [same[c] for c in cols])
+    where = missing + (f" OR NOT ({' AND '.join(same.values())})" if cols else "")
+    cur.execute(f"SELECT {select} FROM {q(TMP)} c LEFT JOIN {real} t ON {_join(pk)} "  # noqa: S608
+                f"WHERE {where}{for_update}")
+    out = []
+    for r in cur.fetchall():
+        if r[1]:
+            out.append(Drift(int(r[0]), "gone", [], {}))
+            continue
+        values, flags = r[2:2 + len(cols)], r[2 + len(cols):]
+        differ = [c for c, ok in zip(cols, flags, strict=True) if not ok]
+        out.append(Drift(int(r[0]), "changed", differ,
+                         {c: v for c, v in zip(cols, values, strict=True) if c in differ}))
+    return out

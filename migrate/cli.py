@@ -10,7 +10,7 @@ from pacestack.migrate import options
 from pacestack.migrate.plan import STEPS
 
 from pacestack import commands, findings, render
-from pacestack.errors import EXIT_RUNTIME, EXIT_USAGE, PacestackError
+from pacestack.errors import EXIT_RUNTIME, EXIT_USAGE, PacestackError, RuntimeFailure
 
 
 def _say(msg: str) -> None:
@@ -125,7 +125,9 @@ def _apply(conf, args) -> int:
         r = applymod.apply(cl, mp, only=_only(args), force=args.force,
                            batch_size=args.batch_size or conf.migrate.batch_size,
                            connections=args.connections or conf.migrate.apply_connections,
-                           progress=_say, pause_after_batch=args.pause_after_batch)
+                           progress=_say, pause_after_batch=args.pause_after_batch,
+                           break_lock=args.break_lock,
+                           lock_stale_after=conf.migrate.lock_stale_seconds)
     finally:
         cl.close()
     if args.format == "json":
@@ -171,6 +173,11 @@ def _verify(conf, args) -> int:
     return EXIT_RUNTIME if findings.has_errors(out) else 0
 
 
+def _cell(value) -> str:
+    text = "NULL" if value is None else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _rollback(conf, args) -> int:
     from pacestack.migrate import rollback as rb
 
@@ -185,21 +192,45 @@ def _rollback(conf, args) -> int:
                              exit_code=EXIT_USAGE) from None
     cl = cloud.open_from_conf(conf, allow_other_server=args.allow_other_server)
     try:
-        r = rb.rollback(cl, args.run_id, progress=_say)
+        r = rb.rollback(cl, args.run_id, progress=_say, force=args.force,
+                        break_lock=args.break_lock,
+                        lock_stale_after=conf.migrate.lock_stale_seconds)
     finally:
         cl.close()
     if args.format == "json":
         render.print_json(r.to_dict())
     else:
-        print(f"run {r.run_id}: {r.rows} rows restored in {r.batches} batches; checksums "
-              f"{'equal to before the apply' if r.checksums_ok else 'DIFFER'}")
-        for name, (a, b) in r.checksums.items():
-            if a != b:
-                print(f"  {name}: before apply {a}, now {b}")
-    if not r.checksums_ok:
+        if r.conflicts:
+            rows = []
+            for c in r.conflicts:
+                key = ",".join(f"{k}={v}" for k, v in c.key.items())
+                for col in c.columns or [{"column": "-", "written": "-", "now": "-"}]:
+                    rows.append((c.table, key, c.state, col["column"], _cell(col["written"]),
+                                 "(row gone)" if c.state == "gone" else _cell(col["now"])))
+            print(render.table(("TABLE", "KEY", "SINCE", "COLUMN", "RUN WROTE", "NOW"), rows))
+        if not r.refused:
+            print(f"run {r.run_id}: {r.rows} rows restored in {r.batches} batches"
+                  + (f", {r.kept} changed since kept as they are" if r.kept else "")
+                  + f"; checksums {'equal to before the apply' if r.checksums_ok else 'DIFFER'}")
+            for name, (a, b) in r.checksums.items():
+                if a != b:
+                    print(f"  {name}: before apply {a}, now {b}")
+    if r.refused:
+        raise RuntimeFailure(r.refused)
+    if not r.checksums_ok and not r.kept:
         raise PacestackError("table checksums differ from before the apply (rows changed by "
                              "something else since?)")
     return 0
+
+
+def _count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a row count")
+    return n
 
 
 def _common(p: argparse.ArgumentParser, mapping: bool = True) -> None:
@@ -212,6 +243,12 @@ def _common(p: argparse.ArgumentParser, mapping: bool = True) -> None:
                    help="let [migrate] connection reach another server than the services' "
                    "own URLs name (default: refused, see [migrate] allow_other_server)")
     commands.add_format_argument(p)
+
+
+def _break_lock(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--break-lock", metavar="HOST:PID",
+                   help="take over the journal lock a killed run left behind (named as the "
+                   "refusal names it; only once its heartbeat is stale)")
 
 
 def register(subparsers) -> None:
@@ -234,6 +271,7 @@ def register(subparsers) -> None:
                    "committed at once, each on its own connection; 1 = one connection, "
                    "plan order (default: [migrate] apply_connections, 2)")
     p.add_argument("--pause-after-batch", type=float, default=0.0, help=argparse.SUPPRESS)
+    _break_lock(p)
     p.set_defaults(func=_db_errors(_apply))
     p = verbs.add_parser("verify", help="check invariants and run the projects' own checks")
     _common(p)
@@ -242,6 +280,10 @@ def register(subparsers) -> None:
     p.set_defaults(func=_db_errors(_verify))
     p = verbs.add_parser("rollback", help="restore a run's before-images")
     p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("--force", type=_count, metavar="N",
+                   help="restore although N rows changed since the run wrote them (N: their "
+                   "count, as listed); those rows are kept as they are now")
+    _break_lock(p)
     _common(p, mapping=False)
     p.set_defaults(func=_db_errors(_rollback))
     from pacestack.migrate.rehome.cli import register_rehome

@@ -3,12 +3,14 @@
 - ``runs``: one row per apply run (run id, mapping digest, status).
 - ``images``: the before-image of every changed row, written in the same
   transaction as the change, so a committed change always has its image and a
-  rolled-back one never does.
+  rolled-back one never does; with it the after-image (what the run wrote; long
+  values as their MD5), so rollback can tell a row changed since from one that
+  still holds the run's work. ``restored``: 0 to do, 1 restored, 2 kept as it was
+  found (changed since; rollback --force).
 - ``checksums``: CHECKSUM TABLE of every table a run touches, taken before the
   run changes it; rollback compares against them.
-- A server-side lock (GET_LOCK) keeps two runs (apply or rollback) apart; the
-  server releases it when the holder's connection dies, so a SIGKILLed run never
-  leaves a stale lock behind.
+- ``run_lock``: the row that keeps two runs (apply, rollback) apart on every
+  Galera node (runlock.py).
 """
 
 from __future__ import annotations
@@ -16,17 +18,18 @@ from __future__ import annotations
 import base64
 import datetime
 import decimal
+import hashlib
 import json
 import uuid
 from typing import Any
 
 from pacestack.migrate import tables
+from pacestack.migrate.batch import HASH_OVER
+from pacestack.migrate.runlock import RunLock
 from pacestack.migrate.tables import q
 
 from pacestack import __version__
-from pacestack.errors import ConfigError, RuntimeFailure
-
-LOCK_PREFIX = "pacestack.migrate."  # + the journal database: one lock per journal
+from pacestack.errors import ConfigError
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS runs ("
@@ -48,9 +51,11 @@ _SCHEMA = (
     " run_id VARCHAR(36) NOT NULL, batch INT NOT NULL,"
     " db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL, op VARCHAR(8) NOT NULL,"
     " key_after TEXT NOT NULL, row_before MEDIUMTEXT NULL, cols TEXT NOT NULL,"
-    " restored TINYINT NOT NULL DEFAULT 0,"
+    " restored TINYINT NOT NULL DEFAULT 0, row_after MEDIUMTEXT NULL,"
     " KEY images_run_batch (run_id, batch)"
     ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+    # journals made before after-images were kept
+    "ALTER TABLE images ADD COLUMN IF NOT EXISTS row_after MEDIUMTEXT NULL",
 )
 
 
@@ -77,7 +82,21 @@ def _hook(obj: dict) -> Any:
             return decimal.Decimal(v)
         if k == "$b64":
             return base64.b64decode(v)
+        if k == "$md5":
+            return Digest(v)
     return obj
+
+
+class Digest(str):
+    """An after-image value journaled as its MD5 (hex): long texts such as Nova's
+    info cache are compared by digest, as apply compares them."""
+
+
+def digest_of(value: Any) -> Any:
+    """How an after-image holds a value: long strings as {"$md5": ...}."""
+    if isinstance(value, str) and len(value) > HASH_OVER:
+        return {"$md5": hashlib.md5(value.encode("utf-8"), usedforsecurity=False).hexdigest()}
+    return value
 
 
 def dumps(value: Any) -> str:
@@ -98,9 +117,10 @@ class Journal:
     def __init__(self, cloud):
         self.cloud = cloud
         self.db = q(cloud.journal_db)
+        self._lock: RunLock | None = None
 
     def t(self, name: str) -> str:
-        if name not in ("runs", "checksums", "images"):
+        if name not in ("runs", "checksums", "images", "run_lock"):
             raise ValueError(name)
         return f"{self.db}.{q(name)}"
 
@@ -112,20 +132,20 @@ class Journal:
                 cur.execute(stmt)
         self.cloud.conn.commit()
 
-    def lock(self) -> None:
-        with self.cloud.conn.cursor() as cur:
-            cur.execute("SELECT GET_LOCK(%s, 0)", [LOCK_PREFIX + self.cloud.journal_db])
-            got = cur.fetchone()[0]
-        if got != 1:
-            raise RuntimeFailure("another pacestack migrate run holds the journal lock on "
-                                 f"{self.cloud.server.endpoint}; wait for it to finish")
+    def lock(self, command: str, break_lock: str | None = None,
+             stale_after: float | None = None) -> None:
+        """Take the run lock (runlock.py) or raise runlock.Held naming its holder."""
+        kw = {} if stale_after is None else {"stale_after": stale_after}
+        self._lock = RunLock(self.cloud, command, break_lock=break_lock, **kw).__enter__()
+
+    def check_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.check()
 
     def unlock(self) -> None:
-        try:
-            with self.cloud.conn.cursor() as cur:
-                cur.execute("SELECT RELEASE_LOCK(%s)", [LOCK_PREFIX + self.cloud.journal_db])
-        except Exception:  # noqa: BLE001 - the server frees it with the connection anyway
-            pass
+        if self._lock is not None:
+            lock, self._lock = self._lock, None
+            lock.__exit__(None, None, None)
 
     def runs(self) -> list[dict]:
         return self.cloud.rows("SELECT * FROM {journal.runs} ORDER BY started_at, run_id")
@@ -138,12 +158,20 @@ class Journal:
         return self.cloud.rows("SELECT * FROM {journal.runs} WHERE status IN "
                                "('running', 'rolling_back') ORDER BY started_at")
 
-    def start_run(self, digest: str, steps: list[str]) -> str:
+    def start_run(self, digest: str, steps: list[str], cur=None) -> str:
+        """A new run, committed; with ``cur``: written in the caller's transaction,
+        already done (a run of one batch that commits whole or not at all)."""
         run_id = str(uuid.uuid4())
-        with self.cloud.conn.cursor() as cur:
-            cur.execute(self.cloud.sql("INSERT INTO {journal.runs} (run_id, started_at, status, "
-                        "mapping_digest, steps, pacestack_version) VALUES (%s, UTC_TIMESTAMP(), "
-                        "'running', %s, %s, %s)"), [run_id, digest, ",".join(steps), __version__])
+        sql = self.cloud.sql("INSERT INTO {journal.runs} (run_id, started_at, finished_at, "
+                             "status, mapping_digest, steps, pacestack_version) VALUES (%s, "
+                             "UTC_TIMESTAMP(), IF(%s, UTC_TIMESTAMP(), NULL), %s, %s, %s, %s)")
+        args = [run_id, cur is not None, "running" if cur is None else "done", digest,
+                ",".join(steps), __version__]
+        if cur is not None:
+            cur.execute(sql, args)
+            return run_id
+        with self.cloud.conn.cursor() as own:
+            own.execute(sql, args)
         self.cloud.conn.commit()
         return run_id
 
@@ -164,13 +192,15 @@ class Journal:
         return int(rows[0]["b"]) + 1
 
     def write_images(self, cur, run_id: str, batch: int, images: list[tuple]) -> None:
-        """images: (db, table, op, key_after dict, row_before dict|None, cols list)."""
-        rows = [(run_id, batch, d, t, op, dumps(k), None if b is None else dumps(b), dumps(c))
-                for d, t, op, k, b, c in images]
+        """images: (db, table, op, key_after dict, row_before dict|None, cols list,
+        row_after dict|None)."""
+        rows = [(run_id, batch, d, t, op, dumps(k), None if b is None else dumps(b), dumps(c),
+                 None if a is None else dumps({col: digest_of(v) for col, v in a.items()}))
+                for d, t, op, k, b, c, a in images]
         for i in range(0, len(rows), 2000):
             cur.executemany(self.cloud.sql(
                 "INSERT INTO {journal.images} (run_id, batch, db, tbl, op, key_after, row_before, "
-                "cols) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"),
+                "cols, row_after) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"),
                             rows[i:i + 2000])
 
     def count_batch(self, cur, run_id: str, changes: int) -> None:
@@ -222,20 +252,42 @@ class Journal:
                               f"pacestack {__version__} can read ({writer(run)} wrote it); "
                               "nothing changed")
 
-    def images(self, run_id: str, batch: int) -> list[dict]:
-        rows = self.cloud.rows("SELECT seq, db, tbl, op, key_after, row_before, cols FROM "
-                               "{journal.images} WHERE run_id = %s AND batch = %s "
-                               "ORDER BY seq", [run_id, batch])
+    def images(self, run_id: str, batch: int | None = None,
+               with_before: bool = True) -> list[dict]:
+        """The images still to restore: of one batch, or (None) of the whole run;
+        with_before False leaves the before-images on the server (row_before None)."""
+        import pymysql.cursors
+
+        before = "row_before" if with_before else "NULL AS row_before"
+        sql = self.cloud.sql("SELECT seq, batch, db, tbl, op, key_after, " + before +  # noqa: S608
+                             ", cols, row_after FROM {journal.images} WHERE run_id = %s AND "
+                             "restored = 0" + ("" if batch is None else " AND batch = %s") +
+                             " ORDER BY seq")
+        args = [run_id] if batch is None else [run_id, batch]
+        with self.cloud.conn.cursor(pymysql.cursors.DictCursor) as c:
+            c.execute(sql, args)
+            rows = list(c.fetchall())
         for r in rows:
             try:
                 r["key_after"] = loads(r["key_after"])
                 r["row_before"] = loads(r["row_before"])
                 r["cols"] = loads(r["cols"])
+                r["row_after"] = loads(r["row_after"])
             except ValueError:
                 raise ConfigError(f"run {run_id}: journal image {r['seq']} is not JSON this "
                                   f"pacestack ({__version__}) can read") from None
         return rows
 
-    def mark_restored(self, cur, run_id: str, batch: int) -> None:
+    def kept(self, run_id: str) -> int:
+        """Rows a forced rollback left as it found them."""
+        return self.cloud.rows("SELECT COUNT(*) AS n FROM {journal.images} WHERE run_id = %s "
+                               "AND restored = 2", [run_id])[0]["n"]
+
+    def mark_restored(self, cur, run_id: str, batch: int, kept: list[int] = ()) -> None:
+        """The batch is done; ``kept``: the images (seq) left as found, changed since."""
+        if kept:
+            cur.execute(self.cloud.sql("UPDATE {journal.images} SET restored = 2 "
+                                       "WHERE run_id = %s AND seq IN %s"), [run_id, tuple(kept)])
         cur.execute(self.cloud.sql("UPDATE {journal.images} SET restored = 1 "
-                                   "WHERE run_id = %s AND batch = %s"), [run_id, batch])
+                                   "WHERE run_id = %s AND batch = %s AND restored = 0"),
+                    [run_id, batch])

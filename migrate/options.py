@@ -32,6 +32,9 @@ migrate_opts = [
                "apply commits at once, each on its own connection to the same server; "
                "networks, services and mappings always go alone, in plan order. 1: one "
                "connection, everything in plan order."),
+    cfg.IntOpt("lock_stale_seconds", default=30, min=3,
+               help="Seconds without a heartbeat after which the journal's run lock is "
+               "reported stale and may be taken over with --break-lock HOST:PID."),
     cfg.StrOpt("mapping_file", default="/etc/pacestack/migrate-mapping.conf",
                help="The mapping file (docs/migrate-mapping.md)."),
     cfg.StrOpt("openstack_bin_dir", default="/usr/bin",

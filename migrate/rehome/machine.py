@@ -21,8 +21,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from pacestack.migrate.rehome import journaled
 from pacestack.migrate.rehome import ports as portlib
 from pacestack.migrate.rehome import state as statelib
+from pacestack.migrate.runlock import Held
 
 from pacestack import findings
 from pacestack.errors import PacestackError, RuntimeFailure
@@ -258,15 +260,22 @@ class Worker:
         # before the apply: a kill inside it leaves a run this digest finds again
         self.store.record(uuid, "old_stopped", data)
         deadline = time.monotonic() + 120
+        break_lock = None
         while True:
             with self.shared.db_move_lock:
                 try:
-                    self._finish_interrupted(applymod, mappingmod, data["db_digest"])
-                    r = applymod.apply(self.db, mp, only=["nova"])
+                    self._finish_interrupted(applymod, mappingmod, data["db_digest"],
+                                             break_lock)
+                    r = applymod.apply(self.db, mp, only=["nova"], lock_command="rehome",
+                                       break_lock=break_lock)
                     break
-                except RuntimeFailure as exc:
-                    # another process's migrate run holds the journal lock: queue
-                    if "journal lock" not in str(exc) or time.monotonic() > deadline:
+                except Held as held:
+                    # another run holds the journal lock: queue; a killed rehome's is
+                    # taken over (journaled.takeover)
+                    if journaled.takeover(held) and break_lock != held.holder.ident:
+                        break_lock = held.holder.ident
+                        continue
+                    if time.monotonic() > deadline:
                         raise
             time.sleep(0.5)
         if r.plan.refusals:
@@ -277,7 +286,8 @@ class Worker:
             raise RuntimeFailure(f"database move ran (run {r.run_id}) but nova.instances still "
                                  f"names {self._db_host(uuid)}")
 
-    def _finish_interrupted(self, applymod, mappingmod, own_digest: str) -> None:
+    def _finish_interrupted(self, applymod, mappingmod, own_digest: str,
+                            break_lock: str | None = None) -> None:
         """A killed rehome may have left migrate's run for another instance
         interrupted; migrate refuses new runs until it is finished: finish it."""
         from pacestack.migrate.journal import Journal
@@ -293,7 +303,8 @@ class Worker:
                     mp = mappingmod.Mapping(path=f"<rehome {row['instance']}>", computes=[
                         mappingmod.ComputeMove(None, row["instance"], row["target_host"],
                                                row["target_node"], 0)])
-                    applymod.apply(self.db, mp, only=["nova"])
+                    applymod.apply(self.db, mp, only=["nova"], lock_command="rehome",
+                                   break_lock=break_lock)
                     break
 
     def _db_host(self, uuid: str) -> str | None:
@@ -440,7 +451,7 @@ class Worker:
     def _replug(self, uuid: str, port_id: str, target: Target, data: dict) -> None:
         """Detach and attach one port, never letting Nova delete it."""
         self._known.pop(uuid, None)
-        self.preserve_ports(uuid, {port_id})
+        self.preserve_ports(uuid, {port_id}, data)
         port = self.api.port(port_id)
         self.api.detach(uuid, port_id)
         self._wait_interface(uuid, port_id, present=False)
@@ -451,27 +462,40 @@ class Worker:
         self._repair(data, portlib.Repair(port_id, port.mac_address if port else "", "replugged",
                                           "preserve_on_delete set, detached and re-attached"))
 
-    def preserve_ports(self, uuid: str, port_ids: set[str]) -> list[str]:
-        """Set preserve_on_delete on these VIFs in Nova's info cache (row locked,
-        one transaction): a detach then unbinds the port instead of deleting it."""
-        conn = self.db.conn
-        try:
-            with conn.cursor() as cur:
-                cur.execute(self.db.sql("SELECT id, network_info FROM "
-                                        "{nova.instance_info_caches} WHERE instance_uuid = %s "
-                                        "AND deleted = 0 FOR UPDATE"), [uuid])
-                row = cur.fetchone()
-                if row is None:
-                    raise RuntimeFailure(f"instance {uuid} has no info cache row")
-                text, changed = portlib.set_preserve(row[1], port_ids)
-                if changed:
-                    cur.execute(self.db.sql("UPDATE {nova.instance_info_caches} SET "
-                                            "network_info = %s WHERE id = %s"), [text, row[0]])
-            conn.commit()
-        except BaseException:
-            conn.rollback()
-            raise
-        return changed
+    def preserve_ports(self, uuid: str, port_ids: set[str],
+                       data: dict | None = None) -> list[str]:
+        """Set preserve_on_delete on these VIFs in Nova's info cache, so a detach then
+        unbinds the port instead of deleting it. Written as a journaled run
+        (journaled.py; its id kept in data["journal_runs"]), so migrate rollback
+        restores the cache; a cache Nova rewrote between our read and our write is
+        read again."""
+        from pacestack.migrate.batch import Stale
+        from pacestack.migrate.plan import Change
+
+        for _attempt in range(5):
+            rows = self.db.rows("SELECT id, network_info FROM {nova.instance_info_caches} "
+                                "WHERE instance_uuid = %s AND deleted = 0", [uuid])
+            self.db.conn.commit()
+            if not rows:
+                raise RuntimeFailure(f"instance {uuid} has no info cache row")
+            old = rows[0]["network_info"]
+            text, changed = portlib.set_preserve(old, port_ids)
+            if not changed:
+                return changed
+            change = Change("rehome", "nova", "instance_info_caches", "update",
+                            {"id": rows[0]["id"]}, {"network_info": old},
+                            {"network_info": text}, f"instance:{uuid}",
+                            why="preserve_on_delete before a detach")
+            try:
+                run_id = journaled.write(self.db, [change], f"preserve {uuid}",
+                                         lock=self.shared.db_move_lock)
+            except Stale:
+                continue
+            if data is not None:
+                data.setdefault("journal_runs", []).append(run_id)
+            return changed
+        raise RuntimeFailure(f"nova's info cache of {uuid} kept changing while setting "
+                             "preserve_on_delete; run rehome again")
 
     def step_started(self, uuid: str, target: Target, data: dict, res: InstanceResult) -> None:
         # stopped and idle as the reboot step left it moments ago, else ask (resume)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+import socket
 import time
 
 from pacestack.migrate import apply as applymod
@@ -77,6 +78,11 @@ def _wait_line(p, needle: str, timeout: float = 60) -> str:
     raise AssertionError(f"never saw {needle!r}: {seen[-5:]}")
 
 
+def _holder(p) -> str:
+    """How the journal lock names a run of ours (--break-lock)."""
+    return f"{socket.gethostname()}:{p.pid}"
+
+
 def _kill(p) -> None:
     p.send_signal(signal.SIGKILL)
     p.wait(timeout=30)
@@ -102,7 +108,9 @@ def test_sigkill_between_and_inside_batches_then_rerun(seeded, openstack_cloud, 
         with holder.cursor() as cur:
             cur.execute("SELECT id FROM instances WHERE uuid = %s FOR UPDATE",
                         [seeded.seed.instances["vm-b"]])
-        p = seeded.cli("apply", "--mapping", m, "--batch-size", "1000", popen=True)
+        # a SIGKILLed run leaves the journal lock behind: taken over by name
+        p = seeded.cli("apply", "--mapping", m, "--batch-size", "1000",
+                       "--break-lock", _holder(p), popen=True)
         deadline = time.monotonic() + 60
         waiting = False
         while time.monotonic() < deadline and not waiting:
@@ -122,7 +130,7 @@ def test_sigkill_between_and_inside_batches_then_rerun(seeded, openstack_cloud, 
         holder.close()
     partial = state(seeded)
     # 3. a rollback now would restore everything; instead re-run: it resumes the same run
-    r = seeded.cli("apply", "--mapping", m, "--format", "json")
+    r = seeded.cli("apply", "--mapping", m, "--format", "json", "--break-lock", _holder(p))
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["resumed"] and out["run_id"] == run_id and out["changes"] < seed_cloud.SEED_CHANGES
@@ -165,6 +173,9 @@ def test_rollback_after_partial_apply(seeded):
     run_id = seeded.os.server.execute("SELECT run_id FROM runs", database=seeded.journal_db)[0][0]
     assert seeded.checksums() != before
     r = seeded.cli("rollback", run_id)
+    assert r.returncode == 1 and "stale" in r.stderr and f"--break-lock {_holder(p)}" in r.stderr
+    assert seeded.checksums() != before
+    r = seeded.cli("rollback", run_id, "--break-lock", _holder(p))
     assert r.returncode == 0, r.stderr
     assert "checksums equal to before the apply" in r.stdout
     assert seeded.checksums() == before

@@ -9,6 +9,7 @@ import contextlib
 import dataclasses
 import threading
 import time
+import types
 
 import pytest
 from pacestack.migrate import apply as applymod
@@ -30,8 +31,8 @@ def test_two_connections_give_the_same_cutover_as_one(seeded):
         with contextlib.closing(seeded.cloud()) as c:
             opened = _connections(seeded)
             r = applymod.apply(c, seeded.mapping(), batch_size=7, connections=n)
-            # counting opens a connection too; lanes open one each
-            extra = _connections(seeded) - opened - 1
+            # counting opens a connection too, and so does the run lock; lanes open one each
+            extra = _connections(seeded) - opened - 2
             results[n] = (state(seeded), extra, r)
             assert rbmod.rollback(c, r.run_id).checksums_ok
         assert seeded.checksums() == before
@@ -125,11 +126,17 @@ def test_a_batch_refused_by_a_lock_conflict_runs_again(seeded, instance, retried
         assert rbmod.rollback(c, r.run_id).checksums_ok
 
 
-def test_lanes_that_cannot_open_leave_apply_on_one_connection(seeded):
+def test_lanes_that_cannot_open_leave_apply_on_one_connection(seeded, monkeypatch):
+    from pacestack.migrate import lanes as lanesmod
+
     password = "not-the-password-" + "x" * 8
     said: list[str] = []
+    real_connect = lanesmod.db.connect
+
+    def refused(url, **kw):  # the server refuses the lanes' logins (the run lock's works)
+        return real_connect(dataclasses.replace(url, password=password), **kw)
+    monkeypatch.setattr(lanesmod, "db", types.SimpleNamespace(connect=refused))
     with contextlib.closing(seeded.cloud()) as c:
-        c.server = dataclasses.replace(c.server, password=password)
         r = applymod.apply(c, seeded.mapping(), batch_size=7, connections=2,
                            progress=said.append)
     assert r.changes == seed_cloud.SEED_CHANGES
