@@ -20,6 +20,7 @@ import os
 import subprocess
 import tempfile
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 
 from pacestack.errors import RuntimeFailure
 
@@ -209,7 +210,7 @@ def version(cib_xml: str) -> tuple[int, int]:
     return int(root.get("admin_epoch", "0")), int(root.get("epoch", "0"))
 
 
-def push_live(patch: str, onto_xml: str, query) -> None:
+def push_live(patch: str, onto_xml: str, query: Callable[[], str]) -> None:
     """``cibadmin --patch`` of ``patch``, valid only while the live configuration is
     still the version of ``onto_xml``; Stale if it moved on (``query()`` reads it)."""
     doc = _parse(patch, "patch")
