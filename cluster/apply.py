@@ -1,9 +1,14 @@
-"""Apply a plan: pcs -f on a copy of the CIB, crm_verify, then one write or push.
+"""Apply a plan: pcs -f on a copy of the CIB, crm_verify, then write only the difference.
 
-Nothing reaches the target (the CIB file or the live cluster) unless every pcs
-command succeeded and crm_verify accepts the result; a second apply of the same
-description plans nothing and writes nothing. corosync.conf is written offline
-by ``pcs cluster setup --corosync_conf``.
+apply keeps the CIB it read untouched and edits a copy; what reaches the target (the
+live cluster, or a CIB file) is the patchset between the two (cib_patch), laid on the
+target as it is at that moment. Whatever changed there meanwhile stays (a node
+attribute the Galera agent recorded, an operator's ban); a change to something the
+plan changes too makes apply fail and write nothing. Nothing is written unless every
+pcs command succeeded and crm_verify accepts the result (with the changes made
+meanwhile, when there were some); a second apply of the same description plans
+nothing and writes nothing. corosync.conf is written offline by ``pcs cluster setup
+--corosync_conf``.
 """
 
 from __future__ import annotations
@@ -16,12 +21,14 @@ import subprocess
 import tempfile
 import time
 
-from pacestack.cluster import cib, pcsrun, plan
+from pacestack.cluster import cib, cib_patch, pcsrun, plan
 from pacestack.cluster.description import Description
 
 from pacestack.errors import ConfigError, RuntimeFailure
 
 LIVE = "live cluster"
+# pushes tried while other writers keep changing the live configuration in between
+PUSH_ATTEMPTS = 5
 
 
 @dataclasses.dataclass
@@ -29,6 +36,9 @@ class ApplyResult:
     target: str  # the CIB file, or LIVE
     steps: list[plan.Step]
     changed: bool
+    changes: int = 0  # changes in the patchset written (created, modified, deleted elements)
+    written: str | None = None  # "diff": only those changes were written
+    merged: bool = False  # the target had changed since apply read it: those changes kept
     corosync_conf: str | None = None
     corosync_changed: bool = False
     seconds: float = 0.0
@@ -91,13 +101,50 @@ def _write_atomically(path: str, data: str) -> None:
         raise
 
 
-def _push_live(path: str) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "CIB_file"}
-    proc = subprocess.run([pcsrun.pcs_path(), "cluster", "cib-push", path, "--config"],
-                          capture_output=True, text=True, env=env, timeout=120, check=False)
-    if proc.returncode != 0:
-        res = pcsrun.CommandResult((), proc.returncode, proc.stdout, proc.stderr)
-        raise RuntimeFailure(f"pcs cluster cib-push --config: {res.error_line()}")
+def _onto(pristine: str, current: str, patch: str, target: str, work: str) -> tuple[str, bool]:
+    """The patch to lay on ``current`` and whether ``current`` had changed since apply
+    read ``pristine``; refuses conflicts and a merged result crm_verify rejects."""
+    if cib_patch.same_configuration(pristine, current):
+        return patch, False
+    try:
+        rebased = cib_patch.rebase(patch, pristine, current)
+    except cib_patch.Conflict as exc:
+        raise cib_patch.Conflict(f"{target}: changed since apply read it: {exc}; "
+                                 f"nothing written") from None
+    merged_path = os.path.join(work, "merged.xml")
+    with open(merged_path, "w", encoding="utf-8") as fh:
+        fh.write(cib_patch.apply_to(current, rebased))
+    problems = pcsrun.crm_verify(merged_path)
+    if problems:
+        raise RuntimeFailure(f"{target}: with the changes made since apply read it, "
+                             f"crm_verify rejects the result, nothing written: {problems[0]}")
+    return rebased, True
+
+
+def _push_live(pristine: str, patch: str, work: str) -> bool:
+    """The patch onto the live CIB; True when it had changed since apply read it."""
+    for _ in range(PUSH_ATTEMPTS):
+        current = cib.query_live()
+        onto, merged = _onto(pristine, current, patch, LIVE, work)
+        try:
+            cib_patch.push_live(onto, current, cib.query_live)
+        except cib_patch.Stale:
+            continue  # written meanwhile: check again against what is there now
+        return merged
+    raise RuntimeFailure(f"{LIVE}: the configuration changed during each of "
+                         f"{PUSH_ATTEMPTS} pushes, nothing written; run apply again")
+
+
+def _write_file(cib_file: str, pristine: str, scratch: str, patch: str, work: str) -> bool:
+    """The patch onto the CIB file as it is now; True when it had changed since read."""
+    current = current_cib_xml(cib_file) if os.path.exists(cib_file) else pristine
+    if current == pristine:
+        with open(scratch, encoding="utf-8") as fh:
+            _write_atomically(cib_file, fh.read())
+        return False
+    onto, merged = _onto(pristine, current, patch, cib_file, work)
+    _write_atomically(cib_file, cib_patch.apply_to(current, onto))
+    return merged
 
 
 def current_cib_xml(cib_file: str | None) -> str:
@@ -118,22 +165,26 @@ def apply(desc: Description, *, cib_file: str | None = None, runner: str = "batc
     xml = current_cib_xml(cib_file)
     existing = cib.parse(xml, cib_file or LIVE)
     steps = plan.build(desc, existing)
-    result = ApplyResult(target=cib_file or LIVE, steps=steps, changed=bool(steps))
+    result = ApplyResult(target=cib_file or LIVE, steps=steps, changed=False)
     if steps:
         with tempfile.TemporaryDirectory(prefix="pacestack-apply-") as work:
-            scratch = os.path.join(work, "cib.xml")
-            with open(scratch, "w", encoding="utf-8") as fh:
-                fh.write(xml)
+            pristine, scratch = os.path.join(work, "read.xml"), os.path.join(work, "cib.xml")
+            for path in (pristine, scratch):
+                with open(path, "w", encoding="utf-8") as fh:
+                    fh.write(xml)
             run_steps(desc, scratch, steps, runner)
             problems = pcsrun.crm_verify(scratch)
             if problems:
                 raise RuntimeFailure(f"crm_verify rejects the result, nothing written: "
                                      f"{problems[0]}")
-            if cib_file is None:
-                _push_live(scratch)
-            else:
-                with open(scratch, encoding="utf-8") as fh:
-                    _write_atomically(cib_file, fh.read())
+            patch = cib_patch.diff(pristine, scratch)
+            result.changes = len(cib_patch.changes(patch))
+            if patch:
+                result.changed, result.written = True, "diff"
+                if cib_file is None:
+                    result.merged = _push_live(xml, patch, work)
+                else:
+                    result.merged = _write_file(cib_file, xml, scratch, patch, work)
     path = corosync_conf or desc.corosync_conf
     if path:
         result.corosync_conf = path

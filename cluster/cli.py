@@ -72,8 +72,14 @@ def _apply(conf, args) -> int:
         render.print_json(result)
         return 0
     if result.changed:
+        kept = "; the CIB had changed since apply read it, those changes kept" \
+            if result.merged else ""
         print(f"{result.target}: applied {len(result.steps)} pcs commands, verified by "
-              f"crm_verify ({result.seconds:.1f} s)")
+              f"crm_verify, wrote only the difference: {result.changes} changes{kept} "
+              f"({result.seconds:.1f} s)")
+    elif result.steps:
+        print(f"{result.target}: the {len(result.steps)} pcs commands changed nothing, "
+              f"nothing written")
     else:
         print(f"{result.target}: already matches the description, nothing written")
     if result.corosync_conf:
@@ -161,7 +167,9 @@ def register(subparsers) -> None:
     p = verbs.add_parser("apply", help="apply the plan (pcs -f on a copy, crm_verify, push)",
                          description="Run the plan with pcs -f on a copy of the CIB, check it "
                          "with crm_verify, then write --cib-file or push to the live cluster "
-                         "(cib-push --config). A second apply changes nothing.")
+                         "(only the difference from the CIB apply read: changes made "
+                         "meanwhile stay, a conflicting one stops apply). A second apply "
+                         "changes nothing.")
     _common(p, "apply to this CIB file (created if missing) instead of the live cluster")
     p.add_argument("--corosync-conf", metavar="FILE",
                    help="also write corosync.conf here (default: [cluster] corosync_conf)")
