@@ -244,11 +244,14 @@ class OpenStackServiceAgent(ocf.Agent):
         import socket
         from urllib.parse import urlsplit
 
-        parts = urlsplit(url)
+        problem = sp.url_problem(url)
+        if problem:
+            raise OCFError(ocf.ERR_CONFIGURED, f"monitor_url {problem}")
         try:
+            parts = urlsplit(url)
             port = parts.port
         except ValueError:
-            raise OCFError(ocf.ERR_CONFIGURED, f"monitor_url {url}: invalid port") from None
+            raise OCFError(ocf.ERR_CONFIGURED, f"monitor_url {url}: invalid host or port") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise OCFError(ocf.ERR_CONFIGURED, f"monitor_url {url} is not an http(s) URL")
         try:

@@ -450,6 +450,22 @@ def split_http_url(url: str) -> tuple[str, str, int, str, str] | None:
     return scheme, host, port, target, netloc
 
 
+def url_problem(url: str) -> str | None:
+    """What makes ``url`` unfit for a health check whatever it parses to, or None.
+    The sh front hands the same URLs to Python (sh_monitor.py), so curl and this
+    client never judge different requests: no credentials (curl would send them,
+    this client drops them; either way they would land in the CIB and exit
+    reasons) and nothing outside printable ASCII (a newline would add a header)."""
+    if any(c <= " " or c >= "\x7f" for c in url):
+        return "contains a space, a control or a non-ASCII character: refused"
+    rest = url.partition("://")[2]
+    cut = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0),
+              default=len(rest))
+    if "@" in rest[:cut]:
+        return "carries credentials (user@host): refused, the check sends none"
+    return None
+
+
 def health_check(url: str, timeout: float) -> tuple[bool, str]:
     """GET url; healthy on 2xx/3xx. Returns (ok, one-line detail).
 
@@ -459,11 +475,14 @@ def health_check(url: str, timeout: float) -> tuple[bool, str]:
     socket.py itself imports enum, selectors and functools (5-40 ms on a busy
     controller, more than the whole check); https still needs socket and ssl.
     """
+    problem = url_problem(url)
+    if problem:
+        return False, f"monitor_url {problem}"
     parts = split_http_url(url)
     if parts is None:
         return False, f"{url} is not an http(s) URL"
     scheme, host, port, target, netloc = parts
-    request = (f"GET {target} HTTP/1.0\r\nHost: {netloc.rpartition('@')[2]}\r\n"
+    request = (f"GET {target} HTTP/1.0\r\nHost: {netloc}\r\n"
                "User-Agent: pacestack-ocf\r\nAccept: */*\r\nConnection: close\r\n\r\n"
                ).encode()
     try:

@@ -120,3 +120,64 @@ def test_own_log_still_gives_its_tail_and_owner(world):
                                      "section")
     st = (logs / "api.log").stat()
     assert (st.st_uid, st.st_gid, stat.S_ISREG(st.st_mode)) == (NOBODY, NOBODY, True)
+
+
+# ---- monitor_url: the sh front (curl) and Python judge the same URLs ---------------
+
+HOSTILE_URLS = {
+    # curl without --globoff expands these into several requests, one of them good
+    "curl glob braces": ("http://127.0.0.1:{1,PORT}/healthcheck", 1),
+    "curl glob range": ("http://127.0.0.1:[PORT-PORT]/healthcheck", 1),
+    # curl sends them, Python dropped them: refused by both
+    "credentials": ("http://admin:hunter2@127.0.0.1:PORT/healthcheck", 1),
+    # a newline would add a header to Python's request
+    "newline": ("http://127.0.0.1:PORT/healthcheck HTTP/1.0\r\nX-Injected: 1\r\n", 1),
+    "space": ("http://127.0.0.1:PORT/health check", 1),
+    "non-ASCII host": ("http://cöntroller:PORT/healthcheck", 1),
+    "port out of range": ("http://127.0.0.1:99999/healthcheck", 1),
+    "empty host": ("http://:PORT/healthcheck", 1),
+    "option-looking": ("-Khttp://127.0.0.1:PORT/healthcheck", 1),
+    # honest but unusual: Python answers, the sh front only hands over
+    "upper-case scheme": ("HTTP://127.0.0.1:PORT/healthcheck", 0),
+}
+
+
+@pytest.fixture(scope="module")
+def http_service(tmp_path_factory, ocf_provider):
+    """One daemon with a health URL (answering 200), started by the real agent."""
+    from tests.agents.test_sh_monitor import Fronts
+    from tests.fixtures.mariadb import free_port
+    from tests.fixtures.service_daemon import DAEMON
+
+    base = tmp_path_factory.mktemp("hostile-url")
+    base.chmod(0o755)
+    (base / "fake-api").write_text(DAEMON)
+    (base / "fake-api").chmod(0o755)
+    (base / "svc.conf").write_text("[DEFAULT]\n")
+    (base / "status").write_text("200")
+    port = free_port()
+    fronts = Fronts(base / "agents")
+    params = {"binary": str(base / "fake-api"), "config": str(base / "svc.conf"),
+              "pid": str(base / "run" / "api.pid"),
+              "extra_args": f"--http {port} {base / 'status'}",
+              "monitor_url": f"http://127.0.0.1:{port}/healthcheck", "monitor_timeout": 2}
+    assert fronts.real_rc("start", params) == 0
+    assert fronts.check(params, in_sh=True) == 0
+    yield fronts, params, port
+    pid = proc.read_pidfile(params["pid"])
+    fronts.real_rc("stop", {**params, "stop_timeout": 1})
+    if pid and proc.is_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_URLS))
+def test_monitor_url_judged_alike_by_sh_and_python(http_service, case):
+    fronts, params, port = http_service
+    url, rc = HOSTILE_URLS[case]
+    p = {**params, "monitor_url": url.replace("PORT", str(port))}
+    assert fronts.check(p, in_sh=False) == rc
+    if rc:
+        res = fronts._run([str(fronts.real)], "validate-all", p)
+        assert res.returncode == 6
+        reason = exit_reason(res.stderr)
+        assert reason.startswith("monitor_url") and "hunter2" not in reason
