@@ -283,7 +283,7 @@ class CinderVolumeAgent(OpenStackServiceAgent):
             st = self.state()
             if not st.running:
                 raise OCFError(ocf.ERR_GENERIC, f"cinder-volume exited during start: "
-                               f"{sp.tail(self.params.log) or st.detail}")
+                               f"{sp.tail(self.params.log, self.log_id) or st.detail}")
             time.sleep(delay)
             delay = min(delay * 1.5, 2.0)
 

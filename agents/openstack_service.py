@@ -110,6 +110,7 @@ class OpenStackServiceAgent(ocf.Agent):
     )
     parameters = SERVICE_PARAMETERS
     actions = SERVICE_ACTIONS
+    log_id: tuple[int, int] | None = None  # the log this start gave the daemon
 
     # -- derived settings ---------------------------------------------------------
     @property
@@ -243,11 +244,14 @@ class OpenStackServiceAgent(ocf.Agent):
         import socket
         from urllib.parse import urlsplit
 
-        parts = urlsplit(url)
+        problem = sp.url_problem(url)
+        if problem:
+            raise OCFError(ocf.ERR_CONFIGURED, f"monitor_url {problem}")
         try:
+            parts = urlsplit(url)
             port = parts.port
         except ValueError:
-            raise OCFError(ocf.ERR_CONFIGURED, f"monitor_url {url}: invalid port") from None
+            raise OCFError(ocf.ERR_CONFIGURED, f"monitor_url {url}: invalid host or port") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise OCFError(ocf.ERR_CONFIGURED, f"monitor_url {url} is not an http(s) URL")
         try:
@@ -328,13 +332,17 @@ class OpenStackServiceAgent(ocf.Agent):
         if p.log:
             os.makedirs(os.path.dirname(os.path.abspath(p.log)), exist_ok=True)
         try:
-            pid = sp.spawn_daemon(argv, pidfile=self.pidfile, logfile=p.log or None,
-                                  user=p.user or None, group=p.group or None,
-                                  umask=int(p.umask, 8), workdir=p.workdir,
-                                  env=self.service_env(),
-                                  timeout=max(1.0, deadline - time.monotonic()))
+            started = sp.spawn_daemon(argv, pidfile=self.pidfile, logfile=p.log or None,
+                                      user=p.user or None, group=p.group or None,
+                                      umask=int(p.umask, 8), workdir=p.workdir,
+                                      env=self.service_env(),
+                                      timeout=max(1.0, deadline - time.monotonic()))
+        except sp.UnsafeLog as err:
+            # planted on this node by whoever writes the log directory
+            raise OCFError(ocf.ERR_PERM, str(err)) from None
         except OSError as err:
             raise OCFError(ocf.ERR_GENERIC, str(err)) from None
+        pid, self.log_id = started.pid, started.log_id
         self.log.info(f"started {' '.join(argv)} as pid {pid}")
         return self._wait_healthy(pid, deadline)
 
@@ -354,7 +362,7 @@ class OpenStackServiceAgent(ocf.Agent):
         while True:
             if pid is not None and not proc.is_alive(pid):
                 sp.remove_pidfile(self.pidfile)
-                log_tail = sp.tail(p.log)
+                log_tail = sp.tail(p.log, self.log_id)
                 raise OCFError(ocf.ERR_GENERIC, f"{p.binary} (pid {pid}) exited during start"
                                + (f": {log_tail}" if log_tail else ""))
             if p.monitor_url:

@@ -213,10 +213,11 @@ def service_environment(base: Mapping[str, str], extra: Mapping[str, str]) -> di
 def spawn_daemon(argv: Sequence[str], *, pidfile: str, logfile: str | None = None,
                  user: str | None = None, group: str | None = None, umask: int = 0o022,
                  workdir: str = "/", env: Mapping[str, str] | None = None,
-                 timeout: float = 10.0) -> int:
+                 timeout: float = 10.0) -> Started:
     """Start argv as a daemon (python-daemon: detached, own session, user/group,
     umask, cwd, stdout/stderr to logfile, every other fd closed), record its pid
-    in pidfile and return it. Raises OSError with a one-line message on failure.
+    in pidfile and return it with the log's identity (for ``tail``). Raises
+    OSError with a one-line message on failure (UnsafeLog for a planted log).
 
     The daemon reports its pid (or why exec failed) through a close-on-exec pipe,
     so the pid file is written by us (root) and only once exec really happened.
@@ -233,10 +234,12 @@ def spawn_daemon(argv: Sequence[str], *, pidfile: str, logfile: str | None = Non
         import grp
 
         gid = grp.getgrnam(group).gr_gid
+    if logfile:
+        log_fd, log_id = open_log(logfile, uid, gid)
+    else:
+        log_fd, log_id = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC), None
+    log = open(log_fd, "ab", buffering=0)  # noqa: SIM115 - handed to the daemon
     read_fd, write_fd = os.pipe()  # non-inheritable: closed by exec
-    log = open(logfile or os.devnull, "ab", buffering=0)  # noqa: SIM115 - handed to the daemon
-    if logfile and uid is not None:
-        os.chown(logfile, uid, gid if gid is not None else -1)
     child = os.fork()
     if child == 0:  # pragma: no cover - runs in the forked process
         code = 127
@@ -280,7 +283,60 @@ def spawn_daemon(argv: Sequence[str], *, pidfile: str, logfile: str | None = Non
         raise OSError(f"could not start {argv[0]}: the daemon reported no pid")
     pid = int(lines[0])
     write_pidfile(pidfile, pid)
-    return pid
+    return Started(pid, log_id)
+
+
+class Started:
+    """A daemon spawn_daemon started (a plain class: typing costs ms on monitor)."""
+
+    __slots__ = ("pid", "log_id")
+
+    def __init__(self, pid: int, log_id: tuple[int, int] | None) -> None:
+        self.pid = pid
+        self.log_id = log_id  # (st_dev, st_ino) of the log the daemon writes
+
+
+class UnsafeLog(OSError):
+    """The log path is not a plain file of its own (a link, a device, a FIFO)."""
+
+
+_LOG_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def open_log(path: str, uid: int | None, gid: int | None) -> tuple[int, tuple[int, int]]:
+    """Open the daemon's log for append as root and give it to the service account.
+
+    The log usually lives in a directory the service account writes (/var/log/nova),
+    so the account can put a symbolic link, a hard link, a FIFO or a device there:
+    root must never follow one to append to, chown or later show another file.
+    O_NOFOLLOW refuses a link as the last component, O_NONBLOCK keeps a FIFO from
+    hanging the open, and the ownership change goes to the descriptor, not the path.
+    """
+    try:
+        fd = os.open(path, _LOG_FLAGS, 0o666)
+    except OSError as err:
+        import errno
+
+        if err.errno == errno.ELOOP:
+            raise UnsafeLog(f"log {path} is a symbolic link: refused") from None
+        if err.errno == errno.ENXIO:
+            raise UnsafeLog(f"log {path} is not a regular file: refused") from None
+        raise OSError(f"log {path}: {err.strerror}") from None
+    try:
+        import stat
+
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafeLog(f"log {path} is not a regular file: refused")
+        if st.st_nlink != 1:
+            raise UnsafeLog(f"log {path} has {st.st_nlink} hard links: refused")
+        os.set_blocking(fd, True)
+        if uid is not None:
+            os.fchown(fd, uid, gid if gid is not None else -1)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, (st.st_dev, st.st_ino)
 
 
 def _read_until_eof(fd: int, timeout: float) -> str:
@@ -394,6 +450,22 @@ def split_http_url(url: str) -> tuple[str, str, int, str, str] | None:
     return scheme, host, port, target, netloc
 
 
+def url_problem(url: str) -> str | None:
+    """What makes ``url`` unfit for a health check whatever it parses to, or None.
+    The sh front hands the same URLs to Python (sh_monitor.py), so curl and this
+    client never judge different requests: no credentials (curl would send them,
+    this client drops them; either way they would land in the CIB and exit
+    reasons) and nothing outside printable ASCII (a newline would add a header)."""
+    if any(c <= " " or c >= "\x7f" for c in url):
+        return "contains a space, a control or a non-ASCII character: refused"
+    rest = url.partition("://")[2]
+    cut = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0),
+              default=len(rest))
+    if "@" in rest[:cut]:
+        return "carries credentials (user@host): refused, the check sends none"
+    return None
+
+
 def health_check(url: str, timeout: float) -> tuple[bool, str]:
     """GET url; healthy on 2xx/3xx. Returns (ok, one-line detail).
 
@@ -403,11 +475,14 @@ def health_check(url: str, timeout: float) -> tuple[bool, str]:
     socket.py itself imports enum, selectors and functools (5-40 ms on a busy
     controller, more than the whole check); https still needs socket and ssl.
     """
+    problem = url_problem(url)
+    if problem:
+        return False, f"monitor_url {problem}"
     parts = split_http_url(url)
     if parts is None:
         return False, f"{url} is not an http(s) URL"
     scheme, host, port, target, netloc = parts
-    request = (f"GET {target} HTTP/1.0\r\nHost: {netloc.rpartition('@')[2]}\r\n"
+    request = (f"GET {target} HTTP/1.0\r\nHost: {netloc}\r\n"
                "User-Agent: pacestack-ocf\r\nAccept: */*\r\nConnection: close\r\n\r\n"
                ).encode()
     try:
@@ -477,15 +552,24 @@ def _https_head(host: str, port: int, request: bytes, timeout: float) -> bytes:
         return _read_status(conn.recv)
 
 
-def tail(path: str | None, lines: int = 3) -> str:
-    """The last lines of a log, for an exit reason when start fails."""
-    if not path:
+def tail(path: str | None, log_id: tuple[int, int] | None, lines: int = 3) -> str:
+    """The last lines of the log the daemon was given, for an exit reason when start
+    fails. ``log_id`` is what ``open_log`` returned: whatever the service account
+    put at ``path`` since (a link to /etc/shadow) is not shown."""
+    if not path or log_id is None:
         return ""
     try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 4096))
-            text = fh.read().decode(errors="replace")
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return ""
+    try:
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != log_id:
+            return ""
+        size = st.st_size
+        text = os.pread(fd, 4096, max(0, size - 4096)).decode(errors="replace")
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)
     return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:])

@@ -75,12 +75,28 @@ _BODY = """\
     [ "$now" = "$started" ] || return 1  # the pid was reused by another process
     url=${{OCF_RESKEY_monitor_url-}}
     [ -n "$url" ] || return 0
+    # only what Python's check accepts as is (service_process.url_problem and
+    # split_http_url): printable ASCII, no curl globs, no credentials, a plain host
+    # and a port in range; anything else Python refuses or judges itself
     case $url in http://*|https://*) ;; *) return 1 ;; esac
+    case $url in *[!!-~]*|*[][{{}}]*) return 1 ;; esac
+    rest=${{url#*://}}
+    netloc=${{rest%%[/?#]*}}
+    case $netloc in ''|*[!A-Za-z0-9.:_-]*|:*|*:*:*) return 1 ;; esac
+    case $netloc in
+    *:*)
+        port=${{netloc#*:}}
+        case $port in ''|*[!0-9]*) return 1 ;; esac
+        [ "${{#port}}" -le 5 ] && [ "$port" -gt 0 ] && [ "$port" -lt 65536 ] || return 1
+        ;;
+    esac
     timeout=${{OCF_RESKEY_monitor_timeout:-{default_timeout}}}
     [ "$timeout" -gt 0 ] || return 1
     command -v curl > /dev/null || return 1
     # -q: no ~/.curlrc; no proxy from the environment; -f: 4xx/5xx fail, 3xx passes
-    curl -q --silent --fail --output /dev/null --noproxy '*' --max-time "$timeout" "$url"
+    # --globoff: the URL is one URL; "--" before it: never an option
+    curl -q --silent --fail --globoff --output /dev/null --noproxy '*' --max-time "$timeout" \\
+        -- "$url"
 }}
 
 healthy "$@" 2> /dev/null && exit 0

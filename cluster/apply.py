@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 import time
 
-from pacestack.cluster import cib, cib_patch, pcsrun, plan
+from pacestack.cluster import cib, cib_patch, pcsrun, plan, secrets
 from pacestack.cluster.description import Description
 
 from pacestack.errors import ConfigError, RuntimeFailure
@@ -81,8 +81,10 @@ def run_steps(desc: Description, cib_path: str, steps: list[plan.Step],
     for step, res in zip(steps, results, strict=False):
         if res.rc != 0:
             # pcs refuses what the description asked for: the operator fixes the file
-            raise ConfigError(f"{_origin(desc, step)}: pcs refused "
-                              f"`pcs {shlex.join(step.argv)}`: {res.error_line()}")
+            shown = plan.masked([step], desc)[0]
+            raise ConfigError(secrets.mask_text(
+                f"{_origin(desc, step)}: pcs refused `pcs {shlex.join(shown.argv)}`: "
+                f"{res.error_line()}", plan.secret_values(desc)))
     if len(results) != len(steps):
         raise RuntimeFailure(f"pcs ran {len(results)} of {len(steps)} commands")
 

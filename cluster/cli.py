@@ -4,14 +4,16 @@ render text or JSON. Nothing here decides anything."""
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
+import subprocess
 import sys
 
 from pacestack.cluster import apply as apply_mod
-from pacestack.cluster import cib, description, options, plan, preflight, verify
+from pacestack.cluster import cib, description, options, plan, preflight, secrets, verify
 
 from pacestack import commands, findings, render
-from pacestack.errors import ConfigError
+from pacestack.errors import ConfigError, PacestackError, RuntimeFailure
 
 
 def _load(conf, args) -> description.Description:
@@ -28,8 +30,6 @@ def _existing(args) -> cib.Cib | None:
     try:
         return cib.read_file(args.cib_file)
     except ConfigError:
-        import os
-
         if not os.path.exists(args.cib_file):
             return None  # apply starts a new file from an empty CIB
         raise
@@ -56,7 +56,7 @@ def render_plan(steps: list[plan.Step], cib_file: str | None = None) -> str:
 
 def _plan(conf, args) -> int:
     desc = _load(conf, args)
-    steps = plan.build(desc, _existing(args))
+    steps = plan.masked(plan.build(desc, _existing(args)), desc)
     if args.format == "json":
         render.print_json({"steps": steps, "count": len(steps), "cib_file": args.cib_file})
     else:
@@ -66,8 +66,17 @@ def _plan(conf, args) -> int:
 
 def _apply(conf, args) -> int:
     desc = _load(conf, args)
-    result = apply_mod.apply(desc, cib_file=args.cib_file, runner=args.runner,
-                             corosync_conf=args.corosync_conf)
+    try:
+        result = apply_mod.apply(desc, cib_file=args.cib_file, runner=args.runner,
+                                 corosync_conf=args.corosync_conf)
+    except PacestackError as exc:
+        # pcs, crm_verify and cib-push may quote a value back: never a secret one
+        raise type(exc)(secrets.mask_text(str(exc), plan.secret_values(desc)),
+                        exit_code=exc.exit_code) from None
+    except subprocess.TimeoutExpired as exc:
+        tool = os.path.basename(str(exc.cmd[0] if isinstance(exc.cmd, list | tuple) else exc.cmd))
+        raise RuntimeFailure(f"{tool} did not finish within {exc.timeout:g} s") from None
+    result.steps = plan.masked(result.steps, desc)
     if args.format == "json":
         render.print_json(result)
         return 0

@@ -22,6 +22,10 @@ OCF_ROOT = "/usr/lib/ocf"
 PROFILE_ORIGIN = "built-in profile"
 # Pacemaker ids are XML IDs; pcs refuses anything else
 _ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+MAX_FILE_BYTES = 1024 * 1024  # a two-node description is a few KiB
+_CLUSTER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
+_AGENT_PART_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_UNIT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@:\\-]*$")
 _NODE_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9-]+)*$")
 _SECTION_RE = re.compile(r"^\s*\[([^\]]+)\]\s*$")
 
@@ -131,10 +135,15 @@ def _check_duplicate_groups(path: str) -> None:
     # oslo.config silently merges a repeated [group]; for named resources that hides
     # a copy-paste mistake, so it is an error
     try:
+        if os.path.getsize(path) > MAX_FILE_BYTES:
+            raise ConfigError(f"{path}: larger than {MAX_FILE_BYTES // 1024} KiB: "
+                              "not a cluster description")
         with open(path, encoding="utf-8") as fh:
             lines = fh.readlines()
     except OSError:
         return  # parse_file reports it with the right wording
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
     seen: dict[str, int] = {}
     for lineno, line in enumerate(lines, start=1):
         m = _SECTION_RE.match(line)
@@ -187,11 +196,15 @@ def agent_problem(agent: str) -> str | None:
     reads their meta-data); systemd units are checked on the nodes by preflight."""
     parts = agent.split(":")
     if len(parts) == 3 and parts[0] == "ocf" and all(parts):
+        if not all(_AGENT_PART_RE.match(part) for part in parts[1:]):
+            return f"unknown agent {agent!r}: provider and type are plain names"
         path = os.path.join(OCF_ROOT, "resource.d", parts[1], parts[2])
         if not os.access(path, os.X_OK):
             return f"unknown agent {agent!r}: {path} is not installed"
         return None
     if len(parts) == 2 and parts[0] in ("systemd", "lsb", "service") and parts[1]:
+        if not _UNIT_RE.match(parts[1]):
+            return f"unknown agent {agent!r}: {parts[1]!r} is not a unit name"
         return None
     return (f"unknown agent {agent!r}: expected ocf:PROVIDER:TYPE or systemd:UNIT")
 
@@ -214,6 +227,10 @@ def load(paths: Sequence[str], *, check_agents: bool = True) -> Description:
     conf([], project="pacestack", default_config_files=list(paths), default_config_dirs=[],
          use_env=False)
 
+    if not _CLUSTER_NAME_RE.match(conf.cluster.name or ""):
+        # corosync's cluster_name, and an argument of pcs cluster setup
+        raise where.fail("cluster", "name", f"{conf.cluster.name!r} is not a cluster name "
+                         "(up to 32 letters, digits, _ . -; starting with a letter or digit)")
     nodes = _nodes(where, conf)
     vip = _vip(where, conf)
     arbitrator = None
@@ -288,7 +305,21 @@ def _fencing(where: _Where, conf: cfg.ConfigOpts, name: str) -> Fencing:
     agent = agent.removeprefix("stonith:")
     if check_fence_agent(agent) is not None:
         raise where.fail(group, "agent", check_fence_agent(agent))
-    return Fencing(name, agent, dict(conf[group].params))
+    params = dict(conf[group].params)
+    _check_keys(where, group, "params", params)
+    return Fencing(name, agent, params)
+
+
+_KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
+
+
+def _check_keys(where: _Where, group: str, option: str, pairs: dict[str, str]) -> None:
+    """Every key becomes a ``key=value`` word of a pcs command: one starting with a
+    dash (``--force``, ``-f``) would be read by pcs as an option of its own."""
+    for key in pairs:
+        if not _KEY_RE.match(key.strip()):
+            raise where.fail(group, option, f"key {key!r} is not a parameter name "
+                             "(letters, digits, _ . : -; not starting with - . :)")
 
 
 def check_fence_agent(agent: str) -> str | None:
@@ -327,6 +358,7 @@ def _resources(where: _Where, conf: cfg.ConfigOpts, names: list[str], nodes, arb
                 if isinstance(value, list):
                     value = tuple(v.strip() for v in value if v.strip())
                 elif isinstance(value, dict):
+                    _check_keys(where, group, opt, value)
                     value = {k.strip(): str(v).strip() for k, v in value.items()}
                 fields[attr] = value
         if name in base:

@@ -408,6 +408,37 @@ class Drill:
         r.lost_writes = sorted(missing)
 
 
+def work_directory(path: Path | None, run_id: str) -> Path:
+    """Where the probes' event logs go, a directory only we can write: root appends
+    to files in it, so a name another user could create first (or link elsewhere)
+    must not be used. None: a fresh private directory (mkdtemp, 0700)."""
+    if path is None:
+        import tempfile
+
+        return Path(tempfile.mkdtemp(prefix=f"pacestack-drill-{run_id}-"))
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise ConfigError(f"--work-dir {path}: {exc.strerror}") from None
+    import os
+    import stat
+
+    st = path.lstat()
+    if stat.S_ISLNK(st.st_mode):
+        raise ConfigError(f"--work-dir {path} is a symbolic link: give the directory itself")
+    if not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"--work-dir {path} is not a directory")
+    if st.st_uid != os.geteuid():
+        raise ConfigError(f"--work-dir {path} belongs to uid {st.st_uid}, not to this user "
+                          f"(uid {os.geteuid()})")
+    if st.st_mode & 0o022:
+        raise ConfigError(f"--work-dir {path} is writable by group or others "
+                          f"(mode {stat.S_IMODE(st.st_mode):04o})")
+    return path
+
+
 def run(target: drill_target.Target | stack.Lab, scenarios: Sequence[str] = SCENARIOS,
         work_dir: Path | None = None, progress: Progress = lambda _m: None,
         timeout: float = 120) -> DrillReport:
@@ -422,8 +453,7 @@ def run(target: drill_target.Target | stack.Lab, scenarios: Sequence[str] = SCEN
         raise ConfigError("the partition scenario needs fencing: " + (
             "the lab was built with --no-fencing" if target.kind == "lab"
             else "the cluster has no stonith device"))
-    work = work_dir or target.work_dir
-    work.mkdir(parents=True, exist_ok=True)
+    work = work_directory(work_dir or target.work_dir, target.run_id)
     t0 = time.monotonic()
     drill = Drill(target, work, progress, timeout=timeout)
     drill.prepare()

@@ -152,6 +152,7 @@ def _drill(conf, args) -> int:
     if unknown:
         raise ConfigError(f"unknown drill scenario {unknown[0]!r} "
                           f"(have: {', '.join(drill.SCENARIOS)})")
+    work_dir = drill.work_directory(Path(args.work_dir), "") if args.work_dir else None
     target = _target(args)
 
     def progress(message: str) -> None:
@@ -159,7 +160,7 @@ def _drill(conf, args) -> int:
 
     try:
         report = drill.run(target, scenarios, progress=progress, timeout=args.timeout,
-                           work_dir=Path(args.work_dir) if args.work_dir else None)
+                           work_dir=work_dir)
     finally:
         target.close()
     if args.plot:
@@ -217,8 +218,9 @@ def add_verb(verbs) -> None:
     p.add_argument("--from-python", default="python3", metavar="PYTHON",
                    help="ssh --from: the python with pacestack on HOST (default python3)")
     p.add_argument("--work-dir", metavar="DIR",
-                   help="where the probe's event logs go (default: the lab's dir or a "
-                   "new directory under /tmp)")
+                   help="where the probe's event logs go: a directory of yours that "
+                   "only you can write (default: the lab's dir or a new private directory "
+                   "under /tmp)")
     p.add_argument("--yes-i-mean-it", action="store_true",
                    help="ssh: do not ask for confirmation")
     commands.add_format_argument(p)

@@ -40,6 +40,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pacestack.cluster.hostnames import host_name_problem
 from pacestack.cluster.lab.nodes import membership
 
 from pacestack import proc
@@ -201,7 +202,7 @@ class Target(abc.ABC):
     node_names: list[str]
     layout: Layout
     run_id: str
-    work_dir: Path                  # where the probe's event logs go by default
+    work_dir: Path | None = None    # where the probe's event logs go (None: a fresh one)
     token_ms: int | None = None
 
     @abc.abstractmethod
@@ -432,6 +433,12 @@ class SshOptions:
 
 def check_ssh_options(opts: SshOptions) -> None:
     """Refuse, naming what is wrong, before anything is touched."""
+    for what, names in (("--nodes", opts.nodes),
+                        ("--from", [opts.probe_from] if opts.probe_from is not None else [])):
+        for name in names:
+            problem = host_name_problem(name)
+            if problem:
+                raise ConfigError(f"{what}: {problem}")
     if len(opts.nodes) < 2 or len(set(opts.nodes)) != len(opts.nodes):
         raise ConfigError("--nodes: name the cluster's nodes (at least two, comma-separated, "
                           "as Pacemaker knows them)")
@@ -474,7 +481,6 @@ class SshTarget(Target):
         self._cut: set[str] = set()
         self._lock = threading.Lock()
         self._hosts: dict[str, int] = {}
-        self.work_dir = Path(tempfile.gettempdir()) / f"pacestack-drill-{self.run_id}"
         try:
             self._discover()
         except BaseException:
@@ -497,7 +503,7 @@ class SshTarget(Target):
             argv += ["-o", f"UserKnownHostsFile={o.known_hosts}"]
         if o.port:
             argv += ["-p", str(o.port)]
-        return argv + [host]
+        return argv + ["--", host]  # checked names; "--" all the same
 
     def _socket(self, host: str) -> Path:
         with self._lock:
@@ -581,7 +587,7 @@ class SshTarget(Target):
         for host in list(self._hosts):
             if self._socket(host).exists():
                 with contextlib.suppress(Exception):
-                    subprocess.run(self.ssh_argv(host)[:-1] + ["-O", "exit", host],
+                    subprocess.run(self.ssh_argv(host)[:-2] + ["-O", "exit", "--", host],
                                    capture_output=True, timeout=10, check=False)
         with contextlib.suppress(OSError):
             for leftover in self._ctl.iterdir():

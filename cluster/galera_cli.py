@@ -229,7 +229,10 @@ def _recover(conf, args) -> int:
         print(f"handed to the agent on {ovr.node}: bootstrap at {ovr.uuid}:{ovr.seqno} "
               f"without {', '.join(ovr.missing)} (gap {gap}), decided by {ovr.by}")
     if not args.no_wait:
-        galera_recover.nudge(st, ovr.node)
+        why = galera_recover.nudge(st, ovr.node)
+        if why:
+            print(f"pacestack: note: {why}; the agent reads the decision at its next "
+                  "monitor", file=sys.stderr)
         took = galera_recover.wait_promoted(st.resource, ovr.node, args.timeout)
         if took is None:
             raise RuntimeFailure(f"{ovr.node} not Promoted after {args.timeout:.0f}s: see "

@@ -145,13 +145,23 @@ def apply(p: RecoveryPlan, who: str | None = None) -> Override:
     return ovr
 
 
-def nudge(status: GaleraStatus, node: str) -> None:
+def nudge(status: GaleraStatus, node: str, timeout: float = 60) -> str | None:
     """Ask Pacemaker to re-check the resource on ``node`` now (a refresh re-probes it and
     restarts its monitor, whose first run reads the override) instead of waiting for
-    the next Unpromoted monitor (up to 20 s)."""
+    the next Unpromoted monitor (up to 20 s). Only a shortcut: when the refresh hangs
+    or fails the override stands; returns why (None: done)."""
     target = status.clone or status.resource
-    subprocess.run(["crm_resource", "--refresh", "--resource", target, "--node", node],
-                   capture_output=True, text=True, timeout=60, check=False)
+    try:
+        res = subprocess.run(["crm_resource", "--refresh", "--resource", target, "--node", node],
+                             capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return f"crm_resource --refresh did not finish within {timeout:g} s"
+    except OSError as err:
+        return f"crm_resource --refresh: {err.strerror or err}"
+    if res.returncode != 0:
+        detail = (res.stderr or res.stdout).strip().splitlines()
+        return f"crm_resource --refresh failed: {detail[-1] if detail else res.returncode}"
+    return None
 
 
 def wait_promoted(resource: str, node: str, timeout: float) -> float | None:

@@ -183,8 +183,11 @@ def _tool(argv: list[str], timeout: float = 30) -> str:
     try:
         res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
                              check=False)
-    except (OSError, subprocess.TimeoutExpired) as err:
-        raise RuntimeFailure(f"{argv[0]}: {err}") from None
+    except subprocess.TimeoutExpired:
+        raise RuntimeFailure(f"{' '.join(argv[:2])} did not answer within {timeout:g} s"
+                             ) from None
+    except OSError as err:
+        raise RuntimeFailure(f"{argv[0]}: {err.strerror or err}") from None
     if res.returncode != 0:
         detail = (res.stderr or res.stdout).strip().splitlines()
         raise RuntimeFailure(f"{' '.join(argv[:2])} failed (exit {res.returncode}): "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from pacestack.cluster import secrets
 from pacestack.cluster.cib import Cib, Constraint, Primitive
 from pacestack.cluster.description import Description, Resource
 
@@ -276,3 +277,29 @@ def build(desc: Description, existing: Cib | None = None) -> list[Step]:
                                    f"{c.id} changes"))
         steps.append(Step("constraints", "create", c.id, c.argv, c.reason))
     return remove + steps
+
+
+def secret_params(desc: Description) -> dict[str, frozenset[str]]:
+    """Pacemaker id → its secret parameter names (see secrets.py)."""
+    out = {f.name: secrets.secret_names(f"stonith:{f.agent}", f.params) for f in desc.fencing}
+    for r in all_resources(desc):
+        out[r.name] = secrets.secret_names(r.agent, r.params)
+    return out
+
+
+def secret_values(desc: Description) -> set[str]:
+    """Every secret value the description holds: what must never be shown."""
+    params = {f.name: f.params for f in desc.fencing}
+    params.update({r.name: r.params for r in all_resources(desc)})
+    return {value for name, keys in secret_params(desc).items()
+            for value in secrets.secret_values(params[name], keys)}
+
+
+def masked(steps: list[Step], desc: Description) -> list[Step]:
+    """The steps as they may be shown: secret parameter values as ****."""
+    names = secret_params(desc)
+    values = secret_values(desc)
+    return [dataclasses.replace(
+        s, argv=tuple(secrets.mask_text(w, values)
+                      for w in secrets.mask_argv(s.argv, names.get(s.target, ()))),
+        reason=secrets.mask_text(s.reason, values)) for s in steps]

@@ -23,7 +23,7 @@ from pacestack.cluster import cib
 from pacestack.cluster.description import Description
 
 from pacestack import findings
-from pacestack.errors import PacestackError
+from pacestack.errors import ConfigError, PacestackError
 from pacestack.findings import Finding
 
 CINDER_CONF = "etc/cinder/cinder.conf"
@@ -59,7 +59,7 @@ class Files:
 
     def _ssh(self, command: str) -> str | None:
         proc = subprocess.run(["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
-                               self.host or "", command], capture_output=True, text=True,
+                               "--", self.host or "", command], capture_output=True, text=True,
                               timeout=60, check=False)
         return proc.stdout if proc.returncode == 0 else None
 
@@ -157,18 +157,32 @@ def check_endpoints(desc: Description, node: Files) -> list[Finding]:
     except PacestackError as exc:
         return [findings.error("KEYSTONE_DB_UNREACHABLE", f"{path} [database] connection",
                                str(exc))]
+    import pymysql
+
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT e.id, e.interface, e.url, s.type FROM endpoint e "
                         "JOIN service s ON s.id = e.service_id ORDER BY s.type, e.interface")
             rows = cur.fetchall()
+    except pymysql.err.Error as exc:
+        # not Keystone's schema, or the server went away: say which, as a finding
+        code = exc.args[0] if exc.args else "?"
+        text = " ".join(str(exc.args[1] if len(exc.args) > 1 else exc).split())[:200]
+        return [findings.error("KEYSTONE_DB_UNREADABLE", f"{path} [database] connection",
+                               f"reading keystone.endpoint: error {code}: {text}")]
     finally:
         conn.close()
     out = []
     for row in rows:
         eid, interface, url, stype = (row["id"], row["interface"], row["url"], row["type"]) \
             if isinstance(row, dict) else row
-        host = urlsplit(url).hostname
+        try:
+            host = urlsplit(url).hostname
+        except (ValueError, TypeError, AttributeError):
+            out.append(findings.error(
+                "ENDPOINT_MALFORMED", f"keystone.endpoint id={eid}",
+                f"{stype} {interface} endpoint {str(url)[:200]!r} is not a URL"))
+            continue
         if host != desc.vip.name:
             out.append(findings.error(
                 "ENDPOINT_NOT_VIP", f"keystone.endpoint id={eid}",
@@ -310,6 +324,12 @@ def preflight(desc: Description, inputs: Inputs) -> list[Finding]:
     if inputs.peer_root:
         nodes.append(Files(peer_name, root=inputs.peer_root))
     elif inputs.peer_host:
+        from pacestack.cluster.hostnames import host_name_problem
+
+        user, _, host = inputs.peer_host.rpartition("@")
+        problem = host_name_problem(host) or (host_name_problem(user) if user else None)
+        if problem:
+            raise ConfigError(f"--peer-host: {problem}")
         nodes.append(Files(peer_name, host=inputs.peer_host))
     out: list[Finding] = []
     if node_name not in desc.node_names:
