@@ -191,7 +191,10 @@ def apply(cloud, mapping, *, only: list[str] | None = None, force: bool = False,
     check_galera(cloud)
     journal = Journal(cloud)
     journal.ensure_schema()
-    journal.lock(lock_command, break_lock, lock_stale_after)
+    dead = journal.lock(lock_command, break_lock, lock_stale_after)
+    if dead is not None:
+        say(f"took over the journal lock of {dead.command} pid {dead.pid} on {dead.host}: "
+            "its process is gone")
     try:
         steps = only or ["keystone", "neutron", "cinder", "nova"]
         digest = mapping_digest(mapping, steps)

@@ -133,10 +133,13 @@ class Journal:
         self.cloud.conn.commit()
 
     def lock(self, command: str, break_lock: str | None = None,
-             stale_after: float | None = None) -> None:
-        """Take the run lock (runlock.py) or raise runlock.Held naming its holder."""
+             stale_after: float | None = None):
+        """Take the run lock (runlock.py) or raise runlock.Held naming its holder;
+        returns the dead holder whose lock it took over, if any."""
         kw = {} if stale_after is None else {"stale_after": stale_after}
         self._lock = RunLock(self.cloud, command, break_lock=break_lock, **kw).__enter__()
+        return self._lock.took_over
+
 
     def check_lock(self) -> None:
         if self._lock is not None:

@@ -187,7 +187,10 @@ def rollback(cloud, run_id: str, progress=None, *, force: int | None = None,
     applymod.check_galera(cloud)
     journal = Journal(cloud)
     journal.ensure_schema()
-    journal.lock("rollback", break_lock, lock_stale_after)
+    dead = journal.lock("rollback", break_lock, lock_stale_after)
+    if dead is not None:
+        say(f"took over the journal lock of {dead.command} pid {dead.pid} on {dead.host}: "
+            "its process is gone")
     try:
         run = journal.run(run_id)
         if run is None:

@@ -10,9 +10,10 @@ fails (deadlock error) or finds the row taken, and refuses.
 
 The holder refreshes ``heartbeat`` from a thread. A holder killed with SIGKILL
 leaves its row behind; once its heartbeat is older than ``stale_after`` seconds,
-or at once when it ran on this very host and its process is gone (pid and
-process start time), the refusal says it is stale, and ``--break-lock
-HOST:PID`` (naming that holder) takes it over. A live holder's lock is never
+the refusal says it is stale, and ``--break-lock HOST:PID`` (naming that
+holder) takes it over. The same command re-run on the host where its killed
+holder ran (its process is gone: pid and process start time) takes it over
+without the flag: re-running a step after a crash just works. A live holder's lock is never
 broken, and a holder that finds its row taken over stops before its next batch
 (``check``).
 """
@@ -145,6 +146,7 @@ class RunLock:
         self.token = str(uuid.uuid4())
         self.conn = None
         self.lost: str | None = None
+        self.took_over: Holder | None = None  # a dead holder's lock taken over
         self._stop = threading.Event()
         self._conn_lock = threading.Lock()  # the heartbeat thread and check() share conn
         self._thread: threading.Thread | None = None
@@ -161,6 +163,15 @@ class RunLock:
                 if self._take():
                     return self._started()
                 holder = self.holder()
+                if holder is not None and holder.dead and holder.command == self.command \
+                        and self.took_over is None:
+                    # the same command ran on this host and its process is gone (pid and
+                    # start time): nothing can still be writing under it, so re-running
+                    # it after a crash needs no flag; another command (a rollback after
+                    # a killed apply) or a holder elsewhere needs --break-lock
+                    self.break_lock, self.took_over = holder.ident, holder
+                    self._break()
+                    continue
                 if holder is not None:
                     raise Held(holder, self.cloud.server.endpoint)
                 # released between our attempt and the look, or the row another node

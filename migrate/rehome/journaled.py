@@ -30,11 +30,6 @@ from pacestack.migrate.runlock import Held
 STEPS = ["rehome"]
 
 
-def takeover(held: Held) -> bool:
-    """A lock a killed rehome left behind on this host: its process is gone."""
-    return held.holder.dead and held.holder.command == "rehome"
-
-
 def write(cloud, changes: list[Change], what: str, *, lock: threading.Lock | None = None,
           wait: float = 120.0) -> str:
     """Apply ``changes`` as one journaled run; its run id. ``what`` names the write
@@ -42,15 +37,12 @@ def write(cloud, changes: list[Change], what: str, *, lock: threading.Lock | Non
     journal = Journal(cloud)
     journal.ensure_schema()
     deadline = time.monotonic() + wait
-    break_lock = None
     while True:
         with lock or threading.Lock():
             try:
-                journal.lock("rehome", break_lock)
-            except Held as held:
-                if takeover(held) and break_lock != held.holder.ident:
-                    break_lock = held.holder.ident
-                    continue
+                # a killed rehome's lock on this host is taken over by the lock itself
+                journal.lock("rehome")
+            except Held:
                 if time.monotonic() > deadline:
                     raise
             else:

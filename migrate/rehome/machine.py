@@ -260,21 +260,15 @@ class Worker:
         # before the apply: a kill inside it leaves a run this digest finds again
         self.store.record(uuid, "old_stopped", data)
         deadline = time.monotonic() + 120
-        break_lock = None
         while True:
             with self.shared.db_move_lock:
                 try:
-                    self._finish_interrupted(applymod, mappingmod, data["db_digest"],
-                                             break_lock)
-                    r = applymod.apply(self.db, mp, only=["nova"], lock_command="rehome",
-                                       break_lock=break_lock)
+                    # another run holding the journal lock: queue; a killed rehome's on
+                    # this host is taken over by the lock itself
+                    self._finish_interrupted(applymod, mappingmod, data["db_digest"])
+                    r = applymod.apply(self.db, mp, only=["nova"], lock_command="rehome")
                     break
-                except Held as held:
-                    # another run holds the journal lock: queue; a killed rehome's is
-                    # taken over (journaled.takeover)
-                    if journaled.takeover(held) and break_lock != held.holder.ident:
-                        break_lock = held.holder.ident
-                        continue
+                except Held:
                     if time.monotonic() > deadline:
                         raise
             time.sleep(0.5)
