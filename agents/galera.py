@@ -9,6 +9,7 @@ carries the decision out. Standard library only (monitor runs every 10 s).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -332,6 +333,8 @@ class GaleraAgent(ocf.Agent):
         self._set(LAST_COMMITTED, format_recorded(pos, time.time()), lifetime="forever")
 
     def _forget_record(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._record_file())  # so the first record after the join is written
         if self.recorded(self.node_name) is None:
             return
         try:
@@ -344,7 +347,7 @@ class GaleraAgent(ocf.Agent):
     def _record_file(self) -> str:
         return self._role_file()[:-len(".role")] + ".recorded"
 
-    def record_running(self, status: dict[str, str]) -> None:
+    def record_running(self, status: dict[str, str], force: bool = False) -> None:
         """Monitor of a Promoted node: record wsrep_last_committed when it moved and the
         view changed, this node is the only data member left, or RECORD_INTERVAL passed.
         A file in HA_RSCTMP remembers the last record (no CIB read per monitor)."""
@@ -363,10 +366,10 @@ class GaleraAgent(ocf.Agent):
         # the boot clock: wall-clock steps neither delay nor hurry a record, and the sh
         # front (galera_sh_monitor.py) reads the same clock from /proc/uptime
         now = time.clock_gettime(time.CLOCK_BOOTTIME)
-        if last is not None and last[:2] == (pos.uuid, pos.seqno):
+        if last is not None and last[:2] == (pos.uuid, pos.seqno) and not force:
             return
         alone_size = 1 + len(self.topo.arbitrators)
-        if last is not None and last[2] == size and size > alone_size and \
+        if last is not None and last[2] == size and size > alone_size and not force and \
                 now - last[3] < RECORD_INTERVAL:
             return
         try:
@@ -679,7 +682,7 @@ class GaleraAgent(ocf.Agent):
         self._set(PRIMARY, "1")
         self._delete(POSITION)  # a running node's position moves: wsrep_last_committed
         self._set_role("promoted")
-        self.record_running(seen)
+        self.record_running(seen, force=True)  # a new member of the Primary: on record now
         self._score(promotion_score(Decision(JOIN, "")))
         self.log.info("promoted: Primary and %s", seen.get("wsrep_local_state_comment"))
         self._score_joiners()

@@ -2,8 +2,10 @@
 
 Builds a lab in a private registry (`pacestack lab up`, ~55 s), crashes the node
 holding the VIP N times with `pacestack cluster drill`'s node-crash scenario (a
-writer and Keystone probes through the VIP, on the arbitrator), and compares each
-time with the floor measured in the same run:
+writer, the VIP's own address and Keystone probed through the VIP, on the
+arbitrator), and compares each time with the floor measured in the same run.
+VIP is the address answering a TCP handshake from the survivor (no service
+involved); Keystone is an HTTP request through it, each under its own name:
 
   detection floor  = corosync token + consensus (1.2 x token): before that no
                      member may declare the node gone;
@@ -33,6 +35,7 @@ import sys
 import xml.etree.ElementTree as ET
 
 from pacestack.cluster import drill
+from pacestack.cluster.drill.lab_target import LabTarget
 from pacestack.cluster.lab import services, stack
 
 GALERA_SUSPECT_S = 1.5  # evs.suspect_timeout in the lab's Galera configuration
@@ -92,7 +95,8 @@ def main() -> int:
     rounds = []
     try:
         for i in range(args.rounds):
-            report = drill.run(lab, ["node-crash"], work_dir=lab.cluster.dir / f"bench{i}",
+            report = drill.run(LabTarget(lab), ["node-crash"],
+                               work_dir=lab.cluster.dir / f"bench{i}",
                                progress=lambda m: print(f"drill: {m}", file=sys.stderr))
             r = report.scenarios[0]
             survivor = next(n for n in lab.cluster.node_names if n != r.victim)
@@ -108,7 +112,8 @@ def main() -> int:
                 "vip_s": r.vip_s, "vip_floor_s": round(vip_floor, 2),
                 "galera_s": r.galera_s,
                 "galera_floor_s": round(max(GALERA_SUSPECT_S, vip_floor), 2),
-                "keystone_s": r.vip_s, "keystone_floor_s": round(vip_floor, 2),
+                "keystone_s": r.probes_s.get("keystone"),
+                "keystone_floor_s": round(vip_floor, 2),
                 "services_s": r.services_s, "rejoin_s": r.rejoin_s,
                 "floor_parts": {"token_s": token, "consensus_s": round(token * 1.2, 2),
                                 "monitor_interval_s": 0, "fence_delay_s": delay,

@@ -71,7 +71,9 @@ class Cib:
         return {c.signature(): c.id for c in self.constraints.values()}
 
 
-def _nvpairs(elem: ET.Element | None, tag: str) -> dict[str, str]:
+def nvpairs(elem: ET.Element | None, tag: str = "instance_attributes") -> dict[str, str]:
+    """name -> value of the nvpairs in ``elem``'s ``tag`` blocks (instance_attributes,
+    meta_attributes, cluster_property_set...): the one reader of CIB name/value sets."""
     out: dict[str, str] = {}
     if elem is None:
         return out
@@ -96,10 +98,10 @@ def _primitive(prim: ET.Element, clone: ET.Element | None, group: ET.Element | N
     )
     return Primitive(
         id=prim.get("id", ""), agent=_agent(prim),
-        params=_nvpairs(prim, "instance_attributes"), meta=_nvpairs(prim, "meta_attributes"),
+        params=nvpairs(prim, "instance_attributes"), meta=nvpairs(prim, "meta_attributes"),
         monitor_ops=ops,
         clone_id=clone.get("id") if clone is not None else None,
-        clone_meta=_nvpairs(clone, "meta_attributes") if clone is not None else {},
+        clone_meta=nvpairs(clone, "meta_attributes") if clone is not None else {},
         group_id=group.get("id") if group is not None else None,
     )
 
@@ -112,10 +114,7 @@ def parse(xml_text: str, source: str = "CIB") -> Cib:
     config = root.find("configuration")
     if root.tag != "cib" or config is None:
         raise ConfigError(f"{source}: not a CIB: no <cib><configuration>")
-    props: dict[str, str] = {}
-    for ps in config.findall("crm_config/cluster_property_set"):
-        for nv in ps.findall("nvpair"):
-            props[nv.get("name", "")] = nv.get("value", "")
+    props = nvpairs(config.find("crm_config"), "cluster_property_set")
     prims: dict[str, Primitive] = {}
     stonith: dict[str, Primitive] = {}
 

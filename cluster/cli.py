@@ -215,6 +215,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=_preflight)
 
     # the drill lives in its own modules (it needs a live cluster, not a description)
-    from pacestack.cluster import drill_cli
+    from pacestack.cluster.drill import cli as drill_cli
 
     drill_cli.add_verb(verbs)

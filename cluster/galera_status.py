@@ -32,6 +32,7 @@ from pacestack.agents.galera_state import (
     parse_report,
     read_grastate,
 )
+from pacestack.cluster import crm_mon
 
 from pacestack.errors import ConfigError, RuntimeFailure
 
@@ -202,12 +203,6 @@ def _xml(text: str, what: str) -> ET.Element:
         raise RuntimeFailure(f"{what}: not XML ({err})") from None
 
 
-def _nvpairs(el: ET.Element | None) -> dict[str, str]:
-    if el is None:
-        return {}
-    return {nv.get("name", ""): nv.get("value", "") for nv in el.iter("nvpair")}
-
-
 def find_resource(cib: ET.Element, resource: str | None = None) -> tuple[str, str | None, dict]:
     """(primitive id, clone id, instance parameters) of the ocf:pacestack:galera resource."""
     found = []
@@ -227,7 +222,7 @@ def find_resource(cib: ET.Element, resource: str | None = None) -> tuple[str, st
         raise ConfigError(f"several ocf:pacestack:galera resources ({names}): name one "
                           "with --resource")
     prim, clone = galera[0]
-    params = _nvpairs(prim.find("instance_attributes"))
+    params = cib.nvpairs(prim)
     return prim.get("id", ""), clone, params
 
 
@@ -261,36 +256,6 @@ def _recorded(raw: str | None, where: str) -> Pos | None:
     except StateError:
         return None
     return Pos.of(p, at)
-
-
-def _crm_mon_view(mon: ET.Element, rid: str) -> tuple[dict, dict, dict, bool | None]:
-    """(node -> pacemaker state, node -> role, node -> failures, quorate)."""
-    nodes: dict[str, str] = {}
-    for n in mon.iterfind("./nodes/node"):
-        name = n.get("name", "")
-        if n.get("unclean") == "true":
-            nodes[name] = "unclean"
-        elif n.get("online") != "true":
-            nodes[name] = "offline"
-        elif n.get("standby") == "true":
-            nodes[name] = "standby"
-        else:
-            nodes[name] = "online"
-    roles: dict[str, str] = {}
-    for r in mon.iter("resource"):
-        if (r.get("id") or "").split(":")[0] != rid:
-            continue
-        if r.get("active") == "true":
-            for n in r.findall("node"):
-                roles[n.get("name", "")] = r.get("role", "")
-    failures: dict[str, list[str]] = {}
-    for f in mon.iterfind("./failures/failure"):
-        if (f.get("op_key") or "").startswith(f"{rid}_"):
-            failures.setdefault(f.get("node", ""), []).append(
-                f"{f.get('op_key')}: {f.get('exitreason') or f.get('exitstatus', '')}")
-    quorum = mon.find("./summary/current_dc")
-    quorate = None if quorum is None else quorum.get("with_quorum") == "true"
-    return nodes, roles, failures, quorate
 
 
 def local_node_name() -> str | None:
@@ -373,8 +338,11 @@ def collect(resource: str | None = None, local: bool = True) -> GaleraStatus:
     cib = _xml(cib_text, "cibadmin --query")
     rid, clone, params = find_resource(cib, resource)
     names, arbitrators = members_of(params)
-    mon = _xml(_tool(["crm_mon", "--one-shot", "--output-as=xml"]), "crm_mon")
-    nodes, roles, failures, quorate = _crm_mon_view(mon, rid)
+    mon = crm_mon.parse(_tool(["crm_mon", "--one-shot", "--output-as=xml"]))
+    if mon is None:
+        raise RuntimeFailure("crm_mon: no answer, or not its XML")
+    nodes, quorate, failures = mon.states, mon.quorate, mon.failures_of(rid)
+    roles = {node: role for node, role in mon.active.get(rid, [])}
     # the node attributes exactly as the agent reads them for its decision
     snap = galera_cib.parse(cib_text)
     if snap is None:

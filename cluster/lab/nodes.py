@@ -12,9 +12,10 @@ import os
 import shutil
 import signal
 import subprocess
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
+
+from pacestack.cluster import crm_mon
 
 from pacestack import proc
 
@@ -288,13 +289,8 @@ class Node:
         if self.reaper_pid is None:
             return None
         res = self.run(["crm_mon", "--one-shot", "--output-as=xml"], check=False, timeout=15)
-        if res.returncode != 0 or not res.stdout.strip():
-            return None
-        try:
-            doc = ET.fromstring(res.stdout)
-        except ET.ParseError:
-            return None
-        return ClusterView(*membership(doc))
+        v = crm_mon.parse(res.stdout) if res.returncode == 0 else None
+        return None if v is None else ClusterView(v.online, v.dc)
 
     def online(self) -> bool:
         """True if this node's own Pacemaker sees itself online with a DC elected."""
@@ -310,13 +306,3 @@ class Node:
                 text = path.read_text(encoding="utf-8", errors="replace").splitlines()
                 out.append(f"== {self.name}:{path.name}\n" + "\n".join(text[-lines:]))
         return "\n".join(out)
-
-
-def membership(doc: ET.Element) -> tuple[dict[str, bool], str | None]:
-    """From crm_mon's XML: each cluster member (remote nodes left out) -> online,
-    and the DC when one is elected."""
-    online = {n.get("name", ""): n.get("online") == "true" for n in doc.iterfind("./nodes/node")
-              if n.get("type", "member") == "member"}
-    dc_el = doc.find("./summary/current_dc")
-    dc = dc_el.get("name") if dc_el is not None and dc_el.get("present") == "true" else None
-    return online, dc

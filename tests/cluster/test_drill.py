@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from pacestack.cluster import drill
+from pacestack.cluster.drill.lab_target import LabTarget
 from pacestack.cluster.lab import stack
 
 PACESTACK = str(Path(sys.executable).with_name("pacestack"))
@@ -41,6 +42,10 @@ def _check(result: drill.ScenarioResult) -> None:
     for field in ("detection_s", "vip_s", "galera_s", "services_s", "rejoin_s"):
         value = getattr(result, field)
         assert value is not None and 0 <= value < 90, (field, value)
+    # the VIP's own address and each service through it, each under its own name
+    assert result.vip_answered and set(result.probes_s) >= {"keystone"}, result.probes_s
+    assert all(v is not None and 0 <= v < 90 for v in result.probes_s.values())
+    assert result.timeline["address"], "the VIP's own probe never ran"
     assert result.ok
 
 
@@ -48,12 +53,16 @@ def _check(result: drill.ScenarioResult) -> None:
                                       "partition"])
 def test_scenario_loses_no_acknowledged_write(drill_lab, scenario, tmp_path):
     before = drill_lab.placement()
-    report = drill.run(drill_lab, [scenario], work_dir=tmp_path)
+    report = drill.run(LabTarget(drill_lab), [scenario], work_dir=tmp_path)
     result = report.scenarios[0]
     _check(result)
     if scenario in ("node-crash", "peer-crash", "partition"):
         # nothing in the same second as the fault: the cluster had to notice it
         assert result.detection_s >= 0.5
+    if scenario == "node-crash":
+        # the victim held the VIP: its address went away and came back on the survivor
+        assert any(not ok for t, ok in result.timeline["address"] if t >= 0)
+        assert result.vip_s >= 0.5
     if scenario == "partition":
         assert any(f"fenced (powered off by the cluster): {result.victim}" in n
                    for n in result.notes), result.notes

@@ -44,3 +44,41 @@ def test_cluster_and_migrate_do_not_import_each_other():
         for path in (ROOT / part).rglob("*.py"):
             text = path.read_text()
             assert other not in text, f"{path} imports {other}"
+
+
+def _imports(path: pathlib.Path) -> list[str]:
+    """Every module a file imports, at any depth (function-level imports too)."""
+    return [n for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, (ast.Import, ast.ImportFrom))
+            and (isinstance(node, ast.Import) or node.module)
+            for n in _imports_of(node, path)]
+
+
+def test_real_controller_code_never_imports_the_lab():
+    """What runs on real controllers (the drill over ssh, Galera operations, the
+    description and its pcs commands) works without the rehearsal lab: only the
+    lab's own target and the commands' --lab/--target lab paths reach it, and
+    those only inside the function that serves that option."""
+    lab_users = {"cluster/drill/lab_target.py", "cluster/lab_cli.py"}
+    option_paths = {"cluster/drill/cli.py", "cluster/galera_cli.py"}
+    for path in (ROOT / "cluster").rglob("*.py"):
+        rel = str(path.relative_to(ROOT))
+        if rel.startswith("cluster/lab/") or rel in lab_users:
+            continue
+        tree = ast.parse(path.read_text())
+        top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+        names = _imports(path) if rel not in option_paths else \
+            [n for node in top for n in _imports_of(node, path)]
+        bad = [n for n in names if n.startswith(("pacestack.cluster.lab.",
+                                                 "pacestack.cluster.drill.lab_target"))
+               or n == "pacestack.cluster.lab"]
+        assert not bad, f"{rel} imports the lab ({bad[0]})"
+
+
+def _imports_of(node, path: pathlib.Path) -> list[str]:
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    if node.level:
+        base = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-node.level])
+        return [f"{base}.{node.module}".replace("cluster.", "pacestack.cluster.", 1)]
+    return [node.module, *(f"{node.module}.{a.name}" for a in node.names)]

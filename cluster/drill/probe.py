@@ -1,7 +1,7 @@
 """The drill's client: runs on a host outside the pair (the lab's arbitrator) and
 talks to the cluster only through the VIP's name, as every OpenStack client does.
 
-    python -m pacestack.cluster.drill_probe --host controller.domain
+    python -m pacestack.cluster.drill.probe --host controller.domain
         (--user U --password-file F | --defaults-file MY.CNF) --out EVENTS.jsonl|-
         [--http NAME=URL ...] [--interval 0.1]
 
@@ -10,8 +10,10 @@ password (mode 0600); ``--out -``: the events go to stdout (the drill runs the
 probe on another host over ssh and keeps ssh's stdout).
 
 Writer: one row per INSERT (autocommit), each with a fresh id; an id is written
-to the event log as acknowledged only after the server said OK. Probes: each
-HTTP URL is fetched every interval. Every result is one JSON line with a
+to the event log as acknowledged only after the server said OK. Probes: the
+VIP's own address (a TCP handshake on a port nobody listens on, which the node
+holding the address refuses: no service involved) and each HTTP URL, every
+interval. Every result is one JSON line with a
 wall-clock time (the same clock as the drill's, namespaces share it).
 Stops on SIGTERM. Standard library + PyMySQL.
 """
@@ -108,8 +110,32 @@ def prober(stop: threading.Event, log: Log, name: str, url: str, interval: float
         stop.wait(interval)
 
 
+# nothing listens here on a controller: the node holding the address refuses the
+# handshake itself, so an answer proves the address is up, whatever runs there
+ADDRESS_PORT = 9
+
+
+def address_prober(stop: threading.Event, log: Log, host: str, interval: float) -> None:
+    """The VIP itself: a TCP handshake to ADDRESS_PORT, answered (refused or accepted)
+    by the kernel of the node holding the address; no answer in time: nobody holds
+    it (or the ARP caches still point at the dead node)."""
+    import socket
+
+    while not stop.is_set():
+        t = time.time()
+        try:
+            with socket.create_connection((host, ADDRESS_PORT), timeout=0.5):
+                ok = True
+        except ConnectionRefusedError:
+            ok = True
+        except OSError:
+            ok = False
+        log(kind="address", ok=ok, t=t)
+        stop.wait(interval)
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="drill_probe")
+    p = argparse.ArgumentParser(prog="pacestack.cluster.drill.probe")
     p.add_argument("--host", required=True)
     p.add_argument("--user")
     p.add_argument("--password-file")
@@ -133,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     log = Log(args.out)
     threads = [threading.Thread(target=writer, args=(stop, log, args.host, user, password,
                                                      args.interval, args.start_id))]
+    threads.append(threading.Thread(target=address_prober,
+                                    args=(stop, log, args.host, args.interval)))
     for item in args.http:
         name, _, url = item.partition("=")
         threads.append(threading.Thread(target=prober, args=(stop, log, name, url,

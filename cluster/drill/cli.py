@@ -1,5 +1,5 @@
 """``pacestack cluster drill``: parse, pick the target (the lab, or real controllers
-over ssh: drill_target.py), run cluster.drill against it, render a
+over ssh: target.py), run the drill against it, render a
 table, JSON, and (``--plot FILE``) a PNG of every scenario's recovery timeline.
 
 Registered into the ``cluster`` group by ``add_verb(verbs)`` from cluster/cli.py.
@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 from pacestack.cluster import drill
-from pacestack.cluster.lab import stack
 
 from pacestack import commands, render
 from pacestack.errors import ConfigError
@@ -26,11 +25,13 @@ def render_table(report: drill.DrillReport) -> str:
     rows = []
     for s in report.scenarios:
         inst = ", ".join(f"{k} {v}" for k, v in s.max_instances.items())
+        probes = " ".join(f"{n} {_fmt(v)}" for n, v in sorted(s.probes_s.items())) or "-"
         rows.append((s.name, s.victim, _fmt(s.detection_s), _fmt(s.vip_s), _fmt(s.galera_s),
-                     _fmt(s.services_s), _fmt(s.rejoin_s), f"{s.writes_acked}",
+                     probes, _fmt(s.services_s), _fmt(s.rejoin_s), f"{s.writes_acked}",
                      str(len(s.lost_writes)), inst, "ok" if s.ok else "FAILED"))
-    out = [render.table(("SCENARIO", "VICTIM", "DETECT s", "VIP s", "GALERA s", "SERVICES s",
-                         "REJOIN s", "ACKED", "LOST", "MAX ACTIVE", "RESULT"), rows)]
+    out = [render.table(("SCENARIO", "VICTIM", "DETECT s", "VIP s", "GALERA s", "PROBES s",
+                         "SERVICES s", "REJOIN s", "ACKED", "LOST", "MAX ACTIVE", "RESULT"),
+                        rows)]
     for s in report.scenarios:
         for note in s.notes:
             out.append(f"{s.name}: {note}")
@@ -110,8 +111,6 @@ targets:
 
 def _target(args):
     """The drill target from the arguments; refuses before touching anything."""
-    from pacestack.cluster import drill_target
-
     kind = args.target or ("ssh" if args.nodes else "lab")
     if kind == "lab":
         stray = [opt for opt, value in (("--nodes", args.nodes),
@@ -119,21 +118,26 @@ def _target(args):
                                        ("--from", args.probe_from)) if value]
         if stray:
             raise ConfigError(f"{stray[0]} is for --target ssh (the lab knows its nodes)")
-        return drill_target.LabTarget(stack.Lab.find())
+        from pacestack.cluster.drill.lab_target import LabTarget
+        from pacestack.cluster.lab import stack
+
+        return LabTarget(stack.Lab.find())
     if not args.nodes:
         raise ConfigError("--target ssh needs --nodes NODE1,NODE2 (the Pacemaker node names, "
                           "reachable over ssh)")
     if not args.db_defaults_file:
         raise ConfigError("--target ssh needs --db-defaults-file FILE (a 0600 MySQL option "
                           "file with the writer's [client] user and password)")
-    opts = drill_target.SshOptions(
+    from pacestack.cluster.drill import ssh_target
+
+    opts = ssh_target.SshOptions(
         nodes=[n.strip() for n in args.nodes.split(",") if n.strip()],
         db_defaults_file=Path(args.db_defaults_file), user=args.ssh_user,
         identity=Path(args.ssh_identity) if args.ssh_identity else None,
         known_hosts=Path(args.ssh_known_hosts) if args.ssh_known_hosts else None,
         port=args.ssh_port, config=Path(args.ssh_config) if args.ssh_config else None,
         probe_from=args.probe_from, probe_python=args.from_python, vip_name=args.vip_name)
-    drill_target.check_ssh_options(opts)
+    ssh_target.check_ssh_options(opts)
     if not args.yes_i_mean_it:
         if not sys.stdin.isatty():
             raise ConfigError("the ssh target disrupts a live cluster (nodes powered off, "
@@ -142,7 +146,7 @@ def _target(args):
                        f"on {', '.join(opts.nodes)}. Type yes to go on: ")
         if answer.strip() != "yes":
             raise ConfigError("not confirmed: nothing done")
-    return drill_target.SshTarget(opts)
+    return ssh_target.SshTarget(opts)
 
 
 def _drill(conf, args) -> int:
