@@ -24,6 +24,7 @@ from tests.migrate import seed_cloud
 from tests.migrate.conftest import Seeded, write_conf
 
 TIMES: dict[str, float] = {}
+OLD_RABBIT_SECRET = "old-rabbit-s3cret"
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +49,27 @@ def new_cloud(openstack_mariadb, openstack_venv, openstack_dump,
         mp.write_text(seed_cloud.SEED_MAPPING)
         conf = write_conf(tmp / "pacestack.conf", cloud, ml2, journal_db)
         seeded = Seeded(cloud, seed, conf, mp, ml2, journal_db)
+        # the old cloud's cell1 used the old controller's RabbitMQ
+        cloud.execute("nova_api", "UPDATE cell_mappings SET transport_url = %s WHERE name = "
+                      "'cell1'", (f"rabbit://openstack:{OLD_RABBIT_SECRET}@old-control:5672/",))
         t = time.monotonic()
         r = seeded.cli("apply", "--mapping", str(mp), "--format", "json")
         assert r.returncode == 0, r.stderr
         TIMES["migrate_apply"] = round(time.monotonic() - t, 2)
+        # verify names the cell still on the old controller's bus, without its secret
+        r = seeded.cli("verify", "--mapping", str(mp), "--skip-upstream", "--format", "json")
+        cells = [f for f in json.loads(r.stdout)["findings"] if f["code"] == "CELL_OLD_HOST"]
+        assert r.returncode == 1 and len(cells) == 1, r.stdout
+        assert "old-control" in cells[0]["message"] and "update_cell" in cells[0]["subject"]
+        assert OLD_RABBIT_SECRET not in r.stdout + r.stderr
+        # and the operator does what it says, with nova's own tool
+        cell1 = cloud.execute("nova_api", "SELECT uuid FROM cell_mappings WHERE name = 'cell1'")
+        u = cloud.run("nova-manage", "cell_v2", "update_cell", "--cell_uuid", cell1[0][0],
+                      "--transport-url", "rabbit://openstack:new@controller:5672/")
+        assert u.returncode == 0, u.stderr[-800:]
+        r = seeded.cli("verify", "--mapping", str(mp), "--skip-upstream", "--format", "json")
+        assert r.returncode == 0, r.stdout
+        TIMES["migrate_verify_and_update_cell"] = round(time.monotonic() - t, 2)
         t = time.monotonic()
         stack = start_new_cloud(cloud, seeded.mapping())
         TIMES["stack_start"] = round(time.monotonic() - t, 2)
