@@ -56,6 +56,7 @@ def new_cloud(openstack_mariadb, openstack_venv, openstack_dump,
         r = seeded.cli("apply", "--mapping", str(mp), "--format", "json")
         assert r.returncode == 0, r.stderr
         TIMES["migrate_apply"] = round(time.monotonic() - t, 2)
+        t = time.monotonic()
         # verify names the cell still on the old controller's bus, without its secret
         r = seeded.cli("verify", "--mapping", str(mp), "--skip-upstream", "--format", "json")
         cells = [f for f in json.loads(r.stdout)["findings"] if f["code"] == "CELL_OLD_HOST"]
