@@ -39,6 +39,37 @@ def _inv(cloud, out: list[Finding], code: str, what: str, sql: str, args=None,
         out.append(findings.error(code, what, f"{what}: {len(rows) - limit} more rows"))
 
 
+def url_hosts(url: str | None) -> list[str]:
+    """The host names of a URL that may list several hosts (rabbit://u:p@h1:5672,u:p@h2/),
+    lower case."""
+    if not url or "://" not in url:
+        return []
+    netloc = url.split("://", 1)[1].split("/", 1)[0]
+    hosts = []
+    for part in netloc.split(","):
+        part = part.rsplit("@", 1)[-1]
+        host = part[1:part.find("]")] if part.startswith("[") else part.split(":")[0]
+        if host:
+            hosts.append(host.lower())
+    return hosts
+
+
+def _cells_on_old_hosts(cloud, out: list[Finding], old: set[str]) -> None:
+    """A cell mapping still naming the old controller: the new conductor and API would
+    send that cell's RPC to a message bus (or read a database) that is gone. The URLs
+    hold passwords: findings name the cell and the host only."""
+    for r in cloud.rows("SELECT uuid, name, transport_url, database_connection "
+                        "FROM {nova_api.cell_mappings}"):
+        for column, option in (("transport_url", "--transport-url"),
+                               ("database_connection", "--database_connection")):
+            hosts = [h for h in url_hosts(r[column]) if h in old]
+            if hosts:
+                out.append(findings.error(
+                    "CELL_OLD_HOST",
+                    f"nova-manage cell_v2 update_cell --cell_uuid {r['uuid']} {option} ...",
+                    f"cell {r['name'] or r['uuid']} {column} still names {hosts[0]}"))
+
+
 def invariants(cloud, mapping, only: list[str] | None = None) -> list[Finding]:
     steps = only or ["keystone", "neutron", "cinder", "nova"]
     out: list[Finding] = []
@@ -112,6 +143,7 @@ def invariants(cloud, mapping, only: list[str] | None = None) -> list[Finding]:
              "SELECT v.id, v.service_uuid FROM {cinder.volumes} v JOIN {cinder.services} s "
              "ON s.uuid = v.service_uuid WHERE v.deleted = 0 AND s.deleted != 0")
     if "nova" in steps:
+        _cells_on_old_hosts(cloud, out, {h.lower() for h in (*mapping.hosts, *mapping.endpoints)})
         olds = tuple(m.old_host for m in mapping.computes if m.old_host) or ("",)
         _inv(cloud, out, "INSTANCE_OLD_HOST", "live stopped instance left on an old compute",
              "SELECT uuid, host FROM {nova.instances} WHERE deleted = 0 AND host IN %s "

@@ -8,6 +8,8 @@
    seed's linuxbridge-era data: flat and VLAN networks, volumes on old-control,
    instances on an old compute host);
 4. `pacestack migrate plan` / `apply` / `verify` with the seed's mapping, on controller01;
+   then the new cloud's smoke (tests/migrate/test_new_cloud.py: the same cutover on a
+   local copy of the seed, and the new side's services started on its result);
 5. one drill: controller01 crashed under a writer committing through the VIP;
 6. the summary, and `pacestack lab down`.
 
@@ -134,6 +136,18 @@ def _rehearse(venv: Path, summary: list[tuple[str, str]], t_all: float) -> int:
                 return 1
         else:
             summary.append((f"migrate {verb}", f"ok, {time.monotonic() - t:.0f} s"))
+
+    t = step("the new cloud started on the seed's cutover (tests/migrate/test_new_cloud.py)")
+    # its own copy of the seed on a local MariaDB: the new side's services run on
+    # loopback beside the lab, not inside its namespaces
+    res = sh([str(PY), "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
+              str(REPO / "tests" / "migrate" / "test_new_cloud.py")], cwd=REPO,
+             capture_output=True, text=True)
+    lines = res.stdout.strip().splitlines()
+    print("\n".join([ln for ln in lines if ln.startswith("new cloud smoke timings")]
+                    + lines[-1:]))
+    summary.append(("new cloud smoke", f"ok, {time.monotonic() - t:.0f} s" if res.returncode == 0
+                    else f"FAILED (exit {res.returncode})"))
 
     t = step("pacestack cluster drill --scenarios node-crash")
     res = sh([PACESTACK, "cluster", "drill", "--scenarios", "node-crash"])

@@ -77,6 +77,18 @@ firewall_driver = openvswitch
 # controller.domain already), 57 neutron, 10 cinder, 11 nova/nova_api/placement
 SEED_CHANGES = 93
 
+# instance_extra.flavor as nova 34 stores it ({"cur": Flavor primitive, ...})
+FLAVOR = json.dumps({"cur": {
+    "nova_object.name": "Flavor", "nova_object.namespace": "nova",
+    "nova_object.version": "1.2",
+    "nova_object.data": {"id": 1, "name": "m1.small", "memory_mb": 512, "vcpus": 1,
+                         "root_gb": 1, "ephemeral_gb": 0, "flavorid": "seed-small",
+                         "swap": 0, "rxtx_factor": 1.0, "vcpu_weight": 0,
+                         "disabled": False, "is_public": True, "extra_specs": {},
+                         "description": None, "created_at": None, "updated_at": None,
+                         "deleted_at": None, "deleted": False}},
+    "old": None, "new": None})
+
 LB_DETAILS = json.dumps({"port_filter": True, "connectivity": "l2"})
 
 
@@ -315,7 +327,7 @@ def build_seed(conn, dbs: dict[str, str]) -> Seed:
              "vcpus": 1, "root_gb": 1, "host": "compute01", "node": "compute01.domain",
              "launched_on": "compute01", "compute_id": cn_ids["compute01"],
              "availability_zone": "nova", "power_state": 4, "vm_state": "stopped",
-             "task_state": None}
+             "task_state": None, "launched_at": NOW}
     gone_id = None
     w.insert("nova", "instances", [
         {**ibase, "uuid": inst["vm-a"], "display_name": "vm-a", "hostname": "vm-a",
@@ -338,6 +350,11 @@ def build_seed(conn, dbs: dict[str, str]) -> Seed:
         {"created_at": NOW, "instance_uuid": inst["vm-gone"], "deleted": 1, "network_info":
          json.dumps([vif(ports["vm-gone"], nets["dmz"], "fa:16:3e:00:00:0c", "10.0.1.6")])},
     ])
+    # every instance nova creates has its flavor in instance_extra: the API and
+    # compute load it for any listing or action
+    w.insert("nova", "instance_extra", [
+        {"created_at": NOW, "instance_uuid": u, "deleted": 0, "flavor": FLAVOR}
+        for u in inst.values()])
     w.insert("nova_api", "instance_mappings", [
         {"created_at": NOW, "instance_uuid": u, "cell_id": cell1, "project_id": "p1",
          "user_id": "u1", "queued_for_delete": 0} for u in inst.values()])
