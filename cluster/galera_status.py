@@ -33,6 +33,7 @@ from pacestack.agents.galera_state import (
     read_grastate,
 )
 from pacestack.cluster import crm_mon
+from pacestack.cluster.cib import nvpairs
 
 from pacestack.errors import ConfigError, RuntimeFailure
 
@@ -222,7 +223,7 @@ def find_resource(cib: ET.Element, resource: str | None = None) -> tuple[str, st
         raise ConfigError(f"several ocf:pacestack:galera resources ({names}): name one "
                           "with --resource")
     prim, clone = galera[0]
-    params = cib.nvpairs(prim)
+    params = nvpairs(prim)
     return prim.get("id", ""), clone, params
 
 

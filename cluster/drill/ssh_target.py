@@ -145,7 +145,9 @@ class SshTarget(Target):
     def _ssh(self, host: str, command: str, input: str | None = None,
              timeout: float = 60) -> subprocess.CompletedProcess:
         self._master(host)
-        argv = self.ssh_argv(host) + ["--", command]
+        # no second "--": ssh would hand it to the remote shell as part of the command
+        # (ssh_argv already ends options before the host; commands start with a program)
+        argv = [*self.ssh_argv(host), command]
         p = subprocess.Popen(argv, stdin=subprocess.PIPE if input is not None
                              else subprocess.DEVNULL, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, start_new_session=True)
