@@ -145,6 +145,7 @@ class Plan:
     steps: list[StepPlan]
     mapping_path: str = ""
     general: list[Finding] = dataclasses.field(default_factory=list)  # refusals of no step
+    accounting: Any = None  # residue.Accounting: every old name found, and its fate
 
     @property
     def changes(self) -> list[Change]:
@@ -166,7 +167,8 @@ class Plan:
     def to_dict(self, with_changes: bool = True) -> dict:
         return {"mapping": self.mapping_path, "ok": not self.refusals,
                 "changes_total": len(self.changes), "refusals": self.general,
-                "steps": [s.to_dict(with_changes) for s in self.steps]}
+                "steps": [s.to_dict(with_changes) for s in self.steps],
+                "accounting": self.accounting.to_dict() if self.accounting else None}
 
 
 def known_hosts(cloud) -> set[str]:
@@ -219,4 +221,11 @@ def _build(cloud, mapping, only: list[str] | None, force: bool) -> Plan:
     shared = moves if "nova" in wanted else moves.only_done()
     steps = [builders[name](cloud, mapping, moves if name == "nova" else shared)
              for name in STEPS if name in wanted]
-    return Plan(steps, mapping.path, general)
+    plan = Plan(steps, mapping.path, general)
+    if set(STEPS) <= set(wanted):
+        # only the whole cutover can be held to account for every old name
+        from pacestack.migrate import residue
+
+        plan.accounting = residue.account(cloud, mapping, plan.changes)
+        general.extend(plan.accounting.refusals)
+    return plan
