@@ -132,6 +132,8 @@ def _verify(conf, args) -> int:
     only = _only(args)
     try:
         out = verify.invariants(cl, mp, only)
+        if only is None:
+            out += verify.residue(cl, mp)
         moved = []
         if (only is None or "nova" in only) and mp.computes and not args.skip_upstream:
             hosts = tuple({m.new_host for m in mp.computes})

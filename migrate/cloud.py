@@ -159,9 +159,9 @@ _TOKEN = re.compile(r"\{(keystone|neutron|cinder|nova|nova_api|placement|journal
 
 # Tables read (never written) by the planners and verify.
 _READ_ONLY = {
-    "neutron": ("ports", "agents"),
-    "nova": ("compute_nodes", "services"),
-    "nova_api": ("cell_mappings",),
+    "neutron": (),
+    "nova": ("compute_nodes",),
+    "nova_api": (),
     "placement": ("resource_providers",),
     "cinder": ("services",),
 }

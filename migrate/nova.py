@@ -255,6 +255,73 @@ def _plan_moves(cloud, moves: Moves, sp: StepPlan) -> None:
                           unit, why="allocation follows its instance")
 
 
+def rewrite_hosts_url(url: str | None, hosts: dict[str, str]) -> str | None:
+    """A transport or database URL with every mapped host of its netloc replaced
+    (oslo.messaging's ``rabbit://u:p@h1:5672,u:p@h2:5672/`` names several); scheme,
+    credentials, ports, path and query stay. None: nothing to change."""
+    if not url or "://" not in url:
+        return None
+    scheme, _, rest = url.partition("://")
+    cut = min([i for i in (rest.find(ch) for ch in "/?#") if i != -1], default=len(rest))
+    netloc, tail = rest[:cut], rest[cut:]
+    parts = []
+    for part in netloc.split(","):
+        userinfo, at, hostport = part.rpartition("@")
+        if hostport.startswith("["):
+            host, port = hostport[:hostport.find("]") + 1], hostport[hostport.find("]") + 1:]
+        else:
+            host, colon, port = hostport.partition(":")
+            port = colon + port
+        new = hosts.get(host.lower())
+        parts.append(f"{userinfo}{at}{new if new else host}{port}")
+    out = f"{scheme}://{','.join(parts)}{tail}"
+    return out if out != url else None
+
+
+def _plan_cell_mappings(cloud, mapping, sp: StepPlan) -> None:
+    hosts = {k.lower(): v for k, v in {**mapping.hosts, **mapping.endpoints}.items()}
+    if not hosts:
+        return
+    for c in cloud.rows("SELECT id, name, transport_url, database_connection FROM "
+                        "{nova_api.cell_mappings} ORDER BY id"):
+        after = {}
+        for col in ("transport_url", "database_connection"):
+            new = rewrite_hosts_url(c[col], hosts)
+            if new is not None:
+                after[col] = new
+        if after:
+            sp.update("nova_api", "cell_mappings", {"id": c["id"]},
+                      {k: c[k] for k in after}, after, f"cell:{c['id']}",
+                      why=f"cell {c['name']}'s URLs name the new controller")
+
+
+def _plan_control_services(cloud, mapping, sp: StepPlan) -> None:
+    """nova services other than nova-compute on an old service host. rename: they take
+    the new host; where the new host already registered that service, or the mapping
+    says remove, the old row is soft-deleted the way nova deletes a service."""
+    if not mapping.hosts:
+        return
+    rows = cloud.rows("SELECT id, host, `binary`, topic FROM {nova.services} WHERE deleted = 0 "
+                      "AND `binary` != 'nova-compute' AND host IN %s ORDER BY id",
+                      [tuple(mapping.hosts) + tuple(mapping.hosts.values())])
+    live = {(r["host"], r["binary"]) for r in rows}
+    now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None, microsecond=0)
+    for r in rows:
+        if r["host"] not in mapping.hosts:
+            continue
+        new = mapping.hosts[r["host"]]
+        unit = f"nova-service:{r['id']}"
+        if mapping.nova_control_services == "rename" and (new, r["binary"]) not in live:
+            sp.update("nova", "services", {"id": r["id"]}, {"host": r["host"]}, {"host": new},
+                      unit, why=f"{r['binary']} of {r['host']} renamed")
+            continue
+        why = "removed (mapping)" if mapping.nova_control_services == "remove" else \
+            f"{new} already runs it: old row retired"
+        sp.update("nova", "services", {"id": r["id"]}, {"deleted": 0, "deleted_at": None},
+                  {"deleted": r["id"], "deleted_at": now}, unit,
+                  why=f"{r['binary']} of {r['host']} {why}")
+
+
 def plan(cloud, mapping, moves: Moves) -> StepPlan:
     sp = StepPlan("nova")
     sp.refusals.extend(moves.refusals)
@@ -262,4 +329,6 @@ def plan(cloud, mapping, moves: Moves) -> StepPlan:
     _plan_moves(cloud, moves, sp)
     _plan_info_caches(cloud, mapping, nets, sp)
     _plan_host_mappings(cloud, moves, sp)
+    _plan_control_services(cloud, mapping, sp)
+    _plan_cell_mappings(cloud, mapping, sp)
     return sp

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+import re
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -32,6 +33,7 @@ STEPS = ("keystone", "neutron", "cinder", "nova")
 # rows, a cinder service, a segment-host mapping, an agent, a cluster, a host
 # mapping) is a barrier: it runs alone, after everything planned before it.
 INDEPENDENT_UNITS = frozenset({"endpoint", "port", "volume", "backup", "group", "attachment",
+                               "cache-entry",
                                "instance"})
 
 
@@ -90,8 +92,19 @@ class Change:
 
     def to_dict(self) -> dict:
         return {"step": self.step, "table": f"{self.db}.{self.table}", "op": self.op,
-                "key": self.key, "before": self.before, "after": self.after,
-                "unit": self.unit, "why": self.why}
+                "key": self.key, "before": self._shown(self.before),
+                "after": self._shown(self.after), "unit": self.unit, "why": self.why}
+
+    def _shown(self, values: dict) -> dict:
+        return {c: mask_url(v) if (self.db, self.table, c) in tables.SECRET_COLUMNS else v
+                for c, v in values.items()}
+
+
+def mask_url(value: Any) -> Any:
+    """A URL with the password of each user:password@ replaced by ***."""
+    if not isinstance(value, str):
+        return value
+    return re.sub(r"(://|,)([^:@/,]*):[^@/]*@", r"\1\2:***@", value)
 
 
 @dataclasses.dataclass

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 
 from pacestack.migrate import plan as planmod
 from pacestack.migrate import residue
@@ -21,3 +20,4 @@ def test_probe(seeded):
         print(e.outcome, e.where, e.rows, e.by[:50], e.example, e.names)
     print(p.accounting.columns_scanned, sorted(p.accounting.databases))
     assert 0
+
