@@ -235,8 +235,9 @@ def _build(cloud, mapping, only: list[str] | None, force: bool) -> Plan:
     steps = [builders[name](cloud, mapping, moves if name == "nova" else shared)
              for name in STEPS if name in wanted]
     plan = Plan(steps, mapping.path, general)
-    if set(STEPS) <= set(wanted):
-        # only the whole cutover can be held to account for every old name
+    if set(STEPS) <= set(wanted) and not plan.refusals:
+        # only the whole cutover can be held to account for every old name (and only a
+        # plan without refusals says what the steps will rewrite)
         from pacestack.migrate import residue
 
         plan.accounting = residue.account(cloud, mapping, plan.changes)
