@@ -160,9 +160,9 @@ _TOKEN = re.compile(r"\{(keystone|neutron|cinder|nova|nova_api|placement|journal
 # Tables read (never written) by the planners and verify.
 _READ_ONLY = {
     "neutron": (),
-    "nova": ("compute_nodes",),
+    "nova": (),
     "nova_api": (),
-    "placement": ("resource_providers",),
+    "placement": (),
     "cinder": ("services",),
 }
 

@@ -48,6 +48,9 @@ class Moves:
     host_map: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
     refusals: list = dataclasses.field(default_factory=list)
     compute_nodes: dict[tuple[str, str], dict] = dataclasses.field(default_factory=dict)
+    # old compute host -> its one node, renamed in place to (new host, new node)
+    renames: dict[str, dict] = dataclasses.field(default_factory=dict)
+    notes: list = dataclasses.field(default_factory=list)
 
     @property
     def whole_host_map(self) -> dict[str, str]:
@@ -61,7 +64,7 @@ class Moves:
     def only_done(self) -> Moves:
         """Without the nova step, only instances already moved take their ports along."""
         done = {u: h for u, h in self.instance_hosts.items() if u not in self.moving}
-        return Moves({}, done, {}, [], self.compute_nodes)
+        return Moves({}, done, {}, [], self.compute_nodes, {})
 
 
 def _compute_node(cloud, host: str, node: str) -> dict | None:
@@ -69,6 +72,28 @@ def _compute_node(cloud, host: str, node: str) -> dict | None:
                       "{nova.compute_nodes} WHERE host = %s AND "
                       "hypervisor_hostname = %s AND deleted = 0", [host, node])
     return rows[0] if rows else None
+
+
+def _rename_in_place(cloud, rule, mv: Moves, where: str) -> dict | None:
+    """The new compute host is not registered but the old one is, with one node: the
+    old host is renamed in place (its service, node and resource provider keep their
+    uuids, so allocations and the node's id stay). Says so in a note."""
+    from pacestack import findings
+
+    nodes = cloud.rows("SELECT id, uuid, host, hypervisor_hostname, service_id FROM "
+                       "{nova.compute_nodes} WHERE host = %s AND deleted = 0",
+                       [rule.old_host])
+    if len(nodes) != 1:
+        return None
+    node = dict(nodes[0])
+    mv.renames[rule.old_host] = {**node, "new_host": rule.new_host, "new_node": rule.new_node}
+    mv.notes.append(findings.warning(
+        "COMPUTE_RENAMED_IN_PLACE", where,
+        f"{rule.new_host}/{rule.new_node} is not registered: {rule.old_host} "
+        f"({node['hypervisor_hostname']}) is renamed in place, keeping its service, node "
+        f"and resource provider uuid {node['uuid']} with their allocations (to move the "
+        f"instances instead, start nova-compute on {rule.new_host} first)"))
+    return {**node, "host": rule.new_host, "hypervisor_hostname": rule.new_node}
 
 
 def instance_moves(cloud, mapping, force: bool = False) -> Moves:
@@ -80,6 +105,8 @@ def instance_moves(cloud, mapping, force: bool = False) -> Moves:
     for rule in mapping.computes:
         where = f"{mapping.path}:{rule.line}"
         node = _compute_node(cloud, rule.new_host, rule.new_node)
+        if node is None and rule.old_host:
+            node = _rename_in_place(cloud, rule, mv, where)
         if node is None:
             mv.refusals.append(findings.error(
                 "NEW_COMPUTE_NOT_REGISTERED", where,
@@ -182,8 +209,32 @@ def _plan_info_caches(cloud, mapping, nets, sp: StepPlan) -> None:
                       why="VIFs consistent with their ovs bindings")
 
 
+def _plan_renames(cloud, moves: Moves, sp: StepPlan) -> None:
+    """A compute host renamed in place: service, node, resource provider, host mapping.
+    One barrier unit, planned before its instances follow."""
+    for old, n in sorted(moves.renames.items()):
+        unit = f"compute-host:{old}"
+        new_host, new_node = n["new_host"], n["new_node"]
+        for s in cloud.rows("SELECT id, host FROM {nova.services} WHERE deleted = 0 AND "
+                            "host = %s AND `binary` = 'nova-compute'", [old]):
+            sp.update("nova", "services", {"id": s["id"]}, {"host": old}, {"host": new_host},
+                      unit, why=f"compute {old} renamed in place")
+        sp.update("nova", "compute_nodes", {"id": n["id"]},
+                  {"host": old, "hypervisor_hostname": n["hypervisor_hostname"]},
+                  {"host": new_host, "hypervisor_hostname": new_node}, unit,
+                  why=f"compute {old} renamed in place")
+        for rp in cloud.rows("SELECT id, name FROM {placement.resource_providers} WHERE "
+                             "uuid = %s", [n["uuid"]]):
+            sp.update("placement", "resource_providers", {"id": rp["id"]}, {"name": rp["name"]},
+                      {"name": new_node}, unit, why="provider named after its node")
+        if cloud.rows(_HOST_MAPPING, [old]) and not cloud.rows(_HOST_MAPPING, [new_host]):
+            sp.update("nova_api", "host_mappings", {"host": old}, {"host": old},
+                      {"host": new_host}, unit, why=f"compute {old} renamed in place")
+
+
 def _plan_host_mappings(cloud, moves: Moves, sp: StepPlan) -> None:
-    new_hosts = sorted({m.new_host for m in moves.moving.values()})
+    renamed = {n["new_host"] for n in moves.renames.values()}
+    new_hosts = sorted({m.new_host for m in moves.moving.values()} - renamed)
     for host in new_hosts:
         if cloud.rows(_HOST_MAPPING, [host]):
             continue
@@ -325,7 +376,9 @@ def _plan_control_services(cloud, mapping, sp: StepPlan) -> None:
 def plan(cloud, mapping, moves: Moves) -> StepPlan:
     sp = StepPlan("nova")
     sp.refusals.extend(moves.refusals)
+    sp.notes.extend(moves.notes)
     nets = neutron.network_targets(cloud, mapping)
+    _plan_renames(cloud, moves, sp)
     _plan_moves(cloud, moves, sp)
     _plan_info_caches(cloud, mapping, nets, sp)
     _plan_host_mappings(cloud, moves, sp)

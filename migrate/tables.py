@@ -36,9 +36,11 @@ TABLES: dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]] = {
     ("nova", "instances"): (("id",), ("host", "node", "launched_on", "compute_id")),
     ("nova", "instance_info_caches"): (("id",), ("network_info",)),
     ("nova", "services"): (("id",), ("host", "deleted", "deleted_at")),
+    ("nova", "compute_nodes"): (("id",), ("host", "hypervisor_hostname")),
     ("nova_api", "cell_mappings"): (("id",), ("transport_url", "database_connection")),
     # addressed by its unique host (the id is assigned by the server on insert)
     ("nova_api", "host_mappings"): (("host",), ("cell_id", "created_at")),
+    ("placement", "resource_providers"): (("id",), ("name",)),
     ("placement", "allocations"): (("id",), ("resource_provider_id",)),
 }
 

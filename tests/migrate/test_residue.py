@@ -274,3 +274,41 @@ def test_cell_database_url_rewritten_password_masked(seeded):
           if c["table"] == "nova_api.cell_mappings"][0]
     assert ch["after"]["database_connection"] == \
         old.replace("@old-control", "@controller").replace(password, "***")
+
+
+def test_compute_renamed_in_place_when_the_new_host_is_not_registered(seeded):
+    """compute01 becomes compute07 where it stands: its service, node and provider keep
+    their ids and uuids, allocations stay, the host mapping and provider name follow."""
+    i, p = seeded.seed.instances, seeded.seed.ports
+    text = seed_cloud.SEED_MAPPING.replace("compute01 = compute05 compute05.domain",
+                                           "compute01 = compute07 compute07.domain")
+    node = seeded.sql("nova", "SELECT id, uuid FROM compute_nodes WHERE host = 'compute01'")[0]
+    allocs = seeded.sql("placement", "SELECT id, resource_provider_id FROM allocations "
+                                     "ORDER BY id")
+    before = seeded.checksums()
+    with contextlib.closing(seeded.cloud()) as c:
+        plan = planmod.build(c, seeded.mapping(text))
+        assert not plan.refusals, plan.refusals
+        assert any(n.code == "COMPUTE_RENAMED_IN_PLACE" for n in plan.step("nova").notes)
+        assert plan.accounting.uncovered == []
+        r = applymod.apply(c, seeded.mapping(text))
+    assert seeded.sql("nova", "SELECT id, uuid, hypervisor_hostname FROM compute_nodes WHERE "
+                              "host = 'compute07'") == ((node[0], node[1], "compute07.domain"),)
+    assert seeded.sql("nova", "SELECT COUNT(*) FROM services WHERE host = 'compute07' AND "
+                              "`binary` = 'nova-compute' AND deleted = 0") == ((1,),)
+    assert seeded.sql("placement", "SELECT name FROM resource_providers WHERE uuid = %s",
+                      [node[1]]) == (("compute07.domain",),)
+    assert seeded.sql("placement", "SELECT id, resource_provider_id FROM allocations "
+                                   "ORDER BY id") == allocs
+    assert seeded.sql("nova_api", "SELECT host FROM host_mappings") == (("compute07",),)
+    inst = dict((u, (h, n, cid)) for u, h, n, cid in seeded.sql(
+        "nova", "SELECT uuid, host, node, compute_id FROM instances WHERE deleted = 0"))
+    assert inst[i["vm-a"]] == ("compute07", "compute07.domain", node[0])
+    assert seeded.sql("neutron", "SELECT host FROM ml2_port_bindings WHERE port_id = %s",
+                      [p["vm-b"]]) == (("compute07",),)
+    with contextlib.closing(seeded.cloud()) as c:
+        assert not [f for f in verify.invariants(c, seeded.mapping(text))]
+        assert [f for f in verify.residue(c, seeded.mapping(text))
+                if f.code == "RESIDUE_UNCOVERED"] == []
+        assert rbmod.rollback(c, r.run_id).checksums_ok
+    assert seeded.checksums() == before
