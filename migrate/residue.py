@@ -290,6 +290,7 @@ KEEP_RULES = (
     Keep("nova", "compute_nodes", None, ("host", "old_compute"), OLD_COMPUTE),
     Keep("nova_api", "host_mappings", None, ("host", "old_compute"), OLD_COMPUTE),
     Keep("placement", "resource_providers", None, ("uuid", "old_compute_node"), OLD_COMPUTE),
+    Keep("neutron", "agents", None, ("host", "old_compute"), OLD_COMPUTE),
 )
 
 
