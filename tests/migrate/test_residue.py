@@ -66,6 +66,10 @@ def test_token_rule_same_in_python_and_mariadb(seeded):
                 cur.execute("SELECT CONVERT(%s USING utf8mb4) COLLATE utf8mb4_general_ci "
                             "REGEXP %s", [text, matcher.sql])
                 assert bool(cur.fetchone()[0]) is expected, ("mariadb", text)
+                # the literal prefilter never rules out a hit
+                cur.execute("SELECT %s REGEXP %s OR %s IN %s", [text, matcher.cheap_sql, text,
+                                                                matcher.whole_values])
+                assert cur.fetchone()[0] or not expected, ("prefilter", text)
 
 
 def test_old_names_from_the_mapping_and_the_cloud(seeded):
