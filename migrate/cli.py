@@ -71,6 +71,14 @@ def _render_plan(plan) -> None:
     if notes:
         print()
         print(render.findings_table(notes))
+    acc = plan.accounting
+    if acc is not None:
+        rows = [(e.outcome, e.rows, e.where, e.by) for e in acc.entries]
+        print()
+        print(render.table(("OLD NAMES", "ROWS", "COLUMN", "BY"), rows))
+        print(f"{acc.columns_scanned} text columns of {len(acc.databases)} databases searched "
+              f"for {len(acc.names)} old names; {sum(e.rows for e in acc.uncovered)} rows "
+              "uncovered")
     print(f"\n{len(plan.changes)} row changes planned; nothing written.")
 
 

@@ -373,6 +373,32 @@ _AGENT_BINDING_SQL = {
     "routerl3agentbindings": "SELECT router_id AS k FROM {neutron.routerl3agentbindings} "
                              "WHERE l3_agent_id = %s ORDER BY router_id",
 }
+AGENT_BINDINGS_TABLES = frozenset(t for t, _c, _o in AGENT_BINDINGS.values())
+
+
+def agent_references(cloud, agent_ids: list[str]) -> dict[str, list[str]]:
+    """agent id -> the tables (other than the two scheduling tables handled here) whose
+    rows name it by foreign key: deleting the agent would let the server cascade-delete
+    them unjournaled (HA router ports, say), so such an agent is refused instead."""
+    from pacestack.migrate.tables import q
+
+    if not agent_ids:
+        return {}
+    db = cloud.databases["neutron"]
+    refs = cloud.rows("SELECT table_name AS t, column_name AS c FROM "
+                      "information_schema.key_column_usage WHERE table_schema = %s AND "
+                      "referenced_table_schema = %s AND referenced_table_name = 'agents' "
+                      "AND referenced_column_name = 'id'", [db, db])
+    out: dict[str, list[str]] = {}
+    for r in refs:
+        if r["t"] in AGENT_BINDINGS_TABLES:
+            continue
+        with cloud.conn.cursor() as cur:
+            cur.execute(f"SELECT DISTINCT {q(r['c'])} FROM {q(db)}.{q(r['t'])} "  # noqa: S608 - names from information_schema, quoted
+                        f"WHERE {q(r['c'])} IN %s", [tuple(agent_ids)])
+            for (agent_id,) in cur.fetchall():
+                out.setdefault(agent_id, []).append(r["t"])
+    return out
 
 
 def _plan_old_agents(cloud, mapping, sp: StepPlan) -> None:
@@ -386,12 +412,19 @@ def _plan_old_agents(cloud, mapping, sp: StepPlan) -> None:
                         "ORDER BY host, agent_type",
                         [tuple(mapping.hosts) + tuple(mapping.hosts.values())])
     by_type_host = {(a["agent_type"], a["host"]): a for a in agents}
+    refs = agent_references(cloud, [a["id"] for a in agents if a["host"] in mapping.hosts])
     for a in agents:
         if a["host"] not in mapping.hosts or a["agent_type"] == LINUXBRIDGE_AGENT:
             continue
         new_host = mapping.hosts[a["host"]]
         unit = f"agent:{a['id']}"
         there = by_type_host.get((a["agent_type"], new_host))
+        if (there is not None or mapping.neutron_agents == "remove") and a["id"] in refs:
+            sp.refuse("AGENT_REFERENCED", f"neutron.agents id={a['id']}",
+                      f"{a['agent_type']} of {a['host']} is still named by "
+                      f"{', '.join(sorted(refs[a['id']]))}: deleting it would drop those "
+                      "rows by cascade; move them off the agent first")
+            continue
         if mapping.neutron_agents == "rename" and there is None:
             sp.update("neutron", "agents", {"id": a["id"]}, {"host": a["host"]},
                       {"host": new_host}, unit, why=f"{a['agent_type']} of {a['host']} renamed")
