@@ -6,12 +6,12 @@ URL hosts, compute hosts and their nodes, physical networks the segments leave,
 the DHCP device ids neutron derives from a host, and linuxbridge's artefacts.
 Every text column of every table of every service database (keystone, neutron,
 cinder, nova_api, placement, and each nova cell named by nova_api.cell_mappings,
-cell0 included) is searched for them, one set-based query per column; no table
-list decides where to look. Only the rules below, per table, decide what a hit
-is: rewritten by a step (the plan changes that column of that row and the new
-value no longer names anything old), kept by a named rule (deleted rows, history,
-what neutron or nova redo themselves, what the mapping's [keep] names), or
-uncovered.
+cell0 included) is searched for them, one set-based scan per table (its text
+columns listed by information_schema); no table list decides where to look. Only
+the rules below, per table, decide what a hit is: rewritten by a step (the plan
+changes that column of that row and the new value no longer names anything old),
+kept by a named rule (deleted rows, history, what neutron or nova redo themselves,
+what the mapping's [keep] names), or uncovered.
 
 A name counts as a *token*: ``old-control-bak`` or ``old-control.example``
 is another host, ``http://swift:8080/v1/old-control/`` only names it in a URL
@@ -65,17 +65,32 @@ class OldName:
     fragment: str  # regex (the subset Python's re and MariaDB's PCRE2 read alike)
     literals: tuple[str, ...] = ()  # every match contains one of them (default: the name)
     whole: str = ""  # ... or the whole value every other match is
+    group: str = ""  # "host"/"physnet": searched as one token of a prefix tree with the others
 
     def to_dict(self) -> dict:
         return {"name": self.text, "kind": self.kind}
 
 
 def host_name(text: str, kind: str) -> OldName:
-    return OldName(text, kind, f"{_BEFORE}(?i:{_esc(text)}){_AFTER}")
+    return OldName(text, kind, f"{_BEFORE}(?i:{_esc(text)}){_AFTER}", group="host")
 
 
 def physnet_name(text: str) -> OldName:
-    return OldName(text, "physnet", f"{_BEFORE}(?-i:{_esc(text)}){_AFTER}")
+    return OldName(text, "physnet", f"{_BEFORE}(?-i:{_esc(text)}){_AFTER}", group="physnet")
+
+
+def _tokens(names: list[OldName]) -> str:
+    """The token alternatives: host names (case-insensitive) and physical networks
+    (exact) each as one prefix tree between the token boundaries, so a regex engine
+    tries a handful of branches at each word, not one per name."""
+    alts = []
+    for group, flag in (("host", "i"), ("physnet", "-i")):
+        words = sorted({n.text.lower() if flag == "i" else n.text for n in names
+                        if n.group == group})
+        if words:
+            alts.append(f"{_BEFORE}(?{flag}:{_trie(words)}){_AFTER}")
+    alts += [n.fragment for n in names if not n.group]
+    return "|".join(alts) or "(?!)"
 
 
 def dhcp_device_prefix(host: str) -> str:
@@ -121,13 +136,13 @@ class Matcher:
 
     def __init__(self, names: Iterable[OldName]):
         self.names = list(names)
-        toks = "|".join(n.fragment for n in self.names) or "(?!)"
-        with_host = f"{_SCHEME}{_NETLOC}(?:{toks}){_URL_REST}"
-        other_url = f"{_SCHEME}{_URL_REST}"
+        toks = _tokens(self.names)
         # a URL naming an old host in its netloc counts; any other URL is skipped whole,
         # so a name in its path never counts; elsewhere a token counts
-        self.sql = f"{with_host}|{other_url}(*SKIP)(*FAIL)|{toks}"
-        self._re = re.compile(f"(?P<u>{with_host})|{other_url}|(?P<t>{toks})")
+        self.sql = (f"{_SCHEME}(?:{_NETLOC}(?:{toks}){_URL_REST}|{_URL_REST}(*SKIP)(*FAIL))"
+                    f"|{toks}")
+        self._re = re.compile(f"{_SCHEME}(?:(?P<u>{_NETLOC}(?:{toks}){_URL_REST})|{_URL_REST})"
+                              f"|(?P<t>{toks})")
         self._each = [(n, re.compile(n.fragment)) for n in self.names]
         # a superset of the rule made of plain literals, which both engines scan fast:
         # nearly every value is ruled out by it alone

@@ -316,3 +316,28 @@ def test_compute_renamed_in_place_when_the_new_host_is_not_registered(seeded):
                 if f.code == "RESIDUE_UNCOVERED"] == []
         assert rbmod.rollback(c, r.run_id).checksums_ok
     assert seeded.checksums() == before
+
+
+def test_agent_still_referenced_is_refused_not_cascaded(seeded):
+    """An HA router's port binding names the old L3 agent: removing the agent would make
+    the server cascade-delete it unjournaled; plan refuses instead."""
+    s = seeded.seed
+    seeded.sql("neutron", "INSERT INTO ha_router_agent_port_bindings (port_id, router_id, "
+                          "l3_agent_id, state) VALUES (%s, %s, %s, 'active')",
+               [s.ports["unbound"], seed_cloud.uid("router/r1"),
+                seed_cloud.uid("agent/L3 agent/old-control")])
+    seeded.mapping(seed_cloud.SEED_MAPPING.replace("[options]\n",
+                                                   "[options]\nneutron_agents = remove\n"))
+    r = seeded.cli("plan", "--mapping", str(seeded.mapping_path))
+    assert r.returncode == 2
+    assert "AGENT_REFERENCED" in r.stderr and "ha_router_agent_port_bindings" in r.stderr
+
+
+def test_hit_rows_read_row_by_row_when_they_do_not_fit(seeded, monkeypatch):
+    """The packed read and the row-by-row read give the same accounting."""
+    with contextlib.closing(seeded.cloud()) as c:
+        packed = planmod.build(c, seeded.mapping()).accounting.to_dict()
+        c.conn.commit()
+        monkeypatch.setattr(residue, "_PACKED_MAX", 16)
+        rows = planmod.build(c, seeded.mapping()).accounting.to_dict()
+    assert rows == packed and packed["entries"]
