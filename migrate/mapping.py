@@ -102,6 +102,7 @@ class ComputeMove:
     new_host: str
     new_node: str
     line: int
+    rename: bool = False  # rename the old host in place instead of moving its instances
 
 
 @dataclasses.dataclass
@@ -274,19 +275,25 @@ def _parse_entry(mp: Mapping, section: str, key: str, value: str, where: str,
     elif section == "computes":
         words = key.split()
         targets = value.split()
+        rename = len(targets) > 1 and targets[-1] == "rename"
+        if rename:
+            targets = targets[:-1]
         if len(targets) not in (1, 2):
-            raise ConfigError(f"{where}: a compute target is 'NEW_HOST [NEW_NODE]', "
+            raise ConfigError(f"{where}: a compute target is 'NEW_HOST [NEW_NODE] [rename]', "
                               f"got {_shown(value)}")
         new_host = _host(where, targets[0], "new compute host")
         new_node = _host(where, targets[-1], "new compute node")
         if len(words) == 2 and words[0] == "instance":
+            if rename:
+                raise ConfigError(f"{where}: 'rename' renames a whole compute host, not one "
+                                  "instance")
             mp.computes.append(ComputeMove(None, _uuid(where, words[1]), new_host, new_node,
                                            lineno))
         elif len(words) == 1:
             old = _host(where, words[0], "old compute host")
             if old == new_host:
                 raise ConfigError(f"{where}: compute host {old!r} is mapped to itself")
-            mp.computes.append(ComputeMove(old, None, new_host, new_node, lineno))
+            mp.computes.append(ComputeMove(old, None, new_host, new_node, lineno, rename))
         else:
             raise ConfigError(f"{where}: {_shown(key)} must be 'OLD_HOST' or 'instance UUID'")
     elif section == "options":

@@ -75,9 +75,9 @@ def _compute_node(cloud, host: str, node: str) -> dict | None:
 
 
 def _rename_in_place(cloud, rule, mv: Moves, where: str) -> dict | None:
-    """The new compute host is not registered but the old one is, with one node: the
-    old host is renamed in place (its service, node and resource provider keep their
-    uuids, so allocations and the node's id stay). Says so in a note."""
+    """'rename': the old host, with its one node, is renamed in place (its service, node
+    and resource provider keep their uuids, so allocations and the node's id stay).
+    Says so in a note."""
     from pacestack import findings
 
     nodes = cloud.rows("SELECT id, uuid, host, hypervisor_hostname, service_id FROM "
@@ -89,10 +89,9 @@ def _rename_in_place(cloud, rule, mv: Moves, where: str) -> dict | None:
     mv.renames[rule.old_host] = {**node, "new_host": rule.new_host, "new_node": rule.new_node}
     mv.notes.append(findings.warning(
         "COMPUTE_RENAMED_IN_PLACE", where,
-        f"{rule.new_host}/{rule.new_node} is not registered: {rule.old_host} "
-        f"({node['hypervisor_hostname']}) is renamed in place, keeping its service, node "
-        f"and resource provider uuid {node['uuid']} with their allocations (to move the "
-        f"instances instead, start nova-compute on {rule.new_host} first)"))
+        f"{rule.old_host} ({node['hypervisor_hostname']}) is renamed in place to "
+        f"{rule.new_host} ({rule.new_node}), keeping its service, node and resource "
+        f"provider uuid {node['uuid']} with their allocations"))
     return {**node, "host": rule.new_host, "hypervisor_hostname": rule.new_node}
 
 
@@ -105,13 +104,21 @@ def instance_moves(cloud, mapping, force: bool = False) -> Moves:
     for rule in mapping.computes:
         where = f"{mapping.path}:{rule.line}"
         node = _compute_node(cloud, rule.new_host, rule.new_node)
-        if node is None and rule.old_host:
-            node = _rename_in_place(cloud, rule, mv, where)
+        if rule.rename:
+            if node is not None and rule.old_host in known_hosts:
+                mv.refusals.append(findings.error(
+                    "COMPUTE_ALREADY_REGISTERED", where,
+                    f"{rule.new_host}/{rule.new_node} is registered already: {rule.old_host} "
+                    "cannot take its name; drop 'rename' to move the instances there"))
+                continue
+            node = node or _rename_in_place(cloud, rule, mv, where)
         if node is None:
             mv.refusals.append(findings.error(
                 "NEW_COMPUTE_NOT_REGISTERED", where,
                 f"no compute node {rule.new_host}/{rule.new_node} in nova.compute_nodes: "
-                f"start nova-compute on {rule.new_host} and run cell_v2 discover_hosts first"))
+                f"start nova-compute on {rule.new_host} and run cell_v2 discover_hosts first"
+                + (f", or add 'rename' to rename {rule.old_host} in place" if rule.old_host
+                   else "")))
             continue
         mv.compute_nodes[(rule.new_host, rule.new_node)] = node
         if rule.old_host:

@@ -280,12 +280,18 @@ def test_cell_database_url_rewritten_password_masked(seeded):
         old.replace("@old-control", "@controller").replace(password, "***")
 
 
-def test_compute_renamed_in_place_when_the_new_host_is_not_registered(seeded):
+def test_compute_renamed_in_place(seeded):
     """compute01 becomes compute07 where it stands: its service, node and provider keep
-    their ids and uuids, allocations stay, the host mapping and provider name follow."""
+    their ids and uuids, allocations stay, the host mapping and provider name follow.
+    Only when the mapping says so: an unregistered new host is otherwise refused."""
     i, p = seeded.seed.instances, seeded.seed.ports
     text = seed_cloud.SEED_MAPPING.replace("compute01 = compute05 compute05.domain",
                                            "compute01 = compute07 compute07.domain")
+    with contextlib.closing(seeded.cloud()) as c:
+        refused = planmod.build(c, seeded.mapping(text)).refusals
+    assert [f.code for f in refused] == ["NEW_COMPUTE_NOT_REGISTERED"]
+    assert "add 'rename' to rename compute01 in place" in refused[0].message
+    text = text.replace("compute07.domain\n", "compute07.domain rename\n")
     node = seeded.sql("nova", "SELECT id, uuid FROM compute_nodes WHERE host = 'compute01'")[0]
     allocs = seeded.sql("placement", "SELECT id, resource_provider_id FROM allocations "
                                      "ORDER BY id")
