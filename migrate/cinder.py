@@ -12,6 +12,7 @@ point at the surviving row.
 from __future__ import annotations
 
 import datetime
+import json
 
 from pacestack.migrate.plan import StepPlan
 
@@ -94,15 +95,40 @@ def plan(cloud, mapping, moves) -> StepPlan:
                         "WHERE deleted = 0 ORDER BY id"):
         sp.update("cinder", "clusters", {"id": c["id"]}, c, {"name": rehost(c["name"], hosts)},
                   f"cluster:{c['id']}", why="cluster name renamed")
-    for a in cloud.rows("SELECT id, attached_host, instance_uuid FROM "
+    for e in cloud.rows("SELECT id, host, cluster_name FROM "
+                        "{cinder.image_volume_cache_entries} ORDER BY id"):
+        sp.update("cinder", "image_volume_cache_entries", {"id": e["id"]}, e,
+                  {"host": rehost(e["host"], hosts),
+                   "cluster_name": rehost(e["cluster_name"], hosts)},
+                  f"cache-entry:{e['id']}", why="image-volume cache follows its backend")
+    for a in cloud.rows("SELECT id, attached_host, instance_uuid, connector FROM "
                         "{cinder.volume_attachment} WHERE deleted = 0 "
                         "ORDER BY id"):
-        new = rehost(a["attached_host"], hosts)
         move = moves.instance_hosts.get(a["instance_uuid"])
-        if move and (move[0] is None or a["attached_host"] == move[0]) \
-                and a["attached_host"] != move[1] and a["attached_host"]:
-            new = move[1]
+        after = {"attached_host": _follow(a["attached_host"], move, hosts)}
+        connector = _connector(a["connector"])
+        if connector is not None and isinstance(connector.get("host"), str):
+            new = _follow(connector["host"], move, hosts)
+            if new != connector["host"]:
+                # cinder writes it with oslo's jsonutils.dumps: json.dumps' defaults
+                after["connector"] = json.dumps({**connector, "host": new})
         sp.update("cinder", "volume_attachment", {"id": a["id"]},
-                  {"attached_host": a["attached_host"]}, {"attached_host": new},
+                  {"attached_host": a["attached_host"], "connector": a["connector"]}, after,
                   f"attachment:{a['id']}", why="attachment follows its host")
     return sp
+
+
+def _follow(host: str | None, move: tuple | None, hosts: dict[str, str]) -> str | None:
+    """An attaching host after the cutover: its instance's new host, or its new name."""
+    if move and host and (move[0] is None or host == move[0]) and host != move[1]:
+        return move[1]
+    return rehost(host, hosts)
+
+
+def _connector(text: str | None) -> dict | None:
+    """An attachment's connector (the attaching host's os-brick properties), or None."""
+    try:
+        value = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

@@ -87,6 +87,14 @@ def _render_plan(plan) -> None:
     if notes:
         print()
         print(render.findings_table(notes))
+    acc = plan.accounting
+    if acc is not None:
+        rows = [(e.outcome, e.rows, e.where, e.by) for e in acc.entries]
+        print()
+        print(render.table(("OLD NAMES", "ROWS", "COLUMN", "BY"), rows))
+        print(f"{acc.columns_scanned} text columns of {len(acc.databases)} databases searched "
+              f"for {len(acc.names)} old names; {sum(e.rows for e in acc.uncovered)} rows "
+              "uncovered")
     print(f"\n{len(plan.changes)} row changes planned; nothing written.")
 
 
@@ -150,6 +158,8 @@ def _verify(conf, args) -> int:
     only = _only(args)
     try:
         out = verify.invariants(cl, mp, only)
+        if only is None:
+            out += verify.residue(cl, mp)
         moved = []
         if (only is None or "nova" in only) and mp.computes and not args.skip_upstream:
             hosts = tuple({m.new_host for m in mp.computes})

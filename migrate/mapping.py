@@ -33,13 +33,19 @@ _HOST_RE = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,253}[A-Za-z0-9_])?$")
 _PHYSNET_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}$")
 NETWORK_TYPES = ("flat", "vlan", "vxlan")
 FIREWALL_DRIVERS = ("openvswitch", "iptables_hybrid", "noop")
-SECTIONS = ("hosts", "endpoints", "segments", "computes", "options")
+SECTIONS = ("hosts", "endpoints", "segments", "computes", "options", "keep")
+CHOICES = ("rename", "remove")
+_COLUMN_RE = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
 OPTIONS = {
     "overlay_mtu": "MTU of networks that become VXLAN (default: underlay MTU minus overhead)",
     "underlay_mtu": "physical MTU (default: neutron.conf global_physnet_mtu, else 1500)",
     "overlay_ip_version": "4 or 6: the tunnel's IP version (50 or 70 bytes of overhead)",
     "firewall_driver": "openvswitch (default), iptables_hybrid or noop: vif_details of ovs ports",
     "integration_bridge": "OVS integration bridge (default br-int)",
+    "nova_control_services": "rename (default) or remove: nova services other than "
+                             "nova-compute registered on an old service host",
+    "neutron_agents": "rename (default) or remove: DHCP/L3/metadata agents of an old service "
+                      "host (rename keeps their network and router scheduling)",
 }
 
 
@@ -97,6 +103,7 @@ class ComputeMove:
     new_host: str
     new_node: str
     line: int
+    rename: bool = False  # rename the old host in place instead of moving its instances
 
 
 @dataclasses.dataclass
@@ -111,6 +118,10 @@ class Mapping:
     overlay_ip_version: int | None = None
     firewall_driver: str = "openvswitch"
     integration_bridge: str = "br-int"
+    nova_control_services: str = "rename"
+    neutron_agents: str = "rename"
+    # "db.table.column" -> why the operator keeps old names there (residue.py)
+    keep: dict[str, str] = dataclasses.field(default_factory=dict)
     lines: dict[str, int] = dataclasses.field(default_factory=dict)  # "section key" -> line
 
     def segment_rule(self, network_id: str, network_type: str,
@@ -129,6 +140,8 @@ class Mapping:
                          for r in self.segments],
             "computes": [dataclasses.asdict(c) for c in self.computes],
             "overlay_mtu": self.overlay_mtu, "firewall_driver": self.firewall_driver,
+            "nova_control_services": self.nova_control_services,
+            "neutron_agents": self.neutron_agents, "keep": self.keep,
         }
 
 
@@ -263,19 +276,25 @@ def _parse_entry(mp: Mapping, section: str, key: str, value: str, where: str,
     elif section == "computes":
         words = key.split()
         targets = value.split()
+        rename = len(targets) > 1 and targets[-1] == "rename"
+        if rename:
+            targets = targets[:-1]
         if len(targets) not in (1, 2):
-            raise ConfigError(f"{where}: a compute target is 'NEW_HOST [NEW_NODE]', "
+            raise ConfigError(f"{where}: a compute target is 'NEW_HOST [NEW_NODE] [rename]', "
                               f"got {_shown(value)}")
         new_host = _host(where, targets[0], "new compute host")
         new_node = _host(where, targets[-1], "new compute node")
         if len(words) == 2 and words[0] == "instance":
+            if rename:
+                raise ConfigError(f"{where}: 'rename' renames a whole compute host, not one "
+                                  "instance")
             mp.computes.append(ComputeMove(None, _uuid(where, words[1]), new_host, new_node,
                                            lineno))
         elif len(words) == 1:
             old = _host(where, words[0], "old compute host")
             if old == new_host:
                 raise ConfigError(f"{where}: compute host {old!r} is mapped to itself")
-            mp.computes.append(ComputeMove(old, None, new_host, new_node, lineno))
+            mp.computes.append(ComputeMove(old, None, new_host, new_node, lineno, rename))
         else:
             raise ConfigError(f"{where}: {_shown(key)} must be 'OLD_HOST' or 'instance UUID'")
     elif section == "options":
@@ -294,9 +313,19 @@ def _parse_entry(mp: Mapping, section: str, key: str, value: str, where: str,
             mp.firewall_driver = value
         elif key == "integration_bridge":
             mp.integration_bridge = _host(where, value, "integration_bridge")
+        elif key in ("nova_control_services", "neutron_agents"):
+            if value not in CHOICES:
+                raise ConfigError(f"{where}: {key} {_shown(value)} must be one of "
+                                  f"{', '.join(CHOICES)}")
+            setattr(mp, key, value)
         else:
             raise ConfigError(f"{where}: unknown option {_shown(key)} in [options] "
                               f"(known: {', '.join(OPTIONS)})")
+    elif section == "keep":
+        if not _COLUMN_RE.match(key):
+            raise ConfigError(f"{where}: {_shown(key)} must be DB.TABLE.COLUMN "
+                              "(as RESIDUE_UNCOVERED names it)")
+        mp.keep[key] = value
 
 
 def _check_whole(mp: Mapping) -> None:

@@ -274,13 +274,14 @@ def _plan_bindings(cloud, mapping, moves, nets: dict[str, NetworkTarget],
     # every binding of the ports concerned, in one read: the ones to rewrite (flagged by
     # the server, with its collation) and the others, whose hosts a rename must not take
     bindings = cloud.rows(
-        "SELECT b.port_id, b.host, b.vif_type, b.vif_details, p.device_id, "
+        "SELECT b.port_id, b.host, b.vif_type, b.vif_details, b.status, p.device_id, "
         "(b.vif_type = %s OR b.host IN %s) AS wanted "
         "FROM {neutron.ml2_port_bindings} b "
         "JOIN {neutron.ports} p ON p.id = b.port_id WHERE b.port_id IN "
         "(SELECT w.port_id FROM {neutron.ml2_port_bindings} w "
         "WHERE w.vif_type = %s OR w.host IN %s) "
         "ORDER BY b.port_id, b.host", args + args)
+    bindings, dropped = _drop_inactive(cloud, bindings, sp)
     rows = [r for r in bindings if r["wanted"]]
     if not rows:
         return
@@ -315,7 +316,8 @@ def _plan_bindings(cloud, mapping, moves, nets: dict[str, NetworkTarget],
                         "OR l.host IN %s ORDER BY port_id, host, level",
                         ["linuxbridge", tuple(old_hosts) or ("",)]):
         new_host = new_host_of.get((r["port_id"], r["host"]), r["host"])
-        if (r["port_id"], r["host"]) not in new_host_of and r["driver"] != "linuxbridge":
+        if (r["port_id"], r["host"]) in dropped or \
+                (r["port_id"], r["host"]) not in new_host_of and r["driver"] != "linuxbridge":
             continue
         after = {"host": new_host}
         if r["driver"] == "linuxbridge":
@@ -324,6 +326,125 @@ def _plan_bindings(cloud, mapping, moves, nets: dict[str, NetworkTarget],
                   {"port_id": r["port_id"], "host": r["host"], "level": r["level"]},
                   {"host": r["host"], "driver": r["driver"]}, after, f"port:{r['port_id']}",
                   why="binding level follows its binding")
+
+
+def _drop_inactive(cloud, bindings: list[dict], sp: StepPlan) -> tuple[list[dict], set]:
+    """A port keeps one binding: the INACTIVE ones an interrupted live migration left
+    beside an ACTIVE one are deleted (whole rows journaled) with their levels, in the
+    port's unit, before its ACTIVE binding is renamed (maybe onto their host)."""
+    active = {r["port_id"] for r in bindings if r["status"] == "ACTIVE"}
+    gone = [r for r in bindings if r["status"] == "INACTIVE" and r["port_id"] in active]
+    if not gone:
+        return bindings, set()
+    for r in gone:
+        sp.delete("neutron", "ml2_port_bindings", {"port_id": r["port_id"], "host": r["host"]},
+                  f"port:{r['port_id']}", why="INACTIVE binding left by a live migration")
+    keys = {(r["port_id"], r["host"]) for r in gone}
+    for lv in cloud.rows("SELECT port_id, host, level FROM {neutron.ml2_port_binding_levels} "
+                         "WHERE port_id IN %s", [tuple(sorted({k[0] for k in keys}))]):
+        if (lv["port_id"], lv["host"]) in keys:
+            sp.delete("neutron", "ml2_port_binding_levels",
+                      {"port_id": lv["port_id"], "host": lv["host"], "level": lv["level"]},
+                      f"port:{lv['port_id']}", why="level of an INACTIVE binding")
+    return [r for r in bindings if (r["port_id"], r["host"]) not in keys], keys
+
+
+def _plan_dhcp_devices(cloud, mapping, sp: StepPlan) -> None:
+    """A DHCP port's device_id names its agent's host (dhcp<uuid5 of the host>-<network>):
+    the agent under its new name must recognise the port as its own."""
+    from pacestack.migrate.residue import dhcp_device_prefix
+
+    for old, new in mapping.hosts.items():
+        prefix, new_prefix = dhcp_device_prefix(old), dhcp_device_prefix(new)
+        for r in cloud.rows("SELECT id, device_id FROM {neutron.ports} WHERE device_owner = "
+                            "'network:dhcp' AND device_id LIKE %s ORDER BY id",
+                            [prefix + "-%"]):
+            sp.update("neutron", "ports", {"id": r["id"]}, {"device_id": r["device_id"]},
+                      {"device_id": new_prefix + r["device_id"][len(prefix):]},
+                      f"port:{r['id']}", why=f"DHCP device id of {old} -> {new}")
+
+
+# agent type -> its scheduling table, the table's agent column, the other key column
+AGENT_BINDINGS = {"DHCP agent": ("networkdhcpagentbindings", "dhcp_agent_id", "network_id"),
+                  "L3 agent": ("routerl3agentbindings", "l3_agent_id", "router_id")}
+_AGENT_BINDING_SQL = {
+    "networkdhcpagentbindings": "SELECT network_id AS k FROM {neutron.networkdhcpagentbindings} "
+                                "WHERE dhcp_agent_id = %s ORDER BY network_id",
+    "routerl3agentbindings": "SELECT router_id AS k FROM {neutron.routerl3agentbindings} "
+                             "WHERE l3_agent_id = %s ORDER BY router_id",
+}
+AGENT_BINDINGS_TABLES = frozenset(t for t, _c, _o in AGENT_BINDINGS.values())
+
+
+def agent_references(cloud, agent_ids: list[str]) -> dict[str, list[str]]:
+    """agent id -> the tables (other than the two scheduling tables handled here) whose
+    rows name it by foreign key: deleting the agent would let the server cascade-delete
+    them unjournaled (HA router ports, say), so such an agent is refused instead."""
+    from pacestack.migrate.tables import q
+
+    if not agent_ids:
+        return {}
+    db = cloud.databases["neutron"]
+    refs = cloud.rows("SELECT table_name AS t, column_name AS c FROM "
+                      "information_schema.key_column_usage WHERE table_schema = %s AND "
+                      "referenced_table_schema = %s AND referenced_table_name = 'agents' "
+                      "AND referenced_column_name = 'id'", [db, db])
+    out: dict[str, list[str]] = {}
+    for r in refs:
+        if r["t"] in AGENT_BINDINGS_TABLES:
+            continue
+        with cloud.conn.cursor() as cur:
+            cur.execute(f"SELECT DISTINCT {q(r['c'])} FROM {q(db)}.{q(r['t'])} "  # noqa: S608 - names from information_schema, quoted
+                        f"WHERE {q(r['c'])} IN %s", [tuple(agent_ids)])
+            for (agent_id,) in cur.fetchall():
+                out.setdefault(agent_id, []).append(r["t"])
+    return out
+
+
+def _plan_old_agents(cloud, mapping, sp: StepPlan) -> None:
+    """The old controller's DHCP/L3/metadata agents. rename: the agent row takes the new
+    host (its networks and routers stay scheduled on it); when the new host already runs
+    an agent of that type, its networks and routers are handed to that agent and the old
+    row goes. remove: the old row and its scheduling go (neutron reschedules)."""
+    if not mapping.hosts:
+        return
+    agents = cloud.rows("SELECT id, agent_type, host FROM {neutron.agents} WHERE host IN %s "
+                        "ORDER BY host, agent_type",
+                        [tuple(mapping.hosts) + tuple(mapping.hosts.values())])
+    by_type_host = {(a["agent_type"], a["host"]): a for a in agents}
+    refs = agent_references(cloud, [a["id"] for a in agents if a["host"] in mapping.hosts])
+    for a in agents:
+        if a["host"] not in mapping.hosts or a["agent_type"] == LINUXBRIDGE_AGENT:
+            continue
+        new_host = mapping.hosts[a["host"]]
+        unit = f"agent:{a['id']}"
+        there = by_type_host.get((a["agent_type"], new_host))
+        if (there is not None or mapping.neutron_agents == "remove") and a["id"] in refs:
+            sp.refuse("AGENT_REFERENCED", f"neutron.agents id={a['id']}",
+                      f"{a['agent_type']} of {a['host']} is still named by "
+                      f"{', '.join(sorted(refs[a['id']]))}: deleting it would drop those "
+                      "rows by cascade; move them off the agent first")
+            continue
+        if mapping.neutron_agents == "rename" and there is None:
+            sp.update("neutron", "agents", {"id": a["id"]}, {"host": a["host"]},
+                      {"host": new_host}, unit, why=f"{a['agent_type']} of {a['host']} renamed")
+            continue
+        table, col, other = AGENT_BINDINGS.get(a["agent_type"], (None, None, None))
+        if table:
+            keep = set() if there is None else \
+                {r["k"] for r in cloud.rows(_AGENT_BINDING_SQL[table], [there["id"]])}
+            for r in cloud.rows(_AGENT_BINDING_SQL[table], [a["id"]]):
+                key = {other: r["k"], col: a["id"]}
+                if mapping.neutron_agents == "rename" and r["k"] not in keep:
+                    sp.update("neutron", table, key, {col: a["id"]}, {col: there["id"]}, unit,
+                              why=f"scheduled on {new_host}'s {a['agent_type']} instead")
+                else:
+                    sp.delete("neutron", table, key, unit,
+                              why=f"{a['agent_type']} of {a['host']} removed")
+        merged = there is not None and mapping.neutron_agents == "rename"
+        sp.delete("neutron", "agents", {"id": a["id"]}, unit,
+                  why=f"{a['agent_type']} of {a['host']} " +
+                      (f"merged into {new_host}'s" if merged else "removed"))
 
 
 def _plan_host_mappings(cloud, mapping, moves, sp: StepPlan) -> None:
@@ -359,5 +480,7 @@ def plan(cloud, mapping, moves) -> StepPlan:
     nets = _plan_segments(cloud, mapping, sp)
     _plan_bindings(cloud, mapping, moves, nets, sp)
     _plan_host_mappings(cloud, mapping, moves, sp)
+    _plan_dhcp_devices(cloud, mapping, sp)
     _plan_agents(cloud, sp)
+    _plan_old_agents(cloud, mapping, sp)
     return sp

@@ -48,6 +48,9 @@ class Moves:
     host_map: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
     refusals: list = dataclasses.field(default_factory=list)
     compute_nodes: dict[tuple[str, str], dict] = dataclasses.field(default_factory=dict)
+    # old compute host -> its one node, renamed in place to (new host, new node)
+    renames: dict[str, dict] = dataclasses.field(default_factory=dict)
+    notes: list = dataclasses.field(default_factory=list)
 
     @property
     def whole_host_map(self) -> dict[str, str]:
@@ -61,7 +64,7 @@ class Moves:
     def only_done(self) -> Moves:
         """Without the nova step, only instances already moved take their ports along."""
         done = {u: h for u, h in self.instance_hosts.items() if u not in self.moving}
-        return Moves({}, done, {}, [], self.compute_nodes)
+        return Moves({}, done, {}, [], self.compute_nodes, {})
 
 
 def _compute_node(cloud, host: str, node: str) -> dict | None:
@@ -69,6 +72,27 @@ def _compute_node(cloud, host: str, node: str) -> dict | None:
                       "{nova.compute_nodes} WHERE host = %s AND "
                       "hypervisor_hostname = %s AND deleted = 0", [host, node])
     return rows[0] if rows else None
+
+
+def _rename_in_place(cloud, rule, mv: Moves, where: str) -> dict | None:
+    """'rename': the old host, with its one node, is renamed in place (its service, node
+    and resource provider keep their uuids, so allocations and the node's id stay).
+    Says so in a note."""
+    from pacestack import findings
+
+    nodes = cloud.rows("SELECT id, uuid, host, hypervisor_hostname, service_id FROM "
+                       "{nova.compute_nodes} WHERE host = %s AND deleted = 0",
+                       [rule.old_host])
+    if len(nodes) != 1:
+        return None
+    node = dict(nodes[0])
+    mv.renames[rule.old_host] = {**node, "new_host": rule.new_host, "new_node": rule.new_node}
+    mv.notes.append(findings.warning(
+        "COMPUTE_RENAMED_IN_PLACE", where,
+        f"{rule.old_host} ({node['hypervisor_hostname']}) is renamed in place to "
+        f"{rule.new_host} ({rule.new_node}), keeping its service, node and resource "
+        f"provider uuid {node['uuid']} with their allocations"))
+    return {**node, "host": rule.new_host, "hypervisor_hostname": rule.new_node}
 
 
 def instance_moves(cloud, mapping, force: bool = False) -> Moves:
@@ -80,11 +104,21 @@ def instance_moves(cloud, mapping, force: bool = False) -> Moves:
     for rule in mapping.computes:
         where = f"{mapping.path}:{rule.line}"
         node = _compute_node(cloud, rule.new_host, rule.new_node)
+        if rule.rename:
+            if node is not None and rule.old_host in known_hosts:
+                mv.refusals.append(findings.error(
+                    "COMPUTE_ALREADY_REGISTERED", where,
+                    f"{rule.new_host}/{rule.new_node} is registered already: {rule.old_host} "
+                    "cannot take its name; drop 'rename' to move the instances there"))
+                continue
+            node = node or _rename_in_place(cloud, rule, mv, where)
         if node is None:
             mv.refusals.append(findings.error(
                 "NEW_COMPUTE_NOT_REGISTERED", where,
                 f"no compute node {rule.new_host}/{rule.new_node} in nova.compute_nodes: "
-                f"start nova-compute on {rule.new_host} and run cell_v2 discover_hosts first"))
+                f"start nova-compute on {rule.new_host} and run cell_v2 discover_hosts first"
+                + (f", or add 'rename' to rename {rule.old_host} in place" if rule.old_host
+                   else "")))
             continue
         mv.compute_nodes[(rule.new_host, rule.new_node)] = node
         if rule.old_host:
@@ -182,8 +216,32 @@ def _plan_info_caches(cloud, mapping, nets, sp: StepPlan) -> None:
                       why="VIFs consistent with their ovs bindings")
 
 
+def _plan_renames(cloud, moves: Moves, sp: StepPlan) -> None:
+    """A compute host renamed in place: service, node, resource provider, host mapping.
+    One barrier unit, planned before its instances follow."""
+    for old, n in sorted(moves.renames.items()):
+        unit = f"compute-host:{old}"
+        new_host, new_node = n["new_host"], n["new_node"]
+        for s in cloud.rows("SELECT id, host FROM {nova.services} WHERE deleted = 0 AND "
+                            "host = %s AND `binary` = 'nova-compute'", [old]):
+            sp.update("nova", "services", {"id": s["id"]}, {"host": old}, {"host": new_host},
+                      unit, why=f"compute {old} renamed in place")
+        sp.update("nova", "compute_nodes", {"id": n["id"]},
+                  {"host": old, "hypervisor_hostname": n["hypervisor_hostname"]},
+                  {"host": new_host, "hypervisor_hostname": new_node}, unit,
+                  why=f"compute {old} renamed in place")
+        for rp in cloud.rows("SELECT id, name FROM {placement.resource_providers} WHERE "
+                             "uuid = %s", [n["uuid"]]):
+            sp.update("placement", "resource_providers", {"id": rp["id"]}, {"name": rp["name"]},
+                      {"name": new_node}, unit, why="provider named after its node")
+        if cloud.rows(_HOST_MAPPING, [old]) and not cloud.rows(_HOST_MAPPING, [new_host]):
+            sp.update("nova_api", "host_mappings", {"host": old}, {"host": old},
+                      {"host": new_host}, unit, why=f"compute {old} renamed in place")
+
+
 def _plan_host_mappings(cloud, moves: Moves, sp: StepPlan) -> None:
-    new_hosts = sorted({m.new_host for m in moves.moving.values()})
+    renamed = {n["new_host"] for n in moves.renames.values()}
+    new_hosts = sorted({m.new_host for m in moves.moving.values()} - renamed)
     for host in new_hosts:
         if cloud.rows(_HOST_MAPPING, [host]):
             continue
@@ -255,11 +313,82 @@ def _plan_moves(cloud, moves: Moves, sp: StepPlan) -> None:
                           unit, why="allocation follows its instance")
 
 
+def rewrite_hosts_url(url: str | None, hosts: dict[str, str]) -> str | None:
+    """A transport or database URL with every mapped host of its netloc replaced
+    (oslo.messaging's ``rabbit://u:p@h1:5672,u:p@h2:5672/`` names several); scheme,
+    credentials, ports, path and query stay. None: nothing to change."""
+    if not url or "://" not in url:
+        return None
+    scheme, _, rest = url.partition("://")
+    cut = min([i for i in (rest.find(ch) for ch in "/?#") if i != -1], default=len(rest))
+    netloc, tail = rest[:cut], rest[cut:]
+    parts = []
+    for part in netloc.split(","):
+        userinfo, at, hostport = part.rpartition("@")
+        if hostport.startswith("["):
+            host, port = hostport[:hostport.find("]") + 1], hostport[hostport.find("]") + 1:]
+        else:
+            host, colon, port = hostport.partition(":")
+            port = colon + port
+        new = hosts.get(host.lower())
+        parts.append(f"{userinfo}{at}{new if new else host}{port}")
+    out = f"{scheme}://{','.join(parts)}{tail}"
+    return out if out != url else None
+
+
+def _plan_cell_mappings(cloud, mapping, sp: StepPlan) -> None:
+    hosts = {k.lower(): v for k, v in {**mapping.hosts, **mapping.endpoints}.items()}
+    if not hosts:
+        return
+    for c in cloud.rows("SELECT id, name, transport_url, database_connection FROM "
+                        "{nova_api.cell_mappings} ORDER BY id"):
+        after = {}
+        for col in ("transport_url", "database_connection"):
+            new = rewrite_hosts_url(c[col], hosts)
+            if new is not None:
+                after[col] = new
+        if after:
+            sp.update("nova_api", "cell_mappings", {"id": c["id"]},
+                      {k: c[k] for k in after}, after, f"cell:{c['id']}",
+                      why=f"cell {c['name']}'s URLs name the new controller")
+
+
+def _plan_control_services(cloud, mapping, sp: StepPlan) -> None:
+    """nova services other than nova-compute on an old service host. rename: they take
+    the new host; where the new host already registered that service, or the mapping
+    says remove, the old row is soft-deleted the way nova deletes a service."""
+    if not mapping.hosts:
+        return
+    rows = cloud.rows("SELECT id, host, `binary`, topic FROM {nova.services} WHERE deleted = 0 "
+                      "AND `binary` != 'nova-compute' AND host IN %s ORDER BY id",
+                      [tuple(mapping.hosts) + tuple(mapping.hosts.values())])
+    live = {(r["host"], r["binary"]) for r in rows}
+    now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None, microsecond=0)
+    for r in rows:
+        if r["host"] not in mapping.hosts:
+            continue
+        new = mapping.hosts[r["host"]]
+        unit = f"nova-service:{r['id']}"
+        if mapping.nova_control_services == "rename" and (new, r["binary"]) not in live:
+            sp.update("nova", "services", {"id": r["id"]}, {"host": r["host"]}, {"host": new},
+                      unit, why=f"{r['binary']} of {r['host']} renamed")
+            continue
+        why = "removed (mapping)" if mapping.nova_control_services == "remove" else \
+            f"{new} already runs it: old row retired"
+        sp.update("nova", "services", {"id": r["id"]}, {"deleted": 0, "deleted_at": None},
+                  {"deleted": r["id"], "deleted_at": now}, unit,
+                  why=f"{r['binary']} of {r['host']} {why}")
+
+
 def plan(cloud, mapping, moves: Moves) -> StepPlan:
     sp = StepPlan("nova")
     sp.refusals.extend(moves.refusals)
+    sp.notes.extend(moves.notes)
     nets = neutron.network_targets(cloud, mapping)
+    _plan_renames(cloud, moves, sp)
     _plan_moves(cloud, moves, sp)
     _plan_info_caches(cloud, mapping, nets, sp)
     _plan_host_mappings(cloud, moves, sp)
+    _plan_control_services(cloud, mapping, sp)
+    _plan_cell_mappings(cloud, mapping, sp)
     return sp

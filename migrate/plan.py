@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+import re
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -32,6 +33,7 @@ STEPS = ("keystone", "neutron", "cinder", "nova")
 # rows, a cinder service, a segment-host mapping, an agent, a cluster, a host
 # mapping) is a barrier: it runs alone, after everything planned before it.
 INDEPENDENT_UNITS = frozenset({"endpoint", "port", "volume", "backup", "group", "attachment",
+                               "cache-entry",
                                "instance"})
 
 
@@ -90,8 +92,19 @@ class Change:
 
     def to_dict(self) -> dict:
         return {"step": self.step, "table": f"{self.db}.{self.table}", "op": self.op,
-                "key": self.key, "before": self.before, "after": self.after,
-                "unit": self.unit, "why": self.why}
+                "key": self.key, "before": self._shown(self.before),
+                "after": self._shown(self.after), "unit": self.unit, "why": self.why}
+
+    def _shown(self, values: dict) -> dict:
+        return {c: mask_url(v) if (self.db, self.table, c) in tables.SECRET_COLUMNS else v
+                for c, v in values.items()}
+
+
+def mask_url(value: Any) -> Any:
+    """A URL with the password of each user:password@ replaced by ***."""
+    if not isinstance(value, str):
+        return value
+    return re.sub(r"(://|,)([^:@/,]*):[^@/]*@", r"\1\2:***@", value)
 
 
 @dataclasses.dataclass
@@ -145,6 +158,7 @@ class Plan:
     steps: list[StepPlan]
     mapping_path: str = ""
     general: list[Finding] = dataclasses.field(default_factory=list)  # refusals of no step
+    accounting: Any = None  # residue.Accounting: every old name found, and its fate
 
     @property
     def changes(self) -> list[Change]:
@@ -166,7 +180,8 @@ class Plan:
     def to_dict(self, with_changes: bool = True) -> dict:
         return {"mapping": self.mapping_path, "ok": not self.refusals,
                 "changes_total": len(self.changes), "refusals": self.general,
-                "steps": [s.to_dict(with_changes) for s in self.steps]}
+                "steps": [s.to_dict(with_changes) for s in self.steps],
+                "accounting": self.accounting.to_dict() if self.accounting else None}
 
 
 def known_hosts(cloud) -> set[str]:
@@ -219,4 +234,12 @@ def _build(cloud, mapping, only: list[str] | None, force: bool) -> Plan:
     shared = moves if "nova" in wanted else moves.only_done()
     steps = [builders[name](cloud, mapping, moves if name == "nova" else shared)
              for name in STEPS if name in wanted]
-    return Plan(steps, mapping.path, general)
+    plan = Plan(steps, mapping.path, general)
+    if set(STEPS) <= set(wanted) and not plan.refusals:
+        # only the whole cutover can be held to account for every old name (and only a
+        # plan without refusals says what the steps will rewrite)
+        from pacestack.migrate import residue
+
+        plan.accounting = residue.account(cloud, mapping, plan.changes)
+        general.extend(plan.accounting.refusals)
+    return plan

@@ -20,23 +20,37 @@ TABLES: dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]] = {
                                                               "vif_details")),
     ("neutron", "ml2_port_binding_levels"): (("port_id", "host", "level"), ("host", "driver")),
     ("neutron", "segmenthostmappings"): (("segment_id", "host"), ("host",)),
-    ("neutron", "agents"): (("id",), ()),
+    ("neutron", "ports"): (("id",), ("device_id",)),
+    # an old controller's agent's networks and routers, re-pointed before it goes
+    ("neutron", "networkdhcpagentbindings"): (("network_id", "dhcp_agent_id"),
+                                              ("dhcp_agent_id",)),
+    ("neutron", "routerl3agentbindings"): (("router_id", "l3_agent_id"), ("l3_agent_id",)),
+    ("neutron", "agents"): (("id",), ("host",)),
     ("cinder", "volumes"): (("id",), ("host", "cluster_name", "service_uuid")),
     ("cinder", "services"): (("id",), ("host", "cluster_name", "deleted", "deleted_at")),
     ("cinder", "backups"): (("id",), ("host",)),
     ("cinder", "groups"): (("id",), ("host", "cluster_name")),
     ("cinder", "clusters"): (("id",), ("name",)),
-    ("cinder", "volume_attachment"): (("id",), ("attached_host",)),
+    ("cinder", "volume_attachment"): (("id",), ("attached_host", "connector")),
+    ("cinder", "image_volume_cache_entries"): (("id",), ("host", "cluster_name")),
     ("nova", "instances"): (("id",), ("host", "node", "launched_on", "compute_id")),
     ("nova", "instance_info_caches"): (("id",), ("network_info",)),
+    ("nova", "services"): (("id",), ("host", "deleted", "deleted_at")),
+    ("nova", "compute_nodes"): (("id",), ("host", "hypervisor_hostname")),
+    ("nova_api", "cell_mappings"): (("id",), ("transport_url", "database_connection")),
     # addressed by its unique host (the id is assigned by the server on insert)
     ("nova_api", "host_mappings"): (("host",), ("cell_id", "created_at")),
+    ("placement", "resource_providers"): (("id",), ("name",)),
     ("placement", "allocations"): (("id",), ("resource_provider_id",)),
 }
 
 # Order in which tables are written inside one transaction (rollback: reverse).
 # Parents before children where a change could otherwise trip a foreign key.
 ORDER = {key: i for i, key in enumerate(TABLES)}
+
+# columns whose values hold passwords: plan output masks them (the journal keeps them)
+SECRET_COLUMNS = frozenset({("nova_api", "cell_mappings", "transport_url"),
+                            ("nova_api", "cell_mappings", "database_connection")})
 
 SERVICE_DATABASES = ("keystone", "neutron", "cinder", "nova", "nova_api", "placement")
 

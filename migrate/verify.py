@@ -165,6 +165,23 @@ def invariants(cloud, mapping, only: list[str] | None = None) -> list[Finding]:
     return out
 
 
+def residue(cloud, mapping) -> list[Finding]:
+    """Every live row still naming an old name that no rule keeps: an error each column
+    (RESIDUE_UNCOVERED, as plan refuses them); what rules keep, one info line each."""
+    from pacestack.migrate import residue as residuemod
+
+    acc = residuemod.account(cloud, mapping)
+    out = list(acc.refusals)
+    for e in acc.entries:
+        if e.outcome == "kept":
+            out.append(findings.info("RESIDUE_KEPT", e.where, f"{e.rows} rows: {e.by}"))
+    out.append(findings.info("RESIDUE_SCANNED", "old names",
+                             f"{acc.columns_scanned} text columns of {len(acc.databases)} "
+                             f"databases searched for {len(acc.names)} old names; "
+                             f"{sum(e.rows for e in acc.uncovered)} rows uncovered"))
+    return out
+
+
 def parse_checks(stdout: str) -> list[tuple[str, str, str]]:
     """(check name, result, details) rows from oslo.upgradecheck's table output."""
     out: list[list[str]] = []

@@ -74,8 +74,8 @@ firewall_driver = openvswitch
 """
 
 # row changes of the seed's cutover: 15 endpoints (the fixture bootstraps keystone's own on
-# controller.domain already), 57 neutron, 10 cinder, 11 nova/nova_api/placement
-SEED_CHANGES = 93
+# controller.domain already), 65 neutron, 11 cinder, 14 nova/nova_api/placement
+SEED_CHANGES = 105
 
 # instance_extra.flavor as nova 34 stores it ({"cur": Flavor primitive, ...})
 FLAVOR = json.dumps({"cur": {
@@ -90,6 +90,20 @@ FLAVOR = json.dumps({"cur": {
     "old": None, "new": None})
 
 LB_DETAILS = json.dumps({"port_filter": True, "connectivity": "l2"})
+# os-brick's connector properties of compute01, as cinder stores them (jsonutils.dumps)
+CONNECTOR = json.dumps({"platform": "x86_64", "os_type": "linux", "ip": "10.0.0.31",
+                        "host": "compute01", "multipath": False,
+                        "initiator": "iqn.1994-05.com.redhat:5f3c8e1a9b2d",
+                        "do_local_attach": False,
+                        "system uuid": "4c4c4544-0031-3010-8052-b4c04f4e3432"})
+# cell1's transport URL on the old controller (the password is a test value)
+OLD_TRANSPORT_URL = "rabbit://openstack:seed-rabbit-pw@old-control:5672/"
+
+
+def dhcp_device_id(host: str, network_id: str) -> str:
+    """neutron.common.utils.get_dhcp_agent_device_id: how the DHCP agent on HOST names
+    its port's device."""
+    return f"dhcp{uuid.uuid5(uuid.NAMESPACE_DNS, host.split('.')[0])}-{network_id}"
 
 
 def uid(name: str) -> str:
@@ -218,31 +232,63 @@ def build_seed(conn, dbs: dict[str, str]) -> Seed:
         _agent("compute01", "Linux bridge agent", "neutron-linuxbridge-agent"),
         _agent("old-control", "Linux bridge agent", "neutron-linuxbridge-agent"),
         _agent("old-control", "DHCP agent", "neutron-dhcp-agent"),
+        _agent("old-control", "L3 agent", "neutron-l3-agent"),
+        _agent("old-control", "Metadata agent", "neutron-metadata-agent"),
         _agent("compute05", "Open vSwitch agent", "neutron-openvswitch-agent"),
         _agent("controller", "Open vSwitch agent", "neutron-openvswitch-agent"),
+        # the new controller's DHCP agent already registered: the old one's networks go to it
+        _agent("controller", "DHCP agent", "neutron-dhcp-agent"),
     ])
+    # what the schedulers wrote: networks on the old DHCP agent, a router on its L3 agent
+    w.insert("neutron", "networkdhcpagentbindings", [
+        {"network_id": nets[n], "dhcp_agent_id": uid("agent/DHCP agent/old-control"),
+         "binding_index": 1} for n in ("selfservice-1137", "selfservice-1169")])
+    w.insert("neutron", "networkdhcpagentbindings", [
+        {"network_id": nets["selfservice-1169"],
+         "dhcp_agent_id": uid("agent/DHCP agent/controller"), "binding_index": 2}])
+    sa = w.std_attrs("routers", 1)
+    w.insert("neutron", "routers", [{"project_id": "p1", "id": uid("router/r1"), "name": "r1",
+                                     "status": "ACTIVE", "admin_state_up": 1, "enable_snat": 1,
+                                     "standard_attr_id": sa[0]}])
+    w.insert("neutron", "routerl3agentbindings", [
+        {"router_id": uid("router/r1"), "l3_agent_id": uid("agent/L3 agent/old-control"),
+         "binding_index": 1}])
     # ports: two instances on compute01 (one per kind of network), a DHCP port on old-control
     ports = {"vm-a": uid("port/vm-a"), "vm-b": uid("port/vm-b"), "dhcp": uid("port/dhcp"),
-             "vm-gone": uid("port/vm-gone")}
+             "vm-gone": uid("port/vm-gone"), "unbound": uid("port/unbound")}
     inst = {"vm-a": uid("inst/vm-a"), "vm-b": uid("inst/vm-b"), "vm-gone": uid("inst/vm-gone")}
     port_rows = [("vm-a", "selfservice-1137", inst["vm-a"], "compute:nova", "compute01",
                   "fa:16:3e:f9:82:bf"),
                  ("vm-b", "dmz", inst["vm-b"], "compute:nova", "compute01", "fa:16:3e:00:00:0b"),
-                 ("dhcp", "selfservice-1137", "dhcp" + uid("dhcp-dev"), "network:dhcp",
-                  "old-control", "fa:16:3e:00:00:0d")]
+                 ("dhcp", "selfservice-1137", dhcp_device_id("old-control",
+                                                             nets["selfservice-1137"]),
+                  "network:dhcp", "old-control", "fa:16:3e:00:00:0d"),
+                 # created before the port was ever bound: stays unbound
+                 ("unbound", "selfservice-1169", "", "", "", "fa:16:3e:00:00:0e")]
     sa = w.std_attrs("ports", len(port_rows))
     w.insert("neutron", "ports", [
         {"project_id": "p1", "id": ports[p], "name": "", "network_id": nets[n],
          "mac_address": mac, "admin_state_up": 1, "status": "ACTIVE", "device_id": dev,
          "device_owner": owner, "standard_attr_id": sa[i], "ip_allocation": "immediate"}
         for i, (p, n, dev, owner, _h, mac) in enumerate(port_rows)])
+    bound = [r for r in port_rows if r[4]]
     w.insert("neutron", "ml2_port_bindings", [
         {"port_id": ports[p], "host": h, "vif_type": "bridge", "vnic_type": "normal",
          "profile": "", "vif_details": LB_DETAILS, "status": "ACTIVE"}
-        for p, _n, _d, _o, h, _m in port_rows])
+        for p, _n, _d, _o, h, _m in bound] + [
+        # neutron's unbound port: host '', vif_type unbound (portbindings.VIF_TYPE_UNBOUND)
+        {"port_id": ports["unbound"], "host": "", "vif_type": "unbound", "vnic_type": "normal",
+         "profile": "", "vif_details": "", "status": "ACTIVE"},
+        # a live migration of vm-a to compute05 that never finished: neutron's second,
+        # INACTIVE binding for the destination (multiple port bindings), with its level
+        {"port_id": ports["vm-a"], "host": "compute05", "vif_type": "bridge",
+         "vnic_type": "normal", "profile": "", "vif_details": LB_DETAILS,
+         "status": "INACTIVE"}])
     w.insert("neutron", "ml2_port_binding_levels", [
         {"port_id": ports[p], "host": h, "level": 0, "driver": "linuxbridge",
-         "segment_id": segs[n]} for p, n, _d, _o, h, _m in port_rows])
+         "segment_id": segs[n]} for p, n, _d, _o, h, _m in bound] + [
+        {"port_id": ports["vm-a"], "host": "compute05", "level": 0, "driver": "linuxbridge",
+         "segment_id": segs["selfservice-1137"]}])
     w.insert("neutron", "segmenthostmappings", [
         {"segment_id": segs[name], "host": h} for name, kind, *_r in SEED_SEGMENTS
         for h in ("compute01", "old-control")])
@@ -288,7 +334,11 @@ def build_seed(conn, dbs: dict[str, str]) -> Seed:
     w.insert("cinder", "volume_attachment", [
         {"id": uid("att/v1"), "volume_id": vols["v1"], "attached_host": "compute01",
          "instance_uuid": inst["vm-a"], "deleted": 0, "attach_status": "attached",
-         "created_at": NOW, "mountpoint": "/dev/vdb"}])
+         "created_at": NOW, "mountpoint": "/dev/vdb", "connector": CONNECTOR}])
+    # cinder's image-volume cache: the volume's host, as image_volume_cache_create stores it
+    w.insert("cinder", "image_volume_cache_entries", [
+        {"host": "old-control@rbd#rbd", "cluster_name": None, "image_id": uid("image/cirros"),
+         "volume_id": vols["v2"], "size": 1, "image_updated_at": NOW, "last_used": NOW}])
     w.insert("cinder", "backups", [
         {"id": uid("backup/1"), "volume_id": vols["v2"], "host": "old-control", "deleted": 0,
          "status": "available", "created_at": NOW},
@@ -307,13 +357,23 @@ def build_seed(conn, dbs: dict[str, str]) -> Seed:
         {**nbase, "host": "compute01", "binary": "nova-compute", "topic": "compute",
          "uuid": uid("nova-svc/compute01")},
         {**nbase, "host": "compute05", "binary": "nova-compute", "topic": "compute",
-         "uuid": uid("nova-svc/compute05")}])
+         "uuid": uid("nova-svc/compute05")},
+        # the old controller's control services, still registered (and "up" until their
+        # report times out); the new controller's scheduler already registered itself
+        {**nbase, "host": "old-control", "binary": "nova-conductor", "topic": "conductor",
+         "uuid": uid("nova-svc/old-control/conductor")},
+        {**nbase, "host": "old-control", "binary": "nova-scheduler", "topic": "scheduler",
+         "uuid": uid("nova-svc/old-control/scheduler")},
+        {**nbase, "host": "controller", "binary": "nova-scheduler", "topic": "scheduler",
+         "uuid": uid("nova-svc/controller/scheduler")}])
     cn_uuid = {"compute01": uid("cn/compute01"), "compute05": uid("cn/compute05")}
     cn = {"vcpus": 8, "memory_mb": 16384, "local_gb": 100, "vcpus_used": 0,
           "memory_mb_used": 0, "local_gb_used": 0, "hypervisor_type": "QEMU",
           "hypervisor_version": 8000000, "cpu_info": "{}", "deleted": 0, "created_at": NOW}
     svc_ids = {h: w.scalar(f"SELECT id FROM `{dbs['nova']}`.services "  # noqa: S608
                            "WHERE host = %s", [h]) for h in cn_uuid}
+    w.cur.execute(f"UPDATE `{dbs['nova_api']}`.cell_mappings "  # noqa: S608
+                  "SET transport_url = %s WHERE name = 'cell1'", [OLD_TRANSPORT_URL])
     w.insert("nova", "compute_nodes", [
         {**cn, "service_id": svc_ids[h], "host": h, "hypervisor_hostname": f"{h}.domain",
          "uuid": cn_uuid[h]} for h in cn_uuid])
