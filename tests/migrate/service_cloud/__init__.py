@@ -70,11 +70,8 @@ def ensure_dump(venv: Path, schemas: Path, make_server: Callable[[], object],
             shutil.rmtree(stale, ignore_errors=True)
         work = Path(tempfile.mkdtemp(prefix=".service-cloud-", dir=target.parent))
         os.chmod(work, 0o700)
-        try:
-            _build(venv, Path(schemas), make_server, work)
-        except BaseException:
-            # kept for a look at the phase logs, removed by the next build
-            raise
+        # a failed build's work dir keeps its phase logs; the next build removes it
+        _build(venv, Path(schemas), make_server, work)
         os.rename(work, target)
         log(f"service-written cloud built: {target}")
     return target
