@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Prewarm the OpenStack test cache: the pinned venv and the synced-schema dump.
+"""Prewarm the OpenStack test cache: the pinned venv, the synced-schema dump and
+the old cloud the services wrote for the cutover tests (tests/migrate/service_cloud).
 
 `make` calls it before pytest so the first test does not pay for the build;
 the fixtures build the same thing on demand when it was not run. Prints the
@@ -15,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.fixtures import openstack_build as build  # noqa: E402
 from tests.fixtures.openstack import start_tmpfs_server  # noqa: E402
+from tests.migrate import service_cloud  # noqa: E402
 
 
 def main() -> int:
@@ -27,6 +29,10 @@ def main() -> int:
     started = time.monotonic()
     dump = build.ensure_dump(venv, lambda: start_tmpfs_server("build"), log=log)
     dump_seconds = time.monotonic() - started
+    started = time.monotonic()
+    cloud = service_cloud.ensure_dump(venv, dump.parent,
+                                      lambda: start_tmpfs_server("svcbuild"), log=log)
+    cloud_seconds = time.monotonic() - started
     print(json.dumps({
         "venv": str(venv),
         "dump": str(dump),
@@ -34,6 +40,9 @@ def main() -> int:
         "venv_cold_build_seconds": build.venv_build_seconds(venv),
         "dump_ready_seconds": round(dump_seconds, 1),
         "dump_cold_build": build.read_timings(dump.parent),
+        "service_cloud": str(cloud),
+        "service_cloud_ready_seconds": round(cloud_seconds, 1),
+        "service_cloud_cold_build": service_cloud.read_timings(cloud),
     }, indent=2))
     return 0
 

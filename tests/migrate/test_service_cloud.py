@@ -1,0 +1,157 @@
+"""The cutover on a cloud nobody here wrote: `pacestack migrate` on the rows the
+OpenStack services themselves wrote (tests/migrate/service_cloud/generate.py)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures import timings
+from tests.fixtures.openstack import start_tmpfs_server
+from tests.migrate import service_cloud
+from tests.migrate.conftest import Seeded, write_conf
+from tests.migrate.service_cloud.generate import OLD, uid
+
+
+@pytest.fixture(scope="session")
+def service_cloud_dir(openstack_venv: Path, openstack_dump: Path) -> Path:
+    """The cached dump of the service-written cloud (built once per pin set, ~70 s)."""
+    started = time.monotonic()
+    directory = service_cloud.ensure_dump(openstack_venv, openstack_dump.parent,
+                                          lambda: start_tmpfs_server("svcbuild"))
+    timings.TIMINGS["service_cloud_ready"] = round(time.monotonic() - started, 2)
+    timings.TIMINGS["service_cloud_cold_build"] = service_cloud.read_timings(directory)
+    return directory
+
+
+@pytest.fixture
+def svc(openstack_mariadb, openstack_venv, service_cloud_dir, tmp_path):
+    cloud = service_cloud.ServiceCloud(openstack_mariadb, openstack_venv, service_cloud_dir)
+    try:
+        cloud.load()
+        timings.TIMINGS.setdefault("service_cloud_load", []).append(round(cloud.load_seconds, 2))
+        ml2 = tmp_path / "ml2_conf.ini"
+        ml2.write_text(service_cloud.ML2_CONF.read_text())
+        cloud.config_file("ml2_conf.ini").write_text(service_cloud.ML2_CONF.read_text())
+        mapping = tmp_path / "mapping.conf"
+        mapping.write_text(service_cloud.MAPPING.read_text())
+        journal = f"{cloud.prefix}_pacestack"
+        conf = write_conf(tmp_path / "pacestack.conf", cloud, ml2, journal)
+        yield Seeded(cloud, None, conf, mapping, ml2, journal)
+        cloud.server.execute(f"DROP DATABASE IF EXISTS `{journal}`")
+    finally:
+        cloud.drop()
+
+
+def all_checksums(s: Seeded) -> dict[str, object]:
+    """CHECKSUM TABLE of every table of every service database."""
+    out = {}
+    for name, db in s.os.db_names.items():
+        for (table,) in s.os.server.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
+                "AND table_type = 'BASE TABLE'", (db,)):
+            out[f"{name}.{table}"] = s.os.server.execute(
+                f"CHECKSUM TABLE `{db}`.`{table}`")[0][1]
+    return out
+
+
+def old_host_rows(s: Seeded) -> list[tuple[str, str, str, list]]:
+    """(database, table, column, values) of every text column still naming the old
+    controller or a moved compute (report aid, not the migrate residue scan)."""
+    found = []
+    for name, db in s.os.db_names.items():
+        cols = s.os.server.execute(
+            "SELECT c.table_name, c.column_name FROM information_schema.columns c "
+            "JOIN information_schema.tables t ON t.table_schema = c.table_schema "
+            "AND t.table_name = c.table_name AND t.table_type = 'BASE TABLE' "
+            "WHERE c.table_schema = %s AND c.data_type IN "
+            "('varchar', 'char', 'text', 'mediumtext', 'longtext')", (db,))
+        for table, column in cols:
+            values = s.os.server.execute(
+                f"SELECT LEFT(`{column}`, 90) FROM `{db}`.`{table}` WHERE `{column}` REGEXP "  # noqa: S608
+                "'(^|[^a-z0-9-])(old-control|compute01)([^a-z0-9-]|$)'")
+            if values:
+                found.append((name, table, column, [v for (v,) in values]))
+    return found
+
+
+def test_service_cloud_cutover(svc):
+    mp = str(svc.mapping_path)
+    # the services wrote the linuxbridge era: bridge bindings, linuxbridge levels
+    assert svc.sql("neutron", "SELECT DISTINCT vif_type FROM ml2_port_bindings") == (
+        ("bridge",),)
+    assert svc.sql("neutron", "SELECT DISTINCT driver FROM ml2_port_binding_levels") == (
+        ("linuxbridge",),)
+    live_port = svc.sql("neutron", "SELECT id FROM ports WHERE name = 'vm/vm-live'")[0][0]
+    assert set(svc.sql("neutron", "SELECT host, status FROM ml2_port_bindings "
+                                  "WHERE port_id = %s", [live_port])) == {
+        ("compute01", "ACTIVE"), ("compute02", "INACTIVE")}
+    before = all_checksums(svc)
+
+    # the interrupted live migration left vm-live active on compute01: refused
+    r = svc.cli("plan", "--mapping", mp, "--format", "json")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "INSTANCE_NOT_STOPPED" in r.stdout + r.stderr
+    assert all_checksums(svc) == before
+
+    r = svc.cli("apply", "--force", "--mapping", mp, "--format", "json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    run_id = json.loads(r.stdout)["run_id"]
+
+    # keystone: every endpoint host named by the mapping replaced; path kept
+    urls = {u for (u,) in svc.sql("keystone", "SELECT url FROM endpoint")}
+    assert "http://controller.domain:8776/v3/%(project_id)s" in urls
+    assert "https://cloud.example:8774/v2.1" in urls
+    assert f"https://cloud.example/{OLD}/image" in urls  # a path is not a host
+    # neutron segments: linuxbridge's flat/vlan -> openvswitch's vlan/vxlan
+    segs = dict(svc.sql("neutron", "SELECT n.name, CONCAT_WS(' ', g.network_type, "
+                        "g.physical_network, g.segmentation_id) FROM networksegments g "
+                        "JOIN networks n ON n.id = g.network_id"))
+    assert segs["dmz"] == "vlan provider 100" and segs["selfservice-1137"] == "vxlan 1137"
+    assert segs["floating"] == "vlan provider 303"
+    alloc = {(p, v) for p, v in svc.sql("neutron", "SELECT physical_network, vlan_id FROM "
+                                        "ml2_vlan_allocations WHERE allocated = 1")}
+    assert alloc == {("provider", v) for v in (100, 300, 301, 302, 303)}
+    mtus = dict(svc.sql("neutron", "SELECT name, mtu FROM networks"))
+    assert mtus["selfservice-1169"] == 1422 and mtus["prod"] == 1500
+    assert svc.sql("neutron", "SELECT DISTINCT vif_type FROM ml2_port_bindings") == (
+        ("ovs",),)
+    assert svc.sql("neutron", "SELECT DISTINCT driver FROM ml2_port_binding_levels") == (
+        ("openvswitch",),)
+    dhcp_hosts = {h for (h,) in svc.sql(
+        "neutron", "SELECT b.host FROM ml2_port_bindings b JOIN ports p ON p.id = b.port_id "
+        "WHERE p.device_owner = 'network:dhcp'")}
+    assert dhcp_hosts == {"controller"}
+    # cinder: host part renamed, @backend#pool kept; old-control-bak is another host
+    vols = dict(svc.sql("cinder", "SELECT display_name, host FROM volumes"))
+    assert vols["v1"] == "controller@rbd#rbd" and vols["v3"] == "controller@rbd2#pool-b"
+    assert vols["v-bak"] == "old-control-bak@rbd#rbd" and vols["v-never"] is None
+    assert vols["v-gone"] == f"{OLD}@rbd#rbd"  # deleted rows stay as they were
+    # nova: instances of compute01 on compute05, others untouched
+    inst = {r[0]: r[1:] for r in svc.sql("nova", "SELECT display_name, host, node, deleted "
+                                                 "FROM instances")}
+    assert inst["vm-a"][:2] == ("compute05", "compute05.domain")
+    assert inst["vm-bak"][0] == "old-control-bak" and inst["vm-02"][0] == "compute02"
+    assert inst["vm-gone"][0] == "compute01" and inst["vm-gone"][2] != 0
+    # placement: vm-a's allocation on compute05's provider
+    rp = svc.sql("placement", "SELECT r.name FROM allocations a JOIN resource_providers r "
+                              "ON r.id = a.resource_provider_id WHERE a.consumer_id = %s",
+                 [uid("instance/vm-a")])
+    assert {n for (n,) in rp} == {"compute05.domain"}
+
+    r = svc.cli("verify", "--mapping", mp, "--format", "json")
+    findings = json.loads(r.stdout)["findings"] if r.stdout.strip() else []
+    errors = [f for f in findings if f["severity"] == "error"]
+    print("verify exit", r.returncode, "errors:", json.dumps(errors, indent=1))
+    residue = old_host_rows(svc)
+    print("rows still naming old-control/compute01 after apply:")
+    for row in residue:
+        print("  ", *row)
+
+    r = svc.cli("rollback", run_id, "--format", "json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    after = all_checksums(svc)
+    assert {k: v for k, v in after.items() if v != before.get(k)} == {}
