@@ -495,6 +495,10 @@ def _account_table(cloud, mapping, matcher: Matcher, tcols: list[Column], planne
             if not r[at]:
                 continue
             outcome = col_fate.get(wk)
+            if outcome is not None and outcome[0] == "uncovered" and c.where in mapping.keep:
+                # a step rewrote it and its new value still names an old one: the
+                # operator's [keep] line covers that column too, saying so
+                outcome = ("kept", f"mapping [keep]: {mapping.keep[c.where]} ({outcome[1]})")
             if outcome is None and not exact:
                 pending.append((wk, r))
                 continue

@@ -78,7 +78,38 @@ def old_host_rows(s: Seeded) -> list[tuple[str, str, str, list]]:
     return found
 
 
+# What the residue scan finds that no step covers yet on this cloud, each a gap in
+# migrate (never in the scan): info caches of instances that stay where they are but
+# whose ports the neutron step rebinds to ovs, in every cell; cell2's control services;
+# the connector of an attachment on a moved compute; a Linux bridge agent's
+# configurations. plan refuses them until a step covers them or an operator keeps them.
+KNOWN_GAPS = {"cinder.volume_attachment.connector", "neutron.agents.configurations",
+              "nova.instance_info_caches.network_info",
+              "nova_cell2.instance_info_caches.network_info", "nova_cell2.services.host"}
+
+
+def test_the_scan_refuses_every_old_name_no_step_covers(svc):
+    before = all_checksums(svc)
+    r = svc.cli("plan", "--force", "--mapping", str(svc.mapping_path), "--format", "json")
+    assert r.returncode == 2, r.stdout + r.stderr
+    refusals = json.loads(r.stdout)["refusals"]
+    uncovered = {f["subject"] for f in refusals if f["code"] == "RESIDUE_UNCOVERED"}
+    assert uncovered == KNOWN_GAPS, uncovered ^ KNOWN_GAPS
+    # a path that merely contains the old name, and old-control-bak, are other names
+    assert not [f for f in refusals if "old-control-bak" in f["message"]]
+    accounting = json.loads(r.stdout)["accounting"]
+    assert accounting["entries"], "the accounting lists what it found"
+    r = svc.cli("apply", "--force", "--mapping", str(svc.mapping_path))
+    assert r.returncode == 2 and "RESIDUE_UNCOVERED" in r.stderr, r.stderr
+    assert all_checksums(svc) == before
+
+
 def test_service_cloud_cutover(svc):
+    # the known gaps kept explicitly (the operator's way), so the rest of the cutover,
+    # verify and rollback run on what the services wrote
+    text = svc.mapping_path.read_text().rstrip("\n") + "\n[keep]\n" + "".join(
+        f"{c} = known gap, see KNOWN_GAPS\n" for c in sorted(KNOWN_GAPS))
+    svc.mapping_path.write_text(text)
     mp = str(svc.mapping_path)
     # the services wrote the linuxbridge era: bridge bindings, linuxbridge levels
     assert svc.sql("neutron", "SELECT DISTINCT vif_type FROM ml2_port_bindings") == (
@@ -100,6 +131,10 @@ def test_service_cloud_cutover(svc):
     r = svc.cli("apply", "--force", "--mapping", mp, "--format", "json")
     assert r.returncode == 0, r.stdout + r.stderr
     run_id = json.loads(r.stdout)["run_id"]
+    # the interrupted live migration: one ACTIVE ovs binding on the mapped host
+    assert set(svc.sql("neutron", "SELECT host, status, vif_type FROM ml2_port_bindings "
+                                  "WHERE port_id = %s", [live_port])) == {
+        ("compute05", "ACTIVE", "ovs")}
 
     # keystone: every endpoint host named by the mapping replaced; path kept
     urls = {u for (u,) in svc.sql("keystone", "SELECT url FROM endpoint")}
@@ -144,12 +179,23 @@ def test_service_cloud_cutover(svc):
 
     r = svc.cli("verify", "--mapping", mp, "--format", "json")
     findings = json.loads(r.stdout)["findings"] if r.stdout.strip() else []
+    uncovered = {f["subject"] for f in findings if f["code"] == "RESIDUE_UNCOVERED"}
+    assert uncovered <= KNOWN_GAPS, uncovered - KNOWN_GAPS
     errors = [f for f in findings if f["severity"] == "error"]
     print("verify exit", r.returncode, "errors:", json.dumps(errors, indent=1))
     residue = old_host_rows(svc)
     print("rows still naming old-control/compute01 after apply:")
     for row in residue:
         print("  ", *row)
+    # a live row naming the old host in a column no step covers: verify fails on it
+    svc.sql("keystone", "UPDATE endpoint SET extra = '{\"was\": \"http://old-control:5000/\"}' "
+                        "WHERE url = 'https://cloud.example:8774/v2.1'")
+    r = svc.cli("verify", "--mapping", mp, "--format", "json")
+    planted = {f["subject"] for f in json.loads(r.stdout)["findings"]
+               if f["code"] == "RESIDUE_UNCOVERED"}
+    assert r.returncode != 0 and planted - uncovered == {"keystone.endpoint.extra"}, planted
+    svc.sql("keystone", "UPDATE endpoint SET extra = '{}' "
+                        "WHERE url = 'https://cloud.example:8774/v2.1'")
 
     r = svc.cli("rollback", run_id, "--format", "json")
     assert r.returncode == 0, r.stdout + r.stderr
