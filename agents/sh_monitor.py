@@ -110,7 +110,9 @@ def param_checks(agent: type[ocf.Agent]) -> list[str]:
     for p in agent.parameters:
         var = f"${{OCF_RESKEY_{p.name}-}}"
         if p.required:
-            lines.append(f"    [ -n \"{var}\" ] || return 1  # required: Python says so")
+            # blank counts as unset: Python strips before it checks
+            lines.append(f"    case {var} in *[![:space:]]*) ;; *) return 1 ;; esac"
+                         "  # required: Python says so")
         if p.type is int:
             # plain digits or unset: " 5", "+5" and "-5" are Python's to judge
             lines.append(f"    case {var} in *[!0-9]*) return 1 ;; esac")

@@ -133,6 +133,8 @@ def test_anything_doubtful_goes_to_python(promoted):
     fronts.check("node1", in_sh=False, extra={"HA_debug": "1"})
     fronts.check("node1", in_sh=False, params={"sync_timeout": "soon"})
     fronts.check("node1", in_sh=False, params={"two_node_mode": "maybe"})
+    # blank is unset to Python (it strips): a required parameter is missing
+    assert fronts.check("node1", in_sh=False, params={"wsrep_cluster_address": "  "}) == 6
     fronts.check("node1", in_sh=False, params={"check_defaults_file": "/nonexistent.cnf"})
     fronts.check("node1", in_sh=False, params={"binary": "/usr/sbin/mysqld"})
     fronts.check("node1", in_sh=False, extra={"OCF_RESKEY_CRM_meta_on_node": ""})
