@@ -87,7 +87,8 @@ def _render_plan(plan) -> None:
     if notes:
         print()
         print(render.findings_table(notes))
-    print(f"\n{len(plan.changes)} row changes planned; nothing written.")
+    print(f"\n{len(plan.changes)} row changes planned for OpenStack {plan.release or '?'}; "
+          "nothing written.")
 
 
 def _plan(conf, args) -> int:
