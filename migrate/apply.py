@@ -43,7 +43,7 @@ class ApplyResult:
         return {"run_id": self.run_id, "resumed": self.resumed, "batches": self.batches,
                 "changes": self.changes, "seconds": round(self.seconds, 3),
                 "plan_seconds": round(self.plan_seconds, 3), "connections": self.connections,
-                "refusals": self.plan.refusals,
+                "release": self.plan.release, "refusals": self.plan.refusals,
                 "counts": {s.step: s.counts() for s in self.plan.steps}}
 
 

@@ -95,7 +95,8 @@ def _render_plan(plan) -> None:
         print(f"{acc.columns_scanned} text columns of {len(acc.databases)} databases searched "
               f"for {len(acc.names)} old names; {sum(e.rows for e in acc.uncovered)} rows "
               "uncovered")
-    print(f"\n{len(plan.changes)} row changes planned; nothing written.")
+    print(f"\n{len(plan.changes)} row changes planned for OpenStack {plan.release or '?'}; "
+          "nothing written.")
 
 
 def _plan(conf, args) -> int:

@@ -12,7 +12,7 @@ import os
 import re
 from typing import Any
 
-from pacestack.migrate import tables
+from pacestack.migrate import releases, tables
 
 from pacestack import db, files
 from pacestack.errors import ConfigError
@@ -27,6 +27,7 @@ class Ml2Settings:
     path_mtu: int = 0
     overlay_ip_version: int = 4
     source: str = ""
+    ovs_create_tap: bool = True  # [OVS_DRIVER] ovs_create_tap (neutron 2026.2's default)
 
     def vlan_allowed(self, physnet: str, vlan: int) -> bool:
         if physnet not in self.vlan_ranges:
@@ -94,8 +95,10 @@ def read_ml2(ml2_path: str, neutron_path: str | None = None) -> Ml2Settings:
     if neutron_path and os.path.exists(neutron_path):
         n = files.read_ini(neutron_path)
         mtu = _int_opt(neutron_path, n, "DEFAULT", "global_physnet_mtu", 1500)
+    create_tap = (_last(s, "OVS_DRIVER", "ovs_create_tap") or "true").lower() \
+        not in ("false", "0", "no", "off")
     return Ml2Settings(vlan, vni, flat, mtu, _int_opt(ml2_path, s, "ml2", "path_mtu", 0), ipv,
-                       ml2_path)
+                       ml2_path, create_tap)
 
 
 class Cloud:
@@ -110,6 +113,8 @@ class Cloud:
         self.server = server
         self.journal_db = journal_db
         self.config_files = config_files or {}
+        # the OpenStack release its databases are at (releases.detect), set by open_cloud
+        self.release: releases.Detected | None = None
 
     def t(self, service: str, table: str) -> str:
         """`realdb`.`table` for a whitelisted table (or a journal table)."""
@@ -256,11 +261,13 @@ def open_cloud(urls: dict[str, str | db.DBUrl], *, ml2_config: str,
         if admin_url and not allow_other_server:
             check_same_server(conn, server, parsed, timeout)
         _check_databases_exist(conn, server, parsed)
+        cloud = Cloud(conn, {k: u.database for k, u in parsed.items()}, ml2, server,
+                      journal_db, config_files)
+        cloud.release = releases.detect(cloud)
     except BaseException:
         conn.close()
         raise
-    return Cloud(conn, {k: u.database for k, u in parsed.items()}, ml2, server, journal_db,
-                 config_files)
+    return cloud
 
 
 def open_from_conf(conf, allow_other_server: bool = False) -> Cloud:

@@ -24,15 +24,47 @@ LINUXBRIDGE_AGENT = "Linux bridge agent"
 VXLAN_OVERHEAD = {4: 50, 6: 70}  # bytes of VXLAN + outer UDP/IP headers
 
 
-def ovs_vif_details(firewall_driver: str, bridge: str = "br-int") -> dict:
-    """vif_details as neutron's openvswitch mechanism driver writes them."""
-    return {
+
+
+@dataclasses.dataclass(frozen=True)
+class NeutronRelease:
+    """What neutron's own code writes differently, per release, in the rows this step
+    writes (releases.SUPPORTED). Table columns it reads and writes are equal from 2024.1
+    to 2026.2: networks.qinq (2025.1 on) and the evpn/pvlan tables are not touched."""
+
+    # the openvswitch driver adds "ovs_create_tap": true to a kernel-datapath port's
+    # vif_details without hybrid plug when [OVS_DRIVER] ovs_create_tap (default true)
+    ovs_create_tap: bool
+
+
+RELEASE_DIFFERENCES = {
+    "2024.1": NeutronRelease(ovs_create_tap=False),
+    "2025.1": NeutronRelease(ovs_create_tap=False),
+    "2026.2": NeutronRelease(ovs_create_tap=True),
+}
+
+
+def ovs_vif_details(firewall_driver: str, bridge: str = "br-int", release: str = "2026.2",
+                    create_tap: bool = True) -> dict:
+    """vif_details as release's neutron openvswitch mechanism driver writes them
+    (``create_tap``: the server's [OVS_DRIVER] ovs_create_tap)."""
+    hybrid = firewall_driver == "iptables_hybrid"
+    details = {
         "port_filter": firewall_driver != "noop",
         "connectivity": "l2",
-        "ovs_hybrid_plug": firewall_driver == "iptables_hybrid",
-        "datapath_type": "system",
-        "bridge_name": bridge,
+        "ovs_hybrid_plug": hybrid,
     }
+    if RELEASE_DIFFERENCES[release].ovs_create_tap and create_tap and not hybrid:
+        details["ovs_create_tap"] = True
+    details.update(datapath_type="system", bridge_name=bridge)
+    return details
+
+
+def vif_details_for(cloud, mapping) -> dict:
+    """The vif_details every rewritten binding (and its nova info cache) gets."""
+    release = cloud.release.release if cloud.release else "2026.2"
+    return ovs_vif_details(mapping.firewall_driver, mapping.integration_bridge, release,
+                           cloud.ml2.ovs_create_tap)
 
 
 @dataclasses.dataclass
@@ -268,7 +300,7 @@ def _plan_bindings(cloud, mapping, moves, nets: dict[str, NetworkTarget],
                    sp: StepPlan) -> None:
     hosts = dict(mapping.hosts)
     old_hosts = sorted(set(hosts) | set(moves.host_map))
-    details = json.dumps(ovs_vif_details(mapping.firewall_driver, mapping.integration_bridge))
+    details = json.dumps(vif_details_for(cloud, mapping))
     # an empty IN () is a syntax error: a host name nobody uses stands in for "none"
     args = [VIF_TYPE_BRIDGE, tuple(old_hosts) or ("",)]
     # every binding of the ports concerned, in one read: the ones to rewrite (flagged by

@@ -185,7 +185,7 @@ def rewrite_vif(vif: dict, target: neutron.NetworkTarget | None, details: dict,
 
 
 def _plan_info_caches(cloud, mapping, nets, sp: StepPlan) -> None:
-    details = neutron.ovs_vif_details(mapping.firewall_driver, mapping.integration_bridge)
+    details = neutron.vif_details_for(cloud, mapping)
     rows = cloud.rows(
         "SELECT c.id, c.instance_uuid, c.network_info FROM "
         "{nova.instance_info_caches} c JOIN {nova.instances} i "

@@ -159,6 +159,7 @@ class Plan:
     mapping_path: str = ""
     general: list[Finding] = dataclasses.field(default_factory=list)  # refusals of no step
     accounting: Any = None  # residue.Accounting: every old name found, and its fate
+    release: str = ""  # the OpenStack release the plan was made for (releases.detect)
 
     @property
     def changes(self) -> list[Change]:
@@ -178,7 +179,7 @@ class Plan:
         return sorted({(c.db, c.table) for c in self.changes}, key=lambda k: tables.ORDER[k])
 
     def to_dict(self, with_changes: bool = True) -> dict:
-        return {"mapping": self.mapping_path, "ok": not self.refusals,
+        return {"mapping": self.mapping_path, "release": self.release, "ok": not self.refusals,
                 "changes_total": len(self.changes), "refusals": self.general,
                 "steps": [s.to_dict(with_changes) for s in self.steps],
                 "accounting": self.accounting.to_dict() if self.accounting else None}
@@ -234,7 +235,8 @@ def _build(cloud, mapping, only: list[str] | None, force: bool) -> Plan:
     shared = moves if "nova" in wanted else moves.only_done()
     steps = [builders[name](cloud, mapping, moves if name == "nova" else shared)
              for name in STEPS if name in wanted]
-    plan = Plan(steps, mapping.path, general)
+    release = cloud.release.release if cloud.release else ""
+    plan = Plan(steps, mapping.path, general, release=release)
     if set(STEPS) <= set(wanted) and not plan.refusals:
         # only the whole cutover can be held to account for every old name (and only a
         # plan without refusals says what the steps will rewrite)

@@ -7,6 +7,7 @@ the fixtures build the same thing on demand when it was not run. Prints the
 cache paths and the cold build times (JSON) it measured or found.
 """
 
+import argparse
 import json
 import sys
 import time
@@ -20,20 +21,26 @@ from tests.migrate import service_cloud  # noqa: E402
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--release", default=build.NEWEST, choices=list(build.RELEASES),
+                        help=f"the OpenStack release to build (default: {build.NEWEST})")
+    release = parser.parse_args().release
+
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
     started = time.monotonic()
-    venv = build.ensure_venv(log=log)
+    venv = build.ensure_venv(log=log, name=release)
     venv_seconds = time.monotonic() - started
     started = time.monotonic()
-    dump = build.ensure_dump(venv, lambda: start_tmpfs_server("build"), log=log)
+    dump = build.ensure_dump(venv, lambda: start_tmpfs_server("build"), log=log, name=release)
     dump_seconds = time.monotonic() - started
     started = time.monotonic()
     cloud = service_cloud.ensure_dump(venv, dump.parent,
                                       lambda: start_tmpfs_server("svcbuild"), log=log)
     cloud_seconds = time.monotonic() - started
     print(json.dumps({
+        "release": release,
         "venv": str(venv),
         "dump": str(dump),
         "venv_ready_seconds": round(venv_seconds, 1),

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from pacestack import proc
+from tests.fixtures import openstack_build as build
 from tests.fixtures.nova import RabbitMQ
 from tests.fixtures.ocf import PROVIDER_DIR, exit_reason, run_agent
 from tests.fixtures.openstack import Cloud
@@ -32,15 +33,32 @@ RESOURCE = f"cinder-volume-{os.getpid()}"
 FAKE_DRIVER = "cinder.tests.fake_driver.FakeLoggingVolumeDriver"
 
 
+# the newest release and the oldest of the matrix: the host rule and the service
+# rows hold for each release's own cinder-volume
+NEWEST_AND_OLDEST = pytest.mark.parametrize(
+    "volume_release", [build.NEWEST, list(build.RELEASES)[-1]], indirect=True, scope="module")
+
+
 @pytest.fixture(scope="module")
-def cloud_and_rabbit(mariadb, openstack_venv, openstack_dump, tmp_path_factory, request):
-    """The cinder schema (shared with the other agent tests) and a RabbitMQ,
-    started while the schema loads when it is not loaded yet: each takes seconds."""
+def volume_release(request) -> str:
+    """The OpenStack release whose cinder-volume the module's tests run."""
+    return getattr(request, "param", build.NEWEST)
+
+
+@pytest.fixture(scope="module")
+def cloud_and_rabbit(mariadb, volume_release, tmp_path_factory, request):
+    """The cinder schema (shared with the other agent tests for the newest release)
+    and a RabbitMQ, started while the schema loads: each takes seconds."""
     rabbit = RabbitMQ(tmp_path_factory.mktemp("cinder-rabbit"))
+    own = None
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         booting = pool.submit(rabbit.start)
         try:
-            loaded = request.getfixturevalue("ocf_cloud")
+            if volume_release == build.NEWEST:
+                loaded = request.getfixturevalue("ocf_cloud")
+            else:
+                venv, dump = request.getfixturevalue("openstack_builds")(volume_release)
+                loaded = own = Cloud(mariadb, venv, dump, release=volume_release).load()
             started = time.monotonic()
             booting.result()
             print(f"RabbitMQ ready {time.monotonic() - started:.1f}s after the schema load")
@@ -49,6 +67,8 @@ def cloud_and_rabbit(mariadb, openstack_venv, openstack_dump, tmp_path_factory, 
             with contextlib.suppress(Exception):
                 booting.result()
             rabbit.stop()
+            if own is not None:
+                own.drop()
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +151,7 @@ def amqp_connections(port: int) -> int:
     return count
 
 
+@NEWEST_AND_OLDEST
 def test_failover_keeps_one_set_of_controller_rows(cloud, rabbit, controllers):
     cloud.execute("cinder", "DELETE FROM services")  # the schema is shared: start clean
     c1, c2 = controllers["controller01"], controllers["controller02"]
@@ -199,6 +220,7 @@ def test_failover_keeps_one_set_of_controller_rows(cloud, rabbit, controllers):
     assert on("controller02", "stop", c2)[0] == 0
 
 
+@NEWEST_AND_OLDEST
 @pytest.mark.parametrize("case", ["default_host", "host_unset", "backend_host", "backends",
                                   "unparseable", "clone", "enforced", "good"])
 def test_validate_all_host_rules(case, cloud, tmp_path, ocf_provider):

@@ -21,9 +21,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures import openstack_build as build
 from tests.fixtures.nova import NovaStack, Seeder
 
 PACESTACK = str(Path(sys.executable).with_name("pacestack"))
+
+# the newest release and 2025.1, the oldest whose APIs the stack can serve
+# (2024.1 has no <project>.wsgi modules for gunicorn)
+pytestmark = pytest.mark.parametrize("nova_stack_release", [build.NEWEST, "2025.1"],
+                                     indirect=True, scope="module")
 
 
 @dataclasses.dataclass

@@ -10,7 +10,11 @@ import json
 from pacestack.migrate import plan as planmod
 from pacestack.migrate import verify
 
+from tests.fixtures.openstack import every_release
 from tests.migrate import seed_cloud
+
+# every release of the matrix: its schemas, and verify runs its own *-status checks
+pytestmark = every_release
 
 SEG_ORDER = [name for name, *_ in seed_cloud.SEED_SEGMENTS]
 
@@ -28,6 +32,7 @@ def test_plan_writes_nothing_and_lists_every_change(seeded):
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["ok"] and out["changes_total"] == seed_cloud.SEED_CHANGES
+    assert out["release"] == seeded.os.release
     steps = {s["step"]: s for s in out["steps"]}
     assert steps["neutron"]["counts"]["neutron.networksegments update"] == 9
     seg = [c for c in steps["neutron"]["changes"] if c["table"] == "neutron.networksegments"]
@@ -48,6 +53,7 @@ def test_seed_cutover_apply_verify(seeded):
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout)
     assert result["changes"] == seed_cloud.SEED_CHANGES and result["run_id"]
+    assert result["release"] == seeded.os.release
     # the seed's "new neutron table"
     assert segments_in_seed_order(seeded) == seed_cloud.SEED_EXPECTED
     # allocations: new ids allocated, old ones released, flat physnets gone
@@ -67,7 +73,10 @@ def test_seed_cutover_apply_verify(seeded):
         "neutron", "SELECT port_id, host, vif_type, vif_details FROM ml2_port_bindings")}
     p = seeded.seed.ports
     assert b[p["vm-a"]][:2] == ("compute05", "ovs")
-    assert json.loads(b[p["vm-a"]][2])["ovs_hybrid_plug"] is False
+    details = json.loads(b[p["vm-a"]][2])
+    assert details["ovs_hybrid_plug"] is False
+    # what that release's openvswitch driver writes for a kernel-datapath port
+    assert details.get("ovs_create_tap", False) is (seeded.os.release == "2026.2")
     assert b[p["dhcp"]][:2] == ("controller", "ovs")
     assert set(seeded.sql("neutron", "SELECT driver, host FROM ml2_port_binding_levels")) == \
         {("openvswitch", "compute05"), ("openvswitch", "controller")}
