@@ -161,10 +161,11 @@ class GaleraAgent(ocf.Agent):
         Action("promote", 300),
         Action("demote", 120),
         Action("monitor", 30, interval=20, role="Unpromoted"),
-        # every second: a killed mariadbd is noticed within 1 s instead of 10, and the
-        # healthy case costs one status query (galera_sh_monitor.py, ~9 ms), no more CPU
-        # than the Python monitor every 10 s it replaces
-        Action("monitor", 30, interval=1, role="Promoted"),
+        # not faster: a killed mariadbd restarted before its peers evicted its old
+        # identity (1.7-2.9 s after the kill, with garbd) makes the survivor and garbd
+        # drop the new one too, and the whole cluster went non-Primary for 8 s in the
+        # lab (bench/galera_timeline.py). The join must first wait for that eviction.
+        Action("monitor", 30, interval=10, role="Promoted"),
         Action("monitor", 30, interval=0),
         Action("notify", 30),
         Action("validate-all", 20),

@@ -111,7 +111,7 @@ def rows(cloud: Cloud) -> dict[str, tuple[int, int]]:
 
 
 @pytest.fixture
-def controllers(cloud, rabbit, tmp_path, ocf_provider):
+def controllers(cloud, rabbit, tmp_path, agent_executables):
     """Per-node parameters for controller01 and controller02 (RabbitMQ
     transport); stops both after."""
     made = {}
@@ -223,7 +223,7 @@ def test_failover_keeps_one_set_of_controller_rows(cloud, rabbit, controllers):
 @NEWEST_AND_OLDEST
 @pytest.mark.parametrize("case", ["default_host", "host_unset", "backend_host", "backends",
                                   "unparseable", "clone", "enforced", "good"])
-def test_validate_all_host_rules(case, cloud, tmp_path, ocf_provider):
+def test_validate_all_host_rules(case, cloud, tmp_path, agent_executables):
     conf = tmp_path / "cinder.conf"
     extra_conf = tmp_path / "backend-host.conf"
     params = {"binary": str(cloud.venv / "bin" / "cinder-volume"), "config": str(conf)}
