@@ -1,6 +1,6 @@
 """The seed's linuxbridge-era cloud, inserted into the real (freshly synced) schemas.
 
-What ../shared/seed/ha-upgrade-part5.txt shows, plus what its operator did not
+What the operator's account of the seed cutover shows, plus what its operator did not
 mention but a real cloud has: the nine segments of its "old neutron table",
 volumes on ``old-control@BACKEND#POOL`` with services, backups, groups and an
 attachment, instances on an old compute host with ``bridge`` bindings and info
