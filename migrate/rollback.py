@@ -25,6 +25,7 @@ before the apply.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from itertools import groupby
 from typing import Any
@@ -96,6 +97,13 @@ def _check(cloud, cur, images: list[dict], lock: bool) -> tuple[list[Conflict], 
     rows already gone (seq)."""
     conflicts: list[Conflict] = []
     gone: set[int] = set()
+    # a row the run itself touched again later (deleted and then re-created under the
+    # same key by a rebinding, updated twice...): only its newest image says what the
+    # run left there; the older ones are restored after it, newest first
+    newest: dict[tuple, int] = {}
+    for im in images:
+        k = (im["db"], im["tbl"], json.dumps(im["key_after"], sort_keys=True, default=str))
+        newest[k] = max(newest.get(k, -1), im["seq"])
 
     def sig(im):
         after = im["row_after"] or {}
@@ -113,6 +121,9 @@ def _check(cloud, cur, images: list[dict], lock: bool) -> tuple[list[Conflict], 
         for d in sqlbatch.drifted(cloud, cur, db, table, [im["key_after"] for im in grp],
                                   afters, cols, hashed, lock):
             im = grp[d.index]
+            if newest[(db, table, json.dumps(im["key_after"], sort_keys=True,
+                                             default=str))] > im["seq"]:
+                continue
             if op == "insert" and d.state == "gone":
                 gone.add(im["seq"])
                 continue
