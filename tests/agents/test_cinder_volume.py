@@ -15,6 +15,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -184,6 +185,16 @@ def test_failover_keeps_one_set_of_controller_rows(cloud, rabbit, controllers):
                   "`binary`, topic, report_count, disabled) VALUES (UTC_TIMESTAMP(), "
                   "UTC_TIMESTAMP(), 0, 'controller02@fake1', 'cinder-volume', "
                   "'cinder-volume', 1, 0)")
+    # it heartbeats like the real one would while the monitor runs (a monitor slower
+    # than service_down_time on a loaded machine must not see a stale row)
+    beating = threading.Event()
+
+    def heartbeat() -> None:
+        while not beating.wait(0.5):
+            cloud.execute("cinder", "UPDATE services SET updated_at = UTC_TIMESTAMP() "
+                          "WHERE host = 'controller02@fake1'")
+    beat = threading.Thread(target=heartbeat, daemon=True)
+    beat.start()
     try:
         rc, _, err = on("controller02", "monitor", c2)
         assert rc == 6
@@ -191,6 +202,8 @@ def test_failover_keeps_one_set_of_controller_rows(cloud, rabbit, controllers):
                                     "node while it should report as controller: "
                                     "misconfiguration")
     finally:
+        beating.set()
+        beat.join(5)
         cloud.execute("cinder", "DELETE FROM services WHERE host = 'controller02@fake1'")
     assert on("controller02", "monitor", c2)[0] == 0
     # an unreachable DB is not a cinder failure: the process check stands
