@@ -357,7 +357,7 @@ table inet {NFT_TABLE} {{
             # (its next write hits a closed pipe)
             remote = shlex.join(self.probe_argv(self.opts.probe_python, "-", start_id))
             with open(out, "ab") as fh, open(out.with_suffix(".log"), "ab") as log:
-                p = subprocess.Popen(self.ssh_argv(self.opts.probe_from) + ["--", remote],
+                p = subprocess.Popen([*self.ssh_argv(self.opts.probe_from), remote],
                                      stdin=subprocess.DEVNULL, stdout=fh, stderr=log,
                                      start_new_session=True)
 
