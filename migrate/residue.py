@@ -488,6 +488,23 @@ def _account_table(cloud, mapping, matcher: Matcher, tcols: list[Column], planne
     wks = [tuple(r[j] for j in key_at) for r in rows]
     # (column, outcome, by) -> [rows, the first row's key]
     groups: dict[tuple[str, str, str], list] = {}
+
+    def unsettled(c: Column, wk, r) -> tuple[str, str]:
+        """The fate of a hit no planned change settles (deleted row, rule, [keep])."""
+        key = dict(zip(sel, r[:n_sel], strict=True))
+        deleted = bool(r[n_sel]) if c0.has_deleted else False
+        return _outcome(mapping, c, key, deleted, by_row.get(wk, []), rules[c.column],
+                        values_of[c.column])
+
+    def count(c: Column, r, outcome: tuple[str, str]) -> None:
+        """One more hit for (column, outcome); the first one's key is its example."""
+        g = groups.get((c.where,) + outcome)
+        if g is None:
+            groups[(c.where,) + outcome] = [1, {k: r[j] for k, j in zip(keys, pk_at,
+                                                                         strict=True)}]
+        else:
+            g[0] += 1
+
     for i, c in enumerate(tcols):
         col_fate, at = fate[c.column], off + i
         pending = []
@@ -502,33 +519,14 @@ def _account_table(cloud, mapping, matcher: Matcher, tcols: list[Column], planne
             if outcome is None and not exact:
                 pending.append((wk, r))
                 continue
-            if outcome is None:
-                key = dict(zip(sel, r[:n_sel], strict=True))
-                deleted = bool(r[n_sel]) if c0.has_deleted else False
-                outcome = _outcome(mapping, c, key, deleted, by_row.get(wk, []),
-                                   rules[c.column], values_of[c.column])
-            g = groups.get((c.where,) + outcome)
-            if g is None:
-                groups[(c.where,) + outcome] = [1, {k: r[j] for k, j in zip(keys, pk_at,
-                                                                             strict=True)}]
-            else:
-                g[0] += 1
+            count(c, r, outcome or unsettled(c, wk, r))
         if not pending:
             continue
         values = _values(cloud, real, c, keys, [tuple(r[j] for j in pk_at) for _wk, r in pending])
         for wk, r in pending:
             if not matcher.hits(values.get(tuple(r[j] for j in pk_at))):
                 continue  # the literal only: not a token
-            key = dict(zip(sel, r[:n_sel], strict=True))
-            deleted = bool(r[n_sel]) if c0.has_deleted else False
-            outcome = _outcome(mapping, c, key, deleted, by_row.get(wk, []),
-                               rules[c.column], values_of[c.column])
-            g = groups.get((c.where,) + outcome)
-            if g is None:
-                groups[(c.where,) + outcome] = [1, {k: r[j] for k, j in zip(keys, pk_at,
-                                                                             strict=True)}]
-            else:
-                g[0] += 1
+            count(c, r, unsettled(c, wk, r))
     by_where = {c.where: c for c in tcols}
     for (where, outcome, by), (n, example) in groups.items():
         acc.entries.append(Entry(where, outcome, by, n, example,

@@ -223,7 +223,7 @@ def test_seed_residue_rewritten_as_the_services_expect(seeded):
         (("controller@rbd#rbd",),)
     conn = json.loads(seeded.sql("cinder", "SELECT connector FROM volume_attachment")[0][0])
     assert conn == {**json.loads(seed_cloud.CONNECTOR), "host": "compute05"}
-    assert i  # the instances moved as before (test_seed_case)
+    assert i  # the seed has instances: the plan below must move none of them again
     with contextlib.closing(seeded.cloud()) as c:
         assert planmod.build(c, seeded.mapping()).changes == []
         assert not [f for f in verify.residue(c, seeded.mapping()) if f.code ==
