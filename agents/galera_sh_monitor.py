@@ -36,12 +36,7 @@ _SCRIPT = """\
 # below, which decides and explains. See pacestack/agents/galera_sh_monitor.py.
 
 promoted() {{
-    [ "$#" -eq 1 ] && [ "$1" = monitor ] || return 1
-    interval=${{OCF_RESKEY_CRM_meta_interval:-0}}
-    case $interval in *[!0-9]*|'') return 1 ;; esac
-    [ "$interval" -gt 0 ] || return 1  # a probe: Python says what is there
-    [ "${{HA_debug:-0}}" = 0 ] || return 1  # debug logging is Python's
-{checks}
+{guard}{checks}
     node=${{OCF_RESKEY_CRM_meta_on_node-}}
     [ -n "$node" ] || return 1  # crm_node -n is Python's
     base=${{OCF_RESOURCE_INSTANCE-}}
@@ -135,7 +130,7 @@ def script(agent: type[ocf.Agent], python: str, program: str) -> str:
             raise ValueError(f"{agent.name} has no parameter {name!r}: no sh monitor")
     names = ",".join(f"'{v}'" for v in STATUS_VARS)
     query = shlex.quote(f"SHOW GLOBAL STATUS WHERE Variable_name IN ({names})")
-    return _SCRIPT.format(
+    return _SCRIPT.format(guard=sh_monitor.RECURRING_MONITOR,
         checks="\n".join(sh_monitor.param_checks(agent)),
         binary=_sh_word(defaults["binary"]), pid=_sh_word(defaults["pid"]),
         socket=_sh_word(defaults["socket"]), clients=" ".join(map(shlex.quote, CLIENTS)),

@@ -22,6 +22,16 @@ import shlex
 
 from pacestack.agents import ocf
 
+# the cases every sh front hands to Python whatever the agent: not a recurring monitor
+# (a probe says what is there), or debug logging on
+RECURRING_MONITOR = """\
+    [ "$#" -eq 1 ] && [ "$1" = monitor ] || return 1
+    interval=${OCF_RESKEY_CRM_meta_interval:-0}
+    case $interval in *[!0-9]*|'') return 1 ;; esac
+    [ "$interval" -gt 0 ] || return 1  # a probe: Python says what is there
+    [ "${HA_debug:-0}" = 0 ] || return 1  # debug logging is Python's
+"""
+
 _HEAD = """\
 #!/bin/sh
 # ocf:pacestack:{name}, written by `python3 -m pacestack.agents.install`: change the
@@ -31,12 +41,7 @@ _HEAD = """\
 # decides and explains. See pacestack/agents/sh_monitor.py.
 
 healthy() {{
-    [ "$#" -eq 1 ] && [ "$1" = monitor ] || return 1
-    interval=${{OCF_RESKEY_CRM_meta_interval:-0}}
-    case $interval in *[!0-9]*|'') return 1 ;; esac
-    [ "$interval" -gt 0 ] || return 1  # a probe: Python says what is there
-    [ "${{HA_debug:-0}}" = 0 ] || return 1  # debug logging is Python's
-"""
+{guard}"""
 
 _BODY = """\
     pidfile=${{OCF_RESKEY_pid-}}
@@ -137,6 +142,6 @@ def script(agent: type[ocf.Agent], python: str, program: str, pid_dir: str) -> s
     checks = param_checks(agent) + [
         '    [ -n "${OCF_RESKEY_binary-}" ] || return 1',
         '    [ -z "${OCF_RESKEY_systemd_unit-}" ] || return 1  # systemctl is Python\'s']
-    return (_HEAD.format(name=agent.name) + "\n".join(checks) + "\n"
+    return (_HEAD.format(name=agent.name, guard=RECURRING_MONITOR) + "\n".join(checks) + "\n"
             + _BODY.format(pid_dir=pid_dir, python=python, program=program,
                            default_timeout=int(names["monitor_timeout"].default)))
