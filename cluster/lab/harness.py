@@ -362,8 +362,11 @@ class LabCluster:
         if node.cluster_member:
             self._start_stack([node])
             if wait:
-                self.wait_online([n.name for n in self.nodes if n.running("pacemakerd")],
-                                 timeout)
+                # the restarted node counts even if its pacemakerd is not up yet
+                # (otherwise the survivor alone would satisfy the wait)
+                others = [n.name for n in self.nodes
+                          if n.name != name and n.running("pacemakerd")]
+                self.wait_online([*others, name], timeout)
         return time.monotonic() - t0
 
     def shutdown(self, name: str, timeout: float = 120) -> float:
