@@ -66,6 +66,10 @@ datadir = /var/lib/mysql
 socket = /run/mysqld/mysqld.sock
 pid-file = /run/mysqld/mysqld.pid
 log-error = /var/log/mysql/error.log
+# the node's own: /tmp is the machine's, shared by every node, and mariadbd names its
+# temporary files after its PID, which is the same small number in each node's PID
+# namespace (one member deleted the other's temporary table mid-query)
+tmpdir = /run/mysqld
 bind-address = 0.0.0.0
 port = 3306
 skip-name-resolve

@@ -4,27 +4,13 @@ OpenStack services themselves wrote (tests/migrate/service_cloud/generate.py).""
 from __future__ import annotations
 
 import json
-import time
-from pathlib import Path
 
 import pytest
 
 from tests.fixtures import timings
-from tests.fixtures.openstack import start_tmpfs_server
 from tests.migrate import service_cloud
 from tests.migrate.conftest import Seeded, write_conf
 from tests.migrate.service_cloud.generate import OLD, uid
-
-
-@pytest.fixture(scope="session")
-def service_cloud_dir(openstack_venv: Path, openstack_dump: Path) -> Path:
-    """The cached dump of the service-written cloud (built once per pin set, ~70 s)."""
-    started = time.monotonic()
-    directory = service_cloud.ensure_dump(openstack_venv, openstack_dump.parent,
-                                          lambda: start_tmpfs_server("svcbuild"))
-    timings.TIMINGS["service_cloud_ready"] = round(time.monotonic() - started, 2)
-    timings.TIMINGS["service_cloud_cold_build"] = service_cloud.read_timings(directory)
-    return directory
 
 
 @pytest.fixture
