@@ -107,3 +107,5 @@ def test_guest_moves_from_linuxbridge_to_ovs_netdev_and_answers_at_new_mtu(host)
     too_big = dhcp.ping(GUEST_IP, size=1472, dont_fragment=True)
     assert too_big.returncode != 0
     assert f"message too long, mtu={NEW_MTU}" in too_big.stderr + too_big.stdout
+
+
