@@ -25,10 +25,8 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -37,8 +35,8 @@ from tests.fixtures import hypervisor as hv
 from tests.fixtures import openstack as ostack
 from tests.fixtures import timings
 from tests.fixtures.nova import NovaStack, Seeder
+from tests.migrate.test_rehome import PACESTACK, _write_conf
 
-PACESTACK = str(Path(sys.executable).with_name("pacestack"))
 NEW_MTU = 1422
 
 
@@ -76,23 +74,6 @@ def stack(request, host, openstack_mariadb):
     finally:
         s.cleanup()
         cloud.drop()
-
-
-def _write_conf(path: Path, stack: NovaStack, journal_db: str, old: dict[str, str]) -> None:
-    c = stack.cloud.config_dir
-    base = stack.cloud.server.url().rstrip("/")
-    text = (
-        "[openstack]\n"
-        f"keystone_config = {c / 'keystone.conf'}\nneutron_config = {c / 'neutron.conf'}\n"
-        f"ml2_config = {c / 'ml2_conf.ini'}\ncinder_config = {c / 'cinder.conf'}\n"
-        f"nova_config = {c / 'nova.conf'}\nplacement_config = {c / 'placement.conf'}\n"
-        f"[migrate]\njournal_database = {journal_db}\n"
-        f"[rehome]\nos_cloud = {stack.cloud_name}\nwait_timeout = 240\n"
-        f"old_nova_connection = {base}/{old['nova']}\n"
-        f"old_neutron_connection = {base}/{old['neutron']}\n")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds a password
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
 
 
 def _addr(line: str) -> tuple[str, int, str]:
