@@ -7,8 +7,9 @@ initramfs (tests/fixtures/guest.py).
 The re-plug is the hypervisor half of what ``migrate rehome`` asks Nova for: the
 domain hard-rebooted with the interface Nova's libvirt driver writes for an OVS
 port (``virtualport type='openvswitch'`` with the Neutron port id) and the
-network's new MTU, the DHCP port moved from ``brq…`` to ``br-int``. Nova's API and
-nova-compute do not drive it here (see the README's stand-in table).
+network's new MTU, the DHCP port moved from ``brq…`` to ``br-int``, done here by
+the test itself so a failure points at the hypervisor pieces alone;
+tests/migrate/test_rehome_libvirt.py is the same move driven by rehome and Nova.
 """
 
 from __future__ import annotations
