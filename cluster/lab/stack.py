@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pacestack import proc
+from pacestack import proc, wsgi_apps
 from pacestack.errors import ConfigError, PacestackError, RuntimeFailure
 
 from . import crm, services, state
@@ -326,6 +326,7 @@ def _check_inputs(opts: UpOptions):
             raise ConfigError(f"no OpenStack venv with keystone and gunicorn "
                               f"({venv or 'none cached'}): build it with "
                               "scripts/build-openstack-cache.py or pass --openstack-venv")
+        wsgi_apps.release_of_venv(venv)  # a release whose APIs the lab cannot serve: refused
         if opts.dump is None and (schemas is None or not (schemas / "keystone.sql").is_file()):
             raise ConfigError("no sample schemas cached: run scripts/build-openstack-cache.py "
                               "or pass --from-dump")
