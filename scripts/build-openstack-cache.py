@@ -37,7 +37,8 @@ def main() -> int:
     dump_seconds = time.monotonic() - started
     started = time.monotonic()
     cloud = service_cloud.ensure_dump(venv, dump.parent,
-                                      lambda: start_tmpfs_server("svcbuild"), log=log)
+                                      lambda: start_tmpfs_server("svcbuild"), log=log,
+                                      release=release)
     cloud_seconds = time.monotonic() - started
     print(json.dumps({
         "release": release,
