@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pacestack import proc
+from pacestack import proc, wsgi_apps
 from pacestack.errors import ConfigError, PacestackError, RuntimeFailure
 
 from . import access, crm, services, state
@@ -54,8 +54,12 @@ def sample_description() -> Path | None:
 
 
 def cached_openstack() -> tuple[Path, Path] | None:
-    """(venv, schemas dir) of the newest complete OpenStack cache under
-    $PACESTACK_CACHE (built by scripts/build-openstack-cache.py / the test fixtures)."""
+    """(venv, schemas dir) of the complete OpenStack cache under $PACESTACK_CACHE
+    (built by scripts/build-openstack-cache.py / the test fixtures) of the newest
+    release, the most recently built one of it if several."""
+    from pacestack import wsgi_apps
+    from pacestack.errors import ConfigError
+
     base = Path(os.environ.get("PACESTACK_CACHE", "/var/cache/pacestack"))
     found = []
     for root in base.glob("openstack-*"):
@@ -63,10 +67,14 @@ def cached_openstack() -> tuple[Path, Path] | None:
         schemas = sorted(root.glob("schemas-*"))
         if (venv / ".pacestack-complete").is_file() and schemas and \
                 (schemas[-1] / "dump.sql").is_file():
-            found.append((venv.stat().st_mtime, venv, schemas[-1]))
+            try:
+                release = wsgi_apps.release_of_venv(venv)
+            except ConfigError:
+                continue  # a release the lab could not serve anyway
+            found.append((release, venv.stat().st_mtime, venv, schemas[-1]))
     if not found:
         return None
-    _, venv, schemas = max(found)
+    _, _, venv, schemas = max(found)
     return venv, schemas
 
 
@@ -337,6 +345,7 @@ def _check_inputs(opts: UpOptions):
             raise ConfigError(f"no OpenStack venv with keystone and gunicorn "
                               f"({venv or 'none cached'}): build it with "
                               "scripts/build-openstack-cache.py or pass --openstack-venv")
+        wsgi_apps.release_of_venv(venv)  # a release whose APIs the lab cannot serve: refused
         if opts.dump is None and (schemas is None or not (schemas / "keystone.sql").is_file()):
             raise ConfigError("no sample schemas cached: run scripts/build-openstack-cache.py "
                               "or pass --from-dump")

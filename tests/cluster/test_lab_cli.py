@@ -70,6 +70,18 @@ def test_bad_input_refused_and_nothing_changed(env, registry, openstack_dump, tm
     assert f"--from-dump {tmp_path / 'missing.sql'}: no such file" in res.stderr
     res = run(["lab", "up", "--description", str(tmp_path / "nope.conf")], env)
     assert res.returncode == 2 and "nope.conf: no such file" in res.stderr
+    # a venv of a release whose WSGI entry points pacestack does not know
+    venv = tmp_path / "venv"
+    (venv / "lib/python3.11/site-packages/keystone-24.0.0.dist-info").mkdir(parents=True)
+    (venv / "bin").mkdir()
+    for tool in ("gunicorn", "keystone-manage"):
+        (venv / "bin" / tool).touch()
+    res = run(["lab", "up", "--from-dump", str(openstack_dump), "--openstack-venv", str(venv)],
+              env)
+    assert res.returncode == 2, res
+    assert res.stderr == (f"pacestack: error: {venv}: keystone 24.0.0 is not a release "
+                          "pacestack knows the WSGI entry points of; known: 2024.1, 2025.1, "
+                          "2026.2\n")
     res = run(["lab", "status"], env)
     assert res.returncode == 1 and "no lab is running here" in res.stderr
     res = run(["lab", "crash", "controller01"], env)
