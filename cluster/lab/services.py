@@ -258,7 +258,7 @@ def lab_description(hosts: LabHosts, *, power_dir: Path | None, venv: Path | Non
     """The lab's cluster description. ``services`` False: Galera, the VIP and fencing
     only (the databases are loaded before the services are added by a second apply).
     ``galera_agent``: ``ANCHOR_GALERA`` puts resource-agents' agent in ours' place."""
-    # Galera keeps the agent's own monitors (Promoted every 10 s, Unpromoted 20 s):
+    # Galera keeps the agent's own monitors (Promoted every 1 s, Unpromoted 20 s):
     # monitor_interval makes one op without a role, and Pacemaker then never
     # monitors the Promoted instances (a killed mariadbd went unnoticed)
     names = ", ".join(n for n, _ in hosts.nodes)
