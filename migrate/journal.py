@@ -235,7 +235,7 @@ class Journal:
             what = f"{k['op']} of {k['db']}.{k['tbl']}"
             try:
                 cols = loads(k["cols"])
-                if (k["db"], k["tbl"]) not in tables.TABLES or \
+                if not tables.whitelisted(k["db"], k["tbl"]) or \
                         k["op"] not in ("insert", "update", "delete"):
                     raise ValueError(what)
                 if not isinstance(cols, list):

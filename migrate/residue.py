@@ -21,8 +21,8 @@ path, and display names (what users typed) are not searched.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
-import urllib.parse
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -247,27 +247,16 @@ class Column:
 def databases(cloud) -> tuple[dict[str, str], list[Finding]]:
     """logical name -> real database of every database to scan; a cell whose database
     is not on this server cannot be scanned (a refusal: completeness unproven)."""
+    from pacestack.migrate.cloud import cell_databases
+
     dbs = {s: cloud.databases[s] for s in ("keystone", "neutron", "cinder", "nova_api",
                                            "placement", "nova")}
-    problems: list[Finding] = []
-    present = {r["s"] for r in cloud.rows("SELECT schema_name AS s FROM "
-                                          "information_schema.schemata")}
-    for cell in cloud.rows("SELECT name, uuid, database_connection FROM "
-                           "{nova_api.cell_mappings} ORDER BY id"):
-        try:
-            real = urllib.parse.urlsplit(cell["database_connection"] or "").path.lstrip("/")
-        except ValueError:
-            real = ""
-        if real == dbs["nova"]:
-            continue
-        label = f"nova_{cell['name'] or cell['uuid']}"
-        if not real or real not in present:
-            problems.append(findings.error(
-                "CELL_NOT_SCANNED", f"nova_api.cell_mappings uuid={cell['uuid']}",
-                f"cell {cell['name']!r}'s database {real!r} is not on {cloud.server.endpoint}: "
-                "its rows cannot be searched for old names"))
-            continue
-        dbs[re.sub(r"[^a-z0-9_]", "_", label.lower())] = real
+    cells, elsewhere = cell_databases(cloud)
+    dbs.update(cells)
+    problems = [findings.error(
+        "CELL_NOT_SCANNED", f"nova_api.cell_mappings uuid={c['uuid']}",
+        f"cell {c['name']!r}'s database {c['database']!r} is not on {cloud.server.endpoint}: "
+        "its rows cannot be searched for old names") for c in elsewhere]
     return dbs, problems
 
 
@@ -314,7 +303,7 @@ class Keep:
     why: str
 
     def applies(self, c: Column) -> bool:
-        db = "nova" if c.db.startswith("nova_") and c.db != "nova_api" else c.db
+        db = tables.schema_of(c.db)
         if db != self.db or (self.column and self.column != c.column):
             return False
         if self.table.endswith("*"):
@@ -357,6 +346,55 @@ KEEP_RULES = (
     Keep("nova_api", "host_mappings", None, ("host", "old_compute"), OLD_COMPUTE),
     Keep("placement", "resource_providers", None, ("uuid", "old_compute_node"), OLD_COMPUTE),
     Keep("neutron", "agents", None, ("host", "old_compute"), OLD_COMPUTE),
+    Keep("neutron", "agents", "configurations", None,
+         "the agent's own report of its settings: neutron-server replaces it whole with "
+         "the next state report of the agent running on that host"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class KeepKeys:
+    """Old names a JSON column holds only under these keys (at any depth) are kept;
+    one anywhere else in the value still counts."""
+    db: str  # "nova" also matches every cell database
+    table: str
+    column: str
+    keys: frozenset[str]
+    why: str
+
+    def applies(self, c: Column) -> bool:
+        return (tables.schema_of(c.db), c.table, c.column) == (self.db, self.table, self.column)
+
+    def clean(self, matcher: Matcher, text: Any) -> bool:
+        """True when TEXT names old names only under the rule's keys."""
+        try:
+            value = json.loads(text) if isinstance(text, str) else None
+        except ValueError:
+            return False
+        if not isinstance(value, (dict, list)):
+            return False
+
+        def strip(v: Any) -> Any:
+            if isinstance(v, dict):
+                return {k: strip(x) for k, x in v.items() if k not in self.keys}
+            if isinstance(v, list):
+                return [strip(x) for x in v]
+            return v
+        return not matcher.hits(json.dumps(strip(value)))
+
+
+KEY_RULES = (
+    KeepKeys("nova", "instance_info_caches", "network_info", frozenset({"label"}),
+             "a network's label: the name its users gave the network (nova copies "
+             "neutron's network name), not a physical network"),
+    # os-brick's connector properties that identify the attaching host to the backend
+    KeepKeys("cinder", "volume_attachment", "connector",
+             frozenset({"initiator", "nqn", "host_nqn", "wwpns", "wwnns", "uuid",
+                        "system uuid", "nvme_hostid"}),
+             "the storage identity of the host the volume was exported to: detach ends "
+             "that export with it, so it stays until `nova-manage volume_attachment "
+             "refresh` on the new host replaces it (the cinder step's "
+             "ATTACHMENT_CONNECTOR_IDENTITY note)"),
 )
 
 
@@ -427,7 +465,8 @@ def account(cloud, mapping, changes: Iterable = ()) -> Accounting:
             "RESIDUE_UNCOVERED", e.where,
             f"{e.rows} row{'s' if e.rows != 1 else ''}, e.g. "
             f"{', '.join(f'{k}={v}' for k, v in e.example.items())}, naming "
-            f"{', '.join(e.names) or 'an old name'}: no step rewrites it; add a rule, or "
+            f"{', '.join(e.names) or 'an old name'}: "
+            f"{e.by if e.by != 'no step, no rule' else 'no step rewrites it'}; add a rule, or "
             f"'{e.where} = WHY' under [keep] in the mapping"))
     return acc
 
@@ -479,7 +518,8 @@ def _account_table(cloud, mapping, matcher: Matcher, tcols: list[Column], planne
                                                                    strict=True)) + r[n_sel:]
                 for r in rows]
     by_row = planned.get((c0.db, c0.table), {})
-    fate = _planned_fate(matcher, by_row, [c.column for c in tcols])
+    key_rules = {c.column: [k for k in KEY_RULES if k.applies(c)] for c in tcols}
+    fate = _planned_fate(matcher, by_row, [c.column for c in tcols], key_rules)
     values_of = {c.column: [KEEP_VALUES[r.when[1]](cloud, mapping) if r.when else None
                             for r in rules[c.column]] for c in tcols}
     key_at = [sel.index(k) for k in wl_key]
@@ -524,9 +564,14 @@ def _account_table(cloud, mapping, matcher: Matcher, tcols: list[Column], planne
             continue
         values = _values(cloud, real, c, keys, [tuple(r[j] for j in pk_at) for _wk, r in pending])
         for wk, r in pending:
-            if not matcher.hits(values.get(tuple(r[j] for j in pk_at))):
+            value = values.get(tuple(r[j] for j in pk_at))
+            if not matcher.hits(value):
                 continue  # the literal only: not a token
-            count(c, r, unsettled(c, wk, r))
+            outcome = unsettled(c, wk, r)
+            if outcome[0] == "uncovered":
+                left = next((k for k in key_rules[c.column] if k.clean(matcher, value)), None)
+                outcome = ("kept", left.why) if left else outcome
+            count(c, r, outcome)
     by_where = {c.where: c for c in tcols}
     for (where, outcome, by), (n, example) in groups.items():
         acc.entries.append(Entry(where, outcome, by, n, example,
@@ -590,7 +635,8 @@ def _hit_rows(cloud, real: str, sel: list[str], flags: list[str], args: list, wh
         return list(cur.fetchall())
 
 
-def _planned_fate(matcher: Matcher, by_row: dict, columns: list[str]) -> dict[str, dict]:
+def _planned_fate(matcher: Matcher, by_row: dict, columns: list[str],
+                  key_rules: dict[str, list[KeepKeys]]) -> dict[str, dict]:
     """column -> {row key: (outcome, by)} for the rows a planned change settles: deleted,
     soft-deleted, or that column rewritten (judged on its new value)."""
     out: dict[str, dict] = {c: {} for c in columns}
@@ -605,9 +651,12 @@ def _planned_fate(matcher: Matcher, by_row: dict, columns: list[str]) -> dict[st
             for c in columns:
                 if c in ch.after and key not in out[c]:
                     after = ch.after[c]
+                    left = next((k for k in key_rules[c] if k.clean(matcher, after)), None) \
+                        if matcher.hits(after) else None
                     out[c][key] = ("rewritten", ch.step) if not matcher.hits(after) else (
-                        "uncovered", f"{ch.step} rewrites it but the new value still names "
-                                     f"{', '.join(matcher.names_in(after))}")
+                        ("rewritten", f"{ch.step}; the rest kept: {left.why}") if left else (
+                            "uncovered", f"{ch.step} rewrites it but the new value still "
+                                         f"names {', '.join(matcher.names_in(after))}"))
     return out
 
 
