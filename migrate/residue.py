@@ -346,9 +346,6 @@ KEEP_RULES = (
     Keep("nova_api", "host_mappings", None, ("host", "old_compute"), OLD_COMPUTE),
     Keep("placement", "resource_providers", None, ("uuid", "old_compute_node"), OLD_COMPUTE),
     Keep("neutron", "agents", None, ("host", "old_compute"), OLD_COMPUTE),
-    Keep("neutron", "agents", "configurations", None,
-         "the agent's own report of its settings: neutron-server replaces it whole with "
-         "the next state report of the agent running on that host"),
 )
 
 
@@ -384,6 +381,9 @@ class KeepKeys:
 
 
 KEY_RULES = (
+    KeepKeys("neutron", "agents", "configurations", frozenset({"interface_driver"}),
+             "the interface driver the agent reported running: the agent on the new host "
+             "reports its own with its next heartbeat, which replaces configurations whole"),
     KeepKeys("nova", "instance_info_caches", "network_info", frozenset({"label"}),
              "a network's label: the name its users gave the network (nova copies "
              "neutron's network name), not a physical network"),

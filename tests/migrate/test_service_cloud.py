@@ -115,7 +115,7 @@ def test_the_scan_accounts_for_every_old_name(svc):
     # the old controller's L3 agent, re-hosted: its own report says linuxbridge until
     # the agent on the new host reports
     assert _by(plan, "neutron.agents.configurations")[
-        _why("KEEP_RULES", "configurations")] == ("kept", 1)
+        _why("KEY_RULES", "configurations")] == ("kept", 1)
     # the attachment's connector: host rewritten, the initiator kept and said so
     assert _by(plan, "cinder.volume_attachment.connector") == {
         "cinder; the rest kept: " + _why("KEY_RULES", "connector"): ("rewritten", 1)}
