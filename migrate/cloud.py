@@ -120,6 +120,7 @@ class Cloud:
         # cells whose database it does not hold (cell_databases), set by open_cloud
         self.cells: dict[str, str] = {}
         self.cells_elsewhere: list[dict] = []
+        self.timeout = 10  # seconds to connect (another connection to the same server)
 
     def nova_databases(self) -> list[str]:
         """Every nova cell database to read and write: the main cell's, then the others."""
@@ -301,6 +302,7 @@ def open_cloud(urls: dict[str, str | db.DBUrl], *, ml2_config: str,
         _check_databases_exist(conn, server, parsed)
         cloud = Cloud(conn, {k: u.database for k, u in parsed.items()}, ml2, server,
                       journal_db, config_files)
+        cloud.timeout = timeout
         cloud.release = releases.detect(cloud)
         cloud.cells, cloud.cells_elsewhere = cell_databases(cloud)
         cloud.databases.update(cloud.cells)

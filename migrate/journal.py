@@ -238,6 +238,8 @@ class Journal:
                 if not tables.whitelisted(k["db"], k["tbl"]) or \
                         k["op"] not in ("insert", "update", "delete"):
                     raise ValueError(what)
+                if k["db"] not in self.cloud.databases:  # a nova cell no longer mapped here
+                    raise ValueError(f"{what}, a database this cloud does not have")
                 if not isinstance(cols, list):
                     raise ValueError(f"{what} columns {k['cols'][:60]!r}")
                 tables.check_columns(k["db"], k["tbl"], cols)

@@ -218,6 +218,11 @@ def _build(cloud, mapping, only: list[str] | None, force: bool) -> Plan:
     from pacestack.migrate import cinder, keystone, neutron, nova
 
     wanted = only or list(STEPS)
+    whole = set(STEPS) <= set(wanted)
+    from pacestack.migrate import residue
+
+    # the residue search needs no plan: the server runs it while the steps plan here
+    found = residue.scan_aside(cloud, mapping) if whole else None
     builders = {"keystone": keystone.plan, "neutron": neutron.plan,
                 "cinder": cinder.plan, "nova": nova.plan}
     general: list[Finding] = []
@@ -237,11 +242,11 @@ def _build(cloud, mapping, only: list[str] | None, force: bool) -> Plan:
              for name in STEPS if name in wanted]
     release = cloud.release.release if cloud.release else ""
     plan = Plan(steps, mapping.path, general, release=release)
-    if set(STEPS) <= set(wanted) and not plan.refusals:
+    if found is not None and not plan.refusals:
         # only the whole cutover can be held to account for every old name (and only a
         # plan without refusals says what the steps will rewrite)
-        from pacestack.migrate import residue
-
-        plan.accounting = residue.account(cloud, mapping, plan.changes)
+        plan.accounting = residue.account(cloud, mapping, plan.changes, found.result())
         general.extend(plan.accounting.refusals)
+    elif found is not None:
+        found.cancel()  # refused: nothing to account for (a running search just ends)
     return plan

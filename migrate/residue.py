@@ -21,6 +21,7 @@ path, and display names (what users typed) are not searched.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import dataclasses
 import itertools
 import json
@@ -451,21 +452,83 @@ def _rule_keeps(c: Column) -> list[Keep]:
     return [k for k in KEEP_RULES if k.applies(c)]
 
 
-def account(cloud, mapping, changes: Iterable = ()) -> Accounting:
-    """Search every text column for the old names; say of every hit what becomes of
-    it, given the planned changes (none: what verify sees after apply)."""
+@dataclasses.dataclass
+class TableHits:
+    """One table's rows that name an old name: the selected key columns, a deleted flag
+    where the table has one, then one flag per column of ``tcols``."""
+    tcols: list[Column]
+    keys: list[str]  # the table's primary key
+    wl_key: list[str]  # the key planned changes address its rows by
+    sel: list[str]
+    rows: list[tuple]
+    exact: bool  # the server applied the token rule (a table without a key)
+    rules: dict[str, list[Keep]]
+
+
+@dataclasses.dataclass
+class Scan:
+    """What the search read: the old names and every table's hit rows."""
+    names: list[OldName]
+    matcher: Matcher
+    databases: dict[str, str]
+    refusals: list[Finding]
+    columns_scanned: int
+    tables: list[TableHits]
+
+
+def scan(cloud, mapping) -> Scan:
+    """Search every text column of every service database for the old names (reads only;
+    any connection to the server will do)."""
     names = old_names(cloud, mapping)
     matcher = Matcher(names)
     dbs, refusals = databases(cloud)
-    acc = Accounting(names, [], refusals, databases=dbs)
     cols = columns(cloud, dbs, min(len(n.text) for n in names) if names else 1)
-    acc.columns_scanned = len(cols)
-    planned = _changes_by_row(changes)
     by_table: dict[tuple[str, str], list[Column]] = {}
     for c in cols:
         by_table.setdefault((c.schema, c.table), []).append(c)
-    for tcols in by_table.values():
-        _account_table(cloud, mapping, matcher, tcols, planned, acc)
+    with cloud.conn.cursor() as cur:
+        cur.execute("SET SESSION group_concat_max_len = %s", [_PACKED_MAX])
+    hits = [th for tcols in by_table.values() if (th := _scan_table(cloud, matcher, tcols))]
+    return Scan(names, matcher, dbs, refusals, len(cols), hits)
+
+
+def scan_aside(cloud, mapping) -> concurrent.futures.Future:
+    """scan() on a connection of its own in a thread, so the server searches while the
+    steps plan: a plan's wall time is then about the larger of the two, not their sum.
+    Its snapshot is taken beside the caller's (a row written in between is judged as
+    the scan saw it: a new old name is refused, and apply and verify read again)."""
+    from pacestack.migrate.cloud import Cloud
+
+    from pacestack import db
+
+    def run(aside: Cloud) -> Scan:
+        try:
+            return scan(aside, mapping)
+        finally:
+            aside.close()
+
+    conn = db.connect(cloud.server, database="", timeout=cloud.timeout)
+    aside = Cloud(conn, dict(cloud.databases), cloud.ml2, cloud.server, cloud.journal_db,
+                  cloud.config_files)
+    aside.cells, aside.cells_elsewhere = cloud.cells, cloud.cells_elsewhere
+    with conn.cursor() as cur:
+        cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    try:
+        return pool.submit(run, aside)
+    finally:
+        pool.shutdown(wait=False)
+
+
+def account(cloud, mapping, changes: Iterable = (), found: Scan | None = None) -> Accounting:
+    """Say of every hit of the search what becomes of it, given the planned changes
+    (none: what verify sees after apply)."""
+    found = found or scan(cloud, mapping)
+    acc = Accounting(found.names, [], list(found.refusals), found.columns_scanned,
+                     found.databases)
+    planned = _changes_by_row(changes)
+    for th in found.tables:
+        _account_table(cloud, mapping, found.matcher, th, planned, acc)
     for e in acc.uncovered:
         acc.refusals.append(findings.error(
             "RESIDUE_UNCOVERED", e.where,
@@ -477,8 +540,7 @@ def account(cloud, mapping, changes: Iterable = ()) -> Accounting:
     return acc
 
 
-def _account_table(cloud, mapping, matcher: Matcher, tcols: list[Column], planned,
-                   acc: Accounting) -> None:
+def _scan_table(cloud, matcher: Matcher, tcols: list[Column]) -> TableHits | None:
     """One scan of a table: the rows where some column names an old name (a literal
     prefilter first, then the token rule), with one flag per column."""
     q = tables.q
@@ -501,7 +563,7 @@ def _account_table(cloud, mapping, matcher: Matcher, tcols: list[Column], planne
             counts = cur.fetchone()
         tcols = [c for c, n in zip(tcols, counts, strict=True) if n]
         if not tcols:
-            return
+            return None
     # one pass over the table: the literal prefilter over the row's text columns as one
     # string (one regex call a row, a small pattern); the rows it lets through come back
     # with one flag per column. Most tables return nothing.
@@ -518,7 +580,7 @@ def _account_table(cloud, mapping, matcher: Matcher, tcols: list[Column], planne
     sel = list(dict.fromkeys(keys + wl_key + when))
     rows = _hit_rows(cloud, real, [q(k) for k in sel], flags, args, where, where_args)
     if not rows:
-        return
+        return None
     # only the columns some row names an old name in
     first = len(sel) + (1 if c0.has_deleted else 0)
     named = [i for i, flags in enumerate(list(zip(*rows, strict=True))[first:]) if any(flags)]
@@ -531,6 +593,17 @@ def _account_table(cloud, mapping, matcher: Matcher, tcols: list[Column], planne
         rows = [tuple(f(v) if f and v != "" else v for f, v in zip(conv, r[:n_sel],
                                                                    strict=True)) + r[n_sel:]
                 for r in rows]
+    return TableHits(tcols, keys, wl_key, sel, rows, exact, rules)
+
+
+def _account_table(cloud, mapping, matcher: Matcher, th: TableHits, planned,
+                   acc: Accounting) -> None:
+    """What becomes of each hit row of one table."""
+    tcols, keys, wl_key, sel, rows, exact, rules = (th.tcols, th.keys, th.wl_key, th.sel,
+                                                    th.rows, th.exact, th.rules)
+    c0 = tcols[0]
+    real = f"{tables.q(c0.schema)}.{tables.q(c0.table)}"
+    n_sel = len(sel)
     by_row = planned.get((c0.db, c0.table), {})
     key_rules = {c.column: [k for k in KEY_RULES if k.applies(c)] for c in tcols}
     fate = _planned_fate(matcher, by_row, [c.column for c in tcols], key_rules)
@@ -634,7 +707,6 @@ def _hit_rows(cloud, real: str, sel: list[str], flags: list[str], args: list, wh
     parts = [f"IFNULL({c}, '')" for c in sel] + [f"IFNULL({f}, 0)" for f in flags]
     try:
         with cloud.conn.cursor() as cur:
-            cur.execute("SET SESSION group_concat_max_len = %s", [_PACKED_MAX])
             cur.execute(f"SELECT COUNT(*), GROUP_CONCAT(CONCAT_WS(%s, {', '.join(parts)}) "  # noqa: S608 - identifiers from information_schema, quoted
                         f"SEPARATOR %s) FROM {real} WHERE {where}",
                         [_UNIT] + args + [_RECORD] + where_args)
