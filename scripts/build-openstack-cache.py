@@ -38,7 +38,7 @@ def main() -> int:
     # the service-written cloud only where the tests use it: the matrix's two ends
     # (tests/migrate/test_service_cloud.py); the middle release would cost ~3 min cold
     cloud = None
-    if release in (build.RELEASES[0], build.RELEASES[-1]):
+    if release in (tuple(build.RELEASES)[0], tuple(build.RELEASES)[-1]):
         started = time.monotonic()
         cloud = service_cloud.ensure_dump(venv, dump.parent,
                                           lambda: start_tmpfs_server("svcbuild"), log=log,
