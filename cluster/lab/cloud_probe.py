@@ -122,8 +122,10 @@ def mq(action: str, count: int) -> dict:
     VIP (put), or count what the broker behind the VIP holds there (count)."""
     import kombu
 
+    # publisher confirms: put returns once the broker has the messages
     with kombu.Connection(os.environ["PROBE_TRANSPORT_URL"].replace("rabbit://", "amqp://"),
-                          connect_timeout=5) as conn:
+                          connect_timeout=5,
+                          transport_options={"confirm_publish": True}) as conn:
         channel = conn.channel()
         queue = kombu.Queue(QUEUE, durable=True, channel=channel)
         if action == "put":
@@ -131,10 +133,17 @@ def mq(action: str, count: int) -> dict:
             producer = kombu.Producer(channel)
             for i in range(count):
                 producer.publish({"n": i}, routing_key=QUEUE, delivery_mode=2)
-        try:
-            _name, messages, _consumers = channel.queue_declare(QUEUE, passive=True)
-        except conn.channel_errors:
-            messages = None  # the broker has no such queue
+        messages = None  # the broker has no such queue
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                _name, messages, _consumers = channel.queue_declare(QUEUE, passive=True)
+            except conn.channel_errors:
+                break
+            # the count lags a confirmed publish by a moment
+            if action != "put" or messages >= count or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         return {"queue": QUEUE, "messages": messages}
 
 

@@ -379,7 +379,8 @@ def description(hosts: LabHosts, *, power_dir: Path | None, venv: Path,
 
 
 def catalog_sql(hosts: LabHosts) -> str:
-    """Catalog entries of the services (Keystone's bootstrap makes the identity ones)."""
+    """Catalog entries of the services (Keystone's bootstrap makes the identity ones)
+    and the admin user's service role."""
     stmts = []
     for resource, (kind, name, path) in CATALOG.items():
         sid = uuid.uuid5(uuid.NAMESPACE_URL, f"pacestack-lab/{kind}").hex
@@ -392,6 +393,13 @@ def catalog_sql(hosts: LabHosts) -> str:
             stmts.append("INSERT IGNORE INTO keystone.endpoint (id, interface, service_id, "  # noqa: S608
                          f"url, extra, enabled, region_id) VALUES ('{eid}', '{interface}', "
                          f"'{sid}', '{url}', '{{}}', 1, '{REGION}');")
+    # the admin user is every service's user: keystonemiddleware rejects a service
+    # token (Nova sends one with each call to another API) without the service role
+    stmts.append("INSERT IGNORE INTO keystone.assignment (type, actor_id, target_id, role_id, "  # noqa: S608
+                 "inherited) SELECT 'UserProject', u.user_id, p.id, r.id, 0 FROM "
+                 "keystone.local_user u, keystone.project p, keystone.role r WHERE "
+                 f"u.name = '{ADMIN}' AND u.domain_id = 'default' AND p.name = '{ADMIN}' AND "
+                 "p.domain_id = 'default' AND r.name = 'service' AND r.domain_id = '<<null>>';")
     return "\n".join(stmts) + "\n"
 
 

@@ -79,6 +79,8 @@ def test_node_crash_apis_answer_again_and_the_cloud_works(profile_lab):
     assert before["server_host"] == lab.info.compute and before["image_listed"]
     holder = _where(lab)["vip"][0][0]
     survivor = next(n for n in lab.cluster.node_names if n != holder)
+    # independent brokers behind the VIP: what waits in the VIP holder's queues
+    assert cloud.queue(lab, put=5) == 5
     watch = cloud.ApiWatch(lab, limit=150)
     crashed_at = time.time()
     lab.crash(holder)
@@ -92,3 +94,7 @@ def test_node_crash_apis_answer_again_and_the_cloud_works(profile_lab):
                                              "steps": after.get("steps")}
     assert after["ok"], after
     assert after["server_host"] == lab.info.compute and after["volume"] == "available"
+    # ... is what a failover loses: the survivor's broker never had it
+    lost = cloud.queue(lab)
+    TIMINGS["queued messages after failover (5 before)"] = lost
+    assert lost in (None, 0)
