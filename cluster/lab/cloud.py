@@ -76,11 +76,14 @@ class ApiWatch:
             self.proc.kill()
             raise RuntimeFailure(f"API probe did not start: {line.strip()} "
                                  f"{self.proc.stderr.read()[-400:]}")
+        self.last_error: dict[str, str] = {}  # of the APIs that never answered
 
     def result(self, since: float, timeout: float = 200) -> dict[str, float | None]:
         """Seconds from ``since`` (time.time() of the fault) until each API answered."""
         out, err = self.proc.communicate(timeout=timeout)
         data = _last_json(out or err)
+        self.last_error = {n: e for n, e in data.get("last_error", {}).items()
+                           if data["answered"].get(n) is None}
         return {name: (round(at - since, 1) if at is not None else None)
                 for name, at in data["answered"].items()}
 

@@ -48,8 +48,7 @@ def apis(limit: float) -> dict:
     for name, (kind, path) in APIS.items():
         base = sess.get_endpoint(service_type=kind, interface="public").rstrip("/")
         urls[name] = base + path
-    headers = {"X-Auth-Token": token, "X-Subject-Token": token,
-               "OpenStack-API-Version": "placement 1.0"}
+    headers = {"X-Auth-Token": token, "X-Subject-Token": token}
     print(json.dumps({"ready": time.time()}), flush=True)
     answered: dict[str, float | None] = dict.fromkeys(APIS)
     errors: dict[str, str] = {}
@@ -59,11 +58,13 @@ def apis(limit: float) -> dict:
             if answered[name] is not None:
                 continue
             try:
-                res = requests.get(url, headers=headers, timeout=2)
+                # only Placement's own microversion: Cinder refuses another service's
+                extra = {"OpenStack-API-Version": "placement 1.0"} if name == "placement" else {}
+                res = requests.get(url, headers={**headers, **extra}, timeout=2)
                 if res.status_code == 200:
                     answered[name] = time.time()
                 else:
-                    errors[name] = f"HTTP {res.status_code}"
+                    errors[name] = f"HTTP {res.status_code} {url}: {res.text[:120]}"
             except requests.RequestException as exc:
                 errors[name] = type(exc).__name__
         time.sleep(0.2)

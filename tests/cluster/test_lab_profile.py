@@ -86,7 +86,7 @@ def test_node_crash_apis_answer_again_and_the_cloud_works(profile_lab):
     lab.crash(holder)
     answered = watch.result(crashed_at)
     TIMINGS["api recovery after crash (s)"] = answered
-    assert all(v is not None for v in answered.values()), answered
+    assert all(v is not None for v in answered.values()), (answered, watch.last_error)
     assert proc.wait_for(lambda: _where(lab)["vip"] == [(survivor, "Started")], 60)
     after = cloud.sequence(lab)
     TIMINGS["cloud sequence after crash"] = {"ok": after.get("ok"),
