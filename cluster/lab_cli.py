@@ -24,7 +24,7 @@ def _up(conf, args) -> int:
         venv=Path(args.openstack_venv) if args.openstack_venv else None,
         schemas=Path(args.sample_schemas) if args.sample_schemas else None,
         services=not args.no_services, cinder_volume=not args.no_cinder_volume,
-        fencing=not args.no_fencing)
+        fencing=not args.no_fencing, whole_profile=args.whole_profile)
     lab = stack.up(opts, _progress)
     if args.format == "json":
         render.print_json(lab.status())
@@ -125,6 +125,10 @@ def register(subparsers) -> None:
                    help="without cinder-volume (by default it runs once, under the shared "
                    "host name, with cinder's fake driver)")
     p.add_argument("--no-fencing", action="store_true", help="no fence_dummy devices")
+    p.add_argument("--whole-profile", action="store_true",
+                   help="every service of the controller profile (memcached, RabbitMQ, "
+                   "Keystone, Glance, Placement, Nova, Neutron server, Cinder) and a "
+                   "nova-compute with the fake driver on the arbitrator")
     commands.add_format_argument(p)
     p.set_defaults(func=_up)
 

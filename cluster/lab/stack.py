@@ -91,6 +91,9 @@ class UpOptions:
     timeout: float = 300
     # services.ANCHOR_GALERA: resource-agents' galera instead of ours (benchmarks)
     galera_agent: str = "ocf:pacestack:galera"
+    # every service of the controller profile (controller.py) and a fake compute
+    whole_profile: bool = False
+    glance_venv: Path | None = None      # default: the cache's glance-*/venv
 
 
 @dataclass
@@ -115,6 +118,9 @@ class LabInfo:
     installed_agents: list[str] = field(default_factory=list)  # written by this lab up
     timings: dict[str, float] = field(default_factory=dict)
     migrate_config: str | None = None    # pacestack.conf for `pacestack migrate` via the VIP
+    whole_profile: bool = False
+    admin_password_file: str | None = None   # Keystone's admin (whole profile)
+    compute: str | None = None               # the host running nova-compute
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -264,6 +270,8 @@ class Lab:
             raise RuntimeFailure(str(exc)) from None
         if name == self.info.arbitrator:
             self.start_garbd()
+            if self.info.compute == name:
+                start_compute(self)
         return seconds
 
     def start_garbd(self) -> None:
@@ -346,6 +354,8 @@ def _check_inputs(opts: UpOptions):
                               f"({venv or 'none cached'}): build it with "
                               "scripts/build-openstack-cache.py or pass --openstack-venv")
         wsgi_apps.release_of_venv(venv)  # a release whose APIs the lab cannot serve: refused
+        if opts.whole_profile and opts.dump is not None:
+            raise ConfigError("--whole-profile builds on the sample schemas, not --from-dump")
         if opts.dump is None and (schemas is None or not (schemas / "keystone.sql").is_file()):
             raise ConfigError("no sample schemas cached: run scripts/build-openstack-cache.py "
                               "or pass --from-dump")
@@ -423,7 +433,7 @@ def _build(opts, src, desc, venv, schemas, registry, progress) -> Lab:
                    services=list(services.APIS) if venv else [],
                    single_instance=["cinder-volume"] if (venv and opts.cinder_volume) else [],
                    dump=str(opts.dump) if opts.dump else None, installed_agents=installed,
-                   timings=timings)
+                   timings=timings, whole_profile=bool(opts.whole_profile and venv))
     lab = Lab(cluster, info)
     lab.save()
     try:
@@ -439,6 +449,7 @@ def _build(opts, src, desc, venv, schemas, registry, progress) -> Lab:
         info.migrate_config = str(access.write_migrate_config(
             cluster.dir, info.vip_name, password, config_dir, venv))
     mark("ready")
+    progress(f"the whole stack took {timings['ready']:.1f} s")
     lab.save()
     return lab
 
@@ -515,6 +526,10 @@ def _configure(lab: Lab, opts, venv, schemas, password, power_dir, config_dir,
         cluster_conf = Path(info.description)
         cluster_conf.write_text(base.read_text(encoding="utf-8"), encoding="utf-8")
         return
+    if info.whole_profile:
+        _configure_profile(lab, opts, venv, schemas, password, power_dir, config_dir,
+                           progress, mark)
+        return
     services.write_openstack_configs(config_dir, cluster.dir / "openstack" / "state", venv,
                                      password, schemas / "keystone-keys" if schemas else None)
     full = Path(info.description)
@@ -527,6 +542,124 @@ def _configure(lab: Lab, opts, venv, schemas, password, power_dir, config_dir,
     wait_resources(lab, lambda p: all_running(lab, p), "every service running",
                    opts.timeout)
     mark("services running")
+
+
+def _configure_profile(lab: Lab, opts, venv, schemas, password, power_dir, config_dir,
+                       progress, mark) -> None:
+    from . import controller
+
+    cluster, info, hosts = lab.cluster, lab.info, lab._hosts()
+    glance = Path(opts.glance_venv) if opts.glance_venv else controller.cached_glance()
+    admin_file = cluster.dir / "admin-password"
+    secrets_ = controller.Secrets(password, secrets.token_urlsafe(18),
+                                  secrets.token_urlsafe(18))
+    services.write_secret(admin_file, secrets_.admin)
+    info.admin_password_file = str(admin_file)
+    clones, singles = controller.resource_names(glance is not None)
+    info.services, info.single_instance = clones, singles
+    lab.save()
+    state_dir = cluster.dir / "openstack" / "state"
+    controller.write_configs(config_dir, state_dir, venv, glance, hosts, secrets_,
+                             schemas / "keystone-keys" if schemas else None)
+    node = cluster.nodes[0]
+    progress("Keystone: admin password, catalog; nova's cells on the lab's RabbitMQ")
+    keystone_url = f"http://{info.vip_name}:5000/v3/"
+    extras = controller.memcache_client(glance)
+    node.run([str(venv / "bin" / "keystone-manage"), "--config-file",
+              str(config_dir / "keystone.conf"), "bootstrap", "--bootstrap-username",
+              controller.ADMIN, "--bootstrap-project-name", controller.ADMIN,
+              "--bootstrap-admin-url", keystone_url, "--bootstrap-internal-url",
+              keystone_url, "--bootstrap-public-url", keystone_url,
+              "--bootstrap-region-id", controller.REGION],
+             env={"OS_BOOTSTRAP_PASSWORD": secrets_.admin,
+                  **({"PYTHONPATH": str(extras)} if extras else {})}, timeout=180)
+    lab.sql(controller.catalog_sql(hosts))
+    # our own random password (URL-safe alphabet)
+    lab.sql("UPDATE nova_api.cell_mappings SET transport_url = "  # noqa: S608
+            f"'{controller.transport_url(hosts, secrets_)}' WHERE name <> 'cell0';")
+    if glance is not None:
+        _load_glance(lab, glance, config_dir, progress)
+    mark("openstack prepared")
+    full = Path(info.description)
+    full.write_text(controller.description(hosts, power_dir=power_dir, venv=venv,
+                                           glance_venv=glance, config_dir=config_dir,
+                                           galera_agent=opts.galera_agent), encoding="utf-8")
+    progress(f"pacestack cluster apply: the controller profile ({len(clones)} clones, "
+             f"{', '.join(singles)} single) behind the VIP")
+    _apply(lab, full, timeout=300)
+    mark("profile applied")
+    t_apply = time.monotonic()
+    seen: set[str] = set()
+
+    def report(placed: dict) -> bool:
+        for name in clones + singles:
+            if name not in seen and _resource_running(lab, placed, name):
+                seen.add(name)
+                progress(f"  {name} running ({time.monotonic() - t_apply:.1f} s)")
+        return all_running(lab, placed)
+
+    wait_resources(lab, report, "every service running", opts.timeout)
+    mark("services running")
+    progress(f"nova-compute (fake driver) on {info.arbitrator}")
+    start_compute(lab)
+    wait_compute(lab, opts.timeout)
+    info.compute = info.arbitrator
+    mark("compute registered")
+
+
+def _load_glance(lab: Lab, glance: Path, config_dir: Path, progress) -> None:
+    """Glance's schema: glance-manage db_sync once (~30 s loaded), then its dump,
+    kept beside the Glance venv, like the other projects' sample schemas."""
+    cached = glance.parent / "glance.sql"
+    lab.sql("CREATE DATABASE IF NOT EXISTS glance;")
+    if cached.is_file():
+        progress("Glance: loading its schema")
+        lab.sql("USE glance;\n" + cached.read_text(encoding="utf-8"), timeout=300)
+        return
+    progress("Glance: glance-manage db_sync")
+    node = lab.cluster.nodes[0]
+    node.run([str(glance / "bin" / "glance-manage"), "--config-file",
+              str(config_dir / "glance" / "glance-api.conf"), "db_sync"], timeout=300)
+    dump = node.run(["mysqldump", "-uroot", "--socket=/run/mysqld/mysqld.sock",
+                     "--single-transaction", "glance"], timeout=120)
+    tmp = cached.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(dump.stdout, encoding="utf-8")
+    os.replace(tmp, cached)
+
+
+def start_compute(lab: Lab) -> int:
+    arb = lab.cluster.arbitrator
+    conf = Path(lab.info.config_dir or "") / "nova-compute.conf"
+    return arb.start_daemon([str(Path(lab.info.venv or "") / "bin" / "nova-compute"),
+                             "--config-file", str(conf)], "nova-compute.out")
+
+
+def wait_compute(lab: Lab, timeout: float) -> None:
+    """Until the compute is mapped into cell1 (the scheduler's discovery) and its
+    resource provider is in Placement."""
+    host = lab.cluster.arbitrator.name
+
+    def mapped() -> bool:
+        try:
+            # a lab host name (checked when the lab was made)
+            out = lab.sql("SELECT COUNT(*) FROM nova_api.host_mappings h JOIN "  # noqa: S608
+                          "placement.resource_providers r ON r.name = h.host "
+                          f"WHERE h.host = '{host}';")
+        except PacestackError:
+            return False
+        return out.strip() not in ("", "0")
+
+    if not proc.wait_for(mapped, timeout, interval=1):
+        raise RuntimeFailure(f"nova-compute on {host} was not registered within "
+                             f"{timeout:.0f}s (see {lab.cluster.arbitrator.root.boot_dir}"
+                             "/nova-compute.out)")
+
+
+def _resource_running(lab: Lab, placed: dict, name: str) -> bool:
+    roles = [r for _, r in placed.get(name, [])]
+    if name in lab.info.single_instance:
+        return roles == ["Started"]
+    return {n for n, r in placed.get(name, []) if r == "Started"} == set(lab.cluster.node_names)
 
 
 def all_running(lab: Lab, placed: dict) -> bool:

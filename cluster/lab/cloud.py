@@ -1,0 +1,95 @@
+"""The lab's cloud seen as a user sees it: the real APIs through the VIP, from the
+arbitrator (outside the pair), by cloud_probe.py under the OpenStack venv."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+from pacestack.errors import PacestackError, RuntimeFailure
+
+from . import controller
+
+PROBE = str(Path(__file__).with_name("cloud_probe.py"))
+
+
+def _env(lab) -> dict[str, str]:
+    info = lab.info
+    if not info.whole_profile or not info.admin_password_file:
+        raise PacestackError("this lab runs no whole controller (lab up --whole-profile)")
+    import configparser
+
+    password = Path(info.admin_password_file).read_text(encoding="utf-8").strip()
+    nova = configparser.ConfigParser(interpolation=None)
+    nova.read(Path(info.config_dir or "") / "nova.conf")
+    # the environment, never argv: the admin password, the broker's
+    return {"PROBE_TRANSPORT_URL": nova.get("DEFAULT", "transport_url"),
+            "OS_AUTH_URL": f"http://{info.vip_name}:5000/v3", "OS_USERNAME": controller.ADMIN,
+            "OS_PASSWORD": password, "OS_PROJECT_NAME": controller.ADMIN,
+            "PROBE_COMPUTE": info.compute or info.arbitrator}
+
+
+def _python(lab) -> str:
+    return str(Path(lab.info.venv) / "bin" / "python")
+
+
+def _last_json(text: str) -> dict:
+    for line in reversed(text.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise RuntimeFailure(f"cloud probe printed no result: {text.strip()[-300:]}")
+
+
+def sequence(lab, timeout: float = 300) -> dict:
+    """Create a network and port, upload and list an image, boot a server on the lab
+    compute, create a volume; returns the probe's report (``ok``, per-step seconds)."""
+    arb = lab.cluster.arbitrator
+    res = arb.run([_python(lab), PROBE, "sequence"], env=_env(lab), check=False,
+                  timeout=timeout)
+    if res.returncode != 0:
+        raise RuntimeFailure(f"cloud probe failed: {(res.stderr or res.stdout)[-400:]}")
+    return _last_json(res.stdout)
+
+
+def queue(lab, put: int = 0) -> int | None:
+    """Publish ``put`` messages to the probe's durable queue through the VIP (0: only
+    look); returns what the broker behind the VIP holds there (None: no such queue)."""
+    argv = [_python(lab), PROBE, "mq-put", str(put)] if put else [_python(lab), PROBE,
+                                                                  "mq-count"]
+    res = lab.cluster.arbitrator.run(argv, env=_env(lab), check=False, timeout=60)
+    if res.returncode != 0:
+        raise RuntimeFailure(f"queue probe failed: {(res.stderr or res.stdout)[-400:]}")
+    return _last_json(res.stdout)["messages"]
+
+
+class ApiWatch:
+    """Polls every API from before a fault until each answers an authenticated read."""
+
+    def __init__(self, lab, limit: float = 120):
+        self.proc = lab.cluster.arbitrator.popen(
+            [_python(lab), PROBE, "apis", str(limit)], env=_env(lab), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith('{"ready"'):
+            self.proc.kill()
+            raise RuntimeFailure(f"API probe did not start: {line.strip()} "
+                                 f"{self.proc.stderr.read()[-400:]}")
+        self.last_error: dict[str, str] = {}  # of the APIs that never answered
+
+    def result(self, since: float, timeout: float = 200) -> dict[str, float | None]:
+        """Seconds from ``since`` (time.time() of the fault) until each API answered."""
+        out, err = self.proc.communicate(timeout=timeout)
+        data = _last_json(out or err)
+        self.last_error = {n: e for n, e in data.get("last_error", {}).items()
+                           if data["answered"].get(n) is None}
+        return {name: (round(at - since, 1) if at is not None else None)
+                for name, at in data["answered"].items()}
+
+
+def wait_answering(lab, timeout: float = 120) -> dict[str, float | None]:
+    """Until every API answers (a fresh token each try)."""
+    t0 = time.time()
+    watch = ApiWatch(lab, timeout)
+    return watch.result(t0, timeout + 30)

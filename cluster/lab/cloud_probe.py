@@ -1,0 +1,170 @@
+"""The lab cloud's probe: run inside a lab host by the OpenStack venv's python.
+
+    python cloud_probe.py apis SECONDS     # poll every API through the VIP
+    python cloud_probe.py sequence         # network, port, image, server, volume
+    python cloud_probe.py mq-put N | mq-count   # messages in a queue behind the VIP
+
+Credentials come from the environment (OS_AUTH_URL, OS_PASSWORD...), never argv.
+Prints one JSON object on stdout. Standalone: imports only the venv's libraries.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+# API -> (catalog type, authenticated read that needs the whole chain behind it)
+APIS = {
+    "keystone": ("identity", "/auth/tokens"),
+    "glance": ("image", "/v2/images"),
+    "placement": ("placement", "/resource_providers"),
+    "nova": ("compute", "/servers"),
+    "neutron": ("network", "/v2.0/networks"),
+    "cinder": ("volumev3", "/volumes"),
+}
+
+
+def session():
+    from keystoneauth1 import session as ks_session
+    from keystoneauth1.identity import v3
+
+    auth = v3.Password(auth_url=os.environ["OS_AUTH_URL"], username=os.environ["OS_USERNAME"],
+                       password=os.environ["OS_PASSWORD"],
+                       project_name=os.environ["OS_PROJECT_NAME"],
+                       user_domain_name="Default", project_domain_name="Default")
+    return ks_session.Session(auth=auth, timeout=3)
+
+
+def apis(limit: float) -> dict:
+    """Wall-clock time (time.time()) each API first answered an authenticated read
+    again; a token and the catalog are taken before the fault."""
+    import requests
+
+    sess = session()
+    token = sess.get_token()
+    urls = {}
+    for name, (kind, path) in APIS.items():
+        base = sess.get_endpoint(service_type=kind, interface="public").rstrip("/")
+        urls[name] = base + path
+    headers = {"X-Auth-Token": token, "X-Subject-Token": token}
+    print(json.dumps({"ready": time.time()}), flush=True)
+    answered: dict[str, float | None] = dict.fromkeys(APIS)
+    errors: dict[str, str] = {}
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and None in answered.values():
+        for name, url in urls.items():
+            if answered[name] is not None:
+                continue
+            try:
+                # only Placement's own microversion: Cinder refuses another service's
+                extra = {"OpenStack-API-Version": "placement 1.0"} if name == "placement" else {}
+                res = requests.get(url, headers={**headers, **extra}, timeout=2)
+                if res.status_code == 200:
+                    answered[name] = time.time()
+                else:
+                    errors[name] = f"HTTP {res.status_code} {url}: {res.text[:120]}"
+            except requests.RequestException as exc:
+                errors[name] = type(exc).__name__
+        time.sleep(0.2)
+    return {"answered": answered, "last_error": errors}
+
+
+def sequence() -> dict:
+    """Network + subnet + port, an image, a server on the lab compute, a volume."""
+    import openstack
+
+    t0 = time.time()
+    conn = openstack.connect(auth_url=os.environ["OS_AUTH_URL"],
+                             username=os.environ["OS_USERNAME"],
+                             password=os.environ["OS_PASSWORD"],
+                             project_name=os.environ["OS_PROJECT_NAME"],
+                             user_domain_name="Default", project_domain_name="Default",
+                             region_name="RegionOne", compute_api_version="2.37")
+    tag = f"probe-{int(t0 * 1000)}"
+    steps: dict[str, float] = {}
+
+    def step(name: str) -> None:
+        steps[name] = round(time.time() - t0, 2)
+
+    net = conn.network.create_network(name=tag)
+    conn.network.create_subnet(network_id=net.id, ip_version=4, cidr="192.168.77.0/24",
+                               name=tag)
+    port = conn.network.create_port(network_id=net.id, name=tag)
+    step("network+port")
+    image = conn.image.create_image(name=tag, data=b"pacestack lab image\n" * 64,
+                                    disk_format="raw", container_format="bare",
+                                    allow_duplicates=True)
+    images = [i.name for i in conn.image.images()]
+    step("image")
+    flavor = conn.compute.find_flavor("lab.tiny")
+    if flavor is None:
+        flavor = conn.compute.create_flavor(name="lab.tiny", ram=64, vcpus=1, disk=1)
+    host = os.environ["PROBE_COMPUTE"]
+    server = conn.compute.create_server(name=tag, image_id=image.id, flavor_id=flavor.id,
+                                        networks="none", availability_zone=f"nova:{host}")
+    server = conn.compute.wait_for_server(server, status="ACTIVE", wait=90, interval=1)
+    step("server")
+    volume = conn.block_storage.create_volume(size=1, name=tag)
+    volume = conn.block_storage.wait_for_status(volume, status="available", wait=60,
+                                                interval=1)
+    step("volume")
+    return {"ok": True, "steps": steps, "server_host": server.compute_host,
+            "server_status": server.status, "port": port.id, "volume": volume.status,
+            "image_listed": tag in images, "seconds": round(time.time() - t0, 2)}
+
+
+QUEUE = "pacestack-lab-probe"
+
+
+def mq(action: str, count: int) -> dict:
+    """Publish ``count`` persistent messages to a durable classic queue through the
+    VIP (put), or count what the broker behind the VIP holds there (count)."""
+    import kombu
+
+    # publisher confirms: put returns once the broker has the messages
+    with kombu.Connection(os.environ["PROBE_TRANSPORT_URL"].replace("rabbit://", "amqp://"),
+                          connect_timeout=5,
+                          transport_options={"confirm_publish": True}) as conn:
+        channel = conn.channel()
+        queue = kombu.Queue(QUEUE, durable=True, channel=channel)
+        if action == "put":
+            queue.declare()
+            producer = kombu.Producer(channel)
+            for i in range(count):
+                producer.publish({"n": i}, routing_key=QUEUE, delivery_mode=2)
+        messages = None  # the broker has no such queue
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                _name, messages, _consumers = channel.queue_declare(QUEUE, passive=True)
+            except conn.channel_errors:
+                break
+            # the count lags a confirmed publish by a moment
+            if action != "put" or messages >= count or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        return {"queue": QUEUE, "messages": messages}
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] in (["mq-put"], ["mq-count"]):
+        print(json.dumps(mq(argv[0][3:], int(argv[1]) if len(argv) > 1 else 0)), flush=True)
+        return 0
+    if argv[:1] == ["apis"]:
+        print(json.dumps(apis(float(argv[1]) if len(argv) > 1 else 120)), flush=True)
+        return 0
+    if argv[:1] == ["sequence"]:
+        try:
+            print(json.dumps(sequence()), flush=True)
+        except Exception as exc:  # noqa: BLE001 - reported as data, the caller decides
+            print(json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}"[:500]}),
+                  flush=True)
+        return 0
+    print("usage: cloud_probe.py apis [SECONDS] | sequence", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,422 @@
+"""The whole ``controller`` profile in the lab: every service of cluster/profile.py.
+
+The lab's description says ``profile = controller`` and overrides only each
+resource's parameters (how the daemon runs here), so ordering, colocation and
+clone/single modes are what ``cluster apply`` generates for an operator's pair.
+
+What runs where cannot be the Debian default:
+- no systemd in a lab node: memcached and RabbitMQ run as plain daemons under
+  ocf:pacestack:openstack-service (the profile's ``systemd_unit`` is replaced);
+- no apache2: the ``apache`` resource is Keystone under gunicorn; Placement, which
+  Debian also serves from apache, is its own ``placement-api`` resource after it;
+- RabbitMQ: one independent broker per controller, every client through the VIP
+  (a two-member quorum queue needs both members, so it would stop with either node;
+  see broker_note()). A failover loses what sat in the dead broker's queues.
+- the Neutron agents are disabled: they need Open vSwitch (ovsdb-server and
+  ovs-vswitchd) inside every node, which the lab does not provide.
+
+Every client reaches its own node's Galera member on 127.0.0.1 and everything
+else through the VIP's name, as on a real pair.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from pacestack import wsgi_apps
+
+from . import services
+from .services import LabHosts, _ini, _params, db_url, write_secret
+
+REGION = "RegionOne"
+RABBIT_USER = "openstack"
+ADMIN = "admin"
+# resources of the profile the lab cannot run (README: stand-in table)
+DISABLED = {
+    "neutron-openvswitch-agent": "needs ovsdb-server and ovs-vswitchd in every node",
+    "neutron-dhcp-agent": "needs the Open vSwitch agent's integration bridge",
+    "neutron-l3-agent": "needs the Open vSwitch agent's integration bridge",
+    "neutron-metadata-agent": "serves the DHCP/L3 agents' namespaces only",
+}
+SINGLE = ("cinder-volume", "cinder-backup")
+
+
+@dataclass(frozen=True)
+class Wsgi:
+    """One API under gunicorn: where the app reads its configuration."""
+
+    app: str          # the API's name in pacestack.wsgi_apps (its module differs by release)
+    port: int
+    health: str
+    env: tuple[tuple[str, str], ...]   # (variable, value relative to the config dir)
+    argv: tuple[str, ...] = ()          # the sys.argv the app parses itself
+    glance: bool = False                # from the Glance venv
+
+
+WSGI = {
+    "apache": Wsgi("keystone", 5000, "/v3",
+                   (("OS_KEYSTONE_CONFIG_DIR", ""), ("OS_KEYSTONE_CONFIG_FILES", "keystone.conf"))),
+    "placement-api": Wsgi("placement", 8778, "/",
+                          (("OS_PLACEMENT_CONFIG_DIR", ""),)),
+    "glance-api": Wsgi("glance", 9292, "/", (("OS_GLANCE_CONFIG_DIR", "glance"),),
+                       glance=True),
+    "nova-api": Wsgi("nova-api", 8774, "/",
+                     (("OS_NOVA_CONFIG_DIR", ""),
+                      # the app loads its paste pipeline from the first file
+                      ("OS_NOVA_CONFIG_FILES", "nova-api-paste.ini;nova.conf"))),
+    "neutron-server": Wsgi("neutron", 9696, "/",
+                           (("OS_NEUTRON_CONFIG_DIR", ""),
+                            ("OS_NEUTRON_CONFIG_FILES", "neutron.conf;ml2_conf.ini"))),
+    "cinder-api": Wsgi("cinder-api", 8776, "/", (), argv=("--config-file", "cinder.conf")),
+}
+GLANCE_APP = wsgi_apps.WsgiApp("glance.wsgi.api")
+# API resource -> (catalog type, service name, path after host:port)
+CATALOG = {
+    "placement-api": ("placement", "placement", ""),
+    "glance-api": ("image", "glance", ""),
+    "nova-api": ("compute", "nova", "/v2.1"),
+    "neutron-server": ("network", "neutron", ""),
+    "cinder-api": ("volumev3", "cinderv3", "/v3/%(project_id)s"),
+}
+DAEMONS = {  # resource -> (binary, config files)
+    "nova-scheduler": ("nova-scheduler", ("nova.conf",)),
+    "nova-conductor": ("nova-conductor", ("nova.conf",)),
+    "nova-novncproxy": ("nova-novncproxy", ("nova.conf",)),
+    "cinder-scheduler": ("cinder-scheduler", ("cinder.conf",)),
+    "cinder-backup": ("cinder-backup", ("cinder.conf",)),
+}
+
+
+# Placement is apache's in the profile (so "after apache" covers it); here it is its
+# own resource, and the Nova services that exit without it wait for it too
+_AFTER = "rabbitmq, apache, placement-api"
+NEEDS_PLACEMENT = {name: f"after = {_AFTER}\nwith = {_AFTER}\n"
+                   for name in ("nova-api", "nova-scheduler", "nova-conductor")}
+
+
+def broker_note() -> str:
+    return ("independent RabbitMQ brokers behind the VIP: a quorum queue on two "
+            "brokers needs both (majority of 2) and stops with either node, so a "
+            "two-node RabbitMQ cluster would take the message bus down on every "
+            "failover; a third member on the arbitrator would fix that")
+
+
+@dataclass(frozen=True)
+class Secrets:
+    db: str
+    rabbit: str
+    admin: str
+
+
+def transport_url(hosts: LabHosts, secrets_: Secrets) -> str:
+    return f"rabbit://{RABBIT_USER}:{secrets_.rabbit}@{hosts.vip_name}:5672/"
+
+
+def memcached_servers(hosts: LabHosts) -> str:
+    return ",".join(f"{addr}:11211" for _, addr in hosts.nodes)
+
+
+def _auth(hosts: LabHosts, secrets_: Secrets) -> dict[str, str]:
+    """keystoneauth options of the lab's services (the bootstrap admin is every
+    service's user: one account to set up, same code paths)."""
+    return {"auth_url": f"http://{hosts.vip_name}:5000/v3", "auth_type": "password",
+            "username": ADMIN, "password": secrets_.admin, "project_name": ADMIN,
+            "user_domain_name": "Default", "project_domain_name": "Default",
+            "region_name": REGION}
+
+
+def write_configs(config_dir: Path, state_dir: Path, venv: Path, glance_venv: Path | None,
+                  hosts: LabHosts, secrets_: Secrets, keys_dir: Path | None) -> None:
+    """Config files of every service (0600: they hold passwords)."""
+    config_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(config_dir, 0o700)
+    for sub in ("neutron", "cinder", "nova", "lock", "glance/images", "glance/staging",
+                "glance/tasks", "cinder/backup", "novnc", "rabbitmq"):
+        (state_dir / sub).mkdir(parents=True, exist_ok=True)
+    lock = str(state_dir / "lock")
+    pw = secrets_.db
+    mq = transport_url(hosts, secrets_)
+    mc = memcached_servers(hosts)
+    authtoken = {"www_authenticate_uri": f"http://{hosts.vip_name}:5000/v3",
+                 "memcached_servers": mc, **_auth(hosts, secrets_)}
+    common = {"transport_url": mq, "use_stderr": "true"}
+    files: dict[str, dict[str, dict[str, str]]] = {
+        "keystone.conf": {
+            "DEFAULT": {"log_file": "", "use_stderr": "true"},
+            "database": {"connection": db_url(pw, "keystone")},
+            "cache": {"enabled": "true", "backend": "oslo_cache.memcache_pool",
+                      "memcache_servers": mc},
+            "fernet_tokens": {"key_repository": str(config_dir / "fernet-keys")},
+            "fernet_receipts": {"key_repository": str(config_dir / "fernet-keys")},
+            "credential": {"key_repository": str(config_dir / "credential-keys")},
+        },
+        "placement.conf": {
+            "DEFAULT": {"use_stderr": "true"},
+            "api": {"auth_strategy": "keystone"},
+            "keystone_authtoken": authtoken,
+            "placement_database": {"connection": db_url(pw, "placement")},
+            "oslo_concurrency": {"lock_path": lock},
+        },
+        "neutron.conf": {
+            "DEFAULT": {**common, "core_plugin": "ml2", "auth_strategy": "keystone",
+                        "api_workers": "1", "rpc_workers": "0",
+                        "rpc_state_report_workers": "0",
+                        "notify_nova_on_port_status_changes": "false",
+                        "notify_nova_on_port_data_changes": "false",
+                        "state_path": str(state_dir / "neutron"),
+                        "api_paste_config": str(venv / "etc/neutron/api-paste.ini")},
+            "keystone_authtoken": authtoken,
+            "database": {"connection": db_url(pw, "neutron")},
+            "oslo_concurrency": {"lock_path": lock},
+            "ovn": {"disable_ovn_dhcp_for_baremetal_ports": "true"},
+        },
+        "ml2_conf.ini": {
+            "ml2": {"type_drivers": "flat,vlan,vxlan", "tenant_network_types": "vxlan",
+                    "mechanism_drivers": "openvswitch", "extension_drivers": "port_security"},
+            "ml2_type_flat": {"flat_networks": "provider"},
+            "ml2_type_vlan": {"network_vlan_ranges": "provider"},
+            "ml2_type_vxlan": {"vni_ranges": "1:1000"},
+        },
+        "cinder.conf": {
+            "DEFAULT": {**common, "state_path": str(state_dir / "cinder"),
+                        "enabled_backends": "lvm", "host": "controller",
+                        "auth_strategy": "keystone",
+                        "api_paste_config": str(venv / "etc/cinder/api-paste.ini"),
+                        "osapi_volume_workers": "1",
+                        "backup_driver": "cinder.backup.drivers.posix.PosixBackupDriver",
+                        "backup_posix_path": str(state_dir / "cinder/backup"),
+                        # a fast heartbeat: the agent's services-table check sees a
+                        # dead cinder-volume within seconds
+                        "report_interval": "2", "service_down_time": "6"},
+            "keystone_authtoken": authtoken,
+            "database": {"connection": db_url(pw, "cinder")},
+            "oslo_concurrency": {"lock_path": lock},
+            "lvm": {"volume_driver": "cinder.tests.fake_driver.FakeLoggingVolumeDriver",
+                    "volume_backend_name": "lvm"},
+        },
+        "nova.conf": _nova(hosts, secrets_, state_dir, venv, lock, authtoken, mq),
+        "nova-compute.conf": _nova(hosts, secrets_, state_dir, venv, lock, authtoken, mq,
+                                   compute=True),
+        "rabbitmq.conf": {"": {"listeners.tcp.default": "5672", "loopback_users": "none",
+                               "default_user": RABBIT_USER, "default_pass": secrets_.rabbit,
+                               "management.tcp.port": "15672"}},
+    }
+    if glance_venv is not None:
+        files["glance/glance-api.conf"] = {
+            "DEFAULT": {"use_stderr": "true", "workers": "1", "transport_url": mq},
+            "database": {"connection": db_url(pw, "glance")},
+            "keystone_authtoken": authtoken,
+            "paste_deploy": {"flavor": "keystone",
+                             "config_file": str(glance_venv / "etc/glance/glance-api-paste.ini")},
+            "glance_store": {"stores": "file", "default_store": "file",
+                             # on the host's disk, which both nodes see: shared storage
+                             "filesystem_store_datadir": str(state_dir / "glance/images")},
+            "os_glance_staging_store": {
+                "filesystem_store_datadir": str(state_dir / "glance/staging")},
+            "os_glance_tasks_store": {
+                "filesystem_store_datadir": str(state_dir / "glance/tasks")},
+            "oslo_concurrency": {"lock_path": lock},
+        }
+        (config_dir / "glance").mkdir(exist_ok=True)
+        os.chmod(config_dir / "glance", 0o700)
+    for name, sections in files.items():
+        text = _ini(sections)
+        if name == "rabbitmq.conf":  # sysctl-style, no section header
+            text = text.replace("[]\n", "")
+        write_secret(config_dir / name, text)
+    shutil.copyfile(venv / "etc/nova/api-paste.ini", config_dir / "nova-api-paste.ini")
+    (config_dir / "enabled_plugins").write_text("[rabbitmq_management].\n", encoding="utf-8")
+    if keys_dir is not None:
+        for sub in ("fernet-keys", "credential-keys"):
+            if (keys_dir / sub).is_dir() and not (config_dir / sub).exists():
+                shutil.copytree(keys_dir / sub, config_dir / sub)
+    release = wsgi_apps.release_of_venv(venv)
+    for name, api in WSGI.items():
+        argv = tuple(a if not a.endswith(".conf") else str(config_dir / a) for a in api.argv)
+        # Glance comes from a venv of its own, which ships glance.wsgi.api
+        app = GLANCE_APP if api.glance else wsgi_apps.app(release, api.app)
+        (config_dir / f"{_shim(name)}.py").write_text(app.shim(argv), encoding="utf-8")
+
+
+def _nova(hosts: LabHosts, secrets_: Secrets, state_dir: Path, venv: Path, lock: str,
+          authtoken: dict[str, str], mq: str, compute: bool = False) -> dict:
+    pw = secrets_.db
+    auth = _auth(hosts, secrets_)
+    conf: dict[str, dict[str, str]] = {
+        "DEFAULT": {"transport_url": mq, "use_stderr": "true",
+                    "state_path": str(state_dir / "nova"), "osapi_compute_workers": "1",
+                    "metadata_workers": "1"},
+        "api": {"auth_strategy": "keystone"},
+        "wsgi": {"api_paste_config": str(venv / "etc/nova/api-paste.ini")},
+        "keystone_authtoken": authtoken,
+        "placement": auth,
+        "neutron": auth,
+        "glance": {"region_name": REGION},
+        "cinder": {**auth, "os_region_name": REGION},
+        "scheduler": {"discover_hosts_in_cells_interval": "3"},
+        "conductor": {"workers": "1"},
+        "vnc": {"enabled": "true", "server_listen": "0.0.0.0",
+                "novncproxy_base_url": f"http://{hosts.vip_name}:6080/vnc_auto.html"},
+        "oslo_concurrency": {"lock_path": lock},
+    }
+    if compute:
+        # nothing of the controllers' databases: a compute talks to the conductor
+        conf["DEFAULT"].update({"compute_driver": "fake.FakeDriver",
+                                "host": hosts.arbitrator[0]})
+        conf["vnc"]["server_proxyclient_address"] = hosts.arbitrator[1]
+    else:
+        conf["database"] = {"connection": db_url(pw, "nova")}
+        conf["api_database"] = {"connection": db_url(pw, "nova_api")}
+        conf["DEFAULT"]["web"] = str(state_dir / "novnc")  # noVNC's files: none here
+    return conf
+
+
+def _shim(resource: str) -> str:
+    return f"pacestack_lab_{resource.replace('-', '_')}_wsgi"
+
+
+def api_params(resource: str, venv: Path, glance_venv: Path | None,
+               config_dir: Path) -> dict[str, str]:
+    api = WSGI[resource]
+    root = glance_venv if api.glance and glance_venv else venv
+    env = [f"PATH={root}/bin:/usr/bin:/bin"]
+    extras = memcache_client(glance_venv)
+    if extras is not None:
+        env.append(f"PYTHONPATH={extras}")
+    for var, rel in api.env:
+        value = str(config_dir / rel) if var.endswith("_DIR") else rel
+        env.append(f"{var}={shlex.quote(value)}")
+    return {
+        "binary": str(root / "bin" / "gunicorn"),
+        "extra_args": (f"--no-control-socket --bind 0.0.0.0:{api.port} --workers 1 "
+                       f"--timeout 120 --graceful-timeout 3 --chdir {config_dir} "
+                       f"{_shim(resource)}:application"),
+        "environment": " ".join(env),
+        "pid": f"/run/pacestack-{resource}.pid",
+        "log": f"/var/log/pacestack-{resource}.log",
+        "monitor_url": f"http://127.0.0.1:{api.port}{api.health}",
+        "monitor_timeout": "5",
+        "stop_timeout": "10",
+    }
+
+
+def daemon_params(resource: str, venv: Path, config_dir: Path) -> dict[str, str]:
+    binary, configs = DAEMONS[resource]
+    return {"binary": str(venv / "bin" / binary),
+            "config": " ".join(str(config_dir / c) for c in configs),
+            "pid": f"/run/pacestack-{resource}.pid",
+            "log": f"/var/log/pacestack-{resource}.log", "stop_timeout": "10"}
+
+
+def memcached_params() -> dict[str, str]:
+    return {"binary": "/usr/bin/memcached",
+            "extra_args": "-u memcache -l 0.0.0.0 -p 11211 -m 32 -c 512",
+            "pid": "/run/pacestack-memcached.pid", "log": "/var/log/pacestack-memcached.log"}
+
+
+def rabbitmq_params(config_dir: Path) -> dict[str, str]:
+    # node-private /run (a rebooted node starts an empty broker, as the independent
+    # brokers' design accepts) and directories that exist at boot: HOME holds the
+    # Erlang cookie, the broker makes /run/rabbit@NODE itself
+    env = {"HOME": "/run", "RABBITMQ_MNESIA_BASE": "/run",
+           "RABBITMQ_LOG_BASE": "/var/log",
+           "RABBITMQ_CONFIG_FILE": str(config_dir / "rabbitmq.conf"),
+           "RABBITMQ_ENABLED_PLUGINS_FILE": str(config_dir / "enabled_plugins"),
+           "PATH": "/usr/lib/rabbitmq/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+    return {"binary": "/usr/lib/rabbitmq/bin/rabbitmq-server",
+            "environment": " ".join(f"{k}={v}" for k, v in env.items()),
+            "workdir": "/run", "pid": "/run/pacestack-rabbitmq.pid",
+            "log": "/var/log/pacestack-rabbitmq.log",
+            # the management listener answers once the broker has booted
+            "monitor_url": "http://127.0.0.1:15672/", "monitor_timeout": "5",
+            "stop_timeout": "20"}
+
+
+def resource_names(glance: bool) -> tuple[list[str], list[str]]:
+    """(clones, single instances) the lab's description runs."""
+    from pacestack.cluster import profile
+
+    names = [r.name for r in profile.controller_stack([("a", "1"), ("b", "2")])]
+    clones = [n for n in names if n not in DISABLED and n not in SINGLE and n != "galera"
+              and (glance or n != "glance-api")]
+    return clones + ["placement-api"], list(SINGLE)
+
+
+def description(hosts: LabHosts, *, power_dir: Path | None, venv: Path,
+                glance_venv: Path | None, config_dir: Path,
+                galera_agent: str = "ocf:pacestack:galera") -> str:
+    """The lab's whole-profile description: ``profile = controller`` plus parameters."""
+    base = services.lab_description(hosts, power_dir=power_dir, venv=None, config_dir=None,
+                                    services=False, galera_agent=galera_agent)
+    base = base.replace("profile = none", "profile = controller")
+    # the profile's VIP fronts (its default) instead of Galera alone
+    base = "\n".join(ln for ln in base.splitlines() if not ln.startswith("fronts ="))
+    out = [base]
+
+    def res(name: str, params: dict[str, str], interval: int, extra: str = "") -> None:
+        out.append(f"[resource:{name}]\n{extra}monitor_interval = {interval}\n"
+                   f"params =\n{_params(params)}\n")
+
+    res("memcached", memcached_params(), 10)
+    res("rabbitmq", rabbitmq_params(config_dir), 10)
+    for name in WSGI:
+        if name == "glance-api" and glance_venv is None:
+            out.append("[resource:glance-api]\nenabled = false\n")
+            continue
+        extra = ("agent = ocf:pacestack:openstack-service\nafter = apache\nwith = apache\n"
+                 if name == "placement-api" else NEEDS_PLACEMENT.get(name, ""))
+        res(name, api_params(name, venv, glance_venv, config_dir), 5, extra)
+    for name in DAEMONS:
+        res(name, daemon_params(name, venv, config_dir), 10, NEEDS_PLACEMENT.get(name, ""))
+    res("cinder-volume", {"binary": str(venv / "bin" / "cinder-volume"),
+                          "config": str(config_dir / "cinder.conf"), "host": "controller",
+                          "log": "/var/log/pacestack-cinder-volume.log"}, 10)
+    for name, why in DISABLED.items():
+        out.append(f"# {name}: {why}\n[resource:{name}]\nenabled = false\n")
+    return "\n".join(out)
+
+
+def catalog_sql(hosts: LabHosts) -> str:
+    """Catalog entries of the services (Keystone's bootstrap makes the identity ones)
+    and the admin user's service role."""
+    stmts = []
+    for resource, (kind, name, path) in CATALOG.items():
+        sid = uuid.uuid5(uuid.NAMESPACE_URL, f"pacestack-lab/{kind}").hex
+        url = f"http://{hosts.vip_name}:{WSGI[resource].port}{path}"
+        # our own constants and the description's checked VIP name
+        stmts.append("INSERT IGNORE INTO keystone.service (id, type, enabled, extra) "  # noqa: S608
+                     f"VALUES ('{sid}', '{kind}', 1, '{{\"name\": \"{name}\"}}');")
+        for interface in ("public", "internal", "admin"):
+            eid = uuid.uuid5(uuid.NAMESPACE_URL, f"pacestack-lab/{kind}/{interface}").hex
+            stmts.append("INSERT IGNORE INTO keystone.endpoint (id, interface, service_id, "  # noqa: S608
+                         f"url, extra, enabled, region_id) VALUES ('{eid}', '{interface}', "
+                         f"'{sid}', '{url}', '{{}}', 1, '{REGION}');")
+    # the admin user is every service's user: keystonemiddleware rejects a service
+    # token (Nova sends one with each call to another API) without the service role
+    stmts.append("INSERT IGNORE INTO keystone.assignment (type, actor_id, target_id, role_id, "  # noqa: S608
+                 "inherited) SELECT 'UserProject', u.user_id, p.id, r.id, 0 FROM "
+                 "keystone.local_user u, keystone.project p, keystone.role r WHERE "
+                 f"u.name = '{ADMIN}' AND u.domain_id = 'default' AND p.name = '{ADMIN}' AND "
+                 "p.domain_id = 'default' AND r.name = 'service' AND r.domain_id = '<<null>>';")
+    return "\n".join(stmts) + "\n"
+
+
+def memcache_client(glance_venv: Path | None) -> Path | None:
+    """python-memcached, which keystonemiddleware and oslo.cache need for
+    ``memcached_servers`` and the pinned OpenStack venv lacks: installed with
+    ``pip install --target`` beside the Glance venv."""
+    extras = glance_venv.parent / "extras" if glance_venv else None
+    return extras if extras is not None and (extras / "memcache.py").is_file() else None
+
+
+def cached_glance() -> Path | None:
+    base = Path(os.environ.get("PACESTACK_CACHE", "/var/cache/pacestack"))
+    for venv in sorted(base.glob("glance-*/venv"), reverse=True):
+        if (venv / "bin" / "glance-manage").exists() and (venv / "bin" / "gunicorn").exists():
+            return venv
+    return None

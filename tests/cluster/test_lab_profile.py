@@ -1,0 +1,121 @@
+"""The whole controller profile in the lab, and the cloud working through a node crash.
+
+One lab for the module (``lab up --whole-profile`` through the library, in a private
+registry): Galera, memcached, RabbitMQ, Keystone (gunicorn in the profile's
+``apache`` place), Glance, Placement, Nova API/scheduler/conductor/novncproxy, the
+Neutron API (ML2 openvswitch), Cinder API/scheduler/volume/backup, all from the
+pinned venvs under the ocf:pacestack agents with the constraints `cluster apply`
+generates from ``profile = controller``; nova-compute with the fake driver on the
+arbitrator. Time budget: ~5 min on 2 shared cores (lab up ~3 min, crash ~1 min).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pacestack.cluster import description as desc_mod
+from pacestack.cluster.lab import cloud, controller, stack
+
+from pacestack import proc
+
+TIMINGS: dict[str, object] = {}
+CONSTRAINTS = Path(__file__).parents[1] / "fixtures" / "openstack-constraints-2025.1.txt"
+
+
+def glance_venv() -> Path:
+    """Glance 2025.1 in a venv of its own beside the OpenStack cache, plus
+    python-memcached for ``memcached_servers`` (the pinned venvs lack it): built once."""
+    base = Path(os.environ.get("PACESTACK_CACHE", "/var/cache/pacestack")) / "glance-2025.1"
+    venv = base / "venv"
+    if controller.cached_glance() == venv and controller.memcache_client(venv):
+        return venv
+    subprocess.run(["python3", "-m", "venv", str(venv)], check=True, timeout=120)
+    pins = ["glance==30.0.0", "PyMySQL==1.1.1", "gunicorn==27.0.1", "python-memcached==1.62"]
+    pip = [str(venv / "bin" / "pip"), "install", "-q"]
+    subprocess.run([*pip, *pins, "-c", str(CONSTRAINTS)], check=True, timeout=900)
+    subprocess.run([*pip, "--target", str(base / "extras"), "python-memcached==1.62"],
+                   check=True, timeout=300)
+    return venv
+
+
+@pytest.fixture(scope="module")
+def profile_lab(ocf_provider, openstack_venv, openstack_dump) -> Iterator[stack.Lab]:
+    registry = stack.private_registry("profile")
+    messages: list[str] = []
+    t0 = time.monotonic()
+    lab = stack.up(stack.UpOptions(whole_profile=True, venv=openstack_venv,
+                                   schemas=openstack_dump.parent, registry=registry,
+                                   glance_venv=glance_venv(),
+                                   timeout=300), messages.append)
+    TIMINGS["lab up"] = round(time.monotonic() - t0, 1)
+    lab.progress = messages  # type: ignore[attr-defined]
+    try:
+        yield lab
+    finally:
+        stack.remove_registry(registry)
+        print(f"\nwhole-profile lab timings: {TIMINGS}")
+
+
+def _where(lab: stack.Lab) -> dict[str, list[tuple[str, str]]]:
+    return {rid: sorted((p["node"], p["role"]) for p in where)
+            for rid, where in lab.status()["resources"].items()}
+
+
+def test_status_lists_every_resource_where_the_description_says(profile_lab):
+    lab = profile_lab
+    desc = desc_mod.load([lab.info.description], check_agents=False)
+    placed = _where(lab)
+    both = sorted(lab.cluster.node_names)
+    for res in desc.resources:
+        where = placed.get(res.name, [])
+        if res.mode == "promotable":
+            assert where == [(n, "Promoted") for n in both], (res.name, where)
+        elif res.mode == "single":
+            assert len(where) == 1 and where[0][1] == "Started", (res.name, where)
+        else:
+            assert where == [(n, "Started") for n in both], (res.name, where)
+    names = {r.name for r in desc.resources}
+    # the profile's services, RabbitMQ and memcached included, as the lab runs them
+    assert {"memcached", "rabbitmq", "apache", "glance-api", "placement-api", "nova-api",
+            "nova-scheduler", "nova-conductor", "nova-novncproxy", "neutron-server",
+            "cinder-api", "cinder-scheduler", "cinder-volume", "cinder-backup"} <= names
+    assert len(placed["vip"]) == 1
+    # lab up reported each service as it came up, and the whole stack's time
+    progress = "\n".join(lab.progress)
+    for name in ("rabbitmq", "nova-conductor", "cinder-backup"):
+        assert f"  {name} running (" in progress
+    assert "the whole stack took" in progress
+    TIMINGS["stack ready (s)"] = lab.info.timings.get("ready")
+
+
+def test_node_crash_apis_answer_again_and_the_cloud_works(profile_lab):
+    lab = profile_lab
+    before = cloud.sequence(lab)
+    assert before["ok"], before
+    assert before["server_host"] == lab.info.compute and before["image_listed"]
+    holder = _where(lab)["vip"][0][0]
+    survivor = next(n for n in lab.cluster.node_names if n != holder)
+    # independent brokers behind the VIP: what waits in the VIP holder's queues
+    assert cloud.queue(lab, put=5) == 5
+    watch = cloud.ApiWatch(lab, limit=150)
+    crashed_at = time.time()
+    lab.crash(holder)
+    answered = watch.result(crashed_at)
+    TIMINGS["api recovery after crash (s)"] = answered
+    assert all(v is not None for v in answered.values()), (answered, watch.last_error)
+    assert proc.wait_for(lambda: _where(lab)["vip"] == [(survivor, "Started")], 60)
+    after = cloud.sequence(lab)
+    TIMINGS["cloud sequence after crash"] = {"ok": after.get("ok"),
+                                             "done after (s)": round(time.time() - crashed_at, 1),
+                                             "steps": after.get("steps")}
+    assert after["ok"], after
+    assert after["server_host"] == lab.info.compute and after["volume"] == "available"
+    # ... is what a failover loses: the survivor's broker never had it
+    lost = cloud.queue(lab)
+    TIMINGS["queued messages after failover (5 before)"] = lost
+    assert lost in (None, 0)
