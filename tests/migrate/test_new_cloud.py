@@ -83,7 +83,8 @@ def new_cloud(request, tmp_path_factory) -> Iterator[tuple[Seeded, NewCloud]]:
     if not spec:
         yield request.getfixturevalue("seed_new_cloud")
         return
-    seeded = lab_cutover(Path(spec))
+    spec_path = Path(spec)
+    seeded = lab_cutover(spec_path)
     stack = None
     try:
         t = time.monotonic()
@@ -92,6 +93,11 @@ def new_cloud(request, tmp_path_factory) -> Iterator[tuple[Seeded, NewCloud]]:
         yield seeded, stack
     finally:
         if stack is not None:
+            stack.stop()
+            logs = spec_path.parent / "new-cloud-logs"  # they outlive the stack
+            logs.mkdir(exist_ok=True)
+            for log in [*stack.base_dir.glob("*.log"), *seeded.os.base_dir.glob("*.log")]:
+                shutil.copy(log, logs / log.name)
             stack.cleanup()
         shutil.rmtree(seeded.os.base_dir, ignore_errors=True)  # never the lab's databases
         print("\nnew cloud smoke timings:", json.dumps(
@@ -270,7 +276,8 @@ def test_nothing_up_on_an_old_host(new_cloud, timed):
     assert [s for s in cinder if s["host"].split("@")[0].lower() in old
             and s["state"] == "up"] == []
     assert {s["host"] for s in cinder if s["state"] == "up"} >= {
-        "controller", "controller@rbd", "controller@rbd2"}
+        "controller", "controller@rbd", "controller@rbd2"}, \
+        [(s["binary"], s["host"], s["state"], s["updated_at"]) for s in cinder]
     agents = stack.client.network("GET", "/agents")["agents"]
     assert [a for a in agents if a["host"].lower() in old and a["alive"]] == []
     assert {a["host"] for a in agents if a["alive"] and a["agent_type"] ==
