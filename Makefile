@@ -34,7 +34,7 @@ openstack-cache: system venv
 
 # The whole suite: real MariaDB, Galera, OpenStack schemas, Pacemaker in namespaces.
 test: system venv lint openstack-cache
-	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q --durations=30 $(PYTEST_ARGS)
 
 test-fast: venv
 	$(VENV)/bin/pytest -q -m 'not slow' $(PYTEST_ARGS)

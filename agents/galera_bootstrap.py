@@ -128,39 +128,41 @@ def most_advanced(positions: Mapping[str, Position | None]) -> str | None:
 
 def override_refusals(members: Sequence[str], positions: Mapping[str, Position | None],
                       node: str, last_known: Mapping[str, Position | None] | None = None
-                      ) -> list[str]:
-    """Why an operator must not bootstrap ``node`` without the held-back members (an
-    empty list: they may). The agent checks an override with it before honouring it,
-    and ``pacestack galera recover`` before writing one, so the two cannot differ."""
+                      ) -> list:
+    """Why an operator must not bootstrap ``node`` without the held-back members, as
+    findings of registered codes (an empty list: they may). The agent checks an
+    override with it before honouring it, and ``pacestack galera recover`` before
+    writing one, so the two cannot differ."""
+    from pacestack import codes  # only an override or the CLI gets here, never a monitor
+
     last_known = last_known or {}
     if node not in members:
-        return [f"{node} is not one of the configured members {_names(members)}"]
+        return [codes.GALERA_NOT_A_MEMBER(node, node=node, members=list(members))]
     held = held_back(members, positions, last_known)
     mine = positions.get(node)
     if mine is None:
-        return [f"{node} has not reported a position (is it up, with the galera resource "
-                "started?): it cannot bootstrap"]
+        return [codes.GALERA_NOT_REPORTED(node, node=node)]
     if not _history(mine) or mine.seqno < 0:
-        return [f"{node} has no known last committed seqno ({mine}, {mine.source})"]
+        return [codes.GALERA_NO_SEQNO(node, node=node, position=str(mine),
+                                      source=str(mine.source))]
     out = []
     if not held:
-        out.append("no member is held back: the agent's own rule decides")
+        out.append(codes.GALERA_NONE_HELD_BACK(node))
     histories = {m: p for m, p in positions.items() if _history(p)}
     for m in held:
         if _history(last_known.get(m)):
             histories.setdefault(m, last_known[m])
     foreign = sorted(f"{m} on {p.uuid}" for m, p in histories.items() if p.uuid != mine.uuid)
     if foreign:
-        out.append(f"{node} is on cluster {mine.uuid} but {_names(foreign)}: not the same "
-                   "history")
+        out.append(codes.GALERA_FOREIGN_HISTORY(node, node=node, uuid=mine.uuid,
+                                                others=foreign))
     standalone = sorted(m for m, p in positions.items() if p is not None and p.standalone)
     if standalone:
-        out.append(f"{_names(standalone)} hold databases written without Galera: an SST "
-                   "would replace them")
+        out.append(codes.GALERA_STANDALONE_DATA(node, nodes=standalone))
     best = most_advanced({m: p for m, p in positions.items() if m not in held})
     if best is not None and positions[best].seqno > mine.seqno:
-        out.append(f"{node} (seqno {mine.seqno}) is not the most advanced member that "
-                   f"reported: {best} is at seqno {positions[best].seqno}")
+        out.append(codes.GALERA_NOT_MOST_ADVANCED(node, node=node, seqno=mine.seqno, best=best,
+                                                  best_seqno=positions[best].seqno))
     return out
 
 
@@ -186,7 +188,7 @@ def check_override(members: Sequence[str], positions: Mapping[str, Position | No
                 "the operator decided")
     refusals = override_refusals(members, positions, me, last_known)
     if refusals:
-        return refusals[0]
+        return refusals[0].message
     held = sorted(held_back(members, positions, last_known))
     if sorted(override.missing) != held:
         return (f"the operator decided without {_names(override.missing)}, but now "

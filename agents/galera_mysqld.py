@@ -9,6 +9,7 @@ their /proc cmdline, and ended by that PID only.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -27,6 +28,9 @@ STATUS_VARS = ("wsrep_cluster_status", "wsrep_local_state_comment", "wsrep_ready
 CLIENTS = ("/usr/bin/mariadb", "/usr/bin/mysql")
 SST_IN_PROGRESS = "sst_in_progress"  # wsrep_sst_common's joiner marker of an unfinished SST
 SST_PID_FILE = "wsrep_sst.pid"  # the running SST script (joiner or donor)
+# Galera's saved Primary view (pc.recovery): a node that crashed keeps it, and the next
+# mariadbd reads its gcomm identity from it
+VIEW_STATE = "gvwstate.dat"
 INSTALL_DB = ("/usr/bin/mariadb-install-db", "/usr/bin/mysql_install_db")
 # what mariadb-install-db creates (and lost+found of a volume mounted as the datadir)
 INSTALL_SCHEMAS = frozenset({"mysql", "performance_schema", "sys", "test", "lost+found"})
@@ -179,9 +183,10 @@ class Mysqld(namedtuple("Mysqld", _FIELDS, defaults=("",))):
     def grastate_path(self) -> str:
         return os.path.join(self.datadir, "grastate.dat")
 
-    def position(self, recover_timeout: float = 120) -> Position:
+    def position(self, recover_timeout: float = 120, cache: str = "") -> Position:
         """This stopped node's last committed position. Raises StateError/MysqldError
-        (a node we cannot place must not be ranked)."""
+        (a node we cannot place must not be ranked). ``cache``: a root-owned file that
+        keeps a --wsrep-recover result for as long as the datadir is unchanged."""
         if not os.path.isdir(self.datadir):
             raise StateError(f"datadir {self.datadir} does not exist")
         if self.unfinished_sst():
@@ -195,7 +200,8 @@ class Mysqld(namedtuple("Mysqld", _FIELDS, defaults=("",))):
         state = galera_state.read_grastate(self.grastate_path())
         if state is not None and state.seqno >= 0:
             return Position(state.uuid, state.seqno, "grastate")
-        recovered = self.recover(recover_timeout)
+        recovered = self.recover_cached(cache, recover_timeout) if cache \
+            else self.recover(recover_timeout)
         if state is not None and state.uuid != galera_state.ZERO_UUID:
             # grastate.dat names a history: InnoDB must hold the same one
             if recovered.uuid != state.uuid:
@@ -212,6 +218,33 @@ class Mysqld(namedtuple("Mysqld", _FIELDS, defaults=("",))):
             return Position(galera_state.ZERO_UUID, -1, "standalone")
         return Position(galera_state.ZERO_UUID, -1, "empty")
 
+    def forget_view(self) -> str | None:
+        """Remove the saved Primary view a crash left (gvwstate.dat); its node UUID, or
+        None when there was none. With it, the next mariadbd comes back as the crashed
+        incarnation of that UUID: peers still evicting the old one then refuse it (or
+        worse, lose their own Primary), and after the eviction they shun it for
+        gmcast.time_wait. Without it, the node joins under a new identity."""
+        try:
+            dir_fd = galera_files.open_dir(self.datadir)
+        except OSError as exc:
+            raise _failed(f"cannot open {self.datadir}", exc) from None
+        try:
+            try:
+                fd = galera_files.open_regular(VIEW_STATE, dir_fd)
+            except FileNotFoundError:
+                return None
+            except OSError:
+                uuid = "?"  # not a plain file (a symlink): removed all the same
+            else:
+                with os.fdopen(fd, "rb") as fh:
+                    head = fh.read(4096).decode(errors="replace")
+                uuid = next((ln.split(":", 1)[1].strip() for ln in head.splitlines()
+                             if ln.startswith("my_uuid:")), "?")
+            galera_files.remove(VIEW_STATE, dir_fd)
+            return uuid
+        finally:
+            os.close(dir_fd)
+
     def unfinished_sst(self) -> bool:
         """wsrep_sst_rsync's joiner marker survived, or Galera emptied grastate.dat for
         a state transfer (joiner start) and an SST script pid file is left. A donor
@@ -223,6 +256,40 @@ class Mysqld(namedtuple("Mysqld", _FIELDS, defaults=("",))):
         except OSError:
             return False
         return emptied and os.path.exists(os.path.join(self.datadir, SST_PID_FILE))
+
+    def fingerprint(self) -> str:
+        """The datadir's state as far as a recovered position depends on it: any run
+        of mariadbd (a failed start too), an SST, a restore or a replaced volume
+        changes the inode or change time of one of these."""
+        parts = []
+        for name in (".", "grastate.dat", "ib_logfile0", "ibdata1", "aria_log_control"):
+            try:
+                st = os.stat(os.path.join(self.datadir, name), follow_symlinks=False)
+            except OSError:
+                parts.append(f"{name}:-")
+                continue
+            parts.append(f"{name}:{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:"
+                         f"{st.st_ctime_ns}")
+        return " ".join(parts)
+
+    def recover_cached(self, cache: str, timeout: float = 120) -> Position:
+        """recover(), unless ``cache`` holds the result of one on this very datadir
+        state: Pacemaker's recovery of a failed node runs demote, stop and start,
+        and each would otherwise replay InnoDB's recovery again."""
+        try:
+            with open(cache, encoding="ascii") as fh:
+                seen, _, pos = fh.read().rpartition("\n")[0].rpartition("\n")
+            if seen == self.fingerprint() and self.pid() is None:
+                return galera_state.parse_position(pos, cache, source="recovered")
+        except (OSError, ValueError, StateError):
+            pass
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(cache)
+        pos = self.recover(timeout)
+        with contextlib.suppress(OSError):  # only costs the next action a recovery
+            with open(cache, "w", encoding="ascii") as fh:
+                fh.write(f"{self.fingerprint()}\n{pos.uuid}:{pos.seqno}\n")
+        return pos
 
     def recover(self, timeout: float = 120) -> Position:
         """``mariadbd --wsrep-recover``: never on a running node."""

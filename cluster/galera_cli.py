@@ -126,7 +126,7 @@ def render_plan(p: galera_recover.RecoveryPlan) -> str:
                    "(see --help)")
     out.append(f"agent says:          {p.reason}")
     for r in p.refusals:
-        out.append(f"REFUSED: {r}")
+        out.append(f"REFUSED: {r.message} [{r.code}]")
     if p.ok:
         out.append(f"to go on: pacestack galera recover --bootstrap-from {p.candidate} "
                    f"--accept-loss {'unknown' if p.gap is None else p.gap}")
@@ -201,7 +201,7 @@ def _recover(conf, args) -> int:
     if not p.ok:
         if args.format == "text":
             sys.stderr.write(render_plan(p))
-        raise ConfigError(f"recover refused, nothing changed: {p.refusals[0]}")
+        raise ConfigError(f"recover refused, nothing changed: {p.refusals[0].message}")
     gap = "unknown" if p.gap is None else str(p.gap)
     if args.accept_loss is not None:
         if not _accepts(args.accept_loss, p.gap):

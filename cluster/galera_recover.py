@@ -29,8 +29,9 @@ from pacestack.agents import galera as agent
 from pacestack.agents import galera_bootstrap as rule
 from pacestack.agents.galera_bootstrap import Override, format_override
 
-from pacestack import proc
+from pacestack import codes, proc
 from pacestack.errors import ConfigError, RuntimeFailure
+from pacestack.findings import Finding
 
 from . import galera_status
 from .galera_status import GaleraStatus, Pos
@@ -52,7 +53,7 @@ class RecoveryPlan:
     candidate_position: Pos | None
     missing: list[Missing] = field(default_factory=list)
     gap: int | None = None        # None: unknown (a missing member never recorded)
-    refusals: list[str] = field(default_factory=list)
+    refusals: list[Finding] = field(default_factory=list)
     bad_input: bool = False       # a refusal caused by what the operator named
     reason: str = ""              # the agent's own view (what it waits for)
 
@@ -67,7 +68,8 @@ class RecoveryPlan:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d.update(ok=self.ok, highest_missing_seqno=self.highest_missing)
+        d.update(ok=self.ok, highest_missing_seqno=self.highest_missing,
+                 refusals=[f.to_dict() for f in self.refusals])
         return d
 
 
@@ -89,16 +91,15 @@ def plan(status: GaleraStatus, bootstrap_from: str | None = None) -> RecoveryPla
 
     primaries = [m.node for m in status.members if m.primary]
     if primaries:
-        out.refusals.append(f"a Primary component is running on {', '.join(primaries)}: "
-                            "nothing to recover (the other members join it)")
+        out.refusals.append(codes.GALERA_PRIMARY_RUNNING(status.resource, nodes=primaries))
     override_pending = [m.node for m in status.members if m.override]
     if override_pending:
-        out.refusals.append(f"an override is already pending on "
-                            f"{', '.join(override_pending)}")
+        out.refusals.append(codes.GALERA_OVERRIDE_PENDING(status.resource,
+                                                          nodes=override_pending))
     best = rule.most_advanced({n: p for n, p in reports.items() if n not in held})
     out.candidate = bootstrap_from or best
     if out.candidate is None:
-        out.refusals.append("no member reported a position with history to bootstrap from")
+        out.refusals.append(codes.GALERA_NO_CANDIDATE(status.resource))
         return out
     refusals = rule.override_refusals(names, reports, out.candidate, records)
     out.refusals += refusals
@@ -129,7 +130,8 @@ def log_decision(message: str) -> None:
 def apply(p: RecoveryPlan, who: str | None = None) -> Override:
     """Hand the decision to the agent (one node attribute); returns what was written."""
     if not p.ok or p.candidate_position is None:
-        raise RuntimeFailure("refusing: " + "; ".join(p.refusals or ["no candidate"]))
+        raise RuntimeFailure("refusing: " + "; ".join([f.message for f in p.refusals]
+                                                      or ["no candidate"]))
     pos = p.candidate_position
     ovr = Override(p.candidate, pos.uuid, pos.seqno, tuple(m.node for m in p.missing), p.gap,
                    who or operator(), int(time.time()))

@@ -1,13 +1,16 @@
-"""``pacestack lab up|status|crash|restart|down``: parse, call cluster.lab.stack, render."""
+"""``pacestack lab up|status|exec|crash|restart|down``: parse, call cluster.lab.stack,
+render."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
 from pacestack.cluster.lab import stack
 
 from pacestack import commands, render
+from pacestack.errors import ConfigError
 
 
 def _progress(message: str) -> None:
@@ -31,8 +34,16 @@ def _up(conf, args) -> int:
           f"{', '.join(info.nodes)} + {info.arbitrator} (garbd); VIP {info.vip} "
           f"= {info.vip_name}")
     print(f"description applied: {info.description}")
-    _print_resources(lab.status())
+    status = lab.status()
+    _print_migrate(status)
+    _print_resources(status)
     return 0
+
+
+def _print_migrate(status: dict) -> None:
+    if status.get("migrate_config"):
+        print(f"migrate config (databases through the VIP): {status['migrate_config']}")
+        print(f"  {status['migrate_command']}")
 
 
 def _print_resources(status: dict) -> None:
@@ -54,8 +65,16 @@ def _status(conf, args) -> int:
     else:
         print(f"lab {status['run_id']}: network {status['network']}, VIP {status['vip']} "
               f"= {status['vip_name']}, garbd {'running' if status['garbd'] else 'down'}")
+        _print_migrate(status)
         _print_resources(status)
     return 0
+
+
+def _exec(conf, args) -> int:
+    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if not argv:
+        raise ConfigError("lab exec: no command given (pacestack lab exec NODE -- CMD ...)")
+    return stack.Lab.find().exec(args.node, argv)
 
 
 def _crash(conf, args) -> int:
@@ -112,6 +131,17 @@ def register(subparsers) -> None:
     p = verbs.add_parser("status", help="hosts, resources and where they run")
     commands.add_format_argument(p)
     p.set_defaults(func=_status)
+
+    p = verbs.add_parser(
+        "exec", help="run a command inside a lab host (its network, mounts, PIDs)",
+        description="Runs CMD inside lab host NODE, where the VIP and the Galera members "
+        "are reachable, with this terminal; exits with CMD's exit code. `pacestack lab "
+        "status` names the migrate config that reaches the lab's databases: `pacestack "
+        "lab exec controller01 -- pacestack --config-file FILE migrate plan --mapping M`.")
+    p.add_argument("node")
+    p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD",
+                   help="the command and its arguments, after --")
+    p.set_defaults(func=_exec)
 
     p = verbs.add_parser("crash", help="power-cut a lab host")
     p.add_argument("node")

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from pacestack.cluster import cib
 from pacestack.cluster.description import Description
 
-from pacestack import findings
+from pacestack import codes
 from pacestack.errors import ConfigError, PacestackError
 from pacestack.findings import Finding
 
@@ -109,20 +109,16 @@ def check_cinder_host(desc: Description, nodes: list[Files]) -> list[Finding]:
         text = f.read(CINDER_CONF)
         subject = f"{f.path(CINDER_CONF)} [DEFAULT] host"
         if text is None:
-            out.append(findings.error("CINDER_CONF_MISSING", f.path(CINDER_CONF),
-                                      f"{f.label}: cinder.conf not found"))
+            out.append(codes.CINDER_CONF_MISSING(f.path(CINDER_CONF), node=f.label))
             continue
         host = _ini(text).get("DEFAULT", "host", fallback=None)
         seen[f.label] = host
         if host != desc.shared_host:
-            out.append(findings.error(
-                "CINDER_HOST_MISMATCH", subject,
-                f"{f.label}: host is {host!r}, not the shared name {desc.shared_host!r}: "
-                "volumes would be owned by one controller and unmanageable after a failover"))
+            out.append(codes.CINDER_HOST_MISMATCH(subject, node=f.label, host=host,
+                                                  shared=desc.shared_host))
     if len(set(seen.values())) > 1:
-        out.append(findings.error("CINDER_HOST_DIFFERS", f"{CINDER_CONF} [DEFAULT] host",
-                                  "cinder.conf host differs between nodes: "
-                                  + ", ".join(f"{k}={v!r}" for k, v in seen.items())))
+        out.append(codes.CINDER_HOST_DIFFERS(f"{CINDER_CONF} [DEFAULT] host",
+                                             hosts=[f"{k}={v!r}" for k, v in seen.items()]))
     return out
 
 
@@ -133,17 +129,15 @@ def check_keystone_keys(nodes: list[Files]) -> list[Finding]:
         for f in nodes:
             digests = f.digests(rel)
             if not digests:
-                out.append(findings.error("KEYSTONE_KEYS_MISSING", f.path(rel),
-                                          f"{f.label}: no keys in {rel}"))
+                out.append(codes.KEYSTONE_KEYS_MISSING(f.path(rel), node=f.label,
+                                                       directory=rel))
                 continue
             sets[f.label] = digests
         if len(sets) == len(nodes) and len({tuple(sorted(d.items())) for d in sets.values()}) > 1:
             a, b = list(sets.values())[:2]
             differ = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-            out.append(findings.error(
-                "KEYSTONE_KEYS_DIFFER", f"/{rel}",
-                f"{rel} differs between {' and '.join(sets)} (keys {', '.join(differ)}): "
-                "tokens issued on one node are rejected by the other"))
+            out.append(codes.KEYSTONE_KEYS_DIFFER(f"/{rel}", directory=rel, nodes=list(sets),
+                                                  keys=differ))
     return out
 
 
@@ -155,8 +149,8 @@ def check_endpoints(desc: Description, node: Files) -> list[Finding]:
         url = db.url_from_service_config(path)
         conn = db.connect(url, timeout=10)
     except PacestackError as exc:
-        return [findings.error("KEYSTONE_DB_UNREACHABLE", f"{path} [database] connection",
-                               str(exc))]
+        return [codes.KEYSTONE_DB_UNREACHABLE(f"{path} [database] connection",
+                                              error=str(exc))]
     import pymysql
 
     try:
@@ -168,8 +162,8 @@ def check_endpoints(desc: Description, node: Files) -> list[Finding]:
         # not Keystone's schema, or the server went away: say which, as a finding
         code = exc.args[0] if exc.args else "?"
         text = " ".join(str(exc.args[1] if len(exc.args) > 1 else exc).split())[:200]
-        return [findings.error("KEYSTONE_DB_UNREADABLE", f"{path} [database] connection",
-                               f"reading keystone.endpoint: error {code}: {text}")]
+        return [codes.KEYSTONE_DB_UNREADABLE(f"{path} [database] connection",
+                                             errno=str(code), error=text)]
     finally:
         conn.close()
     out = []
@@ -179,14 +173,14 @@ def check_endpoints(desc: Description, node: Files) -> list[Finding]:
         try:
             host = urlsplit(url).hostname
         except (ValueError, TypeError, AttributeError):
-            out.append(findings.error(
-                "ENDPOINT_MALFORMED", f"keystone.endpoint id={eid}",
-                f"{stype} {interface} endpoint {str(url)[:200]!r} is not a URL"))
+            out.append(codes.ENDPOINT_MALFORMED(f"keystone.endpoint id={eid}",
+                                                service=str(stype), interface=str(interface),
+                                                url=str(url)[:200]))
             continue
         if host != desc.vip.name:
-            out.append(findings.error(
-                "ENDPOINT_NOT_VIP", f"keystone.endpoint id={eid}",
-                f"{stype} {interface} endpoint {url} does not use the VIP name {desc.vip.name}"))
+            out.append(codes.ENDPOINT_NOT_VIP(f"keystone.endpoint id={eid}",
+                                              service=str(stype), interface=str(interface),
+                                              url=str(url), vip_name=desc.vip.name))
     return out
 
 
@@ -195,13 +189,12 @@ def check_vip_name(desc: Description) -> list[Finding]:
     try:
         infos = socket.getaddrinfo(desc.vip.name, None)
     except socket.gaierror as exc:
-        return [findings.error("VIP_NAME_UNRESOLVED", subject,
-                               f"{desc.vip.name} does not resolve: {exc.strerror}")]
+        return [codes.VIP_NAME_UNRESOLVED(subject, vip_name=desc.vip.name,
+                                          error=str(exc.strerror))]
     addrs = {str(ipaddress.ip_address(i[4][0].split("%")[0])) for i in infos}
     if desc.vip.address not in addrs:
-        return [findings.error("VIP_NAME_MISMATCH", subject,
-                               f"{desc.vip.name} resolves to {', '.join(sorted(addrs))}, "
-                               f"not the VIP {desc.vip.address}")]
+        return [codes.VIP_NAME_MISMATCH(subject, vip_name=desc.vip.name,
+                                        addresses=sorted(addrs), vip=desc.vip.address)]
     return []
 
 
@@ -224,32 +217,25 @@ def _corosync_sections(text: str) -> dict[str, dict[str, str]]:
 
 def check_corosync(desc: Description, path: str, text: str | None) -> list[Finding]:
     if text is None:
-        return [findings.error("COROSYNC_CONF_MISSING", path, "corosync.conf not found")]
+        return [codes.COROSYNC_CONF_MISSING(path)]
     quorum = _corosync_sections(text).get("quorum", {})
     out = []
     if len(desc.nodes) == 2 and quorum.get("two_node") != "1":
-        out.append(findings.error("COROSYNC_TWO_NODE", f"{path} quorum.two_node",
-                                  "two_node: 1 is missing: one surviving controller loses "
-                                  "quorum and stops everything"))
+        out.append(codes.COROSYNC_TWO_NODE(f"{path} quorum.two_node"))
     wfa = quorum.get("wait_for_all", "1" if quorum.get("two_node") == "1" else "0")
     if wfa != "1":
-        out.append(findings.warning("COROSYNC_WAIT_FOR_ALL", f"{path} quorum.wait_for_all",
-                                    "wait_for_all is off: a node booting alone after a "
-                                    "partition may start everything a second time"))
+        out.append(codes.COROSYNC_WAIT_FOR_ALL(f"{path} quorum.wait_for_all"))
     names = set(re.findall(r"^\s*name:\s*(\S+)", text, re.MULTILINE))
     missing = [n.name for n in desc.nodes if n.name not in names]
     if missing:
-        out.append(findings.error("COROSYNC_NODES", f"{path} nodelist",
-                                  f"nodes missing from the nodelist: {', '.join(missing)}"))
+        out.append(codes.COROSYNC_NODES(f"{path} nodelist", nodes=missing))
     return out
 
 
 def check_fencing(desc: Description, cib_file: str | None) -> list[Finding]:
     out = []
     if not desc.fencing:
-        out.append(findings.warning("FENCING_NOT_DESCRIBED", "[fencing:NAME]",
-                                    "no fencing device is described: stonith-enabled will be "
-                                    "false"))
+        out.append(codes.FENCING_NOT_DESCRIBED("[fencing:NAME]"))
     try:
         if cib_file:
             have = cib.read_file(cib_file)
@@ -258,8 +244,8 @@ def check_fencing(desc: Description, cib_file: str | None) -> list[Finding]:
     except PacestackError:
         return out  # no cluster yet: the description is all there is to check
     if have.properties.get("stonith-enabled", "true") == "false":
-        out.append(findings.warning("FENCING_DISABLED", f"{cib_file or 'CIB'} stonith-enabled",
-                                    "stonith-enabled is false in the CIB"))
+        out.append(codes.FENCING_DISABLED(f"{cib_file or 'CIB'} stonith-enabled",
+                                          where=cib_file or "the live CIB"))
     return out
 
 
@@ -293,12 +279,11 @@ def check_galera(desc: Description, nodes: list[Files]) -> list[Finding]:
         values = {label: v[0].get(opt) for label, v in per_node.items()}
         for label, value in values.items():
             if value is None:
-                out.append(findings.error("GALERA_OPTION_MISSING", f"{label} {opt}",
-                                          f"{label}: {opt} is not set in /etc/mysql"))
+                out.append(codes.GALERA_OPTION_MISSING(f"{label} {opt}", node=label,
+                                                       option=opt))
         if len({v for v in values.values() if v is not None}) > 1:
-            out.append(findings.error(
-                "GALERA_OPTIONS_DIFFER", opt,
-                f"{opt} differs: " + ", ".join(f"{k}={v!r}" for k, v in values.items())))
+            out.append(codes.GALERA_OPTIONS_DIFFER(
+                opt, option=opt, values=[f"{k}={v!r}" for k, v in values.items()]))
     for label, (values, where) in per_node.items():
         address = values.get("wsrep_cluster_address")
         if not address:
@@ -310,9 +295,9 @@ def check_galera(desc: Description, nodes: list[Files]) -> list[Finding]:
                            {desc.arbitrator.host, desc.arbitrator.address} - {None}))
         absent = [name for name, spellings in wanted if not spellings & members]
         if absent:
-            out.append(findings.error(
-                "GALERA_ADDRESS_LIST", f"{where['wsrep_cluster_address']} wsrep_cluster_address",
-                f"{label}: {address} lacks {', '.join(absent)}"))
+            out.append(codes.GALERA_ADDRESS_LIST(
+                f"{where['wsrep_cluster_address']} wsrep_cluster_address",
+                node=label, address=address, absent=absent))
     return out
 
 
@@ -333,12 +318,10 @@ def preflight(desc: Description, inputs: Inputs) -> list[Finding]:
         nodes.append(Files(peer_name, host=inputs.peer_host))
     out: list[Finding] = []
     if node_name not in desc.node_names:
-        out.append(findings.error("NODE_NOT_DESCRIBED", "[cluster] nodes",
-                                  f"this node {node_name!r} is not one of "
-                                  f"{', '.join(desc.node_names)}"))
+        out.append(codes.NODE_NOT_DESCRIBED("[cluster] nodes", node=node_name,
+                                            nodes=list(desc.node_names)))
     if len(nodes) == 1:
-        out.append(findings.warning("PEER_NOT_CHECKED", "--peer-root/--peer-host",
-                                    "the peer's files were not given: only this node is checked"))
+        out.append(codes.PEER_NOT_CHECKED("--peer-root/--peer-host"))
     out += check_cinder_host(desc, nodes)
     out += check_keystone_keys(nodes)
     if not inputs.skip_database:

@@ -22,7 +22,7 @@ import time
 from pacestack.cluster import cib, pcsrun, simulate
 from pacestack.cluster.description import Description
 
-from pacestack import findings
+from pacestack import codes, findings
 from pacestack.errors import RuntimeFailure
 from pacestack.findings import Finding
 
@@ -90,7 +90,7 @@ def verify(desc: Description, *, cib_file: str | None = None, workers: int | Non
             fh.write(xml)
         have = cib.parse(xml, target)
         problems = pcsrun.crm_verify(path)
-        out: list[Finding] = [findings.error("CRM_VERIFY", target, p) for p in problems]
+        out: list[Finding] = [codes.CRM_VERIFY(target, problem=p) for p in problems]
         if problems:
             return Report(target, problems, sorted(have.primitives), [], out,
                           time.monotonic() - started)
@@ -144,22 +144,18 @@ def analyse(desc: Description, have: cib.Cib, scenarios: list[Scenario], target:
             out.append(f)
 
     if have.properties.get("stonith-enabled", "true") == "false":
-        add(findings.warning("FENCING_DISABLED", f"{target} stonith-enabled",
-                             "fencing is disabled: a node that hangs instead of dying can "
-                             "keep resources the survivor takes over"))
+        add(codes.FENCING_DISABLED(f"{target} stonith-enabled", where=target))
     singles = set(SINGLE_ONLY) | {r.name for r in desc.resources if r.mode == "single"} \
         | {desc.vip.resource}
     for name in SINGLE_ONLY:
         p = have.primitives.get(name)
         if p is not None and p.clone_id is not None:
-            add(findings.error("CINDER_ACTIVE_ACTIVE", f"{target} {p.clone_id}",
-                               f"{name} is a {p.mode}: it could run on two nodes at once "
-                               "under the same shared host"))
+            add(codes.CINDER_ACTIVE_ACTIVE(f"{target} {p.clone_id}", resource=name,
+                                           mode=p.mode))
     base = scenarios[0]
     for rid in sorted(have.primitives):
         if not base.nodes_of(rid):
-            add(findings.error("SERVICE_NOT_STARTED", f"{target} {rid}",
-                               f"{rid} does not run even with every node up"))
+            add(codes.SERVICE_NOT_STARTED(f"{target} {rid}", resource=rid))
     galera = _galera_ids(have)
     vip = desc.vip.resource
     fronted = [r for r in desc.vip.fronts if r in have.primitives]
@@ -168,34 +164,31 @@ def analyse(desc: Description, have: cib.Cib, scenarios: list[Scenario], target:
         for rid in sorted(have.primitives):
             if sc.kind != "baseline" and base.nodes_of(rid) and not sc.nodes_of(rid):
                 left = f" with only {_survivor(desc, sc.node)} left" if sc.kind == "node" else ""
-                add(findings.error("SERVICE_STOPS", f"{rid}: {sc.name}",
-                                   f"{rid} stops {where}{left}"))
+                add(codes.SERVICE_STOPS(f"{rid}: {sc.name}", resource=rid, where=where,
+                                        left=left))
             if rid in singles and len(sc.nodes_of(rid)) > 1:
-                add(findings.error("SINGLE_INSTANCE_TWICE", f"{rid}: {sc.name}",
-                                   f"{rid} runs on {', '.join(sc.nodes_of(rid))} {where}"))
+                add(codes.SINGLE_INSTANCE_TWICE(f"{rid}: {sc.name}", resource=rid,
+                                                nodes=list(sc.nodes_of(rid)), where=where))
         if vip in have.primitives:
             vip_nodes = sc.nodes_of(vip)
             if not vip_nodes and base.nodes_of(vip):
-                add(findings.error("VIP_STOPPED", f"{vip}: {sc.name}",
-                                   f"the VIP {desc.vip.address} is down {where}"))
+                add(codes.VIP_STOPPED(f"{vip}: {sc.name}", vip=desc.vip.address, where=where))
             for rid in fronted:
                 p = have.primitives[rid]
                 role = "Promoted" if p.mode == "promotable" else None
                 for node in vip_nodes:
                     if node not in sc.nodes_of(rid, role):
                         what = f"a {role} {rid}" if role else rid
-                        add(findings.error("VIP_SEPARATED", f"{vip}: {sc.name}",
-                                           f"the VIP runs on {node} without {what} {where}"))
+                        add(codes.VIP_SEPARATED(f"{vip}: {sc.name}", node=node, what=what,
+                                                where=where))
         if sc.kind == "node":
             for rid in galera:
                 members = base.nodes_of(rid)
                 voters = len(members) + (1 if desc.arbitrator else 0)
                 left = len([m for m in members if m != sc.node]) + (1 if desc.arbitrator else 0)
                 if sc.node in members and left * 2 <= voters:
-                    add(findings.error(
-                        "GALERA_NO_PRIMARY", f"{rid}: {sc.name}",
-                        f"Galera keeps {left} of {voters} votes {where}: it loses its "
-                        "Primary component (configure [arbitrator] host for garbd)"))
+                    add(codes.GALERA_NO_PRIMARY(f"{rid}: {sc.name}", left=left, voters=voters,
+                                                where=where))
     return out
 
 

@@ -163,7 +163,7 @@ def prepare_insert(cloud, db: str, table: str, rows: list[dict],
     cols = list(rows[0])
     if not whole_row:
         tables.check_columns(db, table, cols)
-    elif (db, table) not in tables.TABLES:
+    elif not tables.whitelisted(db, table):
         raise ValueError(f"{db}.{table} is not whitelisted")
     real = _real(cloud, db, table)
     names = ", ".join(q(c) for c in cols)

@@ -101,7 +101,7 @@ def plan(cloud, mapping, moves) -> StepPlan:
                   {"host": rehost(e["host"], hosts),
                    "cluster_name": rehost(e["cluster_name"], hosts)},
                   f"cache-entry:{e['id']}", why="image-volume cache follows its backend")
-    for a in cloud.rows("SELECT id, attached_host, instance_uuid, connector FROM "
+    for a in cloud.rows("SELECT id, volume_id, attached_host, instance_uuid, connector FROM "
                         "{cinder.volume_attachment} WHERE deleted = 0 "
                         "ORDER BY id"):
         move = moves.instance_hosts.get(a["instance_uuid"])
@@ -112,10 +112,33 @@ def plan(cloud, mapping, moves) -> StepPlan:
             if new != connector["host"]:
                 # cinder writes it with oslo's jsonutils.dumps: json.dumps' defaults
                 after["connector"] = json.dumps({**connector, "host": new})
+                _note_identity(sp, a, connector, new)
         sp.update("cinder", "volume_attachment", {"id": a["id"]},
                   {"attached_host": a["attached_host"], "connector": a["connector"]}, after,
                   f"attachment:{a['id']}", why="attachment follows its host")
     return sp
+
+
+# os-brick connector properties naming the attaching host's storage identity
+CONNECTOR_IDENTITY = ("initiator", "nqn", "host_nqn", "wwpns", "wwnns")
+
+
+def _note_identity(sp: StepPlan, a: dict, connector: dict, new_host: str) -> None:
+    """The connector's storage identity stays: the backend exported the volume to it,
+    and cinder terminates that export with the stored connector on detach. Rewriting
+    it would name an initiator the backend never saw; the new host's own comes from
+    that host."""
+    found = [k for k in CONNECTOR_IDENTITY if connector.get(k)]
+    if not found:
+        return
+    old = connector.get("host")
+    sp.note("ATTACHMENT_CONNECTOR_IDENTITY", f"cinder.volume_attachment id={a['id']}",
+            f"volume {a['volume_id']} of instance {a['instance_uuid']} moves from {old} to "
+            f"{new_host}; its connector keeps {old}'s {', '.join(found)}, to which the "
+            f"volume is exported: before starting the instance, on {new_host} run "
+            "`nova-manage volume_attachment get_connector > connector.json` and "
+            f"`nova-manage volume_attachment refresh {a['instance_uuid']} {a['volume_id']} "
+            "connector.json`")
 
 
 def _follow(host: str | None, move: tuple | None, hosts: dict[str, str]) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import urllib.parse
 from typing import Any
 
 from pacestack.migrate import releases, tables
@@ -115,6 +116,15 @@ class Cloud:
         self.config_files = config_files or {}
         # the OpenStack release its databases are at (releases.detect), set by open_cloud
         self.release: releases.Detected | None = None
+        # nova's other cells on this server (logical nova_<cell> -> real name), and the
+        # cells whose database it does not hold (cell_databases), set by open_cloud
+        self.cells: dict[str, str] = {}
+        self.cells_elsewhere: list[dict] = []
+        self.timeout = 10  # seconds to connect (another connection to the same server)
+
+    def nova_databases(self) -> list[str]:
+        """Every nova cell database to read and write: the main cell's, then the others."""
+        return ["nova", *sorted(self.cells)]
 
     def t(self, service: str, table: str) -> str:
         """`realdb`.`table` for a whitelisted table (or a journal table)."""
@@ -122,20 +132,23 @@ class Cloud:
             if table not in ("runs", "checksums", "images"):
                 raise ValueError(f"journal.{table} is not a journal table")
             return f"{tables.q(self.journal_db)}.{tables.q(table)}"
-        if (service, table) not in tables.TABLES and table not in _READ_ONLY.get(service, ()):
+        if service not in self.databases or (not tables.whitelisted(service, table) and table
+                                             not in _READ_ONLY.get(tables.schema_of(service), ())):
             raise ValueError(f"{service}.{table} is not a known table")
         return f"{tables.q(self.databases[service])}.{tables.q(table)}"
 
-    def sql(self, template: str) -> str:
+    def sql(self, template: str, cell: str = "nova") -> str:
         """Resolve ``{service.table}`` tokens through the whitelist; nothing else is
-        substituted (values go as parameters; an IN list is one tuple parameter)."""
-        return _TOKEN.sub(lambda m: self.t(m.group(1), m.group(2)), template)
+        substituted (values go as parameters; an IN list is one tuple parameter).
+        ``{nova.table}`` is the table of the nova cell database ``cell``."""
+        return _TOKEN.sub(lambda m: self.t(cell if m.group(1) == "nova" else m.group(1),
+                                           m.group(2)), template)
 
-    def rows(self, template: str, args: Any = None) -> list[dict]:
+    def rows(self, template: str, args: Any = None, cell: str = "nova") -> list[dict]:
         import pymysql.cursors
 
         with self.conn.cursor(pymysql.cursors.DictCursor) as cur:
-            cur.execute(self.sql(template), args)
+            cur.execute(self.sql(template, cell), args)
             return list(cur.fetchall())
 
     def close(self) -> None:
@@ -145,7 +158,7 @@ class Cloud:
             pass
 
 
-_TOKEN = re.compile(r"\{(keystone|neutron|cinder|nova|nova_api|placement|journal)\.(\w+)\}")
+_TOKEN = re.compile(r"\{(keystone|neutron|cinder|nova(?:_[a-z0-9_]+)?|placement|journal)\.(\w+)\}")
 
 # Tables read (never written) by the planners and verify.
 _READ_ONLY = {
@@ -169,6 +182,32 @@ def server_of(urls: dict[str, db.DBUrl]) -> db.DBUrl:
             raise ConfigError(f"the {name} and {first_name} databases use different users; set "
                               "[migrate] connection to a user with rights on all of them")
     return first
+
+
+def cell_databases(cloud) -> tuple[dict[str, str], list[dict]]:
+    """nova's cells besides the main one (whose database nova.conf names), found through
+    nova_api.cell_mappings, cell0 included: logical name nova_<cell> -> real database;
+    and the cell mappings whose database this server does not hold."""
+    present = {r["s"] for r in cloud.rows("SELECT schema_name AS s FROM "
+                                          "information_schema.schemata")}
+    found: dict[str, str] = {}
+    elsewhere: list[dict] = []
+    for cell in cloud.rows("SELECT name, uuid, database_connection FROM "
+                           "{nova_api.cell_mappings} ORDER BY id"):
+        try:
+            real = urllib.parse.urlsplit(cell["database_connection"] or "").path.lstrip("/")
+        except ValueError:
+            real = ""
+        if real == cloud.databases["nova"]:
+            continue
+        if not real or real not in present:
+            elsewhere.append({"uuid": cell["uuid"], "name": cell["name"], "database": real})
+            continue
+        label = re.sub(r"[^a-z0-9_]", "_", f"nova_{cell['name'] or cell['uuid']}".lower())
+        if label in tables.SERVICE_DATABASES or label in found:  # a cell named "api"
+            label = re.sub(r"[^a-z0-9_]", "_", f"nova_{cell['uuid']}".lower())
+        found[label] = real
+    return found, elsewhere
 
 
 def _galera_uuid(conn) -> str:
@@ -263,7 +302,10 @@ def open_cloud(urls: dict[str, str | db.DBUrl], *, ml2_config: str,
         _check_databases_exist(conn, server, parsed)
         cloud = Cloud(conn, {k: u.database for k, u in parsed.items()}, ml2, server,
                       journal_db, config_files)
+        cloud.timeout = timeout
         cloud.release = releases.detect(cloud)
+        cloud.cells, cloud.cells_elsewhere = cell_databases(cloud)
+        cloud.databases.update(cloud.cells)
     except BaseException:
         conn.close()
         raise

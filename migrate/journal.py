@@ -235,9 +235,11 @@ class Journal:
             what = f"{k['op']} of {k['db']}.{k['tbl']}"
             try:
                 cols = loads(k["cols"])
-                if (k["db"], k["tbl"]) not in tables.TABLES or \
+                if not tables.whitelisted(k["db"], k["tbl"]) or \
                         k["op"] not in ("insert", "update", "delete"):
                     raise ValueError(what)
+                if k["db"] not in self.cloud.databases:  # a nova cell no longer mapped here
+                    raise ValueError(f"{what}, a database this cloud does not have")
                 if not isinstance(cols, list):
                     raise ValueError(f"{what} columns {k['cols'][:60]!r}")
                 tables.check_columns(k["db"], k["tbl"], cols)

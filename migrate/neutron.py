@@ -278,7 +278,8 @@ def _plan_allocations(cloud, sp: StepPlan, ok: list) -> None:
                           {"physical_network": new[1], "vlan_id": new[2]}, {"allocated": 0},
                           {"allocated": 1}, unit, why="new VLAN allocated")
             else:
-                sp.refuse("SEGMENT_ID_TAKEN", f"neutron.ml2_vlan_allocations {new[1]}:{new[2]}",
+                sp.refuse("SEGMENT_ALLOCATION_STRAY",
+                          f"neutron.ml2_vlan_allocations {new[1]}:{new[2]}",
                           f"VLAN {new[2]} on {new[1]} is marked allocated without a segment")
         elif new[0] == "vxlan":
             row = vxlan.get((new[2],))
@@ -289,7 +290,7 @@ def _plan_allocations(cloud, sp: StepPlan, ok: list) -> None:
                 sp.update("neutron", "ml2_vxlan_allocations", {"vxlan_vni": new[2]},
                           {"allocated": 0}, {"allocated": 1}, unit, why="new VNI allocated")
             elif old != new:
-                sp.refuse("SEGMENT_ID_TAKEN", f"neutron.ml2_vxlan_allocations {new[2]}",
+                sp.refuse("SEGMENT_ALLOCATION_STRAY", f"neutron.ml2_vxlan_allocations {new[2]}",
                           f"VNI {new[2]} is marked allocated without a segment")
         elif new[0] == "flat" and (new[1],) not in flat:
             sp.insert("neutron", "ml2_flat_allocations", {"physical_network": new[1]}, unit,

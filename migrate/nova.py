@@ -176,7 +176,10 @@ def rewrite_vif(vif: dict, target: neutron.NetworkTarget | None, details: dict,
         vif["ovs_interfaceid"] = vif.get("id")
         vif["devname"] = ("tap" + str(vif.get("id", "")))[:NIC_NAME_LEN]
         net["bridge"] = bridge[:NIC_NAME_LEN]
+        # nova sets it for linuxbridge only: on the network (and in meta where a
+        # Network was built with it as a keyword)
         net.pop("should_create_bridge", None)
+        meta.pop("should_create_bridge", None)
     if target is not None:
         meta["mtu"] = target.mtu
         meta["tunneled"] = target.network_type == "vxlan"
@@ -185,35 +188,42 @@ def rewrite_vif(vif: dict, target: neutron.NetworkTarget | None, details: dict,
 
 
 def _plan_info_caches(cloud, mapping, nets, sp: StepPlan) -> None:
+    """Every cell's caches: an instance that stays on its host has its ports rebound too."""
     details = neutron.vif_details_for(cloud, mapping)
-    rows = cloud.rows(
-        "SELECT c.id, c.instance_uuid, c.network_info FROM "
-        "{nova.instance_info_caches} c JOIN {nova.instances} i "
-        "ON i.uuid = c.instance_uuid WHERE c.deleted = 0 AND i.deleted = 0 ORDER BY c.id")
-    for r in rows:
-        if not r["network_info"]:
+    for db in cloud.nova_databases():
+        rows = cloud.rows(
+            "SELECT c.id, c.instance_uuid, c.network_info FROM {nova.instance_info_caches} c "
+            "JOIN {nova.instances} i ON i.uuid = c.instance_uuid WHERE c.deleted = 0 AND "
+            "i.deleted = 0 ORDER BY c.id", cell=db)
+        for r in rows:
+            _plan_info_cache(db, r, nets, details, mapping.integration_bridge, sp)
+
+
+def _plan_info_cache(db: str, r: dict, nets, details: dict, bridge: str,
+                     sp: StepPlan) -> None:
+    if not r["network_info"]:
+        return
+    try:
+        vifs = json.loads(r["network_info"])
+        if not isinstance(vifs, list):
+            raise ValueError
+    except ValueError:
+        sp.note("INFO_CACHE_UNREADABLE", f"{db}.instance_info_caches id={r['id']}",
+                f"network_info of instance {r['instance_uuid']} is not a JSON list: left "
+                "alone (nova rebuilds it on the next refresh)")
+        return
+    new = []
+    for vif in vifs:
+        if not isinstance(vif, dict):
+            new.append(vif)
             continue
-        try:
-            vifs = json.loads(r["network_info"])
-            if not isinstance(vifs, list):
-                raise ValueError
-        except ValueError:
-            sp.note("INFO_CACHE_UNREADABLE", f"nova.instance_info_caches id={r['id']}",
-                    f"network_info of instance {r['instance_uuid']} is not a JSON list: left "
-                    "alone (nova rebuilds it on the next refresh)")
-            continue
-        new = []
-        for vif in vifs:
-            if not isinstance(vif, dict):
-                new.append(vif)
-                continue
-            net_id = (vif.get("network") or {}).get("id")
-            new.append(rewrite_vif(vif, nets.get(net_id), details, mapping.integration_bridge))
-        if new != vifs:
-            sp.update("nova", "instance_info_caches", {"id": r["id"]},
-                      {"network_info": r["network_info"]}, {"network_info": json.dumps(new)},
-                      f"instance:{r['instance_uuid']}",
-                      why="VIFs consistent with their ovs bindings")
+        net_id = (vif.get("network") or {}).get("id")
+        new.append(rewrite_vif(vif, nets.get(net_id), details, bridge))
+    if new != vifs:
+        sp.update(db, "instance_info_caches", {"id": r["id"]},
+                  {"network_info": r["network_info"]}, {"network_info": json.dumps(new)},
+                  f"instance:{r['instance_uuid']}",
+                  why="VIFs consistent with their ovs bindings")
 
 
 def _plan_renames(cloud, moves: Moves, sp: StepPlan) -> None:
@@ -354,30 +364,34 @@ def _plan_cell_mappings(cloud, mapping, sp: StepPlan) -> None:
 
 
 def _plan_control_services(cloud, mapping, sp: StepPlan) -> None:
-    """nova services other than nova-compute on an old service host. rename: they take
-    the new host; where the new host already registered that service, or the mapping
-    says remove, the old row is soft-deleted the way nova deletes a service."""
+    """nova services other than nova-compute on an old service host, in every cell (a
+    cell's conductor registers in its cell's database). rename: they take the new
+    host; where the new host already registered that service in that cell, or the
+    mapping says remove, the old row is soft-deleted the way nova deletes a service."""
     if not mapping.hosts:
         return
-    rows = cloud.rows("SELECT id, host, `binary`, topic FROM {nova.services} WHERE deleted = 0 "
-                      "AND `binary` != 'nova-compute' AND host IN %s ORDER BY id",
-                      [tuple(mapping.hosts) + tuple(mapping.hosts.values())])
-    live = {(r["host"], r["binary"]) for r in rows}
     now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None, microsecond=0)
-    for r in rows:
-        if r["host"] not in mapping.hosts:
-            continue
-        new = mapping.hosts[r["host"]]
-        unit = f"nova-service:{r['id']}"
-        if mapping.nova_control_services == "rename" and (new, r["binary"]) not in live:
-            sp.update("nova", "services", {"id": r["id"]}, {"host": r["host"]}, {"host": new},
-                      unit, why=f"{r['binary']} of {r['host']} renamed")
-            continue
-        why = "removed (mapping)" if mapping.nova_control_services == "remove" else \
-            f"{new} already runs it: old row retired"
-        sp.update("nova", "services", {"id": r["id"]}, {"deleted": 0, "deleted_at": None},
-                  {"deleted": r["id"], "deleted_at": now}, unit,
-                  why=f"{r['binary']} of {r['host']} {why}")
+    for db in cloud.nova_databases():
+        rows = cloud.rows("SELECT id, host, `binary`, topic FROM {nova.services} WHERE "
+                          "deleted = 0 AND `binary` != 'nova-compute' AND host IN %s "
+                          "ORDER BY id", [tuple(mapping.hosts) + tuple(mapping.hosts.values())],
+                          cell=db)
+        live = {(r["host"], r["binary"]) for r in rows}
+        where = "" if db == "nova" else f" in {db}"
+        for r in rows:
+            if r["host"] not in mapping.hosts:
+                continue
+            new = mapping.hosts[r["host"]]
+            unit = f"nova-service:{r['id']}" if db == "nova" else f"nova-service:{db}:{r['id']}"
+            if mapping.nova_control_services == "rename" and (new, r["binary"]) not in live:
+                sp.update(db, "services", {"id": r["id"]}, {"host": r["host"]},
+                          {"host": new}, unit, why=f"{r['binary']} of {r['host']}{where} renamed")
+                continue
+            why = "removed (mapping)" if mapping.nova_control_services == "remove" else \
+                f"{new} already runs it: old row retired"
+            sp.update(db, "services", {"id": r["id"]}, {"deleted": 0, "deleted_at": None},
+                      {"deleted": r["id"], "deleted_at": now}, unit,
+                      why=f"{r['binary']} of {r['host']}{where} {why}")
 
 
 def plan(cloud, mapping, moves: Moves) -> StepPlan:

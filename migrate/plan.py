@@ -63,7 +63,7 @@ def no_cyclic_gc() -> Iterator[None]:
 @dataclasses.dataclass(slots=True)
 class Change:
     step: str
-    db: str  # logical service database (tables.SERVICE_DATABASES)
+    db: str  # logical service database (tables.SERVICE_DATABASES, or a nova cell's)
     table: str
     op: str  # "update" | "insert" | "delete"
     key: dict[str, Any]  # primary key of the row as it is now (insert: as it will be)
@@ -76,7 +76,7 @@ class Change:
         shape = (self.db, self.table, tuple(self.key), tuple(self.after))
         if shape in _CHECKED:
             return
-        if (self.db, self.table) not in tables.TABLES:
+        if not tables.whitelisted(self.db, self.table):
             raise ValueError(f"{self.db}.{self.table} is not whitelisted")
         tables.check_columns(self.db, self.table, list(self.key) + list(self.after))
         _CHECKED.add(shape)
@@ -87,7 +87,7 @@ class Change:
 
     def signature(self) -> tuple:
         """Changes with one signature are applied by one set-based statement."""
-        return (tables.ORDER[(self.db, self.table)], self.db, self.table, self.op,
+        return (tables.order(self.db, self.table), self.db, self.table, self.op,
                 tuple(sorted(self.after)))
 
     def to_dict(self) -> dict:
@@ -176,7 +176,7 @@ class Plan:
         raise KeyError(name)
 
     def tables(self) -> list[tuple[str, str]]:
-        return sorted({(c.db, c.table) for c in self.changes}, key=lambda k: tables.ORDER[k])
+        return sorted({(c.db, c.table) for c in self.changes}, key=lambda k: tables.order(*k))
 
     def to_dict(self, with_changes: bool = True) -> dict:
         return {"mapping": self.mapping_path, "release": self.release, "ok": not self.refusals,
@@ -218,6 +218,11 @@ def _build(cloud, mapping, only: list[str] | None, force: bool) -> Plan:
     from pacestack.migrate import cinder, keystone, neutron, nova
 
     wanted = only or list(STEPS)
+    whole = set(STEPS) <= set(wanted)
+    from pacestack.migrate import residue
+
+    # the residue search needs no plan: the server runs it while the steps plan here
+    found = residue.scan_aside(cloud, mapping) if whole else None
     builders = {"keystone": keystone.plan, "neutron": neutron.plan,
                 "cinder": cinder.plan, "nova": nova.plan}
     general: list[Finding] = []
@@ -237,11 +242,11 @@ def _build(cloud, mapping, only: list[str] | None, force: bool) -> Plan:
              for name in STEPS if name in wanted]
     release = cloud.release.release if cloud.release else ""
     plan = Plan(steps, mapping.path, general, release=release)
-    if set(STEPS) <= set(wanted) and not plan.refusals:
+    if found is not None and not plan.refusals:
         # only the whole cutover can be held to account for every old name (and only a
         # plan without refusals says what the steps will rewrite)
-        from pacestack.migrate import residue
-
-        plan.accounting = residue.account(cloud, mapping, plan.changes)
+        plan.accounting = residue.account(cloud, mapping, plan.changes, found.result())
         general.extend(plan.accounting.refusals)
+    elif found is not None:
+        found.cancel()  # refused: nothing to account for (a running search just ends)
     return plan

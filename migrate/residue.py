@@ -20,9 +20,13 @@ path, and display names (what users typed) are not searched.
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import dataclasses
+import itertools
+import json
+import operator
 import re
-import urllib.parse
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -247,27 +251,16 @@ class Column:
 def databases(cloud) -> tuple[dict[str, str], list[Finding]]:
     """logical name -> real database of every database to scan; a cell whose database
     is not on this server cannot be scanned (a refusal: completeness unproven)."""
+    from pacestack.migrate.cloud import cell_databases
+
     dbs = {s: cloud.databases[s] for s in ("keystone", "neutron", "cinder", "nova_api",
                                            "placement", "nova")}
-    problems: list[Finding] = []
-    present = {r["s"] for r in cloud.rows("SELECT schema_name AS s FROM "
-                                          "information_schema.schemata")}
-    for cell in cloud.rows("SELECT name, uuid, database_connection FROM "
-                           "{nova_api.cell_mappings} ORDER BY id"):
-        try:
-            real = urllib.parse.urlsplit(cell["database_connection"] or "").path.lstrip("/")
-        except ValueError:
-            real = ""
-        if real == dbs["nova"]:
-            continue
-        label = f"nova_{cell['name'] or cell['uuid']}"
-        if not real or real not in present:
-            problems.append(findings.error(
-                "CELL_NOT_SCANNED", f"nova_api.cell_mappings uuid={cell['uuid']}",
-                f"cell {cell['name']!r}'s database {real!r} is not on {cloud.server.endpoint}: "
-                "its rows cannot be searched for old names"))
-            continue
-        dbs[re.sub(r"[^a-z0-9_]", "_", label.lower())] = real
+    cells, elsewhere = cell_databases(cloud)
+    dbs.update(cells)
+    problems = [findings.error(
+        "CELL_NOT_SCANNED", f"nova_api.cell_mappings uuid={c['uuid']}",
+        f"cell {c['name']!r}'s database {c['database']!r} is not on {cloud.server.endpoint}: "
+        "its rows cannot be searched for old names") for c in elsewhere]
     return dbs, problems
 
 
@@ -279,12 +272,15 @@ def columns(cloud, dbs: dict[str, str], min_len: int) -> list[Column]:
                         "FROM information_schema.statistics WHERE table_schema IN %s AND "
                         "index_name = 'PRIMARY' ORDER BY s, t, seq_in_index", [schemas]):
         pks.setdefault((r["s"], r["t"]), []).append(r["c"])
-    rows = cloud.rows(
-        "SELECT c.table_schema AS s, c.table_name AS t, c.column_name AS c, "
-        "c.data_type AS dt, c.character_maximum_length AS n FROM information_schema.columns c "
-        "JOIN information_schema.tables t ON t.table_schema = c.table_schema AND "
-        "t.table_name = c.table_name AND t.table_type = 'BASE TABLE' "
-        "WHERE c.table_schema IN %s ORDER BY s, t, c.ordinal_position", [schemas])
+    # two plain reads joined here: MariaDB answers the join of both views ten times slower
+    base = {(r["s"], r["t"]) for r in cloud.rows(
+        "SELECT table_schema AS s, table_name AS t FROM information_schema.tables "
+        "WHERE table_schema IN %s AND table_type = 'BASE TABLE'", [schemas])}
+    rows = [r for r in cloud.rows(
+        "SELECT table_schema AS s, table_name AS t, column_name AS c, data_type AS dt, "
+        "character_maximum_length AS n FROM information_schema.columns "
+        "WHERE table_schema IN %s ORDER BY s, t, ordinal_position", [schemas])
+        if (r["s"], r["t"]) in base]
     deleted = {(r["s"], r["t"]) for r in rows if r["c"] == "deleted"}
     ints: dict[tuple[str, str], set[str]] = {}
     for r in rows:
@@ -314,7 +310,7 @@ class Keep:
     why: str
 
     def applies(self, c: Column) -> bool:
-        db = "nova" if c.db.startswith("nova_") and c.db != "nova_api" else c.db
+        db = tables.schema_of(c.db)
         if db != self.db or (self.column and self.column != c.column):
             return False
         if self.table.endswith("*"):
@@ -357,6 +353,55 @@ KEEP_RULES = (
     Keep("nova_api", "host_mappings", None, ("host", "old_compute"), OLD_COMPUTE),
     Keep("placement", "resource_providers", None, ("uuid", "old_compute_node"), OLD_COMPUTE),
     Keep("neutron", "agents", None, ("host", "old_compute"), OLD_COMPUTE),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class KeepKeys:
+    """Old names a JSON column holds only under these keys (at any depth) are kept;
+    one anywhere else in the value still counts."""
+    db: str  # "nova" also matches every cell database
+    table: str
+    column: str
+    keys: frozenset[str]
+    why: str
+
+    def applies(self, c: Column) -> bool:
+        return (tables.schema_of(c.db), c.table, c.column) == (self.db, self.table, self.column)
+
+    def clean(self, matcher: Matcher, text: Any) -> bool:
+        """True when TEXT names old names only under the rule's keys."""
+        try:
+            value = json.loads(text) if isinstance(text, str) else None
+        except ValueError:
+            return False
+        if not isinstance(value, (dict, list)):
+            return False
+
+        def strip(v: Any) -> Any:
+            if isinstance(v, dict):
+                return {k: strip(x) for k, x in v.items() if k not in self.keys}
+            if isinstance(v, list):
+                return [strip(x) for x in v]
+            return v
+        return not matcher.hits(json.dumps(strip(value)))
+
+
+KEY_RULES = (
+    KeepKeys("neutron", "agents", "configurations", frozenset({"interface_driver"}),
+             "the interface driver the agent reported running: the agent on the new host "
+             "reports its own with its next heartbeat, which replaces configurations whole"),
+    KeepKeys("nova", "instance_info_caches", "network_info", frozenset({"label"}),
+             "a network's label: the name its users gave the network (nova copies "
+             "neutron's network name), not a physical network"),
+    # os-brick's connector properties that identify the attaching host to the backend
+    KeepKeys("cinder", "volume_attachment", "connector",
+             frozenset({"initiator", "nqn", "host_nqn", "wwpns", "wwnns", "uuid",
+                        "system uuid", "nvme_hostid"}),
+             "the storage identity of the host the volume was exported to: detach ends "
+             "that export with it, so it stays until `nova-manage volume_attachment "
+             "refresh` on the new host replaces it (the cinder step's "
+             "ATTACHMENT_CONNECTOR_IDENTITY note)"),
 )
 
 
@@ -407,58 +452,122 @@ def _rule_keeps(c: Column) -> list[Keep]:
     return [k for k in KEEP_RULES if k.applies(c)]
 
 
-def account(cloud, mapping, changes: Iterable = ()) -> Accounting:
-    """Search every text column for the old names; say of every hit what becomes of
-    it, given the planned changes (none: what verify sees after apply)."""
+@dataclasses.dataclass
+class TableHits:
+    """One table's rows that name an old name: the selected key columns, a deleted flag
+    where the table has one, then one flag per column of ``tcols``."""
+    tcols: list[Column]
+    keys: list[str]  # the table's primary key
+    wl_key: list[str]  # the key planned changes address its rows by
+    sel: list[str]
+    rows: list[tuple]
+    exact: bool  # the server applied the token rule (a table without a key)
+    rules: dict[str, list[Keep]]
+
+
+@dataclasses.dataclass
+class Scan:
+    """What the search read: the old names and every table's hit rows."""
+    names: list[OldName]
+    matcher: Matcher
+    databases: dict[str, str]
+    refusals: list[Finding]
+    columns_scanned: int
+    tables: list[TableHits]
+
+
+def scan(cloud, mapping) -> Scan:
+    """Search every text column of every service database for the old names (reads only;
+    any connection to the server will do)."""
     names = old_names(cloud, mapping)
     matcher = Matcher(names)
     dbs, refusals = databases(cloud)
-    acc = Accounting(names, [], refusals, databases=dbs)
     cols = columns(cloud, dbs, min(len(n.text) for n in names) if names else 1)
-    acc.columns_scanned = len(cols)
-    planned = _changes_by_row(changes)
     by_table: dict[tuple[str, str], list[Column]] = {}
     for c in cols:
         by_table.setdefault((c.schema, c.table), []).append(c)
-    for tcols in by_table.values():
-        _account_table(cloud, mapping, matcher, tcols, planned, acc)
+    with cloud.conn.cursor() as cur:
+        cur.execute("SET SESSION group_concat_max_len = %s", [_PACKED_MAX])
+    hits = [th for tcols in by_table.values() if (th := _scan_table(cloud, matcher, tcols))]
+    return Scan(names, matcher, dbs, refusals, len(cols), hits)
+
+
+def scan_aside(cloud, mapping) -> concurrent.futures.Future:
+    """scan() on a connection of its own in a thread, so the server searches while the
+    steps plan: a plan's wall time is then about the larger of the two, not their sum.
+    Its snapshot is taken beside the caller's (a row written in between is judged as
+    the scan saw it: a new old name is refused, and apply and verify read again)."""
+    from pacestack.migrate.cloud import Cloud
+
+    from pacestack import db
+
+    def run(aside: Cloud) -> Scan:
+        try:
+            return scan(aside, mapping)
+        finally:
+            aside.close()
+
+    conn = db.connect(cloud.server, database="", timeout=cloud.timeout)
+    aside = Cloud(conn, dict(cloud.databases), cloud.ml2, cloud.server, cloud.journal_db,
+                  cloud.config_files)
+    aside.cells, aside.cells_elsewhere = cloud.cells, cloud.cells_elsewhere
+    with conn.cursor() as cur:
+        cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    try:
+        return pool.submit(run, aside)
+    finally:
+        pool.shutdown(wait=False)
+
+
+def account(cloud, mapping, changes: Iterable = (), found: Scan | None = None) -> Accounting:
+    """Say of every hit of the search what becomes of it, given the planned changes
+    (none: what verify sees after apply)."""
+    found = found or scan(cloud, mapping)
+    acc = Accounting(found.names, [], list(found.refusals), found.columns_scanned,
+                     found.databases)
+    planned = _changes_by_row(changes)
+    for th in found.tables:
+        _account_table(cloud, mapping, found.matcher, th, planned, acc)
     for e in acc.uncovered:
         acc.refusals.append(findings.error(
             "RESIDUE_UNCOVERED", e.where,
             f"{e.rows} row{'s' if e.rows != 1 else ''}, e.g. "
             f"{', '.join(f'{k}={v}' for k, v in e.example.items())}, naming "
-            f"{', '.join(e.names) or 'an old name'}: no step rewrites it; add a rule, or "
+            f"{', '.join(e.names) or 'an old name'}: "
+            f"{e.by if e.by != 'no step, no rule' else 'no step rewrites it'}; add a rule, or "
             f"'{e.where} = WHY' under [keep] in the mapping"))
     return acc
 
 
-def _account_table(cloud, mapping, matcher: Matcher, tcols: list[Column], planned,
-                   acc: Accounting) -> None:
+def _scan_table(cloud, matcher: Matcher, tcols: list[Column]) -> TableHits | None:
     """One scan of a table: the rows where some column names an old name (a literal
     prefilter first, then the token rule), with one flag per column."""
     q = tables.q
     c0 = tcols[0]
     keys = list(c0.pk)
-    wl_key = list(tables.pk(c0.db, c0.table)) if (c0.db, c0.table) in tables.TABLES else keys
+    wl_key = list(tables.pk(c0.db, c0.table)) if tables.whitelisted(c0.db, c0.table) else keys
     real = f"{q(c0.schema)}.{q(c0.table)}"
-    # the literal prefilter over the row's text columns as one string (one regex call a
-    # row, and a small pattern to compile); most tables stop here
-    where, where_args = _prefilter(matcher, tcols)
-    pre = [f"({q(c.column)} REGEXP %s OR {q(c.column)} IN %s)" for c in tcols]
-    with cloud.conn.cursor() as cur:
-        cur.execute(f"SELECT {', '.join(f'IFNULL(SUM({p}), 0)' for p in pre)} "  # noqa: S608 - identifiers from information_schema, quoted
-                    f"FROM {real} WHERE {where}",
-                    [matcher.cheap_sql, matcher.whole_values] * len(tcols) + where_args)
-        counts = cur.fetchone()
-    # the token rule (a large pattern) only on the columns the prefilter let through
-    tcols = [c for c, n in zip(tcols, counts, strict=True) if n]
-    if not tcols:
-        return
-    pre = [f"({q(c.column)} REGEXP %s OR {q(c.column)} IN %s)" for c in tcols]
     # rows a planned change settles are judged by their new values, so the token rule is
     # needed only for the others: read back by key and checked here. A table without a
-    # key has the rule applied by the server.
+    # key has the rule applied by the server, only on the columns the literal prefilter
+    # lets through (a large pattern).
     exact = not keys
+    if exact:
+        where, where_args = _prefilter(matcher, tcols)
+        pre = [f"({q(c.column)} REGEXP %s OR {q(c.column)} IN %s)" for c in tcols]
+        with cloud.conn.cursor() as cur:
+            cur.execute(f"SELECT {', '.join(f'IFNULL(SUM({p}), 0)' for p in pre)} "  # noqa: S608 - identifiers from information_schema, quoted
+                        f"FROM {real} WHERE {where}",
+                        [matcher.cheap_sql, matcher.whole_values] * len(tcols) + where_args)
+            counts = cur.fetchone()
+        tcols = [c for c, n in zip(tcols, counts, strict=True) if n]
+        if not tcols:
+            return None
+    # one pass over the table: the literal prefilter over the row's text columns as one
+    # string (one regex call a row, a small pattern); the rows it lets through come back
+    # with one flag per column. Most tables return nothing.
+    pre = [f"({q(c.column)} REGEXP %s OR {q(c.column)} IN %s)" for c in tcols]
     hit = [f"({p} AND {q(c.column)} REGEXP %s)" for p, c in zip(pre, tcols, strict=True)] \
         if exact else pre
     flags = (["COALESCE(`deleted`, 0) != 0"] if c0.has_deleted else []) + hit
@@ -471,21 +580,39 @@ def _account_table(cloud, mapping, matcher: Matcher, tcols: list[Column], planne
     sel = list(dict.fromkeys(keys + wl_key + when))
     rows = _hit_rows(cloud, real, [q(k) for k in sel], flags, args, where, where_args)
     if not rows:
-        return
+        return None
+    # only the columns some row names an old name in
+    first = len(sel) + (1 if c0.has_deleted else 0)
+    named = [i for i, flags in enumerate(list(zip(*rows, strict=True))[first:]) if any(flags)]
+    if len(named) < len(tcols):
+        rows = [r[:first] + tuple(r[first + i] for i in named) for r in rows]
+        tcols = [tcols[i] for i in named]
     n_sel = len(sel)
     if rows and isinstance(rows[0][0], str) and c0.int_columns & set(sel):
         conv = [int if k in c0.int_columns else None for k in sel]
         rows = [tuple(f(v) if f and v != "" else v for f, v in zip(conv, r[:n_sel],
                                                                    strict=True)) + r[n_sel:]
                 for r in rows]
+    return TableHits(tcols, keys, wl_key, sel, rows, exact, rules)
+
+
+def _account_table(cloud, mapping, matcher: Matcher, th: TableHits, planned,
+                   acc: Accounting) -> None:
+    """What becomes of each hit row of one table."""
+    tcols, keys, wl_key, sel, rows, exact, rules = (th.tcols, th.keys, th.wl_key, th.sel,
+                                                    th.rows, th.exact, th.rules)
+    c0 = tcols[0]
+    real = f"{tables.q(c0.schema)}.{tables.q(c0.table)}"
+    n_sel = len(sel)
     by_row = planned.get((c0.db, c0.table), {})
-    fate = _planned_fate(matcher, by_row, [c.column for c in tcols])
+    key_rules = {c.column: [k for k in KEY_RULES if k.applies(c)] for c in tcols}
+    fate = _planned_fate(matcher, by_row, [c.column for c in tcols], key_rules)
     values_of = {c.column: [KEEP_VALUES[r.when[1]](cloud, mapping) if r.when else None
                             for r in rules[c.column]] for c in tcols}
     key_at = [sel.index(k) for k in wl_key]
     pk_at = [sel.index(k) for k in keys]
     off = n_sel + (1 if c0.has_deleted else 0)
-    wks = [tuple(r[j] for j in key_at) for r in rows]
+    wks = list(zip(*(map(operator.itemgetter(j), rows) for j in key_at), strict=True))
     # (column, outcome, by) -> [rows, the first row's key]
     groups: dict[tuple[str, str, str], list] = {}
 
@@ -496,37 +623,49 @@ def _account_table(cloud, mapping, matcher: Matcher, tcols: list[Column], planne
         return _outcome(mapping, c, key, deleted, by_row.get(wk, []), rules[c.column],
                         values_of[c.column])
 
-    def count(c: Column, r, outcome: tuple[str, str]) -> None:
-        """One more hit for (column, outcome); the first one's key is its example."""
+    def count(c: Column, r, outcome: tuple[str, str], n: int = 1) -> None:
+        """N more hits for (column, outcome); the first one's key is its example."""
         g = groups.get((c.where,) + outcome)
         if g is None:
-            groups[(c.where,) + outcome] = [1, {k: r[j] for k, j in zip(keys, pk_at,
+            groups[(c.where,) + outcome] = [n, {k: r[j] for k, j in zip(keys, pk_at,
                                                                          strict=True)}]
         else:
-            g[0] += 1
+            g[0] += n
 
     for i, c in enumerate(tcols):
-        col_fate, at = fate[c.column], off + i
-        pending = []
-        for wk, r in zip(wks, rows, strict=True):
-            if not r[at]:
-                continue
-            outcome = col_fate.get(wk)
-            if outcome is not None and outcome[0] == "uncovered" and c.where in mapping.keep:
-                # a step rewrote it and its new value still names an old one: the
-                # operator's [keep] line covers that column too, saying so
-                outcome = ("kept", f"mapping [keep]: {mapping.keep[c.where]} ({outcome[1]})")
-            if outcome is None and not exact:
-                pending.append((wk, r))
-                continue
-            count(c, r, outcome or unsettled(c, wk, r))
+        # the column's hit rows and what the plan does to each, counted per outcome
+        # (map, compress and Counter: a table can hold 50,000 hit rows)
+        mask = list(map(operator.itemgetter(off + i), rows))
+        hit_rows = list(itertools.compress(rows, mask))
+        hit_wks = list(itertools.compress(wks, mask))
+        outs = list(map(fate[c.column].get, hit_wks))
+        if c.where in mapping.keep:
+            # a step rewrote it and its new value still names an old one: the
+            # operator's [keep] line covers that column too, saying so
+            outs = [("kept", f"mapping [keep]: {mapping.keep[c.where]} ({o[1]})")
+                    if o is not None and o[0] == "uncovered" else o for o in outs]
+        unsettled_at = [j for j, o in enumerate(outs) if o is None]
+        if exact:
+            for j in unsettled_at:
+                outs[j] = unsettled(c, hit_wks[j], hit_rows[j])
+            unsettled_at = []
+        first = dict(zip(reversed(outs), reversed(hit_rows), strict=True))
+        for outcome, n in collections.Counter(outs).items():
+            if outcome is not None:
+                count(c, first[outcome], outcome, n)
+        pending = [(hit_wks[j], hit_rows[j]) for j in unsettled_at]
         if not pending:
             continue
         values = _values(cloud, real, c, keys, [tuple(r[j] for j in pk_at) for _wk, r in pending])
         for wk, r in pending:
-            if not matcher.hits(values.get(tuple(r[j] for j in pk_at))):
+            value = values.get(tuple(r[j] for j in pk_at))
+            if not matcher.hits(value):
                 continue  # the literal only: not a token
-            count(c, r, unsettled(c, wk, r))
+            outcome = unsettled(c, wk, r)
+            if outcome[0] == "uncovered":
+                left = next((k for k in key_rules[c.column] if k.clean(matcher, value)), None)
+                outcome = ("kept", left.why) if left else outcome
+            count(c, r, outcome)
     by_where = {c.where: c for c in tcols}
     for (where, outcome, by), (n, example) in groups.items():
         acc.entries.append(Entry(where, outcome, by, n, example,
@@ -568,7 +707,6 @@ def _hit_rows(cloud, real: str, sel: list[str], flags: list[str], args: list, wh
     parts = [f"IFNULL({c}, '')" for c in sel] + [f"IFNULL({f}, 0)" for f in flags]
     try:
         with cloud.conn.cursor() as cur:
-            cur.execute("SET SESSION group_concat_max_len = %s", [_PACKED_MAX])
             cur.execute(f"SELECT COUNT(*), GROUP_CONCAT(CONCAT_WS(%s, {', '.join(parts)}) "  # noqa: S608 - identifiers from information_schema, quoted
                         f"SEPARATOR %s) FROM {real} WHERE {where}",
                         [_UNIT] + args + [_RECORD] + where_args)
@@ -581,19 +719,22 @@ def _hit_rows(cloud, real: str, sel: list[str], flags: list[str], args: list, wh
         return []
     if packed is not None and len(packed) < _PACKED_MAX:
         rows = [tuple(r.split(_UNIT)) for r in packed.split(_RECORD)]
-        if len(rows) == n and all(len(r) == len(parts) for r in rows):
+        if len(rows) == n and all(map(len(parts).__eq__, map(len, rows))):
             k = len(sel)
-            return [r[:k] + tuple(f == "1" for f in r[k:]) for r in rows]
+            return [r[:k] + tuple(map("1".__eq__, r[k:])) for r in rows]
     with cloud.conn.cursor() as cur:
         cur.execute(f"SELECT {', '.join(sel + flags) or '1'} FROM {real} "  # noqa: S608
                     f"WHERE {where}", args + where_args)
         return list(cur.fetchall())
 
 
-def _planned_fate(matcher: Matcher, by_row: dict, columns: list[str]) -> dict[str, dict]:
+def _planned_fate(matcher: Matcher, by_row: dict, columns: list[str],
+                  key_rules: dict[str, list[KeepKeys]]) -> dict[str, dict]:
     """column -> {row key: (outcome, by)} for the rows a planned change settles: deleted,
     soft-deleted, or that column rewritten (judged on its new value)."""
     out: dict[str, dict] = {c: {} for c in columns}
+    # (column, step, new value) -> its fate: most new values repeat (a host, a type)
+    memo: dict[tuple, tuple[str, str]] = {}
     for key, changes in by_row.items():
         for ch in changes:
             if ch.op == "delete" or ch.after.get("deleted"):
@@ -604,11 +745,24 @@ def _planned_fate(matcher: Matcher, by_row: dict, columns: list[str]) -> dict[st
                 continue
             for c in columns:
                 if c in ch.after and key not in out[c]:
-                    after = ch.after[c]
-                    out[c][key] = ("rewritten", ch.step) if not matcher.hits(after) else (
-                        "uncovered", f"{ch.step} rewrites it but the new value still names "
-                                     f"{', '.join(matcher.names_in(after))}")
+                    judged = (c, ch.step, ch.after[c])
+                    fate = memo.get(judged)
+                    if fate is None:
+                        fate = memo[judged] = _judge_new(matcher, key_rules[c], *judged[1:])
+                    out[c][key] = fate
     return out
+
+
+def _judge_new(matcher: Matcher, key_rules: list[KeepKeys], step: str,
+               after: Any) -> tuple[str, str]:
+    """The fate of a column a step rewrites, judged on its new value."""
+    if not matcher.hits(after):
+        return "rewritten", step
+    left = next((k for k in key_rules if k.clean(matcher, after)), None)
+    if left:
+        return "rewritten", f"{step}; the rest kept: {left.why}"
+    return "uncovered", (f"{step} rewrites it but the new value still names "
+                         f"{', '.join(matcher.names_in(after))}")
 
 
 def _outcome(mapping, c: Column, key: dict, deleted: bool, row_changes: list,

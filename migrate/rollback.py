@@ -167,7 +167,7 @@ def _restore_batch(cloud, journal: Journal, run_id: str, batch: int,
 
             # undo in the reverse of the order apply wrote the tables
             def sig(im):
-                return (tables.ORDER[(im["db"], im["tbl"])], im["db"], im["tbl"], im["op"],
+                return (tables.order(im["db"], im["tbl"]), im["db"], im["tbl"], im["op"],
                         tuple(im["cols"]))
             for (_o, db, table, op, cols), grp in groupby(sorted(todo, key=sig, reverse=True),
                                                          key=sig):

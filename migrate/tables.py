@@ -55,6 +55,20 @@ SECRET_COLUMNS = frozenset({("nova_api", "cell_mappings", "transport_url"),
 SERVICE_DATABASES = ("keystone", "neutron", "cinder", "nova", "nova_api", "placement")
 
 
+def schema_of(db: str) -> str:
+    """The service whose schema a logical database has: "nova" is the main cell's
+    database, and every other cell's (nova_<cell>, cloud.Cloud.cells) is nova's too."""
+    return "nova" if db.startswith("nova_") and db != "nova_api" else db
+
+
+def whitelisted(db: str, table: str) -> bool:
+    return (schema_of(db), table) in TABLES
+
+
+def order(db: str, table: str) -> int:
+    return ORDER[(schema_of(db), table)]
+
+
 def q(name: str) -> str:
     """Quote an identifier that must already be whitelisted (or a real db name)."""
     if "`" in name or "\0" in name or not name:
@@ -63,11 +77,11 @@ def q(name: str) -> str:
 
 
 def pk(db: str, table: str) -> tuple[str, ...]:
-    return TABLES[(db, table)][0]
+    return TABLES[(schema_of(db), table)][0]
 
 
 def check_columns(db: str, table: str, columns) -> None:
-    allowed_pk, allowed = TABLES[(db, table)]
+    allowed_pk, allowed = TABLES[(schema_of(db), table)]
     for col in columns:
         if col not in allowed and col not in allowed_pk:
             raise ValueError(f"column {col} of {db}.{table} is not whitelisted")

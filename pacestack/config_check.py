@@ -11,7 +11,7 @@ from importlib import metadata
 
 from oslo_config import cfg
 
-from pacestack import files, findings
+from pacestack import codes, files
 from pacestack.findings import Finding
 from pacestack.options import TEMPLATE_SUFFIX
 
@@ -67,15 +67,14 @@ def check_file(path: str) -> list[Finding]:
         opts = _group_options(known, section)
         if opts is None:
             shown = _shown(section)
-            out.append(findings.error("CONFIG_UNKNOWN_GROUP", f"{path} [{shown}]",
-                                      f"unknown group [{shown}]"))
+            out.append(codes.CONFIG_UNKNOWN_GROUP(f"{path} [{shown}]", group=shown))
             continue
         for name, raw_values in values.items():
             opt = opts.get(name)
             if opt is None:
                 shown = _shown(name)
-                out.append(findings.error("CONFIG_UNKNOWN_OPTION", f"{path} [{section}] {shown}",
-                                          f"unknown option {shown} in [{section}]"))
+                out.append(codes.CONFIG_UNKNOWN_OPTION(f"{path} [{section}] {shown}",
+                                                       option=shown, group=section))
                 continue
             for raw in raw_values:
                 try:
@@ -83,7 +82,6 @@ def check_file(path: str) -> list[Finding]:
                 except (ValueError, TypeError) as exc:
                     shown = "****" if opt.secret else repr(_shown(raw))
                     reason = "" if opt.secret else f": {' '.join(str(exc).split())[:200]}"
-                    out.append(findings.error(
-                        "CONFIG_BAD_VALUE", f"{path} [{section}] {name}",
-                        f"bad value {shown} for {name}{reason}"))
+                    out.append(codes.CONFIG_BAD_VALUE(f"{path} [{section}] {name}",
+                                                      value=shown, option=name, reason=reason))
     return out

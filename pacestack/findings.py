@@ -1,8 +1,9 @@
 """Structured findings: what preflight, plan refusals and verify report.
 
 Like pcs report items: a stable code a script can match on, a severity, the
-subject (file/option/row) it is about, and a message for people. Library code
-returns lists of findings; only the CLI renders them.
+subject (file/option/row) it is about, a message for people and the payload the
+message was built from (for scripts). Codes are declared in pacestack/codes.py.
+Library code returns lists of findings; only the CLI renders them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class Finding:
     code: str  # e.g. "CINDER_HOST_MISMATCH"; stable, upper-case, for scripts
     subject: str  # what it is about: "cinder.conf [DEFAULT] host", "neutron.networksegments id=..."
     message: str
+    payload: dict = dataclasses.field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict:
         return {
@@ -34,6 +36,7 @@ class Finding:
             "code": self.code,
             "subject": self.subject,
             "message": self.message,
+            "payload": dict(self.payload),
         }
 
 

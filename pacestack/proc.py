@@ -12,6 +12,7 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing-only: collections.abc imports collections (~2 ms per monitor)
+    import subprocess
     from collections.abc import Callable
 
 
@@ -119,3 +120,25 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
+
+
+def run_group(argv: list[str], input: str | None = None, timeout: float = 60,
+              env: dict[str, str] | None = None, cwd: str | None = None
+              ) -> subprocess.CompletedProcess:
+    """Run argv in a session of its own, capturing text output; on timeout the whole
+    process group is killed (a wrapper such as nsenter or ssh and what it started
+    would otherwise outlive the caller) and TimeoutExpired is raised."""
+    import signal
+    import subprocess  # not at the top: the agents' monitor path imports this module
+
+    p = subprocess.Popen(argv, stdin=subprocess.PIPE if input is not None
+                         else subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env, cwd=cwd,
+                         start_new_session=True)
+    try:
+        out, err = p.communicate(input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
+        raise
+    return subprocess.CompletedProcess(argv, p.returncode, out, err)

@@ -43,24 +43,31 @@ def render_table(report: drill.DrillReport) -> str:
     return "\n".join(out) + "\n"
 
 
-def plot(report: drill.DrillReport, path: Path) -> Path:
-    """One panel per scenario: each probe's answers through the VIP (green ok, red
-    failed) against seconds from the fault, with detection and recovery marks."""
+ANSWERED, FAILED = "tab:green", "tab:red"
+
+
+def timeline_figure(report: drill.DrillReport):
+    """One panel per scenario: each probe's answers through the VIP (green answered,
+    red failed) against seconds from the fault, with detection and recovery marks.
+    Each panel's legend sits right of its plotting area, never over a probe's row."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     n = len(report.scenarios)
-    fig, axes = plt.subplots(n, 1, figsize=(10, 1.9 * n + 0.6), squeeze=False)
+    # constrained layout makes room for the legends beside the panels
+    fig, axes = plt.subplots(n, 1, figsize=(11.5, 1.9 * n + 0.6), squeeze=False,
+                             layout="constrained")
     for ax, s in zip(axes[:, 0], report.scenarios, strict=True):
         tl = s.timeline or {}
         series = {"writes": tl.get("writes", []), **tl.get("probes", {})}
         for row, points in enumerate(series.values()):
             ok = [t for t, good in points if good]
             bad = [t for t, good in points if not good]
-            ax.scatter(ok, [row] * len(ok), s=6, c="tab:green", marker="|")
-            ax.scatter(bad, [row] * len(bad), s=10, c="tab:red", marker="|")
+            ax.scatter(ok, [row] * len(ok), s=6, c=ANSWERED, marker="|")
+            ax.scatter(bad, [row] * len(bad), s=10, c=FAILED, marker="|")
         ax.set_yticks(range(len(series)), list(series))
         marks = [("fault", 0.0, "black"), ("detected", s.detection_s, "tab:orange"),
                  ("services", s.services_s, "tab:blue")]
@@ -71,8 +78,22 @@ def plot(report: drill.DrillReport, path: Path) -> Path:
                 ax.axvline(x, color=color, linestyle="--", linewidth=1, label=label)
         ax.set_title(f"{s.name} ({s.victim})", fontsize=9, loc="left")
         ax.set_xlabel("seconds from the fault", fontsize=8)
-        ax.legend(fontsize=7, loc="upper right")
-    fig.tight_layout()
+        # both kinds of answer in every panel's legend, also where none failed, so
+        # the colours read the same in each
+        kinds = [Line2D([], [], color=color, marker="|", linestyle="none", markersize=8,
+                        markeredgewidth=1.5, label=label)
+                 for label, color in (("answered", ANSWERED), ("failed", FAILED))]
+        lines, _labels = ax.get_legend_handles_labels()
+        ax.legend(handles=kinds + lines, fontsize=7, loc="upper left",
+                  bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    return fig
+
+
+def plot(report: drill.DrillReport, path: Path) -> Path:
+    """timeline_figure written as a PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = timeline_figure(report)
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import shlex
-import signal
 import subprocess
 import sys
 import tempfile
@@ -147,17 +145,7 @@ class SshTarget(Target):
         self._master(host)
         # no second "--": ssh would hand it to the remote shell as part of the command
         # (ssh_argv already ends options before the host; commands start with a program)
-        argv = [*self.ssh_argv(host), command]
-        p = subprocess.Popen(argv, stdin=subprocess.PIPE if input is not None
-                             else subprocess.DEVNULL, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, start_new_session=True)
-        try:
-            out, err = p.communicate(input, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.communicate()
-            raise
-        return subprocess.CompletedProcess(argv, p.returncode, out, err)
+        return proc.run_group([*self.ssh_argv(host), command], input=input, timeout=timeout)
 
     def _must(self, node: str, argv: Sequence[str], timeout: float = 60,
               input: str | None = None) -> str:

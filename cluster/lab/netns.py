@@ -99,9 +99,10 @@ def pids_in_namespaces(kind: str, inodes: set[int]) -> list[int]:
     return sorted(found)
 
 
-def nsenter_argv(pid: int) -> list[str]:
-    """argv prefix that runs a program inside the host held by PID (net+mnt+uts+ipc+pid)."""
-    return ["nsenter", "-t", str(pid), "-n", "-m", "-u", "-i", "-p", "--wdns=/", "--"]
+def nsenter_argv(pid: int, workdir: str = "/") -> list[str]:
+    """argv prefix that runs a program inside the host held by PID (net+mnt+uts+ipc+pid),
+    in workdir as the host's mount namespace sees it."""
+    return ["nsenter", "-t", str(pid), "-n", "-m", "-u", "-i", "-p", f"--wdns={workdir}", "--"]
 
 
 def child_pids(pid: int) -> list[int]:

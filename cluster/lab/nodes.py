@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -210,20 +209,12 @@ class Node:
             env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
         """Run argv inside the node, capturing text output (like subprocess.run)."""
         argv = [str(a) for a in argv]
-        p = subprocess.Popen(self._prefix() + argv, stdin=subprocess.PIPE if input is not None
-                             else subprocess.DEVNULL, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=self._env(env), cwd="/",
-                             start_new_session=True)
-        try:
-            out, err = p.communicate(input, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            # nsenter and its child share the process group: end both.
-            os.killpg(p.pid, signal.SIGKILL)
-            p.communicate()
-            raise
-        res = subprocess.CompletedProcess(argv, p.returncode, out, err)
-        if check and p.returncode != 0:
-            raise LabCommandError(self.name, p.returncode, argv, out, err)
+        # nsenter and its child share the process group: a timeout ends both
+        done = proc.run_group(self._prefix() + argv, input=input, timeout=timeout,
+                              env=self._env(env), cwd="/")
+        res = subprocess.CompletedProcess(argv, done.returncode, done.stdout, done.stderr)
+        if check and res.returncode != 0:
+            raise LabCommandError(self.name, res.returncode, argv, res.stdout, res.stderr)
         return res
 
     def popen(self, argv: list[str], **kw) -> subprocess.Popen:

@@ -11,6 +11,8 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from pacestack import wsgi_apps
+
 GALERA_CONF = "/etc/mysql/pacestack-lab.cnf"  # inside each node (its private /etc/mysql)
 PROVIDER = "/usr/lib/galera/libgalera_smm.so"
 # Fast but safe group membership, the same on every member (garbd too). A dead peer
@@ -26,11 +28,12 @@ EVS = ("evs.suspect_timeout=PT1.5S;evs.inactive_timeout=PT3S;evs.install_timeout
        "evs.keepalive_period=PT0.5S")
 PROVIDER_OPTIONS = (f"gcache.size=16M;gcache.page_size=16M;{EVS};gmcast.peer_timeout=PT2S;"
                     "pc.wait_prim_timeout=PT5S")
-# service -> (WSGI module, config dir variable, config files variable, files, port, health)
+# service -> (its API in pacestack.wsgi_apps, config dir variable, config files variable,
+# files, port, health)
 APIS = {
-    "keystone": ("keystone.wsgi.api", "OS_KEYSTONE_CONFIG_DIR", "OS_KEYSTONE_CONFIG_FILES",
+    "keystone": ("keystone", "OS_KEYSTONE_CONFIG_DIR", "OS_KEYSTONE_CONFIG_FILES",
                  "keystone.conf", 5000, "/v3"),
-    "neutron-server": ("neutron.wsgi.api", "OS_NEUTRON_CONFIG_DIR", "OS_NEUTRON_CONFIG_FILES",
+    "neutron-server": ("neutron", "OS_NEUTRON_CONFIG_DIR", "OS_NEUTRON_CONFIG_FILES",
                        "neutron.conf;ml2_conf.ini", 9696, "/"),
 }
 DATABASES = ("keystone", "neutron", "cinder", "nova", "nova_api", "nova_cell0", "placement")
@@ -66,6 +69,10 @@ datadir = /var/lib/mysql
 socket = /run/mysqld/mysqld.sock
 pid-file = /run/mysqld/mysqld.pid
 log-error = /var/log/mysql/error.log
+# the node's own: /tmp is the machine's, shared by every node, and mariadbd names its
+# temporary files after its PID, which is the same small number in each node's PID
+# namespace (one member deleted the other's temporary table mid-query)
+tmpdir = /run/mysqld
 bind-address = 0.0.0.0
 port = 3306
 skip-name-resolve
@@ -186,12 +193,11 @@ def write_openstack_configs(config_dir: Path, state_dir: Path, venv: Path, passw
         for sub in ("fernet-keys", "credential-keys"):
             if (keys_dir / sub).is_dir() and not (config_dir / sub).exists():
                 shutil.copytree(keys_dir / sub, config_dir / sub)
-    # gunicorn's options are not the service's: oslo.config parses sys.argv
-    for service, (module, *_rest) in APIS.items():
+    # each release keeps its WSGI applications elsewhere: the venv's own
+    release = wsgi_apps.release_of_venv(venv)
+    for service, (api, *_rest) in APIS.items():
         shim = config_dir / f"{_shim(service)}.py"
-        shim.write_text(f"import sys\n\nsys.argv = sys.argv[:1]\n"
-                        f"from {module} import application  # noqa: E402,F401\n",
-                        encoding="utf-8")
+        shim.write_text(wsgi_apps.app(release, api).shim(), encoding="utf-8")
     return paths
 
 
@@ -252,7 +258,7 @@ def lab_description(hosts: LabHosts, *, power_dir: Path | None, venv: Path | Non
     """The lab's cluster description. ``services`` False: Galera, the VIP and fencing
     only (the databases are loaded before the services are added by a second apply).
     ``galera_agent``: ``ANCHOR_GALERA`` puts resource-agents' agent in ours' place."""
-    # Galera keeps the agent's own monitors (Promoted every 10 s, Unpromoted 20 s):
+    # Galera keeps the agent's own monitors (Promoted every 1 s, Unpromoted 20 s):
     # monitor_interval makes one op without a role, and Pacemaker then never
     # monitors the Promoted instances (a killed mariadbd went unnoticed)
     names = ", ".join(n for n, _ in hosts.nodes)

@@ -26,10 +26,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pacestack import proc
+from pacestack import proc, wsgi_apps
 from pacestack.errors import ConfigError, PacestackError, RuntimeFailure
 
-from . import crm, services, state
+from . import access, crm, services, state
 from .harness import LabCluster
 from .netns import LabError
 
@@ -43,7 +43,8 @@ BASE_DIR = Path(os.environ.get("PACESTACK_LAB_BASE", "/var/lib/pacestack-lab"))
 
 
 def sample_description() -> Path | None:
-    """The bundled description of the seed's cloud (source tree or installed data)."""
+    """The bundled description of the seed's cloud: examples/ beside the parts, in the
+    source tree as in an install (setup.cfg's package data), or a distribution's share."""
     for cand in (HERE.parents[2] / "examples" / "seed-cluster.conf",
                  Path(sys.prefix) / "share" / "pacestack" / "examples" / "seed-cluster.conf",
                  Path("/usr/share/pacestack/examples/seed-cluster.conf")):
@@ -53,8 +54,12 @@ def sample_description() -> Path | None:
 
 
 def cached_openstack() -> tuple[Path, Path] | None:
-    """(venv, schemas dir) of the newest complete OpenStack cache under
-    $PACESTACK_CACHE (built by scripts/build-openstack-cache.py / the test fixtures)."""
+    """(venv, schemas dir) of the complete OpenStack cache under $PACESTACK_CACHE
+    (built by scripts/build-openstack-cache.py / the test fixtures) of the newest
+    release, the most recently built one of it if several."""
+    from pacestack import wsgi_apps
+    from pacestack.errors import ConfigError
+
     base = Path(os.environ.get("PACESTACK_CACHE", "/var/cache/pacestack"))
     found = []
     for root in base.glob("openstack-*"):
@@ -62,10 +67,14 @@ def cached_openstack() -> tuple[Path, Path] | None:
         schemas = sorted(root.glob("schemas-*"))
         if (venv / ".pacestack-complete").is_file() and schemas and \
                 (schemas[-1] / "dump.sql").is_file():
-            found.append((venv.stat().st_mtime, venv, schemas[-1]))
+            try:
+                release = wsgi_apps.release_of_venv(venv)
+            except ConfigError:
+                continue  # a release the lab could not serve anyway
+            found.append((release, venv.stat().st_mtime, venv, schemas[-1]))
     if not found:
         return None
-    _, venv, schemas = max(found)
+    _, _, venv, schemas = max(found)
     return venv, schemas
 
 
@@ -105,6 +114,7 @@ class LabInfo:
     garbd_pid: int | None = None
     installed_agents: list[str] = field(default_factory=list)  # written by this lab up
     timings: dict[str, float] = field(default_factory=dict)
+    migrate_config: str | None = None    # pacestack.conf for `pacestack migrate` via the VIP
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -199,10 +209,19 @@ class Lab:
                 "description": self.info.description, "hosts": desc["hosts"],
                 "resources": {rid: [{"node": n, "role": r} for n, r in where]
                               for rid, where in sorted(placed.items())},
-                "garbd": bool(self.info.garbd_pid and proc.is_alive(self.info.garbd_pid))}
+                "garbd": bool(self.info.garbd_pid and proc.is_alive(self.info.garbd_pid)),
+                "migrate_config": self.info.migrate_config,
+                "migrate_command": (access.exec_hint(self.cluster.node_names[0],
+                                                     self.info.migrate_config)
+                                    if self.info.migrate_config else None)}
 
     def node_names(self) -> list[str]:
         return self.cluster.node_names + [self.info.arbitrator]
+
+    def exec(self, name: str, argv: list[str]) -> int:
+        """Run argv inside lab node ``name`` with this terminal; its exit code."""
+        self._check_node(name)
+        return access.exec_in(self.cluster.node(name), argv)
 
     def _check_node(self, name: str) -> None:
         if name not in self.node_names():
@@ -326,6 +345,7 @@ def _check_inputs(opts: UpOptions):
             raise ConfigError(f"no OpenStack venv with keystone and gunicorn "
                               f"({venv or 'none cached'}): build it with "
                               "scripts/build-openstack-cache.py or pass --openstack-venv")
+        wsgi_apps.release_of_venv(venv)  # a release whose APIs the lab cannot serve: refused
         if opts.dump is None and (schemas is None or not (schemas / "keystone.sql").is_file()):
             raise ConfigError("no sample schemas cached: run scripts/build-openstack-cache.py "
                               "or pass --from-dump")
@@ -415,6 +435,9 @@ def _build(opts, src, desc, venv, schemas, registry, progress) -> Lab:
         if isinstance(exc, LabError):
             raise RuntimeFailure(str(exc)) from None
         raise
+    if venv is not None:
+        info.migrate_config = str(access.write_migrate_config(
+            cluster.dir, info.vip_name, password, config_dir, venv))
     mark("ready")
     lab.save()
     return lab

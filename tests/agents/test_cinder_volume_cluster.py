@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import pytest
 
-from pacestack import proc
+from pacestack import proc, wsgi_apps
 from tests.fixtures.openstack import Cloud
 
 BACKENDS = ("fake1", "fake2")
@@ -84,9 +84,7 @@ def keystone_clone_args(cloud: Cloud) -> list[str]:
     (ks_dir / "keystone.conf").write_text(conf.replace(cloud.url("keystone"),
                                                        socket_url(cloud, "keystone")))
     (ks_dir / "keystone.conf").chmod(0o600)
-    (ks_dir / "lab_keystone_wsgi.py").write_text(
-        "import sys\n\nsys.argv = sys.argv[:1]\n"
-        "from keystone.wsgi.api import application  # noqa\n")
+    (ks_dir / "lab_keystone_wsgi.py").write_text(wsgi_apps.app(cloud.release, "keystone").shim())
     venv = cloud.venv
     return [
         "pcs", "resource", "create", "keystone", "ocf:pacestack:openstack-service",

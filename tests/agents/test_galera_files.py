@@ -366,3 +366,42 @@ def test_promote_refuses_a_pid_directory_swapped_for_a_symlink(ocf_provider, are
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+# -- the datadir: gvwstate.dat (Galera's saved view) and the recovery cache --------------
+def test_forget_view_removes_the_saved_view_and_names_its_uuid(area):
+    base, victim = area
+    data = _datadir(base)
+    as_mysql("sh", "-c", f"printf 'my_uuid: {UUID}\\n#vwbeg\\n#vwend\\n' > {data}/gvwstate.dat")
+    m = mysqld_at(base)
+    assert m.forget_view() == UUID
+    assert not (data / "gvwstate.dat").exists()
+    assert m.forget_view() is None
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo"])
+def test_forget_view_unlinks_a_planted_entry_without_following_it(area, kind):
+    base, victim = area
+    data = _datadir(base)
+    if kind == "symlink":
+        as_mysql("ln", "-s", str(victim.file), str(data / "gvwstate.dat"))
+    else:
+        as_mysql("mkfifo", str(data / "gvwstate.dat"))
+    box = returns_promptly(mysqld_at(base).forget_view, data / "gvwstate.dat")
+    assert box == {"value": "?"}, box
+    assert not os.path.lexists(data / "gvwstate.dat")
+    victim.assert_untouched()
+
+
+def test_recovery_cache_holds_only_while_the_datadir_is_unchanged(area):
+    base, victim = area
+    data = _datadir(base)
+    as_mysql("sh", "-c", f"printf '{GRASTATE}' > {data}/grastate.dat")
+    cache = base / "recovered"  # HA_RSCTMP's place: root's own
+    m = mysqld_at(base, binary="/bin/false")  # any real recovery fails loudly
+    cache.write_text(f"{m.fingerprint()}\n{UUID}:42\n")
+    assert m.recover_cached(str(cache)) == Position(UUID, 42, "recovered")
+    as_mysql("touch", str(data / "ib_logfile0"))  # mariadbd ran since: recover again
+    with pytest.raises(MysqldError):
+        m.recover_cached(str(cache))
+    assert not cache.exists()

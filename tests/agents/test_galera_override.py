@@ -173,7 +173,7 @@ def test_plan_refusals(change, named, words, bad_input):
           MemberState("controller02", "offline", "Stopped", None, rec(107))]
     change(ms)
     p = galera_recover.plan(status(ms), named)
-    assert not p.ok and any(words in r for r in p.refusals), p.refusals
+    assert not p.ok and any(words in r.message for r in p.refusals), p.refusals
     assert p.bad_input == bad_input
 
 
@@ -183,8 +183,12 @@ def test_plan_refuses_a_less_advanced_node_named():
           MemberState("node3", "offline", "Stopped", None, rec(120))]
     p = galera_recover.plan(status(ms), "node1")
     assert not p.ok and p.bad_input
-    assert "node1 (seqno 90) is not the most advanced member that reported: node2 is at " \
-           "seqno 100" in p.refusals
+    refused = {r.code: r for r in p.refusals}
+    assert refused["GALERA_NOT_MOST_ADVANCED"].message == (
+        "node1 (seqno 90) is not the most advanced member that reported: node2 is at "
+        "seqno 100")
+    assert refused["GALERA_NOT_MOST_ADVANCED"].payload == {
+        "node": "node1", "seqno": 90, "best": "node2", "best_seqno": 100}
     good = galera_recover.plan(status(ms))
     assert good.ok and good.candidate == "node2" and good.gap == 20
     with pytest.raises(ConfigError, match="'node9' is not a member"):

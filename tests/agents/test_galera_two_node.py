@@ -90,3 +90,126 @@ def _wait_non_primary(cluster) -> bool:
         lambda: cluster["node1"].status()["wsrep_cluster_status"] != "Primary", 20)
     assert ok
     return ok
+
+
+class _Watch:
+    """node1 seen from outside while node2 restarts: every acknowledged commit's wall
+    time (one row per autocommit INSERT) and every cluster status that was not Primary."""
+
+    def __init__(self, cluster, table: str):
+        import threading
+
+        self.cluster, self.table = cluster, table
+        self.acks: list[float] = []
+        self.non_primary: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._write, daemon=True),
+                         threading.Thread(target=self._poll, daemon=True)]
+
+    def __enter__(self) -> _Watch:
+        self.cluster.write_rows("node1", self.table, 1, 1)  # the table, before timing
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(15)
+
+    def _write(self) -> None:
+        import time
+
+        i, conn = 100, None
+        while not self._stop.is_set():
+            try:
+                if conn is None:
+                    conn = self.cluster["node1"].connect(connect_timeout=2, read_timeout=10,
+                                                         write_timeout=10)
+                with conn.cursor() as cur:
+                    cur.execute(f"INSERT INTO crashtest.{self.table} VALUES (%s, 'w')",  # noqa: S608
+                                (i,))
+                self.acks.append(time.time())
+                i += 1
+            except Exception:  # noqa: BLE001 - a refused write is what is measured
+                conn = None
+                time.sleep(0.02)
+            time.sleep(0.01)
+
+    def _poll(self) -> None:
+        import time
+
+        while not self._stop.is_set():
+            try:
+                st = self.cluster["node1"].status().get("wsrep_cluster_status", "?")
+            except Exception:  # noqa: BLE001 - a hung status query counts as not Primary
+                st = "no answer"
+            if st != "Primary":
+                self.non_primary.append((time.time(), st))
+            time.sleep(0.1)
+
+    def longest_stall(self, since: float) -> float:
+        points = [a for a in self.acks if a <= since][-1:] or [since]
+        points += [a for a in self.acks if a > since]
+        return max((b - a for a, b in zip(points, points[1:], strict=False)), default=0.0)
+
+
+def _same_node_again(line: str) -> bool:
+    """garbd met the restarted mariadbd as a new incarnation of the crashed node's UUID
+    (same UUID, incarnation bumped): the identity the peers were still evicting."""
+    import re
+
+    m = re.search(r"changed identity ([0-9a-f]{8})-\S+ -> ([0-9a-f]{8})-", line)
+    return bool(m) and m.group(1) == m.group(2)
+
+
+@pytest.mark.parametrize("actions", [("promote",), ("demote", "stop", "start", "promote")],
+                         ids=["at-once", "pacemaker-recovery"])
+def test_fast_restart_after_kill9_keeps_the_survivor_primary(galera_factory, actions):
+    """mariadbd killed -9 on node2 and brought back at once (at-once: a promote right
+    after the kill, the fastest the agent can be; pacemaker-recovery: the actions
+    Pacemaker runs on a failed Promoted instance). The new mariadbd must not meet
+    the peers (node1, garbd) as the identity they are still evicting: node1 stays
+    Primary, its writes stall no longer than the eviction, and node2 is back soon."""
+    import time
+
+    cluster, driver, rows = _formed(galera_factory, garbd=True, two_node_mode=False)
+    garbd_log = cluster.base_dir / "garbd.log"
+    with _Watch(cluster, "race") as watch:
+        time.sleep(1.0)
+        seen = len(garbd_log.read_text(errors="replace"))
+        killed = time.time()
+        cluster.kill9(["node2"], settle=False)
+        rc, reason = driver.monitor("node2")
+        assert rc == 1, reason  # the failure Pacemaker sees
+        steps = []
+        for action in actions:
+            rc, _, err = driver.run("node2", action)
+            assert rc == 0, f"{action} on node2: rc {rc}: {err[-800:]}"
+            steps.append(f"{action} +{time.time() - killed:.2f}s")
+        promoted = time.time()
+        driver.notify_all("promote", ["node2"])
+        cluster.wait_synced(["node2"])
+        synced = time.time()
+        time.sleep(3.0)  # writes flow on after the join
+    garbd = garbd_log.read_text(errors="replace")[seen:]
+    confused = [ln.split("INFO:", 1)[-1].strip()[:120] for ln in garbd.splitlines()
+                if _same_node_again(ln) or "discarding connection" in ln]
+    stall = watch.longest_stall(killed)
+    outage = (watch.non_primary[-1][0] - watch.non_primary[0][0]) if watch.non_primary else 0
+    print(f"\n{', '.join(steps)}")
+    print(f"garbd: {confused or 'no identity confusion'}")
+    print(f"kill -9 node2 -> promoted again {promoted - killed:.2f}s, Synced "
+          f"{synced - killed:.2f}s; node1's longest "
+          f"write stall {stall:.2f}s; node1 not Primary in {len(watch.non_primary)} samples "
+          f"over {outage:.2f}s {sorted({s for _, s in watch.non_primary})}")
+    assert not watch.non_primary, f"node1 lost Primary for {outage:.2f}s"
+    assert not confused, confused
+    assert stall < 5.0, f"node1's writes stalled {stall:.2f}s"
+    assert cluster["node1"].status()["wsrep_cluster_size"] == "3"
+    if "start" in actions:
+        # demote's --wsrep-recover placed node2; start, on the same datadir, reuses it
+        log = (cluster.base_dir / "agent.log").read_text(errors="replace")
+        assert log.count("the datadir is unchanged since") == 1, log[-2000:]
+    # every acknowledged row (and the one that made the table) reached the rejoined node
+    assert len(cluster.rows("node2", "race")) >= 1 + len(watch.acks)

@@ -2,7 +2,9 @@
 (from the project's OpenStack venv, on their real schemas in MariaDB) under
 gunicorn on loopback: started, monitored through their version documents,
 killed (the next monitor sees it), restarted and stopped, and ocf-tester's
-full conformance run against Keystone."""
+full conformance run against Keystone. Each on the newest release and the
+oldest of the matrix, whose APIs are other modules (pacestack.wsgi_apps) and,
+in 2024.1, eventlet-patched on import."""
 
 from __future__ import annotations
 
@@ -17,30 +19,34 @@ from pathlib import Path
 
 import pytest
 
-from pacestack import proc
+from pacestack import proc, wsgi_apps
+from tests.fixtures import openstack_build as build
 from tests.fixtures.mariadb import free_port
 from tests.fixtures.ocf import PROVIDER_DIR, exit_reason, run_agent
+from tests.fixtures.openstack import NEWEST_AND_OLDEST, Cloud
 
-# service -> (WSGI module, environment naming its config files, health path)
+# service -> (environment naming its config files, health path); the WSGI
+# application each release provides is in pacestack.wsgi_apps
 APIS = {
-    "keystone": ("keystone.wsgi.api",
-                 lambda d: f"OS_KEYSTONE_CONFIG_DIR={d} OS_KEYSTONE_CONFIG_FILES=keystone.conf",
+    "keystone": (lambda d: f"OS_KEYSTONE_CONFIG_DIR={d} OS_KEYSTONE_CONFIG_FILES=keystone.conf",
                  "/v3"),
-    "neutron": ("neutron.wsgi.api",
-                lambda d: (f"OS_NEUTRON_CONFIG_DIR={d} "
+    "neutron": (lambda d: (f"OS_NEUTRON_CONFIG_DIR={d} "
                            "OS_NEUTRON_CONFIG_FILES='neutron.conf;ml2_conf.ini'"),
                 "/"),
 }
 
+# every test on the newest release and the oldest of the matrix, each with its
+# own APIs on its own schema
+pytestmark = NEWEST_AND_OLDEST
+
 
 def api_params(cloud, service: str) -> dict[str, str]:
     """The resource an operator would create for this API under gunicorn."""
-    module, env_for, health = APIS[service]
+    env_for, health = APIS[service]
     shim_dir = cloud.base_dir / f"ocf-wsgi-{service}"
     shim_dir.mkdir(exist_ok=True)
-    # gunicorn's own options are not the service's: oslo.config parses sys.argv
     (shim_dir / f"{service}_ocf_wsgi.py").write_text(
-        f"import sys\n\nsys.argv = sys.argv[:1]\nfrom {module} import application  # noqa\n")
+        wsgi_apps.app(cloud.release, service).shim())
     port = free_port()
     venv = cloud.venv
     if service == "neutron":
@@ -65,8 +71,23 @@ def get_json(url: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def cloud(ocf_cloud):
-    return ocf_cloud
+def service_release(request) -> str:
+    """The OpenStack release whose APIs the module's tests run."""
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def cloud(service_release, mariadb, openstack_builds, request):
+    """The agents' shared cloud on the newest release; its own on an older one."""
+    if service_release == build.NEWEST:
+        yield request.getfixturevalue("ocf_cloud")
+        return
+    venv, dump = openstack_builds(service_release)
+    own = Cloud(mariadb, venv, dump, release=service_release).load()
+    try:
+        yield own
+    finally:
+        own.drop()
 
 
 @pytest.fixture

@@ -70,6 +70,18 @@ def test_bad_input_refused_and_nothing_changed(env, registry, openstack_dump, tm
     assert f"--from-dump {tmp_path / 'missing.sql'}: no such file" in res.stderr
     res = run(["lab", "up", "--description", str(tmp_path / "nope.conf")], env)
     assert res.returncode == 2 and "nope.conf: no such file" in res.stderr
+    # a venv of a release whose WSGI entry points pacestack does not know
+    venv = tmp_path / "venv"
+    (venv / "lib/python3.11/site-packages/keystone-24.0.0.dist-info").mkdir(parents=True)
+    (venv / "bin").mkdir()
+    for tool in ("gunicorn", "keystone-manage"):
+        (venv / "bin" / tool).touch()
+    res = run(["lab", "up", "--from-dump", str(openstack_dump), "--openstack-venv", str(venv)],
+              env)
+    assert res.returncode == 2, res
+    assert res.stderr == (f"pacestack: error: {venv}: keystone 24.0.0 is not a release "
+                          "pacestack knows the WSGI entry points of; known: 2024.1, 2025.1, "
+                          "2026.2\n")
     res = run(["lab", "status"], env)
     assert res.returncode == 1 and "no lab is running here" in res.stderr
     res = run(["lab", "crash", "controller01"], env)
@@ -189,3 +201,150 @@ def _all_running(env) -> bool:
             and {p["node"] for p in res.get("keystone", [])} == both
             and {p["node"] for p in res.get("neutron-server", [])} == both
             and len(res.get("vip", [])) == 1 and len(res.get("cinder-volume", [])) == 1)
+
+
+# ---- rehearsing an operator's own cutover in the lab ------------------------------
+
+def _operator_dump(service_cloud_dir: Path, path: Path) -> Path:
+    """One `mysqldump --databases`-shaped file of the cloud the OpenStack services wrote
+    (tests/migrate/service_cloud/): each database's own dump behind its CREATE
+    DATABASE and USE, as an operator's dump of the old controller holds them."""
+    from tests.migrate import service_cloud
+
+    with open(path, "w", encoding="utf-8") as out:
+        for name in service_cloud.DATABASES:
+            out.write(f"CREATE DATABASE IF NOT EXISTS `{name}`;\nUSE `{name}`;\n")
+            out.write((service_cloud_dir / f"{name}.sql").read_text(encoding="utf-8"))
+    return path
+
+
+def _lab_checksums(lab, node: str | None = None) -> dict[str, str]:
+    """CHECKSUM TABLE of every base table of the cloud's databases, on one member."""
+    from tests.migrate import service_cloud
+
+    names = ", ".join(f"'{n}'" for n in service_cloud.DATABASES)
+    tables = lab.sql("SELECT CONCAT(table_schema, '.', table_name) FROM "  # noqa: S608
+                     f"information_schema.tables WHERE table_schema IN ({names}) AND "
+                     "table_type = 'BASE TABLE' ORDER BY 1;", node=node).split()
+    # the lab's cinder-volume heartbeats in cinder.services: its rows without the beat
+    out = lab.sql("".join(f"CHECKSUM TABLE {t};\n" for t in tables
+                          if t != "cinder.services"), node=node)
+    sums = dict(line.split("\t") for line in out.splitlines())
+    sums["cinder.services"] = lab.sql("SELECT id, host, `binary`, topic, deleted FROM "
+                                      "cinder.services ORDER BY id;", node=node)
+    return sums
+
+
+def test_rehearse_a_cutover_of_a_service_written_dump(env, registry, ocf_provider,
+                                                      openstack_venv, service_cloud_dir,
+                                                      tmp_path):
+    """`lab up --from-dump` of a dump the OpenStack services wrote, then the cutover
+    through `lab exec` and the migrate config `lab up` printed: plan, apply, verify,
+    rollback, against the lab's Galera through the VIP."""
+    from tests.migrate import service_cloud
+    from tests.migrate.test_service_cloud import KNOWN_GAPS
+
+    dump = _operator_dump(service_cloud_dir, tmp_path / "prod.sql")
+    t0 = time.monotonic()
+    res = run(["lab", "up", "--from-dump", str(dump), "--openstack-venv", str(openstack_venv),
+               "--sample-schemas", str(service_cloud_dir)], env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    up_seconds = time.monotonic() - t0
+    status = _status(env)
+    conf = status["migrate_config"]
+    assert f"migrate config (databases through the VIP): {conf}" in res.stdout
+    assert f"pacestack lab exec controller01 -- pacestack --config-file {conf} migrate " \
+           "plan --mapping MAPPING" in res.stdout
+    assert status["migrate_command"] in run(["lab", "status"], env).stdout
+    assert os.stat(conf).st_mode & 0o777 == 0o600
+
+    from pacestack.cluster.lab.stack import Lab
+
+    lab = Lab.find(registry)
+    password = lab.db_password()
+    text = Path(conf).read_text()
+    assert f"keystone_connection = mysql+pymysql://pacestack_lab:{password}@" \
+           f"{status['vip_name']}/keystone" in text
+    outputs = [res.stdout, res.stderr]
+
+    def lab_exec(node: str, *argv: str, timeout: float = 400) -> subprocess.CompletedProcess:
+        r = run(["lab", "exec", node, "--", *argv], env, timeout=timeout)
+        outputs.extend((r.stdout, r.stderr))
+        return r
+
+    # inside the node: its hostname, the VIP's name, its exit code
+    assert lab_exec("controller02", "hostname").stdout.strip() == "controller02"
+    assert lab_exec("controller01", "sh", "-c", "exit 7").returncode == 7
+    assert status["vip"] in lab_exec("arbitrator", "getent", "hosts",
+                                     status["vip_name"]).stdout
+    # in the caller's directory, unless the node mounts its own there
+    for cwd, inside in ((tmp_path, str(tmp_path)), (Path("/var/log"), "/")):
+        pwd = subprocess.run([PACESTACK, "lab", "exec", "controller01", "--", "pwd"],
+                             capture_output=True, text=True, env=env, cwd=cwd, timeout=60,
+                             check=False)
+        assert pwd.stdout.strip() == inside, pwd
+    bad = lab_exec("controller03", "true")
+    assert bad.returncode == 2 and "no lab node named 'controller03'" in bad.stderr
+    nothing = run(["lab", "exec", "controller01"], env)
+    assert nothing.returncode == 2 and "lab exec: no command given" in nothing.stderr
+
+    # the services run on the loaded dump: Keystone serves the dump's endpoints
+    assert int(lab.sql("SELECT COUNT(*) FROM keystone.endpoint;").strip()) > 0
+    probe = lab_exec("arbitrator", sys.executable, "-c",
+                     "import json, urllib.request; print(json.load(urllib.request.urlopen("
+                     "'http://controller.domain:5000/v3', timeout=5))['version']['id'])")
+    assert probe.stdout.strip() == "v3.14", probe.stderr
+
+    # the operator's own files: the mapping (the known gaps kept, as in
+    # tests/migrate/test_service_cloud.py) and the new cloud's ml2 ranges
+    mapping = tmp_path / "mapping.conf"
+    mapping.write_text(service_cloud.MAPPING.read_text().rstrip("\n") + "\n[keep]\n" + "".join(
+        f"{c} = known gap\n" for c in sorted(KNOWN_GAPS)))
+    ml2 = tmp_path / "ml2_conf.ini"
+    ml2.write_text(service_cloud.ML2_CONF.read_text())
+    mine = tmp_path / "mine.conf"
+    mine.write_text(f"[openstack]\nml2_config = {ml2}\n")
+    migrate = [PACESTACK, "--config-file", conf, "--config-file", str(mine), "migrate"]
+    before = _lab_checksums(lab)
+
+    t1 = time.monotonic()
+    r = lab_exec("controller01", *migrate, "plan", "--mapping", str(mapping), "--format", "json")
+    # the interrupted live migration left an instance active: refused, nothing written
+    assert r.returncode == 2 and "INSTANCE_NOT_STOPPED" in r.stdout + r.stderr, r.stderr
+    assert _lab_checksums(lab) == before
+    r = lab_exec("controller02", *migrate, "apply", "--force", "--mapping", str(mapping),
+                 "--format", "json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    run_id = json.loads(r.stdout)["run_id"]
+    # written through the VIP, on both members
+    for node in ("controller01", "controller02"):
+        assert lab.sql("SELECT DISTINCT vif_type FROM neutron.ml2_port_bindings;",
+                       node=node).split() == ["ovs"]
+        assert "http://controller.domain:8776/v3/%(project_id)s" in lab.sql(
+            "SELECT url FROM keystone.endpoint;", node=node).splitlines()
+    r = lab_exec("controller01", *migrate, "verify", "--mapping", str(mapping),
+                 "--format", "json")
+    found = json.loads(r.stdout)["findings"]
+    codes = {f["code"] for f in found if f["severity"] == "error"}
+    assert not codes & {"ENDPOINT_OLD_HOST", "BINDING_LINUXBRIDGE", "SEGMENT_NOT_ALLOCATED",
+                        "CELL_OLD_HOST"}, found
+    assert {f["subject"] for f in found if f["code"] == "RESIDUE_UNCOVERED"} <= KNOWN_GAPS
+    r = lab_exec("controller01", *migrate, "rollback", run_id, "--format", "json")
+    back = json.loads(r.stdout)
+    assert back["refused"] is None and back["rows"] > 0, r.stdout + r.stderr
+    # every row restored; the lab's cinder-volume kept heartbeating in cinder.services
+    # after the apply, which rollback reports (exit 1) as a live cloud would
+    assert {k for k, v in back["checksums"].items()
+            if v["before_apply"] != v["now"]} == {"cinder.services"}, r.stdout
+    assert r.returncode == 1 and "table checksums differ from before the apply" in r.stderr
+    migrate_seconds = time.monotonic() - t1
+    assert _lab_checksums(lab) == before
+    assert _lab_checksums(lab, node="controller02") == before
+
+    # the lab's password is only in the 0600 file, never in what the commands print
+    assert not [o for o in outputs if password in o]
+    print(f"lab up {up_seconds:.1f} s, plan+apply+verify+rollback via lab exec "
+          f"{migrate_seconds:.1f} s")
+    gone = run(["lab", "down"], env)
+    assert gone.returncode == 0, gone.stderr
+    assert not Path(conf).exists()

@@ -66,6 +66,11 @@ def test_config_check_reports_file_group_option(tmp_path):
     js = json.loads(run("config", "check", "--format", "json", str(bad)).stdout)
     assert {f["code"] for f in js["findings"]} == {
         "CONFIG_BAD_VALUE", "CONFIG_UNKNOWN_OPTION", "CONFIG_UNKNOWN_GROUP"}
+    # scripts get the fields, not only prose
+    by_code = {f["code"]: f["payload"] for f in js["findings"]}
+    assert by_code["CONFIG_UNKNOWN_GROUP"] == {"group": "nosuch"}
+    assert by_code["CONFIG_UNKNOWN_OPTION"] == {"option": "connectoin", "group": "database"}
+    assert by_code["CONFIG_BAD_VALUE"]["option"] == "connect_timeout"
 
 
 def test_secret_values_are_not_echoed(tmp_path):

@@ -6,8 +6,7 @@ the rows the new cloud changed since.
 
 One cloud for the module: the tests run in file order and build on each other
 (the live migration needs the started server, the rollback the new cloud's work).
-The cutover keeps the residue gaps still open (test_service_cloud.KNOWN_GAPS) the
-operator's way, as the service-cloud tests do; no step here depends on them.
+The mapping keeps nothing: every old name is rewritten or kept by a named rule.
 
 Time (measured, busy 2-core machine, dump cached): ~3 s load and apply, 45-115 s
 stack start (two computes), ~40 s checks and rollback; ~2-3.5 min for the module.
@@ -24,13 +23,12 @@ from dataclasses import dataclass
 import pytest
 
 from pacestack import proc
+from tests.fixtures import openstack_build as build
 from tests.fixtures import timings
 from tests.fixtures.new_cloud import NewCloud, start_new_cloud
-from tests.fixtures.openstack import start_tmpfs_server
 from tests.migrate import service_cloud
 from tests.migrate.conftest import Seeded, write_conf
 from tests.migrate.service_cloud.generate import uid
-from tests.migrate.test_service_cloud import KNOWN_GAPS
 
 TIMES: dict[str, float] = {}
 # a compute host the new cloud adds after the cutover, for a live migration
@@ -45,13 +43,11 @@ class Smoke:
 
 
 @pytest.fixture(scope="module")
-def smoke(openstack_mariadb, openstack_venv, openstack_dump,
-          tmp_path_factory) -> Iterator[Smoke]:
+def smoke(openstack_mariadb, service_cloud_dirs, tmp_path_factory) -> Iterator[Smoke]:
     tmp = tmp_path_factory.mktemp("svc-newcloud")
     t = time.monotonic()
-    directory = service_cloud.ensure_dump(openstack_venv, openstack_dump.parent,
-                                          lambda: start_tmpfs_server("svcbuild"))
-    cloud = service_cloud.ServiceCloud(openstack_mariadb, openstack_venv, directory)
+    directory, venv = service_cloud_dirs(build.NEWEST)
+    cloud = service_cloud.ServiceCloud(openstack_mariadb, venv, directory, release=build.NEWEST)
     stack = None
     journal = f"{cloud.prefix}_pacestack"
     try:
@@ -59,10 +55,9 @@ def smoke(openstack_mariadb, openstack_venv, openstack_dump,
         ml2 = tmp / "ml2_conf.ini"
         ml2.write_text(service_cloud.ML2_CONF.read_text())
         cloud.config_file("ml2_conf.ini").write_text(service_cloud.ML2_CONF.read_text())
-        # the service-cloud tests' mapping, its open gaps kept the operator's way
+        # the service-cloud tests' mapping
         mapping = tmp / "mapping.conf"
-        mapping.write_text(service_cloud.MAPPING.read_text().rstrip("\n") + "\n[keep]\n" + "".join(
-            f"{c} = known gap, see KNOWN_GAPS\n" for c in sorted(KNOWN_GAPS)))
+        mapping.write_text(service_cloud.MAPPING.read_text())
         conf = write_conf(tmp / "pacestack.conf", cloud, ml2, journal)
         svc = Seeded(cloud, None, conf, mapping, ml2, journal)
         TIMES["load"] = round(time.monotonic() - t, 2)

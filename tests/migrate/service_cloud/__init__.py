@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -23,6 +24,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from pacestack import wsgi_apps
 from tests.fixtures import openstack_build as build
 from tests.fixtures.openstack import Cloud
 
@@ -32,6 +34,8 @@ MAPPING = HERE / "mapping.conf"
 ML2_CONF = HERE / "ml2_conf.ini"
 CELL2 = "nova_cell2"
 DATABASES = (*build.SERVICES, CELL2)
+# the APIs generate.py writes through
+GENERATED_APIS = ("keystone", "neutron", "placement")
 
 
 def recipe_key() -> str:
@@ -43,8 +47,8 @@ def recipe_key() -> str:
     return digest.hexdigest()[:12]
 
 
-def dump_dir(python: str = build.PYTHON) -> Path:
-    return build.cache_root(python) / f"service-cloud-{recipe_key()}"
+def dump_dir(python: str = build.PYTHON, release: str = build.NEWEST) -> Path:
+    return build.cache_root(python, release) / f"service-cloud-{recipe_key()}"
 
 
 def ready(directory: Path) -> bool:
@@ -54,13 +58,14 @@ def ready(directory: Path) -> bool:
 
 def ensure_dump(venv: Path, schemas: Path, make_server: Callable[[], object],
                 python: str = build.PYTHON,
-                log: Callable[[str], None] = lambda _m: None) -> Path:
+                log: Callable[[str], None] = lambda _m: None,
+                release: str = build.NEWEST) -> Path:
     """The cached service-written cloud, built if missing; returns its directory.
 
     ``schemas`` is the schema dump's directory (openstack_build.ensure_dump's
     parent): the cloud starts from those synced databases, keys and password.
     """
-    target = dump_dir(python)
+    target = dump_dir(python, release)
     if ready(target):
         return target
     with build._locked(target.parent / ".service-cloud.lock"):
@@ -71,13 +76,14 @@ def ensure_dump(venv: Path, schemas: Path, make_server: Callable[[], object],
         work = Path(tempfile.mkdtemp(prefix=".service-cloud-", dir=target.parent))
         os.chmod(work, 0o700)
         # a failed build's work dir keeps its phase logs; the next build removes it
-        _build(venv, Path(schemas), make_server, work)
+        _build(venv, Path(schemas), make_server, work, release)
         os.rename(work, target)
         log(f"service-written cloud built: {target}")
     return target
 
 
-def _build(venv: Path, schemas: Path, make_server: Callable[[], object], work: Path) -> None:
+def _build(venv: Path, schemas: Path, make_server: Callable[[], object], work: Path,
+           release: str) -> None:
     started = time.monotonic()
     server = make_server()
     timings = {}
@@ -97,11 +103,17 @@ def _build(venv: Path, schemas: Path, make_server: Callable[[], object], work: P
                            (urls[database], row_id), database="nova_api")
         etc = work / "etc"
         build.write_configs(etc, urls, work / "state", venv)
+        # the agents generate.py reports once must stay alive until it binds the last
+        # port: on a busy machine that took longer than neutron's 75 s default
+        with open(etc / "neutron.conf", "a") as fh:
+            fh.write("\n[DEFAULT]\nagent_down_time = 86400\n")
         for sub in ("fernet-keys", "credential-keys"):
             shutil.copytree(schemas / "keystone-keys" / sub, etc / sub)
         build._write_secret(work / "admin-password",
                             (schemas / "admin-password").read_text())
         build._write_secret(work / "cell2-url", urls[CELL2] + "\n")
+        (work / "api-shims.json").write_text(json.dumps(
+            {api: wsgi_apps.app(release, api).shim() for api in GENERATED_APIS}))
         timings["prepare"] = time.monotonic() - started
         gen_started = time.monotonic()
         result = subprocess.run(
@@ -130,6 +142,7 @@ def _build(venv: Path, schemas: Path, make_server: Callable[[], object], work: P
     for leftover in work.glob("wsgi-*"):
         shutil.rmtree(leftover)
     (work / "cell2-url").unlink()
+    (work / "api-shims.json").unlink()
     timings["total"] = time.monotonic() - started
     (work / "timings.txt").write_text(
         "".join(f"{key} {value:.1f}\n" for key, value in timings.items()))

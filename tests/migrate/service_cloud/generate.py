@@ -61,6 +61,10 @@ flat_networks = dmz,prod,pxe,team,floating
 network_vlan_ranges = physnet1:1100:1199
 [ml2_type_vxlan]
 vni_ranges = 1:1000
+[experimental]
+# what a linuxbridge cloud of 2024.1 sets: its in-tree driver (which binds as the
+# shim does) refuses to load without it; 2025.1 dropped the driver and the option
+linuxbridge = true
 """
 
 # name -> (cell, host, network, vm_state, task_state); host None: never scheduled
@@ -118,13 +122,12 @@ def free_port() -> int:
 class Api:
     """A project's real WSGI application under gunicorn on 127.0.0.1."""
 
-    def __init__(self, work: Path, service: str, module: str, env: dict[str, str],
-                 ready: str):
+    def __init__(self, work: Path, service: str, env: dict[str, str], ready: str):
         shim_dir = work / f"wsgi-{service}"
         shim_dir.mkdir(exist_ok=True)
-        # the service parses sys.argv with oslo.config: gunicorn's options are not its own
-        (shim_dir / f"gen_{service}_wsgi.py").write_text(
-            f"import sys\n\nsys.argv = sys.argv[:1]\nfrom {module} import application\n")
+        # the release's own WSGI application (pacestack.wsgi_apps, written by the builder)
+        shims = json.loads((work / "api-shims.json").read_text())
+        (shim_dir / f"gen_{service}_wsgi.py").write_text(shims[service])
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         self.log = work / f"{service}-api.log"
@@ -215,7 +218,7 @@ def save_state(work: Path, state: dict) -> None:
 
 def keystone(work: Path, state: dict) -> None:
     etc = str(work / "etc")
-    api = Api(work, "keystone", "keystone.wsgi.api",
+    api = Api(work, "keystone",
               {"OS_KEYSTONE_CONFIG_DIR": etc, "OS_KEYSTONE_CONFIG_FILES": "keystone.conf"},
               "/v3")
     try:
@@ -268,7 +271,7 @@ def keystone(work: Path, state: dict) -> None:
 
 def neutron_rest(work: Path, state: dict) -> None:
     etc = str(work / "etc")
-    api = Api(work, "neutron", "neutron.wsgi.api",
+    api = Api(work, "neutron",
               {"OS_NEUTRON_CONFIG_DIR": etc,
                "OS_NEUTRON_CONFIG_FILES": "neutron.conf;ml2_conf.ini"}, "/")
     try:
@@ -333,7 +336,7 @@ def neutron_rest(work: Path, state: dict) -> None:
 
 
 def placement(work: Path, state: dict) -> None:
-    api = Api(work, "placement", "placement.wsgi.api",
+    api = Api(work, "placement",
               {"OS_PLACEMENT_CONFIG_DIR": str(work / "etc")}, "/")
     try:
         h = {"X-Auth-Token": "admin", "OpenStack-API-Version": "placement 1.39"}

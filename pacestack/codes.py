@@ -1,0 +1,220 @@
+"""Every finding code pacestack reports, declared once: its name, severity, the
+typed fields of its payload, and the message built from them.
+
+A call site names the code and gives the payload; it never writes the message:
+
+    codes.CINDER_HOST_MISMATCH(subject, node="controller01", host="c1", shared="controller")
+
+so one code always means one thing, `--format json` carries the fields a script
+needs (not only prose), and the whole vocabulary can be read in this file. Codes
+of `migrate` are added here as their rules move to the registry; until then they
+are plain strings at their call sites (tests/core/test_codes.py lists them).
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping
+
+from pacestack.findings import Finding, Severity
+
+ERROR, WARNING, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
+
+# what a payload field may hold; lists are joined with ", " in the message
+_TYPES = {str: (str,), int: (int,), list: (list, tuple), "str?": (str, type(None)),
+          "int?": (int, type(None))}
+
+
+class _Formatter(string.Formatter):
+    def format_field(self, value, format_spec):  # noqa: ANN001 - string.Formatter's own
+        if isinstance(value, (list, tuple)):
+            return ", ".join(str(v) for v in value) or "none"
+        return super().format_field(value, format_spec)
+
+
+_FORMAT = _Formatter()
+
+
+class Code:
+    """One registered code; calling it makes a Finding with a checked payload."""
+
+    def __init__(self, name: str, severity: Severity, template: str, **fields) -> None:
+        used = {f for _, f, _, _ in _FORMAT.parse(template) if f}
+        if used != set(fields):
+            raise ValueError(f"{name}: template fields {sorted(used)} != declared "
+                             f"{sorted(fields)}")
+        self.name, self.severity, self.template = name, severity, template
+        self.fields: dict[str, object] = dict(fields)
+
+    def __call__(self, subject: str, **payload) -> Finding:
+        if set(payload) != set(self.fields):
+            raise TypeError(f"{self.name}: payload {sorted(payload)} != {sorted(self.fields)}")
+        for key, kind in self.fields.items():
+            if not isinstance(payload[key], _TYPES[kind]):
+                raise TypeError(f"{self.name}: {key} must be {kind}, "
+                                f"not {type(payload[key]).__name__}")
+        clean = {k: list(v) if isinstance(v, tuple) else v for k, v in payload.items()}
+        return Finding(self.severity, self.name, subject,
+                       _FORMAT.format(self.template, **clean), clean)
+
+    def __repr__(self) -> str:
+        return f"<code {self.name} ({self.severity})>"
+
+
+REGISTRY: dict[str, Code] = {}
+
+
+def _code(name: str, severity: Severity, template: str, **fields) -> Code:
+    if name in REGISTRY:
+        raise ValueError(f"finding code {name} declared twice")
+    REGISTRY[name] = code = Code(name, severity, template, **fields)
+    return code
+
+
+def lookup(name: str) -> Code:
+    return REGISTRY[name]
+
+
+def declared() -> Mapping[str, Code]:
+    return dict(REGISTRY)
+
+
+# ---- configuration files (pacestack config check) ---------------------------
+CONFIG_UNKNOWN_GROUP = _code(
+    "CONFIG_UNKNOWN_GROUP", ERROR, "unknown group [{group}]", group=str)
+CONFIG_UNKNOWN_OPTION = _code(
+    "CONFIG_UNKNOWN_OPTION", ERROR, "unknown option {option} in [{group}]",
+    option=str, group=str)
+CONFIG_BAD_VALUE = _code(
+    "CONFIG_BAD_VALUE", ERROR, "bad value {value} for {option}{reason}",
+    value=str, option=str, reason=str)
+
+# ---- cluster preflight (the controllers' files before the cluster exists) ---
+NODE_NOT_DESCRIBED = _code(
+    "NODE_NOT_DESCRIBED", ERROR, "this node {node!r} is not one of {nodes}",
+    node=str, nodes=list)
+PEER_NOT_CHECKED = _code(
+    "PEER_NOT_CHECKED", WARNING,
+    "the peer's files were not given: only this node is checked")
+CINDER_CONF_MISSING = _code(
+    "CINDER_CONF_MISSING", ERROR, "{node}: cinder.conf not found", node=str)
+CINDER_HOST_MISMATCH = _code(
+    "CINDER_HOST_MISMATCH", ERROR,
+    "{node}: host is {host!r}, not the shared name {shared!r}: volumes would be owned "
+    "by one controller and unmanageable after a failover",
+    node=str, host="str?", shared=str)
+CINDER_HOST_DIFFERS = _code(
+    "CINDER_HOST_DIFFERS", ERROR, "cinder.conf host differs between nodes: {hosts}",
+    hosts=list)
+KEYSTONE_KEYS_MISSING = _code(
+    "KEYSTONE_KEYS_MISSING", ERROR, "{node}: no keys in {directory}", node=str, directory=str)
+KEYSTONE_KEYS_DIFFER = _code(
+    "KEYSTONE_KEYS_DIFFER", ERROR,
+    "{directory} differs between {nodes} (keys {keys}): tokens issued on one node are "
+    "rejected by the other", directory=str, nodes=list, keys=list)
+KEYSTONE_DB_UNREACHABLE = _code(
+    "KEYSTONE_DB_UNREACHABLE", ERROR, "{error}", error=str)
+KEYSTONE_DB_UNREADABLE = _code(
+    "KEYSTONE_DB_UNREADABLE", ERROR, "reading keystone.endpoint: error {errno}: {error}",
+    errno=str, error=str)
+ENDPOINT_MALFORMED = _code(
+    "ENDPOINT_MALFORMED", ERROR, "{service} {interface} endpoint {url!r} is not a URL",
+    service=str, interface=str, url=str)
+ENDPOINT_NOT_VIP = _code(
+    "ENDPOINT_NOT_VIP", ERROR,
+    "{service} {interface} endpoint {url} does not use the VIP name {vip_name}",
+    service=str, interface=str, url=str, vip_name=str)
+VIP_NAME_UNRESOLVED = _code(
+    "VIP_NAME_UNRESOLVED", ERROR, "{vip_name} does not resolve: {error}",
+    vip_name=str, error=str)
+VIP_NAME_MISMATCH = _code(
+    "VIP_NAME_MISMATCH", ERROR, "{vip_name} resolves to {addresses}, not the VIP {vip}",
+    vip_name=str, addresses=list, vip=str)
+COROSYNC_CONF_MISSING = _code(
+    "COROSYNC_CONF_MISSING", ERROR, "corosync.conf not found")
+COROSYNC_TWO_NODE = _code(
+    "COROSYNC_TWO_NODE", ERROR,
+    "two_node: 1 is missing: one surviving controller loses quorum and stops everything")
+COROSYNC_WAIT_FOR_ALL = _code(
+    "COROSYNC_WAIT_FOR_ALL", WARNING,
+    "wait_for_all is off: a node booting alone after a partition may start everything "
+    "a second time")
+COROSYNC_NODES = _code(
+    "COROSYNC_NODES", ERROR, "nodes missing from the nodelist: {nodes}", nodes=list)
+FENCING_NOT_DESCRIBED = _code(
+    "FENCING_NOT_DESCRIBED", WARNING,
+    "no fencing device is described: stonith-enabled will be false")
+FENCING_DISABLED = _code(
+    "FENCING_DISABLED", WARNING,
+    "stonith-enabled is false in {where}: a node that hangs instead of dying can keep "
+    "resources the survivor takes over", where=str)
+GALERA_OPTION_MISSING = _code(
+    "GALERA_OPTION_MISSING", ERROR, "{node}: {option} is not set in /etc/mysql",
+    node=str, option=str)
+GALERA_OPTIONS_DIFFER = _code(
+    "GALERA_OPTIONS_DIFFER", ERROR, "{option} differs: {values}", option=str, values=list)
+GALERA_ADDRESS_LIST = _code(
+    "GALERA_ADDRESS_LIST", ERROR, "{node}: {address} lacks {absent}",
+    node=str, address=str, absent=list)
+
+# ---- cluster verify (the CIB, its failure matrix simulated) -----------------
+CRM_VERIFY = _code("CRM_VERIFY", ERROR, "{problem}", problem=str)
+CINDER_ACTIVE_ACTIVE = _code(
+    "CINDER_ACTIVE_ACTIVE", ERROR,
+    "{resource} is a {mode}: it could run on two nodes at once under the same shared host",
+    resource=str, mode=str)
+SERVICE_NOT_STARTED = _code(
+    "SERVICE_NOT_STARTED", ERROR, "{resource} does not run even with every node up",
+    resource=str)
+SERVICE_STOPS = _code(
+    "SERVICE_STOPS", ERROR, "{resource} stops {where}{left}", resource=str, where=str,
+    left=str)
+SINGLE_INSTANCE_TWICE = _code(
+    "SINGLE_INSTANCE_TWICE", ERROR, "{resource} runs on {nodes} {where}",
+    resource=str, nodes=list, where=str)
+VIP_STOPPED = _code(
+    "VIP_STOPPED", ERROR, "the VIP {vip} is down {where}", vip=str, where=str)
+VIP_SEPARATED = _code(
+    "VIP_SEPARATED", ERROR, "the VIP runs on {node} without {what} {where}",
+    node=str, what=str, where=str)
+GALERA_NO_PRIMARY = _code(
+    "GALERA_NO_PRIMARY", ERROR,
+    "Galera keeps {left} of {voters} votes {where}: it loses its Primary component "
+    "(configure [arbitrator] host for garbd)", left=int, voters=int, where=str)
+
+# ---- galera recover: why an operator's bootstrap is refused ----------------
+# The agent honours an override only when none of these hold (galera_bootstrap);
+# the CLI refuses before writing one for the same reasons.
+GALERA_PRIMARY_RUNNING = _code(
+    "GALERA_PRIMARY_RUNNING", ERROR,
+    "a Primary component is running on {nodes}: nothing to recover (the other members "
+    "join it)", nodes=list)
+GALERA_OVERRIDE_PENDING = _code(
+    "GALERA_OVERRIDE_PENDING", ERROR, "an override is already pending on {nodes}",
+    nodes=list)
+GALERA_NO_CANDIDATE = _code(
+    "GALERA_NO_CANDIDATE", ERROR,
+    "no member reported a position with history to bootstrap from")
+GALERA_NOT_A_MEMBER = _code(
+    "GALERA_NOT_A_MEMBER", ERROR, "{node} is not one of the configured members {members}",
+    node=str, members=list)
+GALERA_NOT_REPORTED = _code(
+    "GALERA_NOT_REPORTED", ERROR,
+    "{node} has not reported a position (is it up, with the galera resource started?): "
+    "it cannot bootstrap", node=str)
+GALERA_NO_SEQNO = _code(
+    "GALERA_NO_SEQNO", ERROR, "{node} has no known last committed seqno ({position}, "
+    "{source})", node=str, position=str, source=str)
+GALERA_NONE_HELD_BACK = _code(
+    "GALERA_NONE_HELD_BACK", ERROR, "no member is held back: the agent's own rule decides")
+GALERA_FOREIGN_HISTORY = _code(
+    "GALERA_FOREIGN_HISTORY", ERROR,
+    "{node} is on cluster {uuid} but {others}: not the same history",
+    node=str, uuid=str, others=list)
+GALERA_STANDALONE_DATA = _code(
+    "GALERA_STANDALONE_DATA", ERROR,
+    "{nodes} hold databases written without Galera: an SST would replace them", nodes=list)
+GALERA_NOT_MOST_ADVANCED = _code(
+    "GALERA_NOT_MOST_ADVANCED", ERROR,
+    "{node} (seqno {seqno}) is not the most advanced member that reported: {best} is at "
+    "seqno {best_seqno}", node=str, seqno=int, best=str, best_seqno=int)
