@@ -8,8 +8,8 @@
    seed's linuxbridge-era data: flat and VLAN networks, volumes on old-control,
    instances on an old compute host);
 4. `pacestack migrate plan` / `apply` / `verify` with the seed's mapping, on controller01;
-   then the new cloud's smoke (tests/migrate/test_new_cloud.py: the same cutover on a
-   local copy of the seed, and the new side's services started on its result);
+   then the new cloud's smoke (tests/migrate/test_new_cloud.py) on that cutover: the
+   new side's services started inside controller01 on the lab's databases;
 5. one drill: controller01 crashed under a writer committing through the VIP;
 6. the summary, and `pacestack lab down`.
 
@@ -30,7 +30,7 @@ PY = Path(sys.executable)
 PACESTACK = str(PY.with_name("pacestack"))
 
 SEED = """
-import sys
+import dataclasses, json, sys
 sys.path.insert(0, sys.argv[1])
 import pymysql
 from tests.migrate import seed_cloud
@@ -38,6 +38,8 @@ from pacestack.migrate import tables
 conn = pymysql.connect(host="127.0.0.1", user="pacestack_lab",
                        password=open(sys.argv[2]).read().strip())
 seed = seed_cloud.build_seed(conn, {s: s for s in tables.SERVICE_DATABASES})
+with open(sys.argv[3], "w") as fh:
+    json.dump(dataclasses.asdict(seed), fh)
 print(f"{len(seed.networks)} networks, {len(seed.segments)} segments, "
       f"{len(seed.instances)} instances, {len(seed.ports)} ports, {len(seed.volumes)} volumes")
 """
@@ -76,13 +78,13 @@ def main() -> int:
         return res.returncode
     summary.append(("lab up", f"{time.monotonic() - t:.0f} s"))
     try:
-        return _rehearse(venv, summary, t_all)
+        return _rehearse(venv, schemas, summary, t_all)
     finally:
         step("pacestack lab down")
         sh([PACESTACK, "lab", "down"])
 
 
-def _rehearse(venv: Path, summary: list[tuple[str, str]], t_all: float) -> int:
+def _rehearse(venv: Path, schemas: Path, summary: list[tuple[str, str]], t_all: float) -> int:
     sys.path.insert(0, str(REPO))
     from pacestack.cluster.lab import stack
 
@@ -98,8 +100,9 @@ def _rehearse(venv: Path, summary: list[tuple[str, str]], t_all: float) -> int:
     # neutron-server wrote at start); the lab's neutron-server wrote its own
     lab.sql("DELETE FROM neutron.ml2_vlan_allocations WHERE allocated = 0;\n"
             "DELETE FROM neutron.ml2_vxlan_allocations WHERE allocated = 0;\n")
-    res = c1.run([str(PY), "-c", SEED, str(REPO), lab.info.db_password_file], check=False,
-                 timeout=300)
+    seed_json = work / "seed.json"
+    res = c1.run([str(PY), "-c", SEED, str(REPO), lab.info.db_password_file, str(seed_json)],
+                 check=False, timeout=300)
     print(res.stdout.strip() or res.stderr[-2000:])
     if res.returncode != 0:
         return 1
@@ -137,15 +140,24 @@ def _rehearse(venv: Path, summary: list[tuple[str, str]], t_all: float) -> int:
         else:
             summary.append((f"migrate {verb}", f"ok, {time.monotonic() - t:.0f} s"))
 
-    t = step("the new cloud started on the seed's cutover (tests/migrate/test_new_cloud.py)")
-    # its own copy of the seed on a local MariaDB: the new side's services run on
-    # loopback beside the lab, not inside its namespaces
-    res = sh([str(PY), "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
-              str(REPO / "tests" / "migrate" / "test_new_cloud.py")], cwd=REPO,
-             capture_output=True, text=True)
+    t = step("the new cloud started on this cutover (tests/migrate/test_new_cloud.py)")
+    # inside controller01, where the lab's Galera member answers on 127.0.0.1; the
+    # smoke's services get config files of their own, the lab's stay as they are
+    spec = work / "new-cloud.json"
+    spec.write_text(json.dumps({
+        "seed": json.loads(seed_json.read_text()), "conf": str(conf),
+        "mapping": str(mapping), "ml2": str(ml2), "journal": "pacestack_journal",
+        "venv": str(venv), "schemas": str(schemas), "db_user": "pacestack_lab",
+        "db_password_file": lab.info.db_password_file, "keys_dir": str(cfg)}))
+    res = c1.run(["sh", "-c", 'cd "$1" && shift && exec "$@"', "sh", str(REPO), str(PY),
+                  "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
+                  "tests/migrate/test_new_cloud.py"],
+                 env={"PACESTACK_NEW_CLOUD_LAB": str(spec)}, check=False, timeout=900)
     lines = res.stdout.strip().splitlines()
     print("\n".join([ln for ln in lines if ln.startswith("new cloud smoke timings")]
                     + lines[-1:]))
+    if res.returncode != 0:
+        print("\n".join(lines[-40:]) + res.stderr[-2000:], file=sys.stderr)
     summary.append(("new cloud smoke", f"ok, {time.monotonic() - t:.0f} s" if res.returncode == 0
                     else f"FAILED (exit {res.returncode})"))
 

@@ -15,6 +15,7 @@ Nothing is written by SQL.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import signal
@@ -79,6 +80,7 @@ INSTANCES = {
     "vm-never": ("cell0", None, None, "error", None),
 }
 DELETED_INSTANCES = ("vm-gone",)
+LAUNCHED = datetime.datetime(2025, 5, 2, 9, 30, tzinfo=datetime.UTC)
 # compute host -> cell; compute05 is the new cloud's, registered before the cutover
 COMPUTES = {"compute01": "cell1", "compute02": "cell1", "old-control-bak": "cell1",
             "compute05": "cell1", "compute03": "cell2"}
@@ -517,7 +519,12 @@ def phase_nova(work: Path) -> None:
                 availability_zone="nova" if host else None, flavor=flavor,
                 instance_type_id=flavor.id, memory_mb=512, vcpus=1, root_gb=1,
                 ephemeral_gb=0, image_ref=uid("image/debian"), metadata={},
-                system_metadata={}, launched_at=None)
+                system_metadata={},
+                # booted on its host once (nova's API acts only on a launched instance)
+                launched_at=LAUNCHED if host else None,
+                # nova's API gives every instance an empty cache, cell0's too
+                # (API._populate_instance_for_create); nova-api lists none without
+                info_cache=objects.InstanceInfoCache(network_info=model.NetworkInfo()))
             inst.create()
             if host:
                 p = ports.get(f"vm/{name}") or {
@@ -540,6 +547,12 @@ def phase_nova(work: Path) -> None:
                 cache = objects.InstanceInfoCache.get_by_instance_uuid(cctx, inst.uuid)
                 cache.network_info = model.NetworkInfo([vif])
                 cache.save()
+            # what nova's API stores for the scheduler at boot (API._provision_instances);
+            # a move of the instance reads it back
+            objects.RequestSpec.from_components(
+                ctx, inst.uuid, {"id": uid("image/debian"), "properties": {}}, flavor, None,
+                objects.InstancePCIRequests(requests=[]), {}, None, inst.availability_zone,
+                project_id=inst.project_id, user_id=inst.user_id).create()
             objects.InstanceMapping(ctx, instance_uuid=inst.uuid, cell_mapping=cells[cell_name],
                                     project_id=inst.project_id, user_id=inst.user_id).create()
             if name == "vm-live":
