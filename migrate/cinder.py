@@ -16,6 +16,8 @@ import json
 
 from pacestack.migrate.plan import StepPlan
 
+from pacestack import codes
+
 
 def split_host(value: str | None) -> tuple[str, str]:
     """``old-control@lvm#pool`` -> (``old-control``, ``@lvm#pool``)."""
@@ -132,13 +134,9 @@ def _note_identity(sp: StepPlan, a: dict, connector: dict, new_host: str) -> Non
     if not found:
         return
     old = connector.get("host")
-    sp.note("ATTACHMENT_CONNECTOR_IDENTITY", f"cinder.volume_attachment id={a['id']}",
-            f"volume {a['volume_id']} of instance {a['instance_uuid']} moves from {old} to "
-            f"{new_host}; its connector keeps {old}'s {', '.join(found)}, to which the "
-            f"volume is exported: before starting the instance, on {new_host} run "
-            "`nova-manage volume_attachment get_connector > connector.json` and "
-            f"`nova-manage volume_attachment refresh {a['instance_uuid']} {a['volume_id']} "
-            "connector.json`")
+    sp.note(codes.ATTACHMENT_CONNECTOR_IDENTITY(
+        f"cinder.volume_attachment id={a['id']}", volume=str(a["volume_id"]),
+        instance=str(a["instance_uuid"]), old_host=old, new_host=new_host, keys=found))
 
 
 def _follow(host: str | None, move: tuple | None, hosts: dict[str, str]) -> str | None:

@@ -9,7 +9,7 @@ import uuid
 from pacestack.migrate import options
 from pacestack.migrate.plan import STEPS
 
-from pacestack import commands, findings, render
+from pacestack import codes, commands, findings, render
 from pacestack.errors import EXIT_RUNTIME, EXIT_USAGE, PacestackError, RuntimeFailure
 
 
@@ -176,10 +176,9 @@ def _verify(conf, args) -> int:
             rows, err = verify.nova_readback(conf.migrate.openstack_python,
                                              cl.config_files["nova"], moved)
             if rows is None:
-                out.append(findings.error("NOVA_READBACK_FAILED", "nova.objects.Instance", err))
+                out.append(codes.NOVA_READBACK_FAILED("nova.objects.Instance", error=err))
             else:
-                out.append(findings.info("NOVA_READBACK_OK", "nova.objects.Instance",
-                                         f"{len(rows)} moved instances read back through nova"))
+                out.append(codes.NOVA_READBACK_OK("nova.objects.Instance", count=len(rows)))
     render.render_findings(out, args.format)
     return EXIT_RUNTIME if findings.has_errors(out) else 0
 

@@ -12,6 +12,8 @@ import urllib.parse
 
 from pacestack.migrate.plan import StepPlan, applied_before
 
+from pacestack import codes
+
 
 def rewrite_url(url: str, hosts: dict[str, str]) -> str | None:
     """The URL with its host replaced, or None when its host is not mapped."""
@@ -57,7 +59,6 @@ def plan(cloud, mapping, moves=None) -> StepPlan:
     missing = [old for old in mapping.endpoints if old not in seen_hosts]
     if missing and not applied_before(cloud):
         for old in missing:
-            sp.refuse("MAPPING_UNKNOWN_ENDPOINT_HOST",
-                      f"{mapping.path}:{mapping.lines.get('endpoints ' + old)}",
-                      f"no keystone endpoint URL names host {old!r}")
+            sp.refuse(codes.MAPPING_UNKNOWN_ENDPOINT_HOST(
+                f"{mapping.path}:{mapping.lines.get('endpoints ' + old)}", host=old))
     return sp

@@ -18,6 +18,8 @@ import json
 
 from pacestack.migrate.plan import StepPlan
 
+from pacestack import codes
+
 VIF_TYPE_OVS = "ovs"
 VIF_TYPE_BRIDGE = "bridge"
 LINUXBRIDGE_AGENT = "Linux bridge agent"
@@ -111,10 +113,10 @@ def _segment_targets(cloud, mapping, sp: StepPlan | None,
             if new != (s["network_type"], s["physical_network"], s["segmentation_id"]):
                 if new[2] is None and t.network_type != "flat":
                     if sp is not None:
-                        sp.refuse("SEGMENT_NEEDS_ID", f"neutron.networksegments id={s['id']}",
-                                  f"{s['network_type']} segment of network {s['network_id']} "
-                                  f"has no id to keep: {mapping.path}:{rule.line} must give "
-                                  "one")
+                        sp.refuse(codes.SEGMENT_NEEDS_ID(
+                            f"neutron.networksegments id={s['id']}",
+                            network_type=s["network_type"], network=s["network_id"],
+                            line=f"{mapping.path}:{rule.line}"))
                     continue
                 changing.append((s, new, rule))
         if s["segment_index"] == 0 or s["network_id"] not in nets:
@@ -138,6 +140,11 @@ def _in_range(cloud, t: tuple) -> bool:
     return cloud.ml2.flat_allowed(physnet)
 
 
+def _segment_text(t: tuple) -> str:
+    """("vlan", "provider", 100) -> "vlan provider 100", as the mapping spells it."""
+    return " ".join(str(x) for x in t if x is not None)
+
+
 def _ranges_text(cloud, t: tuple) -> str:
     if t[0] == "vlan":
         r = cloud.ml2.vlan_ranges.get(t[1])
@@ -157,11 +164,11 @@ def _plan_segments(cloud, mapping, sp: StepPlan) -> dict[str, NetworkTarget]:
     for rule in mapping.segments:
         sel = rule.selector
         if sel.network_id and sel.network_id not in known_nets:
-            sp.refuse("MAPPING_UNKNOWN_NETWORK", f"{mapping.path}:{rule.line}",
-                      f"network {sel.network_id} has no segment in neutron.networksegments")
+            sp.refuse(codes.MAPPING_UNKNOWN_NETWORK(f"{mapping.path}:{rule.line}",
+                                                    network=sel.network_id))
         elif not sel.network_id and not any(r is rule for _, _, r in changing):
-            sp.note("MAPPING_SEGMENT_UNUSED", f"{mapping.path}:{rule.line}",
-                    f"segment selector '{sel}' matches no segment that still needs a change")
+            sp.note(codes.MAPPING_SEGMENT_UNUSED(f"{mapping.path}:{rule.line}",
+                                                 selector=str(sel)))
     changing_ids = {s["id"] for s, _, _ in changing}
     in_use = {}
     for s in all_segs.values():
@@ -172,26 +179,25 @@ def _plan_segments(cloud, mapping, sp: StepPlan) -> dict[str, NetworkTarget]:
     for s, new, rule in changing:
         subject = f"neutron.networksegments id={s['id']}"
         if not _in_range(cloud, new):
-            sp.refuse("SEGMENT_ID_OUT_OF_RANGE", subject,
-                      f"{' '.join(str(x) for x in new if x is not None)} for network "
-                      f"{s['network_id']} ({mapping.path}:{rule.line}) is outside ml2's "
-                      f"ranges ({_ranges_text(cloud, new)})")
+            sp.refuse(codes.SEGMENT_ID_OUT_OF_RANGE(
+                subject, segment=_segment_text(new), network=s["network_id"],
+                line=f"{mapping.path}:{rule.line}", ranges=_ranges_text(cloud, new)))
             continue
         if new[0] != "flat" and new in in_use:
             other = in_use[new]
-            sp.refuse("SEGMENT_ID_TAKEN", subject,
-                      f"{' '.join(str(x) for x in new if x is not None)} for network "
-                      f"{s['network_id']} is already used by network {other['network_id']}")
+            sp.refuse(codes.SEGMENT_ID_TAKEN(subject, segment=_segment_text(new),
+                                             network=s["network_id"],
+                                             other=f"network {other['network_id']}"))
             continue
         if new[0] != "flat" and new in claimed:
-            sp.refuse("SEGMENT_ID_DUPLICATE", subject,
-                      f"{' '.join(str(x) for x in new if x is not None)} would be given to "
-                      f"networks {claimed[new]['network_id']} and {s['network_id']} "
-                      f"({mapping.path}:{rule.line})")
+            sp.refuse(codes.SEGMENT_ID_DUPLICATE(
+                subject, segment=_segment_text(new),
+                networks=[claimed[new]["network_id"], s["network_id"]],
+                line=f"{mapping.path}:{rule.line}"))
             continue
         if new[0] == "flat" and any(k[0] == "flat" and k[1] == new[1] for k in in_use):
-            sp.refuse("SEGMENT_ID_TAKEN", subject, f"flat physical network {new[1]!r} is "
-                      "already used by another network")
+            sp.refuse(codes.SEGMENT_ID_TAKEN(subject, segment=f"flat physical network {new[1]!r}",
+                                             network=s["network_id"], other="another network"))
             continue
         claimed[new] = s
         ok.append((s, new))
@@ -278,9 +284,10 @@ def _plan_allocations(cloud, sp: StepPlan, ok: list) -> None:
                           {"physical_network": new[1], "vlan_id": new[2]}, {"allocated": 0},
                           {"allocated": 1}, unit, why="new VLAN allocated")
             else:
-                sp.refuse("SEGMENT_ALLOCATION_STRAY",
-                          f"neutron.ml2_vlan_allocations {new[1]}:{new[2]}",
-                          f"VLAN {new[2]} on {new[1]} is marked allocated without a segment")
+                sp.refuse(codes.ALLOCATION_LEAKED(
+                    f"neutron.ml2_vlan_allocations {new[1]}:{new[2]}",
+                    check="VLAN marked allocated with no segment",
+                    row=f"physical_network={new[1]}, vlan_id={new[2]}"))
         elif new[0] == "vxlan":
             row = vxlan.get((new[2],))
             if row is None:
@@ -290,8 +297,9 @@ def _plan_allocations(cloud, sp: StepPlan, ok: list) -> None:
                 sp.update("neutron", "ml2_vxlan_allocations", {"vxlan_vni": new[2]},
                           {"allocated": 0}, {"allocated": 1}, unit, why="new VNI allocated")
             elif old != new:
-                sp.refuse("SEGMENT_ALLOCATION_STRAY", f"neutron.ml2_vxlan_allocations {new[2]}",
-                          f"VNI {new[2]} is marked allocated without a segment")
+                sp.refuse(codes.ALLOCATION_LEAKED(f"neutron.ml2_vxlan_allocations {new[2]}",
+                                                  check="VNI marked allocated with no segment",
+                                                  row=f"vxlan_vni={new[2]}"))
         elif new[0] == "flat" and (new[1],) not in flat:
             sp.insert("neutron", "ml2_flat_allocations", {"physical_network": new[1]}, unit,
                       why="new flat network allocated")
@@ -330,9 +338,9 @@ def _plan_bindings(cloud, mapping, moves, nets: dict[str, NetworkTarget],
             if (old is None or r["host"] == old) and r["host"] != new:
                 new_host = new
         if new_host != r["host"] and (r["port_id"], new_host) in existing:
-            sp.refuse("PORT_BINDING_CONFLICT", f"neutron.ml2_port_bindings port_id={r['port_id']}",
-                      f"port {r['port_id']} already has a binding on {new_host}; renaming its "
-                      f"binding on {r['host']} would break the primary key")
+            sp.refuse(codes.PORT_BINDING_CONFLICT(
+                f"neutron.ml2_port_bindings port_id={r['port_id']}", port=r["port_id"],
+                new_host=new_host, host=r["host"]))
             continue
         after = {"host": new_host}
         if r["vif_type"] == VIF_TYPE_BRIDGE:
@@ -453,10 +461,9 @@ def _plan_old_agents(cloud, mapping, sp: StepPlan) -> None:
         unit = f"agent:{a['id']}"
         there = by_type_host.get((a["agent_type"], new_host))
         if (there is not None or mapping.neutron_agents == "remove") and a["id"] in refs:
-            sp.refuse("AGENT_REFERENCED", f"neutron.agents id={a['id']}",
-                      f"{a['agent_type']} of {a['host']} is still named by "
-                      f"{', '.join(sorted(refs[a['id']]))}: deleting it would drop those "
-                      "rows by cascade; move them off the agent first")
+            sp.refuse(codes.AGENT_REFERENCED(f"neutron.agents id={a['id']}",
+                                             agent_type=a["agent_type"], host=a["host"],
+                                             tables=sorted(refs[a["id"]])))
             continue
         if mapping.neutron_agents == "rename" and there is None:
             sp.update("neutron", "agents", {"id": a["id"]}, {"host": a["host"]},

@@ -18,6 +18,8 @@ import json
 from pacestack.migrate import neutron
 from pacestack.migrate.plan import StepPlan
 
+from pacestack import codes
+
 NIC_NAME_LEN = 14  # nova.network.model.NIC_NAME_LEN: tap device names are cut here
 _INSTANCES = ("SELECT id, uuid, host, node, compute_id, launched_on, vm_state, task_state "
               "FROM {nova.instances} WHERE deleted = 0 ")
@@ -78,7 +80,6 @@ def _rename_in_place(cloud, rule, mv: Moves, where: str) -> dict | None:
     """'rename': the old host, with its one node, is renamed in place (its service, node
     and resource provider keep their uuids, so allocations and the node's id stay).
     Says so in a note."""
-    from pacestack import findings
 
     nodes = cloud.rows("SELECT id, uuid, host, hypervisor_hostname, service_id FROM "
                        "{nova.compute_nodes} WHERE host = %s AND deleted = 0",
@@ -87,16 +88,13 @@ def _rename_in_place(cloud, rule, mv: Moves, where: str) -> dict | None:
         return None
     node = dict(nodes[0])
     mv.renames[rule.old_host] = {**node, "new_host": rule.new_host, "new_node": rule.new_node}
-    mv.notes.append(findings.warning(
-        "COMPUTE_RENAMED_IN_PLACE", where,
-        f"{rule.old_host} ({node['hypervisor_hostname']}) is renamed in place to "
-        f"{rule.new_host} ({rule.new_node}), keeping its service, node and resource "
-        f"provider uuid {node['uuid']} with their allocations"))
+    mv.notes.append(codes.COMPUTE_RENAMED_IN_PLACE(
+        where, old_host=rule.old_host, old_node=node["hypervisor_hostname"],
+        new_host=rule.new_host, new_node=rule.new_node, uuid=node["uuid"]))
     return {**node, "host": rule.new_host, "hypervisor_hostname": rule.new_node}
 
 
 def instance_moves(cloud, mapping, force: bool = False) -> Moves:
-    from pacestack import findings
 
     mv = Moves()
     known_hosts = {r["host"] for r in cloud.rows(
@@ -106,19 +104,16 @@ def instance_moves(cloud, mapping, force: bool = False) -> Moves:
         node = _compute_node(cloud, rule.new_host, rule.new_node)
         if rule.rename:
             if node is not None and rule.old_host in known_hosts:
-                mv.refusals.append(findings.error(
-                    "COMPUTE_ALREADY_REGISTERED", where,
-                    f"{rule.new_host}/{rule.new_node} is registered already: {rule.old_host} "
-                    "cannot take its name; drop 'rename' to move the instances there"))
+                mv.refusals.append(codes.COMPUTE_ALREADY_REGISTERED(
+                    where, new_host=rule.new_host, new_node=rule.new_node,
+                    old_host=rule.old_host))
                 continue
             node = node or _rename_in_place(cloud, rule, mv, where)
         if node is None:
-            mv.refusals.append(findings.error(
-                "NEW_COMPUTE_NOT_REGISTERED", where,
-                f"no compute node {rule.new_host}/{rule.new_node} in nova.compute_nodes: "
-                f"start nova-compute on {rule.new_host} and run cell_v2 discover_hosts first"
-                + (f", or add 'rename' to rename {rule.old_host} in place" if rule.old_host
-                   else "")))
+            mv.refusals.append(codes.NEW_COMPUTE_NOT_REGISTERED(
+                where, new_host=rule.new_host, new_node=rule.new_node,
+                alternative=(f", or add 'rename' to rename {rule.old_host} in place"
+                             if rule.old_host else "")))
             continue
         mv.compute_nodes[(rule.new_host, rule.new_node)] = node
         if rule.old_host:
@@ -126,9 +121,8 @@ def instance_moves(cloud, mapping, force: bool = False) -> Moves:
             if rule.old_host not in known_hosts and not rows:
                 moved = cloud.rows(_INSTANCES + "AND host = %s", [rule.new_host])
                 if not moved:
-                    mv.refusals.append(findings.error(
-                        "MAPPING_UNKNOWN_HOST", where,
-                        f"no nova service or instance on compute host {rule.old_host!r}"))
+                    mv.refusals.append(codes.MAPPING_UNKNOWN_HOST(
+                        where, users="nova service or instance", host=rule.old_host))
                     continue
             mv.host_map[rule.old_host] = (rule.new_host, rule.new_node)
             # instances moved by an earlier (interrupted) run still take their ports along
@@ -137,9 +131,8 @@ def instance_moves(cloud, mapping, force: bool = False) -> Moves:
         else:
             rows = cloud.rows(_INSTANCES + "AND uuid = %s", [rule.instance_uuid])
             if not rows:
-                mv.refusals.append(findings.error(
-                    "MAPPING_UNKNOWN_INSTANCE", where,
-                    f"no live instance {rule.instance_uuid} in nova.instances"))
+                mv.refusals.append(codes.MAPPING_UNKNOWN_INSTANCE(
+                    where, instance=rule.instance_uuid))
                 continue
             if rows[0]["host"] == rule.new_host:
                 mv.instance_hosts[rows[0]["uuid"]] = (None, rule.new_host)
@@ -148,11 +141,11 @@ def instance_moves(cloud, mapping, force: bool = False) -> Moves:
             if r["host"] == rule.new_host:
                 continue
             if not force and (r["vm_state"] != "stopped" or r["task_state"]):
-                mv.refusals.append(findings.error(
-                    "INSTANCE_NOT_STOPPED", f"nova.instances uuid={r['uuid']}",
-                    f"instance {r['uuid']} on {r['host']} is {r['vm_state']}"
-                    f"{'/' + r['task_state'] if r['task_state'] else ''}, not stopped: stop it "
-                    "or pass --force"))
+                mv.refusals.append(codes.INSTANCE_NOT_STOPPED(
+                    f"nova.instances uuid={r['uuid']}", instance=r["uuid"], host=str(r["host"]),
+                    state=f"{r['vm_state']}"
+                          f"{'/' + r['task_state'] if r['task_state'] else ''}",
+                    remedy="stop it or pass --force"))
                 continue
             mv.moving[r["uuid"]] = Move(r["uuid"], r["id"], r["host"], r["node"],
                                         r["compute_id"], r["launched_on"], rule.new_host,
@@ -208,9 +201,8 @@ def _plan_info_cache(db: str, r: dict, nets, details: dict, bridge: str,
         if not isinstance(vifs, list):
             raise ValueError
     except ValueError:
-        sp.note("INFO_CACHE_UNREADABLE", f"{db}.instance_info_caches id={r['id']}",
-                f"network_info of instance {r['instance_uuid']} is not a JSON list: left "
-                "alone (nova rebuilds it on the next refresh)")
+        sp.note(codes.INFO_CACHE_UNREADABLE(f"{db}.instance_info_caches id={r['id']}",
+                                            instance=r["instance_uuid"]))
         return
     new = []
     for vif in vifs:
@@ -258,9 +250,8 @@ def _plan_host_mappings(cloud, moves: Moves, sp: StepPlan) -> None:
         olds = sorted({m.old_host for m in moves.moving.values() if m.new_host == host})
         cell = cloud.rows(_HOST_MAPPING, [olds[0]])
         if not cell:
-            sp.refuse("HOST_MAPPING_MISSING", f"nova_api.host_mappings host={host}",
-                      f"neither {host} nor {olds[0]} has a host mapping: run "
-                      "nova-manage cell_v2 discover_hosts")
+            sp.refuse(codes.HOST_MAPPING_MISSING(f"nova_api.host_mappings host={host}",
+                                                 host=host, old_host=olds[0]))
             continue
         now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None, microsecond=0)
         sp.insert("nova_api", "host_mappings",
@@ -308,8 +299,8 @@ def _plan_moves(cloud, moves: Moves, sp: StepPlan) -> None:
             by_name.get((m.old_host, m.old_node))
         old_rp = rp.get(old_node["uuid"]) if old_node else None
         if allocs.get(u) and new_rp is None:
-            sp.refuse("NEW_PROVIDER_MISSING", f"placement.resource_providers uuid={node['uuid']}",
-                      f"compute node {m.new_host} has no resource provider in placement")
+            sp.refuse(codes.NEW_PROVIDER_MISSING(
+                f"placement.resource_providers uuid={node['uuid']}", host=m.new_host))
             continue
         sp.update("nova", "instances", {"id": m.instance_id},
                   {"host": m.old_host, "node": m.old_node, "launched_on": m.launched_on,

@@ -20,8 +20,8 @@ from typing import Any
 
 from pacestack.migrate import tables
 
-from pacestack import findings
-from pacestack.findings import Finding
+from pacestack import codes
+from pacestack.findings import Finding, Severity
 
 STEPS = ("keystone", "neutron", "cinder", "nova")
 
@@ -114,11 +114,15 @@ class StepPlan:
     refusals: list[Finding] = dataclasses.field(default_factory=list)
     notes: list[Finding] = dataclasses.field(default_factory=list)
 
-    def refuse(self, code: str, subject: str, message: str) -> None:
-        self.refusals.append(findings.error(code, subject, message))
+    def refuse(self, finding: Finding) -> None:
+        """A reason not to apply (a registered code of severity error)."""
+        assert finding.severity is Severity.ERROR, finding.code
+        self.refusals.append(finding)
 
-    def note(self, code: str, subject: str, message: str) -> None:
-        self.notes.append(findings.warning(code, subject, message))
+    def note(self, finding: Finding) -> None:
+        """Something the operator should know before applying (severity warning)."""
+        assert finding.severity is Severity.WARNING, finding.code
+        self.notes.append(finding)
 
     def update(self, db: str, table: str, key: dict, before: dict, after: dict, unit: str,
                why: str = "") -> None:
@@ -232,9 +236,9 @@ def _build(cloud, mapping, only: list[str] | None, force: bool) -> Plan:
         applied = applied_before(cloud)
         for old in mapping.hosts:
             if old not in present and not applied:
-                general.append(findings.error(
-                    "MAPPING_UNKNOWN_HOST", f"{mapping.path}:{mapping.lines.get('hosts ' + old)}",
-                    f"no service, agent, port binding or volume uses host {old!r}"))
+                general.append(codes.MAPPING_UNKNOWN_HOST(
+                    f"{mapping.path}:{mapping.lines.get('hosts ' + old)}",
+                    users="service, agent, port binding or volume", host=old))
     # nova's instance moves decide which port bindings and attachments follow: compute once
     moves = nova.instance_moves(cloud, mapping, force=force)
     shared = moves if "nova" in wanted else moves.only_done()

@@ -33,7 +33,7 @@ from typing import Any
 
 from pacestack.migrate import tables
 
-from pacestack import findings
+from pacestack import codes
 from pacestack.findings import Finding
 
 _META = re.compile(r"([\\.^$|?*+()\[\]{}])")
@@ -257,10 +257,9 @@ def databases(cloud) -> tuple[dict[str, str], list[Finding]]:
                                            "placement", "nova")}
     cells, elsewhere = cell_databases(cloud)
     dbs.update(cells)
-    problems = [findings.error(
-        "CELL_NOT_SCANNED", f"nova_api.cell_mappings uuid={c['uuid']}",
-        f"cell {c['name']!r}'s database {c['database']!r} is not on {cloud.server.endpoint}: "
-        "its rows cannot be searched for old names") for c in elsewhere]
+    problems = [codes.CELL_NOT_SCANNED(
+        f"nova_api.cell_mappings uuid={c['uuid']}", cell=c["name"], database=c["database"],
+        server=str(cloud.server.endpoint)) for c in elsewhere]
     return dbs, problems
 
 
@@ -530,13 +529,12 @@ def account(cloud, mapping, changes: Iterable = (), found: Scan | None = None) -
     for th in found.tables:
         _account_table(cloud, mapping, found.matcher, th, planned, acc)
     for e in acc.uncovered:
-        acc.refusals.append(findings.error(
-            "RESIDUE_UNCOVERED", e.where,
-            f"{e.rows} row{'s' if e.rows != 1 else ''}, e.g. "
-            f"{', '.join(f'{k}={v}' for k, v in e.example.items())}, naming "
-            f"{', '.join(e.names) or 'an old name'}: "
-            f"{e.by if e.by != 'no step, no rule' else 'no step rewrites it'}; add a rule, or "
-            f"'{e.where} = WHY' under [keep] in the mapping"))
+        acc.refusals.append(codes.RESIDUE_UNCOVERED(
+            e.where, rows=e.rows, row_word="rows" if e.rows != 1 else "row",
+            example=", ".join(f"{k}={v}" for k, v in e.example.items()),
+            names=", ".join(e.names) or "an old name",
+            why=e.by if e.by != "no step, no rule" else "no step rewrites it",
+            column=e.where))
     return acc
 
 

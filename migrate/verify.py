@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from pacestack.migrate import neutron
 
-from pacestack import findings
+from pacestack import codes
 from pacestack.findings import Finding
 
 # checks that talk to a running service (an API, OVN): not judged by verify
@@ -29,14 +29,13 @@ NEEDS_SERVICE = {
 UPGRADE_CHECK = {0: "success", 1: "warning", 2: "failure"}
 
 
-def _inv(cloud, out: list[Finding], code: str, what: str, sql: str, args=None,
+def _inv(cloud, out: list[Finding], code: codes.Code, what: str, sql: str, args=None,
          limit: int = 5) -> None:
     rows = cloud.rows(sql, args)
     for r in rows[:limit]:
-        cells = ", ".join(f"{k}={v}" for k, v in r.items())
-        out.append(findings.error(code, what, f"{what}: {cells}"))
+        out.append(code(what, check=what, row=", ".join(f"{k}={v}" for k, v in r.items())))
     if len(rows) > limit:
-        out.append(findings.error(code, what, f"{what}: {len(rows) - limit} more rows"))
+        out.append(code(what, check=what, row=f"{len(rows) - limit} more rows"))
 
 
 def url_hosts(url: str | None) -> list[str]:
@@ -64,10 +63,9 @@ def _cells_on_old_hosts(cloud, out: list[Finding], old: set[str]) -> None:
                                ("database_connection", "--database_connection")):
             hosts = [h for h in url_hosts(r[column]) if h in old]
             if hosts:
-                out.append(findings.error(
-                    "CELL_OLD_HOST",
+                out.append(codes.CELL_OLD_HOST(
                     f"nova-manage cell_v2 update_cell --cell_uuid {r['uuid']} {option} ...",
-                    f"cell {r['name'] or r['uuid']} {column} still names {hosts[0]}"))
+                    cell=str(r["name"] or r["uuid"]), column=column, host=hosts[0]))
 
 
 def invariants(cloud, mapping, only: list[str] | None = None) -> list[Finding]:
@@ -82,81 +80,80 @@ def invariants(cloud, mapping, only: list[str] | None = None) -> list[Finding]:
             except ValueError:
                 continue
             if host in mapping.endpoints:
-                out.append(findings.error("ENDPOINT_OLD_HOST", f"keystone.endpoint id={r['id']}",
-                                          f"endpoint still names {host}"))
+                out.append(codes.ENDPOINT_OLD_HOST(f"keystone.endpoint id={r['id']}", host=host))
     if "neutron" in steps:
-        _inv(cloud, out, "SEGMENT_NOT_ALLOCATED", "vlan segment without allocated VLAN row",
+        _inv(cloud, out, codes.SEGMENT_NOT_ALLOCATED, "vlan segment without allocated VLAN row",
              "SELECT s.id, s.physical_network, s.segmentation_id FROM {neutron.networksegments} s "
              "LEFT JOIN {neutron.ml2_vlan_allocations} a ON a.physical_network = "
              "s.physical_network AND a.vlan_id = s.segmentation_id AND a.allocated = 1 "
              "WHERE s.network_type = 'vlan' AND a.vlan_id IS NULL")
-        _inv(cloud, out, "SEGMENT_NOT_ALLOCATED", "vxlan segment without allocated VNI row",
+        _inv(cloud, out, codes.SEGMENT_NOT_ALLOCATED, "vxlan segment without allocated VNI row",
              "SELECT s.id, s.segmentation_id FROM {neutron.networksegments} s "
              "LEFT JOIN {neutron.ml2_vxlan_allocations} a ON a.vxlan_vni = s.segmentation_id "
              "AND a.allocated = 1 WHERE s.network_type = 'vxlan' AND a.vxlan_vni IS NULL")
-        _inv(cloud, out, "ALLOCATION_LEAKED", "VLAN marked allocated with no segment",
+        _inv(cloud, out, codes.ALLOCATION_LEAKED, "VLAN marked allocated with no segment",
              "SELECT a.physical_network, a.vlan_id FROM {neutron.ml2_vlan_allocations} a "
              "LEFT JOIN {neutron.networksegments} s ON s.network_type = 'vlan' AND "
              "s.physical_network = a.physical_network AND s.segmentation_id = a.vlan_id "
              "WHERE a.allocated = 1 AND s.id IS NULL")
-        _inv(cloud, out, "ALLOCATION_LEAKED", "VNI marked allocated with no segment",
+        _inv(cloud, out, codes.ALLOCATION_LEAKED, "VNI marked allocated with no segment",
              "SELECT a.vxlan_vni FROM {neutron.ml2_vxlan_allocations} a "
              "LEFT JOIN {neutron.networksegments} s ON s.network_type = 'vxlan' AND "
              "s.segmentation_id = a.vxlan_vni WHERE a.allocated = 1 AND s.id IS NULL")
-        _inv(cloud, out, "SEGMENT_DUPLICATE", "segmentation id used twice",
+        _inv(cloud, out, codes.SEGMENT_DUPLICATE, "segmentation id used twice",
              "SELECT network_type, physical_network, segmentation_id, COUNT(*) AS n "
              "FROM {neutron.networksegments} WHERE segmentation_id IS NOT NULL "
              "GROUP BY network_type, physical_network, segmentation_id HAVING n > 1")
-        _inv(cloud, out, "BINDING_LINUXBRIDGE", "port binding still linuxbridge",
+        _inv(cloud, out, codes.BINDING_LINUXBRIDGE, "port binding still linuxbridge",
              "SELECT port_id, host FROM {neutron.ml2_port_bindings} WHERE vif_type = %s",
              [neutron.VIF_TYPE_BRIDGE])
-        _inv(cloud, out, "BINDING_LINUXBRIDGE", "binding level still linuxbridge",
+        _inv(cloud, out, codes.BINDING_LINUXBRIDGE, "binding level still linuxbridge",
              "SELECT port_id, host FROM {neutron.ml2_port_binding_levels} WHERE driver = %s",
              ["linuxbridge"])
-        _inv(cloud, out, "BINDING_OLD_HOST", "port binding on an old host",
+        _inv(cloud, out, codes.BINDING_OLD_HOST, "port binding on an old host",
              "SELECT port_id, host FROM {neutron.ml2_port_bindings} WHERE host IN %s",
              [old_hosts])
-        _inv(cloud, out, "AGENT_STALE", "linuxbridge agent left",
+        _inv(cloud, out, codes.AGENT_STALE, "linuxbridge agent left",
              "SELECT id, host FROM {neutron.agents} WHERE agent_type = %s",
              [neutron.LINUXBRIDGE_AGENT])
     if "cinder" in steps:
-        _inv(cloud, out, "CINDER_OLD_HOST", "live cinder volume on an old host",
+        _inv(cloud, out, codes.CINDER_OLD_HOST, "live cinder volume on an old host",
              "SELECT id, host FROM {cinder.volumes} WHERE deleted = 0 AND "
              "SUBSTRING_INDEX(SUBSTRING_INDEX(host, '#', 1), '@', 1) IN %s", [old_hosts])
-        _inv(cloud, out, "CINDER_OLD_HOST", "live cinder group on an old host",
+        _inv(cloud, out, codes.CINDER_OLD_HOST, "live cinder group on an old host",
              "SELECT id, host FROM {cinder.groups} WHERE deleted = 0 AND "
              "SUBSTRING_INDEX(SUBSTRING_INDEX(host, '#', 1), '@', 1) IN %s", [old_hosts])
-        _inv(cloud, out, "CINDER_OLD_HOST", "live cinder service on an old host",
+        _inv(cloud, out, codes.CINDER_OLD_HOST, "live cinder service on an old host",
              "SELECT id, host FROM {cinder.services} WHERE deleted = 0 AND "
              "SUBSTRING_INDEX(host, '@', 1) IN %s", [old_hosts])
-        _inv(cloud, out, "CINDER_OLD_HOST", "live cinder backup on an old host",
+        _inv(cloud, out, codes.CINDER_OLD_HOST, "live cinder backup on an old host",
              "SELECT id, host FROM {cinder.backups} WHERE deleted = 0 AND host IN %s",
              [old_hosts])
         # cinder refuses to start any of its services (ServiceTooOld) while a live row
         # of that binary has no version: a Liberty-era row, or one written by hand
-        _inv(cloud, out, "CINDER_SERVICE_UNVERSIONED",
+        _inv(cloud, out, codes.CINDER_SERVICE_UNVERSIONED,
              "live cinder service without versions (cinder will raise ServiceTooOld; "
              "`cinder-manage service remove BINARY HOST` if it is gone)",
              "SELECT id, `binary`, host FROM {cinder.services} WHERE deleted = 0 AND "
              "(rpc_current_version IS NULL OR object_current_version IS NULL)")
-        _inv(cloud, out, "CINDER_SERVICE_UUID", "volume pointing at a retired service",
+        _inv(cloud, out, codes.CINDER_SERVICE_UUID, "volume pointing at a retired service",
              "SELECT v.id, v.service_uuid FROM {cinder.volumes} v JOIN {cinder.services} s "
              "ON s.uuid = v.service_uuid WHERE v.deleted = 0 AND s.deleted != 0")
     if "nova" in steps:
         _cells_on_old_hosts(cloud, out, {h.lower() for h in (*mapping.hosts, *mapping.endpoints)})
         olds = tuple(m.old_host for m in mapping.computes if m.old_host) or ("",)
-        _inv(cloud, out, "INSTANCE_OLD_HOST", "live stopped instance left on an old compute",
+        _inv(cloud, out, codes.INSTANCE_OLD_HOST, "live stopped instance left on an old compute",
              "SELECT uuid, host FROM {nova.instances} WHERE deleted = 0 AND host IN %s "
              "AND vm_state = 'stopped'", [olds])
-        _inv(cloud, out, "INSTANCE_COMPUTE_ID", "instance compute_id names another node",
+        _inv(cloud, out, codes.INSTANCE_COMPUTE_ID, "instance compute_id names another node",
              "SELECT i.uuid, i.host, i.node FROM {nova.instances} i JOIN {nova.compute_nodes} c "
              "ON c.id = i.compute_id WHERE i.deleted = 0 AND (c.host != i.host OR "
              "c.hypervisor_hostname != i.node)")
-        _inv(cloud, out, "INFO_CACHE_BRIDGE", "info cache with a linuxbridge VIF",
+        _inv(cloud, out, codes.INFO_CACHE_BRIDGE, "info cache with a linuxbridge VIF",
              "SELECT c.instance_uuid FROM {nova.instance_info_caches} c JOIN {nova.instances} i "
              "ON i.uuid = c.instance_uuid WHERE c.deleted = 0 AND i.deleted = 0 AND "
              "c.network_info LIKE %s", ['%"type": "bridge"%'])
-        _inv(cloud, out, "ALLOCATION_ELSEWHERE", "allocation not on the instance's node",
+        _inv(cloud, out, codes.ALLOCATION_ELSEWHERE, "allocation not on the instance's node",
              "SELECT a.consumer_id, rp.uuid FROM {placement.allocations} a "
              "JOIN {placement.resource_providers} rp ON rp.id = a.resource_provider_id "
              "JOIN {nova.instances} i ON i.uuid = a.consumer_id "
@@ -174,11 +171,10 @@ def residue(cloud, mapping) -> list[Finding]:
     out = list(acc.refusals)
     for e in acc.entries:
         if e.outcome == "kept":
-            out.append(findings.info("RESIDUE_KEPT", e.where, f"{e.rows} rows: {e.by}"))
-    out.append(findings.info("RESIDUE_SCANNED", "old names",
-                             f"{acc.columns_scanned} text columns of {len(acc.databases)} "
-                             f"databases searched for {len(acc.names)} old names; "
-                             f"{sum(e.rows for e in acc.uncovered)} rows uncovered"))
+            out.append(codes.RESIDUE_KEPT(e.where, rows=e.rows, rule=e.by))
+    out.append(codes.RESIDUE_SCANNED("old names", columns=acc.columns_scanned,
+                                     databases=len(acc.databases), names=len(acc.names),
+                                     uncovered=sum(e.rows for e in acc.uncovered)))
     return out
 
 
@@ -209,30 +205,29 @@ def run_upstream_check(argv: list[str], timeout: int, env: dict | None = None) -
         p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env,
                            check=False)
     except FileNotFoundError:
-        return [findings.error("UPSTREAM_CHECK_MISSING", name, f"{argv[0]} is not installed")]
+        return [codes.UPSTREAM_CHECK_MISSING(name, program=argv[0])]
     except OSError as exc:
-        return [findings.error("UPSTREAM_CHECK_ERROR", name,
-                               f"{argv[0]}: {exc.strerror or type(exc).__name__}")]
+        return [codes.UPSTREAM_CHECK_ERROR(
+            name, error=f"{argv[0]}: {exc.strerror or type(exc).__name__}")]
     except subprocess.TimeoutExpired:
-        return [findings.error("UPSTREAM_CHECK_TIMEOUT", name, f"{name} took over {timeout}s")]
+        return [codes.UPSTREAM_CHECK_TIMEOUT(name, check=name, seconds=f"{timeout:g}")]
     checks = parse_checks(p.stdout)
     if p.returncode not in UPGRADE_CHECK or not checks:
         last = (p.stderr.strip().splitlines() or ["no output"])[-1]
-        return [findings.error("UPSTREAM_CHECK_ERROR", name,
-                               f"{name} exited {p.returncode}: {' '.join(last.split())[:300]}")]
+        return [codes.UPSTREAM_CHECK_ERROR(
+            name, error=f"{name} exited {p.returncode}: {' '.join(last.split())[:300]}")]
     out = []
     for check, result, details in checks:
         subject = f"{name}: {check}"
         if (name, check) in NEEDS_SERVICE and result != "Success":
-            out.append(findings.info("UPSTREAM_CHECK_NEEDS_SERVICE", subject,
-                                     f"needs a running service, not judged: {details[:200]}"))
+            out.append(codes.UPSTREAM_CHECK_NEEDS_SERVICE(subject, details=details[:200]))
         elif result == "Success":
-            out.append(findings.info("UPSTREAM_CHECK_OK", subject, "success"))
+            out.append(codes.UPSTREAM_CHECK_OK(subject))
         elif result == "Warning":
-            out.append(findings.warning("UPSTREAM_CHECK_WARNING", subject, details[:300]))
+            out.append(codes.UPSTREAM_CHECK_WARNING(subject, details=details[:300]))
         else:
-            out.append(findings.error("UPSTREAM_CHECK_FAILURE", subject,
-                                      f"{result}: {details[:300]}"))
+            out.append(codes.UPSTREAM_CHECK_FAILURE(subject, result=result,
+                                                    details=details[:300]))
     return out
 
 

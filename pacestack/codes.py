@@ -6,9 +6,9 @@ A call site names the code and gives the payload; it never writes the message:
     codes.CINDER_HOST_MISMATCH(subject, node="controller01", host="c1", shared="controller")
 
 so one code always means one thing, `--format json` carries the fields a script
-needs (not only prose), and the whole vocabulary can be read in this file. Codes
-of `migrate` are added here as their rules move to the registry; until then they
-are plain strings at their call sites (tests/core/test_codes.py lists them).
+needs (not only prose), and the whole vocabulary can be read in this file. The
+rehome state machine's few codes are the only ones still named at their call
+sites (tests/core/test_codes.py holds them to that).
 """
 
 from __future__ import annotations
@@ -218,3 +218,132 @@ GALERA_NOT_MOST_ADVANCED = _code(
     "GALERA_NOT_MOST_ADVANCED", ERROR,
     "{node} (seqno {seqno}) is not the most advanced member that reported: {best} is at "
     "seqno {best_seqno}", node=str, seqno=int, best=str, best_seqno=int)
+
+# ---- migrate plan: refusals (errors) and notes (warnings) -------------------
+MAPPING_UNKNOWN_HOST = _code(
+    "MAPPING_UNKNOWN_HOST", ERROR, "no {users} uses host {host!r}", users=str, host=str)
+MAPPING_UNKNOWN_ENDPOINT_HOST = _code(
+    "MAPPING_UNKNOWN_ENDPOINT_HOST", ERROR, "no keystone endpoint URL names host {host!r}",
+    host=str)
+MAPPING_UNKNOWN_NETWORK = _code(
+    "MAPPING_UNKNOWN_NETWORK", ERROR,
+    "network {network} has no segment in neutron.networksegments", network=str)
+MAPPING_UNKNOWN_INSTANCE = _code(
+    "MAPPING_UNKNOWN_INSTANCE", ERROR, "no live instance {instance} in nova.instances",
+    instance=str)
+MAPPING_SEGMENT_UNUSED = _code(
+    "MAPPING_SEGMENT_UNUSED", WARNING,
+    "segment selector '{selector}' matches no segment that still needs a change",
+    selector=str)
+SEGMENT_NEEDS_ID = _code(
+    "SEGMENT_NEEDS_ID", ERROR,
+    "{network_type} segment of network {network} has no id to keep: {line} must give one",
+    network_type=str, network=str, line=str)
+SEGMENT_ID_OUT_OF_RANGE = _code(
+    "SEGMENT_ID_OUT_OF_RANGE", ERROR,
+    "{segment} for network {network} ({line}) is outside ml2's ranges ({ranges})",
+    segment=str, network=str, line=str, ranges=str)
+SEGMENT_ID_TAKEN = _code(
+    "SEGMENT_ID_TAKEN", ERROR, "{segment} for network {network} is already used by {other}",
+    segment=str, network=str, other=str)
+SEGMENT_ID_DUPLICATE = _code(
+    "SEGMENT_ID_DUPLICATE", ERROR,
+    "{segment} would be given to networks {networks} ({line})",
+    segment=str, networks=list, line=str)
+PORT_BINDING_CONFLICT = _code(
+    "PORT_BINDING_CONFLICT", ERROR,
+    "port {port} already has a binding on {new_host}; renaming its binding on {host} "
+    "would break the primary key", port=str, new_host=str, host=str)
+AGENT_REFERENCED = _code(
+    "AGENT_REFERENCED", ERROR,
+    "{agent_type} of {host} is still named by {tables}: deleting it would drop those rows "
+    "by cascade; move them off the agent first", agent_type=str, host=str, tables=list)
+COMPUTE_RENAMED_IN_PLACE = _code(
+    "COMPUTE_RENAMED_IN_PLACE", WARNING,
+    "{old_host} ({old_node}) is renamed in place to {new_host} ({new_node}), keeping its "
+    "service, node and resource provider uuid {uuid} with their allocations",
+    old_host=str, old_node=str, new_host=str, new_node=str, uuid=str)
+COMPUTE_ALREADY_REGISTERED = _code(
+    "COMPUTE_ALREADY_REGISTERED", ERROR,
+    "{new_host}/{new_node} is registered already: {old_host} cannot take its name; drop "
+    "'rename' to move the instances there", new_host=str, new_node=str, old_host=str)
+NEW_COMPUTE_NOT_REGISTERED = _code(
+    "NEW_COMPUTE_NOT_REGISTERED", ERROR,
+    "no compute node {new_host}/{new_node} in nova.compute_nodes: start nova-compute on "
+    "{new_host} and run cell_v2 discover_hosts first{alternative}",
+    new_host=str, new_node=str, alternative=str)
+INSTANCE_NOT_STOPPED = _code(
+    "INSTANCE_NOT_STOPPED", ERROR,
+    "instance {instance} on {host} is {state}, not stopped: {remedy}",
+    instance=str, host=str, state=str, remedy=str)
+INFO_CACHE_UNREADABLE = _code(
+    "INFO_CACHE_UNREADABLE", WARNING,
+    "network_info of instance {instance} is not a JSON list: left alone (nova rebuilds it "
+    "on the next refresh)", instance=str)
+HOST_MAPPING_MISSING = _code(
+    "HOST_MAPPING_MISSING", ERROR,
+    "neither {host} nor {old_host} has a host mapping: run nova-manage cell_v2 discover_hosts",
+    host=str, old_host=str)
+NEW_PROVIDER_MISSING = _code(
+    "NEW_PROVIDER_MISSING", ERROR, "compute node {host} has no resource provider in placement",
+    host=str)
+ATTACHMENT_CONNECTOR_IDENTITY = _code(
+    "ATTACHMENT_CONNECTOR_IDENTITY", WARNING,
+    "volume {volume} of instance {instance} moves from {old_host} to {new_host}; its "
+    "connector keeps {old_host}'s {keys}, to which the volume is exported: before starting "
+    "the instance, on {new_host} run `nova-manage volume_attachment get_connector > "
+    "connector.json` and `nova-manage volume_attachment refresh {instance} {volume} "
+    "connector.json`", volume=str, instance=str, old_host="str?", new_host=str, keys=list)
+CELL_NOT_SCANNED = _code(
+    "CELL_NOT_SCANNED", ERROR,
+    "cell {cell!r}'s database {database!r} is not on {server}: its rows cannot be searched "
+    "for old names", cell="str?", database="str?", server=str)
+RESIDUE_UNCOVERED = _code(
+    "RESIDUE_UNCOVERED", ERROR,
+    "{rows} {row_word}, e.g. {example}, naming {names}: {why}; add a rule, or '{column} = "
+    "WHY' under [keep] in the mapping",
+    rows=int, row_word=str, example=str, names=str, why=str, column=str)
+
+# ---- migrate verify ----------------------------------------------------------
+RESIDUE_KEPT = _code("RESIDUE_KEPT", INFO, "{rows} rows: {rule}", rows=int, rule=str)
+RESIDUE_SCANNED = _code(
+    "RESIDUE_SCANNED", INFO,
+    "{columns} text columns of {databases} databases searched for {names} old names; "
+    "{uncovered} rows uncovered", columns=int, databases=int, names=int, uncovered=int)
+CELL_OLD_HOST = _code(
+    "CELL_OLD_HOST", ERROR, "cell {cell} {column} still names {host}",
+    cell=str, column=str, host=str)
+ENDPOINT_OLD_HOST = _code(
+    "ENDPOINT_OLD_HOST", ERROR, "endpoint still names {host}", host=str)
+NOVA_READBACK_FAILED = _code("NOVA_READBACK_FAILED", ERROR, "{error}", error=str)
+NOVA_READBACK_OK = _code(
+    "NOVA_READBACK_OK", INFO, "{count} moved instances read back through nova", count=int)
+UPSTREAM_CHECK_MISSING = _code(
+    "UPSTREAM_CHECK_MISSING", ERROR, "{program} is not installed", program=str)
+UPSTREAM_CHECK_ERROR = _code("UPSTREAM_CHECK_ERROR", ERROR, "{error}", error=str)
+UPSTREAM_CHECK_TIMEOUT = _code(
+    "UPSTREAM_CHECK_TIMEOUT", ERROR, "{check} took over {seconds}s", check=str, seconds=str)
+UPSTREAM_CHECK_NEEDS_SERVICE = _code(
+    "UPSTREAM_CHECK_NEEDS_SERVICE", INFO, "needs a running service, not judged: {details}",
+    details=str)
+UPSTREAM_CHECK_OK = _code("UPSTREAM_CHECK_OK", INFO, "success")
+UPSTREAM_CHECK_WARNING = _code("UPSTREAM_CHECK_WARNING", WARNING, "{details}", details=str)
+UPSTREAM_CHECK_FAILURE = _code(
+    "UPSTREAM_CHECK_FAILURE", ERROR, "{result}: {details}", result=str, details=str)
+# the invariants verify checks after apply: one finding per offending row (up to a few)
+_INVARIANT = "{check}: {row}"
+SEGMENT_NOT_ALLOCATED = _code("SEGMENT_NOT_ALLOCATED", ERROR, _INVARIANT, check=str, row=str)
+SEGMENT_DUPLICATE = _code("SEGMENT_DUPLICATE", ERROR, _INVARIANT, check=str, row=str)
+# plan refuses a target id in this state too: no segment uses it, yet it is allocated
+ALLOCATION_LEAKED = _code("ALLOCATION_LEAKED", ERROR, _INVARIANT, check=str, row=str)
+BINDING_LINUXBRIDGE = _code("BINDING_LINUXBRIDGE", ERROR, _INVARIANT, check=str, row=str)
+BINDING_OLD_HOST = _code("BINDING_OLD_HOST", ERROR, _INVARIANT, check=str, row=str)
+AGENT_STALE = _code("AGENT_STALE", ERROR, _INVARIANT, check=str, row=str)
+CINDER_OLD_HOST = _code("CINDER_OLD_HOST", ERROR, _INVARIANT, check=str, row=str)
+CINDER_SERVICE_UNVERSIONED = _code("CINDER_SERVICE_UNVERSIONED", ERROR, _INVARIANT,
+                                   check=str, row=str)
+CINDER_SERVICE_UUID = _code("CINDER_SERVICE_UUID", ERROR, _INVARIANT, check=str, row=str)
+INSTANCE_OLD_HOST = _code("INSTANCE_OLD_HOST", ERROR, _INVARIANT, check=str, row=str)
+INSTANCE_COMPUTE_ID = _code("INSTANCE_COMPUTE_ID", ERROR, _INVARIANT, check=str, row=str)
+INFO_CACHE_BRIDGE = _code("INFO_CACHE_BRIDGE", ERROR, _INVARIANT, check=str, row=str)
+ALLOCATION_ELSEWHERE = _code("ALLOCATION_ELSEWHERE", ERROR, _INVARIANT, check=str, row=str)

@@ -26,7 +26,7 @@ from pacestack.migrate.rehome import ports as portlib
 from pacestack.migrate.rehome import state as statelib
 from pacestack.migrate.runlock import Held
 
-from pacestack import findings
+from pacestack import codes, findings
 from pacestack.errors import PacestackError, RuntimeFailure
 from pacestack.findings import Finding
 
@@ -233,10 +233,9 @@ class Worker:
             raise RuntimeFailure(f"instance {uuid} is gone from the new cloud")
         self._known[uuid] = server
         if server.compute_host != target.host and server.status != "SHUTOFF":
-            raise Refused(findings.error(
-                "INSTANCE_NOT_STOPPED", f"instance {uuid}",
-                f"instance {uuid} is {server.status} in the new cloud on {server.compute_host}, "
-                "not SHUTOFF: the database move needs it stopped"))
+            raise Refused(codes.INSTANCE_NOT_STOPPED(
+                f"instance {uuid}", instance=uuid, host=f"{server.compute_host} (new cloud)",
+                state=str(server.status), remedy="the database move needs it SHUTOFF"))
         if self.shared.old.neutron is not None:
             data["old_ports"] = [p.to_dict() for p in self.shared.old.ports(uuid)]
         else:

@@ -60,14 +60,15 @@ def test_bad_mappings_refused_nothing_changed(seeded):
 
 
 def test_an_id_marked_allocated_without_a_segment_is_refused_by_its_own_code(seeded):
-    """Another network's id and a stray allocation are two conditions with two fixes."""
+    """Another network's id and a leaked allocation are two conditions with two fixes;
+    plan refuses the latter with the code verify reports it under."""
     seeded.sql("neutron", "UPDATE ml2_vxlan_allocations SET allocated = 1 "
                           "WHERE vxlan_vni = 1777")
     seeded.os.server.execute("COMMIT")
     before = seeded.checksums()
     seeded.mapping_path.write_text("[segments]\nflat dmz = vxlan 1777\n")
     r = seeded.cli("apply", "--mapping", str(seeded.mapping_path))
-    _one_line_error(r, 2, "SEGMENT_ALLOCATION_STRAY", "VNI 1777")
+    _one_line_error(r, 2, "ALLOCATION_LEAKED", "vxlan_vni=1777")
     assert seeded.checksums() == before
 
 
