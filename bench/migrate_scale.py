@@ -229,7 +229,7 @@ def row_by_row_apply(cloud, plan, journal: Journal, run_id: str) -> int:
                 cols = list(c.after)
                 cur.execute(f"INSERT INTO {real} ({', '.join(tables.q(x) for x in cols)}) "  # noqa: S608
                             f"VALUES ({', '.join(['%s'] * len(cols))})", [c.after[x] for x in cols])
-                images.append((c.db, c.table, "insert", c.key, None, cols))
+                images.append((c.db, c.table, "insert", c.key, None, cols, c.after))
                 continue
             cur.execute(f"SELECT * FROM {real} WHERE {where} FOR UPDATE", args)  # noqa: S608
             names = [d[0] for d in cur.description]
@@ -238,10 +238,10 @@ def row_by_row_apply(cloud, plan, journal: Journal, run_id: str) -> int:
                 sets = ", ".join(f"{tables.q(x)} = %s" for x in c.after)
                 cur.execute(f"UPDATE {real} SET {sets} WHERE {where}",  # noqa: S608
                             list(c.after.values()) + args)
-                images.append((c.db, c.table, "update", c.new_key, row, list(c.after)))
+                images.append((c.db, c.table, "update", c.new_key, row, list(c.after), c.after))
             else:
                 cur.execute(f"DELETE FROM {real} WHERE {where}", args)  # noqa: S608
-                images.append((c.db, c.table, "delete", c.key, row, []))
+                images.append((c.db, c.table, "delete", c.key, row, [], None))
             n += 1
         for im in images:
             journal.write_images(cur, run_id, batch, [im])
