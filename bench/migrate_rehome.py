@@ -145,9 +145,9 @@ def main_hypervisor(args) -> int:
         time.sleep(1)
         for inst in oc.insts:
             host.destroy(inst["old_name"])
+        follower = lv.follow_on_br_int(stack, oc)
         lv.place_guest_files(host, guest, oc.insts)
         wall, report = lv.run_rehome(stack, oc, work / "pacestack.conf", args.parallel)
-        lv.serve_on_br_int(stack, oc)
         _wait_all_answering(oc.dhcp, ips)
         rehome_down = _down_times(pingers)
         steps: dict[str, list[float]] = {}
@@ -171,6 +171,7 @@ def main_hypervisor(args) -> int:
         _wait_all_answering(oc.dhcp, ips)
         reboot_wall = time.monotonic() - t0
         reboot_down = _down_times(pingers)
+        follower.stop()
         print(f"baseline nova reboot --hard of all {count} at once: answering again after "
               f"{reboot_wall:.1f} s", flush=True)
         for ip in ips:

@@ -11,12 +11,14 @@ one guest's port, and rehome moves both. Asserted from the outside: each guest
 boots on compute05 (its console marker in Nova's console.log), plugged by
 libvirt into ``br-int`` with its port id, gets its old IP by DHCP at the new MTU
 1422 and answers ping from the DHCP namespace: 1394 bytes with DF pass, 1472 do
-not. The lost port is recreated with the same MAC and IP, hot-plugged, and works.
+not. The lost port is recreated with the same MAC and IP, attached, and works.
+The guest that needs no port repaired keeps running after its hard reboot.
 
 Stand-ins: no Glance (the guests' kernel and ramdisk are already in their
 instance directories, where the libvirt driver looks before fetching), no
-neutron-openvswitch-agent or -dhcp-agent (dnsmasq serves what Neutron's API
-says; nova-compute does not wait for vif-plugged events no agent would send).
+neutron-openvswitch-agent or -dhcp-agent (dnsmasq on br-int from the moment the
+old cloud is gone, serving what Neutron's API says, polled every 0.5 s;
+nova-compute does not wait for vif-plugged events no agent would send).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -189,17 +192,54 @@ def run_rehome(stack: NovaStack, oc: OldCloud, conf: Path, parallel: int) -> tup
     return wall, json.loads(run.stdout)
 
 
-def serve_on_br_int(stack: NovaStack, oc: OldCloud) -> dict[str, dict]:
-    """What Neutron's DHCP agent would do after the move: serve the network's ports on
-    br-int at its new MTU. Returns the instances' ports by MAC."""
-    client = stack.client
-    mtu = client.network("GET", f"/networks/{oc.net['id']}")["network"]["mtu"]
-    ports = {p["mac_address"]: p for p in client.network(
-        "GET", f"/ports?network_id={oc.net['id']}&device_owner=compute:nova")["ports"]}
+class DhcpFollower(threading.Thread):
+    """What neutron-dhcp-agent does for one network, by polling Neutron's API: serve
+    the network's instance ports (MAC, IP) at the network's MTU, and serve again
+    whenever they change (rehome lowers the MTU and recreates a lost port)."""
+
+    def __init__(self, client, dhcp: hv.DhcpNamespace, net_id: str, interval: float = 0.5):
+        super().__init__(daemon=True)
+        self.client, self.dhcp, self.net_id, self.interval = client, dhcp, net_id, interval
+        self.served: tuple | None = None
+        self.error: BaseException | None = None
+        self._halt = threading.Event()
+
+    def state(self) -> tuple[int, tuple[tuple[str, str], ...]]:
+        mtu = self.client.network("GET", f"/networks/{self.net_id}")["network"]["mtu"]
+        ports = self.client.network(
+            "GET", f"/ports?network_id={self.net_id}&device_owner=compute:nova")["ports"]
+        return mtu, tuple(sorted((p["mac_address"], p["fixed_ips"][0]["ip_address"])
+                                 for p in ports))
+
+    def sync(self) -> None:
+        now = self.state()
+        if now != self.served:
+            self.dhcp.set_mtu(now[0])
+            self.dhcp.serve(list(now[1]), now[0])
+            self.served = now
+
+    def run(self) -> None:
+        try:
+            while not self._halt.wait(self.interval):
+                self.sync()
+        except BaseException as e:  # handed to the test by stop()
+            self.error = e
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=60)
+        if self.error is not None:
+            raise self.error
+
+
+def follow_on_br_int(stack: NovaStack, oc: OldCloud) -> DhcpFollower:
+    """The old cloud is gone: from now on the network's DHCP is the new cloud's, on
+    br-int, serving what Neutron says."""
     oc.dhcp.plug("br-int", ovs=True)
-    oc.dhcp.set_mtu(mtu)
-    oc.dhcp.serve([(m, p["fixed_ips"][0]["ip_address"]) for m, p in ports.items()], mtu)
-    return ports
+    follower = DhcpFollower(stack.client, oc.dhcp, oc.net["id"])
+    follower.sync()
+    follower.start()
+    return follower
 
 
 def wait_answering(dhcp: hv.DhcpNamespace, ip: str, timeout: float = 30) -> None:
@@ -225,6 +265,7 @@ def test_rehome_moves_real_guests_from_brq_to_br_int(host, stack, tmp_path):
     time.sleep(1)
     for inst in insts:
         host.destroy(inst["old_name"])
+    follower = follow_on_br_int(stack, oc)
     place_guest_files(host, guest, insts)
     wall, report = run_rehome(stack, oc, tmp_path / "pacestack.conf", parallel=2)
     timings.record("rehome of 2 guests, --parallel 2 (libvirt)", wall)
@@ -234,7 +275,8 @@ def test_rehome_moves_real_guests_from_brq_to_br_int(host, stack, tmp_path):
 
     mtu = stack.client.network("GET", f"/networks/{net['id']}")["network"]["mtu"]
     assert mtu == NEW_MTU
-    ports = serve_on_br_int(stack, oc)
+    ports = {p["mac_address"]: p for p in stack.client.network(
+        "GET", f"/ports?network_id={net['id']}&device_owner=compute:nova")["ports"]}
     assert set(ports) == {i["mac"] for i in insts}
 
     for inst in insts:
@@ -251,6 +293,9 @@ def test_rehome_moves_real_guests_from_brq_to_br_int(host, stack, tmp_path):
         down = hv.down_time(pinger.stop())
         assert down is not None, f"no outage and recovery seen for {ip}"
         timings.record(f"guest {ip} network down (libvirt rehome)", down)
+    follower.stop()
+    assert follower.served == (NEW_MTU, tuple(sorted(
+        (m, p["fixed_ips"][0]["ip_address"]) for m, p in ports.items())))
 
     assert ports[loses["mac"]]["id"] != loses["port"]["id"]  # recreated, same MAC and IP
     assert ports[loses["mac"]]["fixed_ips"][0]["ip_address"] == loses["ip"]
