@@ -390,8 +390,11 @@ class Worker:
 
     def step_rebooted(self, uuid: str, target: Target, data: dict, res: InstanceResult) -> None:
         """Hard reboot defines the guest on the new host (the seed's `nova reboot
-        --hard`), then stop it again: ports are repaired on a stopped guest. A hard
-        reboot is safe to repeat, so a kill before it was recorded only repeats it."""
+        --hard`). A guest with a port still to attach or re-plug is stopped again, so
+        it boots once with all of them; one with none keeps running: stopping it costs
+        a second boot, and Nova's clean stop of a guest still booting waits until the
+        guest handles the power button (up to shutdown_timeout). A hard reboot is safe
+        to repeat, so a kill before it was recorded only repeats it."""
         server = self.api.wait_idle(uuid)
         if not data.get("reboot_done"):
             self.api.reboot_hard(uuid)
@@ -401,10 +404,24 @@ class Worker:
         if server.compute_host != target.host:
             raise RuntimeFailure(f"after the hard reboot the instance is on "
                                  f"{server.compute_host}, not {target.host}")
-        if server.status == "ACTIVE":
+        if server.status == "ACTIVE" and self._ports_to_repair(uuid, target, data):
             self.api.stop(uuid)
             server = self.api.wait_status(uuid, "SHUTOFF")
         self._known[uuid] = server
+
+    def _ports_to_repair(self, uuid: str, target: Target, data: dict) -> list[str]:
+        """Port ids step_ports_repaired will attach or re-plug: not yet attached, or
+        attached but not an OVS VIF in Nova's cache bound to the target."""
+        ifaces = {i.port_id for i in self.api.interfaces(uuid)}
+        out = [p for p in data.get("attach", []) if p not in ifaces]
+        cache = {v.get("id"): v for v in self._cache(uuid)}
+        for port_id in ifaces:
+            vif = cache.get(port_id)
+            port = self.api.port(port_id)
+            if vif is None or vif.get("type") != portlib.OVS or port is None or \
+                    portlib.needs_rebind(port, target.host) is not None:
+                out.append(port_id)
+        return out
 
     def step_ports_repaired(self, uuid: str, target: Target, data: dict,
                             res: InstanceResult) -> None:
