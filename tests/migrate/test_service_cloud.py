@@ -95,6 +95,15 @@ def test_the_scan_accounts_for_every_old_name(svc):
     plan = _plan_json(svc)
     assert not [f for f in plan["refusals"] if f["code"] == "RESIDUE_UNCOVERED"]
     assert plan["accounting"]["uncovered_rows"] == 0
+    # the accounting, per outcome and rule, for the reader of the log (-s)
+    per_rule: dict[tuple[str, str], list[int]] = {}
+    for e in plan["accounting"]["entries"]:
+        n = per_rule.setdefault((e["outcome"], e["by"].split(";")[0][:60]), [0, 0])
+        n[0] += 1
+        n[1] += e["rows"]
+    print("\nresidue accounting (outcome, rule: columns, rows):")
+    for (outcome, rule), (columns, rows) in sorted(per_rule.items()):
+        print(f"  {outcome:10s} {rule:60s} {columns:3d} {rows:6d}")
     # the second cell: its control services and the cache of its instance (whose port
     # the neutron step rebinds to ovs) are rewritten like the main cell's
     assert _by(plan, "nova_cell2.services.host") == {"nova": ("rewritten", 2)}
