@@ -24,6 +24,23 @@ Goal: each within 3 s of its floor. Times are from the fault, sampled
 every 0.1 s (probes) and 0.25 s (crm_mon).
 
     .venv/bin/python bench/cluster_drill.py [--rounds 2] [--json]
+
+``--whole-profile`` builds the whole controller (``lab up --whole-profile``, 2-4 min)
+and runs ``--scenarios`` (default: node-crash, standby, partition, kill-service,
+kill-mariadbd) once each with the cloud-level probe; per scenario it prints each
+API's recovery through the VIP, the user sequence's, and beside them the floor:
+
+  floor = detection (node gone: token + consensus; a killed process: its
+          monitor interval; standby: none) + fencing (where a node is fenced:
+          the delay and fence_dummy's run time) + the slowest start (or promote)
+          the cluster ran for the scenario (from crm_mon's operation history:
+          the operations that were not there before it, on the nodes that carried
+          the service meanwhile).
+
+Goals: every API within floor + 3 s, the cloud sequence within floor + 10 s, 0
+acknowledged writes lost.
+
+    .venv/bin/python bench/cluster_drill.py --whole-profile [--scenarios LIST] [--json]
 """
 
 from __future__ import annotations
@@ -79,16 +96,111 @@ def fence_seconds(lab: stack.Lab, victim: str) -> float:
     return seconds
 
 
+def op_history(lab: stack.Lab) -> dict[tuple[str, str, str], tuple[str, float]]:
+    """(node, resource, call id) -> (task, exec seconds) of every operation crm_mon
+    still remembers."""
+    res = lab.observer().run(["crm_mon", "-1", "--output-as=xml", "--include=operations"],
+                             check=False, timeout=30)
+    if res.returncode != 0:
+        return {}
+    found = {}
+    for nh in ET.fromstring(res.stdout).iterfind("./node_history/node"):
+        for rh in nh.iterfind("resource_history"):
+            for op in rh.iterfind("operation_history"):
+                if op.get("exec-time"):
+                    found[(nh.get("name"), rh.get("id"), op.get("call"))] = (
+                        op.get("task"), int(op.get("exec-time").rstrip("ms")) / 1000.0)
+    return found
+
+
+MOVES = ("node-crash", "peer-crash", "standby", "partition")  # the victim's share moves
+FENCED = ("node-crash", "peer-crash", "partition")
+
+
+def scenario_floor(lab: stack.Lab, r, before: dict, after: dict, monitor_s: int) -> dict:
+    """The floor of one scenario from what the cluster had to do (see the docstring)."""
+    token = lab.cluster.token_ms / 1000.0
+    detect = token * 2.2 if r.name in FENCED else (0.0 if r.name == "standby" else monitor_s)
+    fencing = 0.0
+    if r.name in FENCED:
+        delay = 2.0 if r.victim == lab.cluster.node_names[0] else 0.0  # services.py
+        fencing = delay + fence_seconds(lab, r.victim)
+    where = [n for n in lab.cluster.node_names if n != r.victim] if r.name in MOVES \
+        else [r.victim]
+    starts = {(rsc, task): secs for (node, rsc, call), (task, secs) in after.items()
+              if (node, rsc, call) not in before and node in where
+              and task in ("start", "promote")}
+    slowest = max(starts.items(), key=lambda kv: kv[1], default=(("-", "-"), 0.0))
+    return {"detection_s": round(detect, 2), "fencing_s": round(fencing, 2),
+            "slowest_start": f"{slowest[0][0]} {slowest[0][1]}",
+            "slowest_start_s": slowest[1],
+            "floor_s": round(detect + fencing + slowest[1], 2)}
+
+
+def whole_profile(args, cached) -> int:
+    from pacestack.cluster.lab import controller
+
+    registry = stack.private_registry("bench")
+    glance = controller.cached_glance()
+    lab = stack.up(stack.UpOptions(venv=cached[0], schemas=cached[1], registry=registry,
+                                   whole_profile=True, glance_venv=glance, timeout=300),
+                   progress=lambda m: print(f"lab: {m}", file=sys.stderr))
+    rows = []
+    try:
+        for name in args.scenarios.split(","):
+            before = op_history(lab)
+            report = drill.run(LabTarget(lab), [name], work_dir=lab.cluster.dir / f"b-{name}",
+                               timeout=240,
+                               progress=lambda m: print(f"drill: {m}", file=sys.stderr))
+            r = report.scenarios[0]
+            floor = scenario_floor(lab, r, before, op_history(lab), report.monitor_interval_s)
+            apis = [v for v in r.apis_s.values() if v is not None]
+            slowest_api = max(apis) if apis and len(apis) == len(r.apis_s) else None
+            rows.append({
+                "scenario": name, "victim": r.victim, "ok": r.ok,
+                "lost_writes": len(r.lost_writes), "vip_s": r.vip_s, "apis_s": r.apis_s,
+                "cloud_s": r.cloud_s, "cloud_attempts": r.cloud_attempts, **floor,
+                "apis_within_floor_3s": slowest_api is not None
+                and slowest_api <= floor["floor_s"] + 3,
+                "cloud_within_floor_10s": r.cloud_s is not None
+                and r.cloud_s <= floor["floor_s"] + 10,
+                "error": r.error or (r.cloud_error if r.cloud_s is None else None)})
+    finally:
+        stack.remove_registry(registry)
+    if args.json:
+        print(json.dumps({"scenarios": rows}, indent=1))
+        return 0
+    for row in rows:
+        apis = " ".join(f"{n} {v if v is not None else '-'}"
+                        for n, v in sorted(row["apis_s"].items()))
+        print(f"{row['scenario']} ({row['victim']}): floor {row['floor_s']} s "
+              f"(detection {row['detection_s']} + fencing {row['fencing_s']} + slowest "
+              f"start {row['slowest_start']} {row['slowest_start_s']})")
+        print(f"  VIP {row['vip_s']}  APIs {apis}  "
+              f"(<= floor + 3: {'yes' if row['apis_within_floor_3s'] else 'NO'})")
+        print(f"  cloud sequence {row['cloud_s']} s after {row['cloud_attempts']} attempts "
+              f"(<= floor + 10: {'yes' if row['cloud_within_floor_10s'] else 'NO'}); "
+              f"lost acknowledged writes {row['lost_writes']}; "
+              f"{'ok' if row['ok'] else 'FAILED: ' + str(row['error'])}")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--whole-profile", action="store_true",
+                    help="the whole controller, every scenario once, with the cloud probe")
+    ap.add_argument("--scenarios", default="node-crash,standby,partition,kill-service,"
+                    "kill-mariadbd", help="with --whole-profile: comma-separated")
     args = ap.parse_args()
     cached = stack.cached_openstack()
     if cached is None:
         print("build the OpenStack cache first: scripts/build-openstack-cache.py",
               file=sys.stderr)
         return 2
+    if args.whole_profile:
+        return whole_profile(args, cached)
     registry = stack.private_registry("bench")
     lab = stack.up(stack.UpOptions(venv=cached[0], schemas=cached[1], registry=registry),
                    progress=lambda m: print(f"lab: {m}", file=sys.stderr))

@@ -22,19 +22,29 @@ def _fmt(value: float | None) -> str:
 
 
 def render_table(report: drill.DrillReport) -> str:
+    # the cloud-level columns only where a scenario measured them (a whole controller)
+    cloud = any(s.cloud_measured for s in report.scenarios)
     rows = []
     for s in report.scenarios:
         inst = ", ".join(f"{k} {v}" for k, v in s.max_instances.items())
         probes = " ".join(f"{n} {_fmt(v)}" for n, v in sorted(s.probes_s.items())) or "-"
-        rows.append((s.name, s.victim, _fmt(s.detection_s), _fmt(s.vip_s), _fmt(s.galera_s),
-                     probes, _fmt(s.services_s), _fmt(s.rejoin_s), f"{s.writes_acked}",
-                     str(len(s.lost_writes)), inst, "ok" if s.ok else "FAILED"))
-    out = [render.table(("SCENARIO", "VICTIM", "DETECT s", "VIP s", "GALERA s", "PROBES s",
-                         "SERVICES s", "REJOIN s", "ACKED", "LOST", "MAX ACTIVE", "RESULT"),
-                        rows)]
+        row = [s.name, s.victim, _fmt(s.detection_s), _fmt(s.vip_s), _fmt(s.galera_s),
+               probes, _fmt(s.services_s)]
+        if cloud:
+            row += [" ".join(f"{n} {_fmt(v)}" for n, v in sorted(s.apis_s.items())) or "-",
+                    _fmt(s.cloud_s)]
+        rows.append((*row, _fmt(s.rejoin_s), f"{s.writes_acked}", str(len(s.lost_writes)),
+                     inst, "ok" if s.ok else "FAILED"))
+    head = ["SCENARIO", "VICTIM", "DETECT s", "VIP s", "GALERA s", "PROBES s", "SERVICES s"]
+    if cloud:
+        head += ["APIS s", "CLOUD s"]
+    out = [render.table((*head, "REJOIN s", "ACKED", "LOST", "MAX ACTIVE", "RESULT"), rows)]
     for s in report.scenarios:
         for note in s.notes:
             out.append(f"{s.name}: {note}")
+        if s.cloud_measured and s.cloud_s is None and s.cloud_error:
+            out.append(f"{s.name}: cloud sequence never succeeded "
+                       f"({s.cloud_attempts} attempts): {s.cloud_error}")
         if s.error:
             out.append(f"{s.name}: error: {s.error}")
     out.append(f"drill {'OK' if report.ok else 'FAILED'}: {len(report.scenarios)} scenarios "
@@ -62,7 +72,8 @@ def timeline_figure(report: drill.DrillReport):
                              layout="constrained")
     for ax, s in zip(axes[:, 0], report.scenarios, strict=True):
         tl = s.timeline or {}
-        series = {"writes": tl.get("writes", []), **tl.get("probes", {})}
+        series = {"writes": tl.get("writes", []), **tl.get("probes", {}),
+                  **{f"api {n}": p for n, p in sorted(tl.get("apis", {}).items())}}
         for row, points in enumerate(series.values()):
             ok = [t for t, good in points if good]
             bad = [t for t, good in points if not good]
@@ -70,7 +81,8 @@ def timeline_figure(report: drill.DrillReport):
             ax.scatter(bad, [row] * len(bad), s=10, c=FAILED, marker="|")
         ax.set_yticks(range(len(series)), list(series))
         marks = [("fault", 0.0, "black"), ("detected", s.detection_s, "tab:orange"),
-                 ("services", s.services_s, "tab:blue")]
+                 ("services", s.services_s, "tab:blue"),
+                 ("cloud works", s.cloud_s, "tab:cyan")]
         if tl.get("t_back") and tl.get("t0"):
             marks.append(("return", tl["t_back"] - tl["t0"], "tab:purple"))
         for label, x, color in marks:

@@ -9,6 +9,7 @@ from pathlib import Path
 from pacestack.cluster.crm_mon import CrmMon
 from pacestack.cluster.drill.target import (
     PROBE_MODULE,
+    CloudHandle,
     Layout,
     NodeSample,
     ProbeHandle,
@@ -139,6 +140,22 @@ class LabTarget(Target):
             argv += ["--http", f"neutron=http://{info.vip_name}:9696/"]
         pid = arb.start_daemon(argv, "drill-probe.out")
         return ProbeHandle(out, lambda: proc.terminate(pid, timeout=10))
+
+    def start_cloud_probe(self, out: Path) -> CloudHandle | None:
+        """The whole-profile lab's cloud through the VIP, from the arbitrator."""
+        if not self.lab.info.whole_profile:
+            return None
+        from pacestack.cluster.lab import cloud
+
+        pid = cloud.start_watch(self.lab, out)
+
+        def sequence() -> dict:
+            try:
+                return cloud.sequence(self.lab, timeout=180)
+            except Exception as exc:  # noqa: BLE001 - a failed attempt is data
+                return {"ok": False, "error": str(exc).splitlines()[0][:200]}
+
+        return CloudHandle(out, lambda: proc.terminate(pid, timeout=10), sequence)
 
 
 # ---- real controllers over ssh ----------------------------------------------------

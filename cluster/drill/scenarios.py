@@ -50,6 +50,15 @@ class ScenarioResult:
     # each HTTP probe through the VIP (keystone, neutron...) answering again
     probes_s: dict[str, float | None] = dataclasses.field(default_factory=dict)
     vip_answered: bool = True           # the address answered before the fault
+    # the cloud-level probe (a target running the whole controller): each API's
+    # authenticated read through the VIP answering again for good, and the end of
+    # the first user sequence (network, port, image, server, volume) that
+    # succeeded after the fault
+    cloud_measured: bool = False
+    apis_s: dict[str, float | None] = dataclasses.field(default_factory=dict)
+    cloud_s: float | None = None
+    cloud_attempts: int = 0
+    cloud_error: str | None = None      # the last failed attempt's error
     services_s: float | None = None     # every service healthy on the nodes that are up
     rejoin_s: float | None = None       # the victim back, everything on every node again
     writes_acked: int = 0
@@ -65,7 +74,10 @@ class ScenarioResult:
         return (self.error is None and not self.lost_writes
                 and all(n <= 1 for n in self.max_instances.values())
                 and (self.vip_s is not None or not self.vip_answered)
-                and None not in (self.galera_s, self.services_s, self.rejoin_s))
+                and None not in (self.galera_s, self.services_s, self.rejoin_s)
+                and (not self.cloud_measured or (
+                    self.cloud_s is not None and bool(self.apis_s)
+                    and None not in self.apis_s.values())))
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -179,6 +191,32 @@ def _baseline_differs(view: dict, baseline: dict, nodes: Sequence[str]) -> bool:
     return view["placement"] != baseline
 
 
+class SequenceLoop(threading.Thread):
+    """The cloud's user sequence, tried again and again from the fault until it
+    succeeds once (or ``limit`` seconds pass); a pause between attempts keeps the
+    failed ones from piling up resources."""
+
+    def __init__(self, attempt: Callable[[], dict], t0: float, limit: float,
+                 pause: float = 2.0):
+        super().__init__(daemon=True)
+        self.attempt, self.t0, self.limit, self.pause = attempt, t0, limit, pause
+        self.stop_event = threading.Event()
+        self.done_at: float | None = None
+        self.attempts = 0
+        self.last_error: str | None = None
+        self.report: dict = {}
+
+    def run(self) -> None:
+        while not self.stop_event.is_set() and time.time() - self.t0 < self.limit:
+            self.attempts += 1
+            got = self.attempt()
+            if got.get("ok"):
+                self.done_at, self.report = time.time(), got
+                return
+            self.last_error = str(got.get("error") or got)[:300]
+            self.stop_event.wait(self.pause)
+
+
 # ---- scenarios -----------------------------------------------------------------
 
 class Drill:
@@ -267,6 +305,13 @@ class Drill:
         baseline = self.placement()
         out = self.work / f"probe-{name}.jsonl"
         probe = target.start_probe(out, self.next_id)
+        cloud_probe = None
+        try:
+            cloud_probe = target.start_cloud_probe(self.work / f"cloud-{name}.jsonl")
+        except Exception as exc:  # noqa: BLE001 - the scenario runs, the report says why
+            result.cloud_measured = True
+            result.cloud_error = f"cloud probe did not start: {exc}"[:300]
+        sequence = None
         monitor = Monitor(target)
         monitor.start()
         t_back = None
@@ -276,11 +321,17 @@ class Drill:
             time.sleep(1.5)  # the probe's first answers: a healthy baseline in the plot
             t0 = time.time()
             self.progress(f"{name}: {self._fault(name, victim)}")
+            if cloud_probe is not None:
+                sequence = SequenceLoop(cloud_probe.sequence, t0, self.timeout)
+                sequence.start()
             survivors = [n for n in nodes if n != victim] \
                 if name in ("node-crash", "peer-crash", "standby", "partition") else nodes
             self.wait_detected(baseline)
             self.wait_healthy(survivors, self.timeout)
             time.sleep(self.settle)
+            if sequence is not None:
+                # the victim stays away until the cloud worked without it (or gave up)
+                sequence.join(self.timeout + 200)
             t_back = time.time()
             self.progress(f"{name}: {self._back(name, victim)}")
             self.wait_healthy(timeout=self.timeout)
@@ -291,11 +342,18 @@ class Drill:
             result.error = str(exc).splitlines()[0][:300]
         finally:
             probe.stop()
+            if sequence is not None:
+                sequence.stop_event.set()
+                sequence.join(200)
+            if cloud_probe is not None:
+                cloud_probe.stop()
             monitor.stop()
             if target.is_cut(victim):  # a partition is always undone, even on error
                 with contextlib.suppress(Exception):
                     target.restore(victim)
         self._analyse(result, probe.events(), monitor, baseline, t0, t_back, survivors)
+        if cloud_probe is not None:
+            self._analyse_cloud(result, cloud_probe.events(), sequence, t0, t_back)
         try:
             self._restore(victim)
         except Exception as exc:  # noqa: BLE001
@@ -405,6 +463,25 @@ class Drill:
                                  for n, s in probes.items()},
                       "address": [(round(t - t0, 2), ok) for t, ok in address],
                       "detection": r.detection_s, "cluster_ok": times[-1]}
+
+    def _analyse_cloud(self, r: ScenarioResult, events: list[dict],
+                       sequence: SequenceLoop | None, t0: float,
+                       t_back: float | None) -> None:
+        r.cloud_measured = True
+        end = t_back or time.time()
+        apis: dict[str, list[tuple[float, bool]]] = {}
+        for e in events:
+            if e.get("kind") == "api":
+                apis.setdefault(e["name"], []).append((e["t"], e["ok"]))
+        r.apis_s = {n: recovered_at([(t, ok) for t, ok in s if t < end], t0)
+                    for n, s in sorted(apis.items())}
+        if sequence is not None:
+            r.cloud_s = round(sequence.done_at - t0, 2) if sequence.done_at else None
+            r.cloud_attempts = sequence.attempts
+            r.cloud_error = sequence.last_error
+        r.timeline["apis"] = {n: [(round(t - t0, 2), ok) for t, ok in s]
+                              for n, s in apis.items()}
+        r.timeline["cloud"] = r.cloud_s
 
     def _check_writes(self, r: ScenarioResult, events: list[dict]) -> None:
         acked = {e["id"] for e in events if e.get("kind") == "write" and e["ok"]}

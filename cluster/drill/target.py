@@ -153,6 +153,17 @@ class ProbeHandle:
         return found
 
 
+class CloudHandle(ProbeHandle):
+    """The cloud-level probe of a target that runs the whole controller: its API
+    watch's events (``kind: api``) in ``out``, and ``sequence()`` (the user's
+    sequence through the VIP: network, port, image, server, volume; a dict with
+    ``ok`` and, when not ok, ``error``)."""
+
+    def __init__(self, out: Path, stop, sequence) -> None:
+        super().__init__(out, stop)
+        self.sequence = sequence
+
+
 class Target(abc.ABC):
     """The operations the drill needs. Node names are the Pacemaker node names."""
 
@@ -239,6 +250,10 @@ class Target(abc.ABC):
     @abc.abstractmethod
     def start_probe(self, out: Path, start_id: int) -> ProbeHandle:
         raise NotImplementedError
+
+    def start_cloud_probe(self, out: Path) -> CloudHandle | None:
+        """The cloud-level probe, started (None: this target runs no whole cloud)."""
+        return None
 
     def cleanup(self) -> None:
         node = self.observer()

@@ -8,6 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from pacestack import proc
 from pacestack.errors import PacestackError, RuntimeFailure
 
 from . import controller
@@ -51,6 +52,22 @@ def sequence(lab, timeout: float = 300) -> dict:
     if res.returncode != 0:
         raise RuntimeFailure(f"cloud probe failed: {(res.stderr or res.stdout)[-400:]}")
     return _last_json(res.stdout)
+
+
+def start_watch(lab, out: Path, timeout: float = 60) -> int:
+    """cloud_probe.py ``watch`` on the arbitrator: every API's answers as JSON lines
+    in ``out`` until SIGTERM; returns its host PID once its token is taken."""
+    pid = lab.cluster.arbitrator.start_daemon([_python(lab), PROBE, "watch", str(out)],
+                                              "cloud-watch.out", env=_env(lab))
+
+    def started() -> bool:
+        return out.exists() and '"kind": "started"' in out.read_text(encoding="utf-8")
+
+    if not proc.wait_for(started, timeout, interval=0.2):
+        proc.terminate(pid, timeout=10)
+        raise RuntimeFailure(f"the cloud API watch did not start in {timeout:.0f}s "
+                             f"(see {lab.cluster.arbitrator.root.boot_dir / 'cloud-watch.out'})")
+    return pid
 
 
 def queue(lab, put: int = 0) -> int | None:

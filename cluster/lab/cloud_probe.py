@@ -1,6 +1,7 @@
 """The lab cloud's probe: run inside a lab host by the OpenStack venv's python.
 
     python cloud_probe.py apis SECONDS     # poll every API through the VIP
+    python cloud_probe.py watch OUT        # every API's answers as JSON lines, until SIGTERM
     python cloud_probe.py sequence         # network, port, image, server, volume
     python cloud_probe.py mq-put N | mq-count   # messages in a queue behind the VIP
 
@@ -71,6 +72,63 @@ def apis(limit: float) -> dict:
     return {"answered": answered, "last_error": errors}
 
 
+def watch(out: str, interval: float = 0.25) -> None:
+    """Every API's authenticated read, each in its own thread, as JSON lines
+    ({"kind": "api", "name", "ok", "t"}) in ``out`` until SIGTERM: the drill reads
+    when each answered again for good. The token and the catalog are taken at start
+    (before the fault); a refused token is renewed once the identity API answers."""
+    import signal
+    import threading
+
+    import requests
+
+    sess = session()
+    urls = {}
+    for name, (kind, path) in APIS.items():
+        base = sess.get_endpoint(service_type=kind, interface="public").rstrip("/")
+        urls[name] = base + path
+    state = {"token": sess.get_token()}
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    lock = threading.Lock()
+    fh = open(out, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - closed at the end
+
+    def log(**event) -> None:
+        with lock:
+            fh.write(json.dumps(event) + "\n")
+
+    def poll(name: str, url: str) -> None:
+        while not stop.is_set():
+            t = time.time()
+            token = state["token"]
+            headers = {"X-Auth-Token": token, "X-Subject-Token": token}
+            if name == "placement":  # only Placement's own microversion (Cinder refuses it)
+                headers["OpenStack-API-Version"] = "placement 1.0"
+            try:
+                code = requests.get(url, headers=headers, timeout=2).status_code
+            except requests.RequestException:
+                code = None
+            if code == 401:
+                try:
+                    sess.invalidate()
+                    state["token"] = sess.get_token()
+                except Exception:  # noqa: BLE001, S110 - Keystone down: its own probe says so
+                    pass
+            log(kind="api", name=name, ok=code == 200, t=t)
+            stop.wait(interval)
+
+    threads = [threading.Thread(target=poll, args=item, daemon=True) for item in urls.items()]
+    for th in threads:
+        th.start()
+    log(kind="started", t=time.time())
+    print(json.dumps({"ready": time.time()}), flush=True)
+    while not stop.is_set():
+        stop.wait(0.5)
+    for th in threads:
+        th.join(5)
+    fh.close()
+
+
 def sequence() -> dict:
     """Network + subnet + port, an image, a server on the lab compute, a volume."""
     import openstack
@@ -81,7 +139,9 @@ def sequence() -> dict:
                              password=os.environ["OS_PASSWORD"],
                              project_name=os.environ["OS_PROJECT_NAME"],
                              user_domain_name="Default", project_domain_name="Default",
-                             region_name="RegionOne", compute_api_version="2.37")
+                             region_name="RegionOne", compute_api_version="2.37",
+                             # a request to an address nobody holds fails, not hangs
+                             api_timeout=15)
     tag = f"probe-{int(t0 * 1000)}"
     steps: dict[str, float] = {}
 
@@ -155,6 +215,9 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["apis"]:
         print(json.dumps(apis(float(argv[1]) if len(argv) > 1 else 120)), flush=True)
         return 0
+    if argv[:1] == ["watch"] and len(argv) == 2:
+        watch(argv[1])
+        return 0
     if argv[:1] == ["sequence"]:
         try:
             print(json.dumps(sequence()), flush=True)
@@ -162,7 +225,7 @@ def main(argv: list[str]) -> int:
             print(json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}"[:500]}),
                   flush=True)
         return 0
-    print("usage: cloud_probe.py apis [SECONDS] | sequence", file=sys.stderr)
+    print("usage: cloud_probe.py apis [SECONDS] | watch OUT | sequence", file=sys.stderr)
     return 2
 
 

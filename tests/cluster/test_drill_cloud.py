@@ -1,0 +1,97 @@
+"""The drill's cloud-level columns, built from given events (no lab: the lab's own
+run is tests/cluster/test_lab_profile.py): per API the time its authenticated read
+through the VIP answered again for good, the first user sequence that succeeded
+after the fault, both in the JSON, the table and the verdict."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from pacestack.cluster import drill
+from pacestack.cluster.drill import cli, scenarios
+
+
+def _scenario(**cloud) -> drill.ScenarioResult:
+    r = drill.ScenarioResult(name="node-crash", victim="controller01", detection_s=2.1,
+                             vip_s=5.0, galera_s=5.2, probes_s={"keystone": 5.3},
+                             services_s=9.0, rejoin_s=40.0, writes_acked=300,
+                             max_instances={"vip": 1})
+    for key, value in cloud.items():
+        setattr(r, key, value)
+    return r
+
+
+def _report(*results: drill.ScenarioResult) -> drill.DrillReport:
+    return drill.DrillReport(run_id="t", scenarios=list(results), seconds=80.0,
+                             token_ms=1000, monitor_interval_s=5)
+
+
+def test_table_and_json_carry_each_api_and_the_cloud_sequence():
+    r = _scenario(cloud_measured=True, apis_s={"cinder": 7.4, "keystone": 5.5, "nova": 6.0},
+                  cloud_s=21.3, cloud_attempts=3, cloud_error="HTTP 503")
+    report = _report(r)
+    table = cli.render_table(report)
+    head, _rule, row = table.splitlines()[:3]
+    assert "APIS s" in head and "CLOUD s" in head
+    assert "cinder 7.4 keystone 5.5 nova 6.0" in row and " 21.3 " in row and "ok" in row
+    # a sequence that failed before it worked is no note: it did work
+    assert "never succeeded" not in table
+    data = json.loads(json.dumps(report.to_dict()))
+    got = data["scenarios"][0]
+    assert got["apis_s"] == {"cinder": 7.4, "keystone": 5.5, "nova": 6.0}
+    assert (got["cloud_s"], got["cloud_attempts"], got["ok"]) == (21.3, 3, True)
+
+
+def test_a_lab_without_the_whole_controller_keeps_the_old_table():
+    table = cli.render_table(_report(_scenario()))
+    assert "APIS s" not in table and "CLOUD s" not in table
+    assert _scenario().ok
+
+
+def test_an_api_or_the_sequence_that_never_came_back_fails_the_scenario():
+    never = _scenario(cloud_measured=True, apis_s={"keystone": 5.5}, cloud_s=None,
+                      cloud_attempts=40, cloud_error="ConnectFailure: glance")
+    assert not never.ok
+    table = cli.render_table(_report(never))
+    assert "node-crash: cloud sequence never succeeded (40 attempts): ConnectFailure" in table
+    assert "FAILED" in table
+    assert not _scenario(cloud_measured=True, apis_s={"keystone": 5.5, "nova": None},
+                         cloud_s=20.0).ok
+    # a probe that did not start measured nothing: not a pass
+    assert not _scenario(cloud_measured=True, cloud_error="did not start").ok
+
+
+def test_each_api_counts_from_its_last_failure_and_the_sequence_from_its_success(
+        tmp_path: Path):
+    t0 = 1000.0
+    events = [{"kind": "started", "t": t0 - 2}]
+    for i in range(-10, 200):
+        t = t0 + i / 10
+        events.append({"kind": "api", "name": "keystone", "ok": not 0 <= i < 50, "t": t})
+        # nova answers once in between: only the answers that stay count
+        events.append({"kind": "api", "name": "nova", "ok": i < 0 or i == 30 or i >= 80,
+                       "t": t})
+    answers = iter([{"ok": False, "error": "HTTP 503 cinder"}, {"ok": True}])
+    loop = scenarios.SequenceLoop(lambda: next(answers), time.time(), 60, pause=0.01)
+    loop.run()
+    assert loop.attempts == 2 and loop.done_at is not None
+    loop.done_at = t0 + 14.25
+    r = _scenario()
+    d = scenarios.Drill(target=None, work_dir=tmp_path)  # type: ignore[arg-type]
+    d._analyse_cloud(r, events, loop, t0, t_back=t0 + 30)
+    assert r.cloud_measured and r.apis_s == {"keystone": 5.0, "nova": 8.0}
+    assert (r.cloud_s, r.cloud_attempts, r.cloud_error) == (14.25, 2, "HTTP 503 cinder")
+    assert r.timeline["apis"]["nova"][10] == (0.0, False)
+
+
+def test_the_plot_shows_each_api_and_when_the_cloud_worked(tmp_path: Path):
+    points = [(i / 10, i >= 50) for i in range(-10, 100)]
+    r = _scenario(cloud_measured=True, apis_s={"keystone": 5.0}, cloud_s=12.0,
+                  timeline={"writes": points, "probes": {}, "apis": {"keystone": points},
+                            "t0": 1.0, "t_back": 20.0})
+    fig = cli.timeline_figure(_report(r))
+    ax = next(a for a in fig.axes if a.get_title(loc="left"))
+    assert "api keystone" in [t.get_text() for t in ax.get_yticklabels()]
+    assert "cloud works" in [t.get_text() for t in ax.get_legend().get_texts()]
