@@ -34,10 +34,10 @@ RESOURCE = f"cinder-volume-{os.getpid()}"
 FAKE_DRIVER = "cinder.tests.fake_driver.FakeLoggingVolumeDriver"
 
 
-# the newest release and the oldest of the matrix: the host rule and the service
-# rows hold for each release's own cinder-volume
-NEWEST_AND_OLDEST = pytest.mark.parametrize(
-    "volume_release", [build.NEWEST, list(build.RELEASES)[-1]], indirect=True, scope="module")
+# every release of the matrix: the host rule and the service rows hold for each
+# release's own cinder-volume
+EVERY_VOLUME_RELEASE = pytest.mark.parametrize(
+    "volume_release", list(build.RELEASES), indirect=True, scope="module")
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +152,7 @@ def amqp_connections(port: int) -> int:
     return count
 
 
-@NEWEST_AND_OLDEST
+@EVERY_VOLUME_RELEASE
 def test_failover_keeps_one_set_of_controller_rows(cloud, rabbit, controllers):
     cloud.execute("cinder", "DELETE FROM services")  # the schema is shared: start clean
     c1, c2 = controllers["controller01"], controllers["controller02"]
@@ -238,7 +238,7 @@ def test_failover_keeps_one_set_of_controller_rows(cloud, rabbit, controllers):
     assert on("controller02", "stop", c2)[0] == 0
 
 
-@NEWEST_AND_OLDEST
+@EVERY_VOLUME_RELEASE
 @pytest.mark.parametrize("case", ["default_host", "host_unset", "backend_host", "backends",
                                   "unparseable", "clone", "enforced", "good"])
 def test_validate_all_host_rules(case, cloud, tmp_path, agent_executables):

@@ -23,7 +23,7 @@ from pacestack import proc, wsgi_apps
 from tests.fixtures import openstack_build as build
 from tests.fixtures.mariadb import free_port
 from tests.fixtures.ocf import PROVIDER_DIR, exit_reason, run_agent
-from tests.fixtures.openstack import NEWEST_AND_OLDEST, Cloud
+from tests.fixtures.openstack import EVERY_SERVICE_RELEASE, Cloud
 
 # service -> (environment naming its config files, health path); the WSGI
 # application each release provides is in pacestack.wsgi_apps
@@ -37,7 +37,7 @@ APIS = {
 
 # every test on the newest release and the oldest of the matrix, each with its
 # own APIs on its own schema
-pytestmark = NEWEST_AND_OLDEST
+pytestmark = EVERY_SERVICE_RELEASE
 
 
 def api_params(cloud, service: str) -> dict[str, str]:
