@@ -83,26 +83,13 @@ def plan(cloud, mapping, moves) -> StepPlan:
             after["service_uuid"] = surviving[_backend(new_host)]
         sp.update("cinder", "volumes", {"id": v["id"]}, v, after, f"volume:{v['id']}",
                   why="volume host renamed")
-    for b in cloud.rows("SELECT id, host FROM {cinder.backups} "
-                        "WHERE deleted = 0 ORDER BY id"):
-        sp.update("cinder", "backups", {"id": b["id"]}, b, {"host": rehost(b["host"], hosts)},
-                  f"backup:{b['id']}", why="backup host renamed")
-    for g in cloud.rows("SELECT id, host, cluster_name FROM {cinder.groups} "
-                        "WHERE deleted = 0 ORDER BY id"):
-        sp.update("cinder", "groups", {"id": g["id"]}, g,
-                  {"host": rehost(g["host"], hosts),
-                   "cluster_name": rehost(g["cluster_name"], hosts)},
-                  f"group:{g['id']}", why="group host renamed")
-    for c in cloud.rows("SELECT id, name FROM {cinder.clusters} "
-                        "WHERE deleted = 0 ORDER BY id"):
-        sp.update("cinder", "clusters", {"id": c["id"]}, c, {"name": rehost(c["name"], hosts)},
-                  f"cluster:{c['id']}", why="cluster name renamed")
-    for e in cloud.rows("SELECT id, host, cluster_name FROM "
-                        "{cinder.image_volume_cache_entries} ORDER BY id"):
-        sp.update("cinder", "image_volume_cache_entries", {"id": e["id"]}, e,
-                  {"host": rehost(e["host"], hosts),
-                   "cluster_name": rehost(e["cluster_name"], hosts)},
-                  f"cache-entry:{e['id']}", why="image-volume cache follows its backend")
+    for table, columns, unit, why, live in _REHOSTED:
+        # names from _REHOSTED above, never from input
+        sql = (f"SELECT id, {', '.join(columns)} FROM {{cinder.{table}}} "  # noqa: S608
+               f"{'WHERE deleted = 0 ' if live else ''}ORDER BY id")
+        for r in cloud.rows(sql):
+            sp.update("cinder", table, {"id": r["id"]}, r,
+                      {c: rehost(r[c], hosts) for c in columns}, f"{unit}:{r['id']}", why=why)
     for a in cloud.rows("SELECT id, volume_id, attached_host, instance_uuid, connector FROM "
                         "{cinder.volume_attachment} WHERE deleted = 0 "
                         "ORDER BY id"):
@@ -138,6 +125,16 @@ def _note_identity(sp: StepPlan, a: dict, connector: dict, new_host: str) -> Non
         f"cinder.volume_attachment id={a['id']}", volume=str(a["volume_id"]),
         instance=str(a["instance_uuid"]), old_host=old, new_host=new_host, keys=found))
 
+
+# tables whose host-like columns are only renamed, in plan order: (table, columns,
+# unit prefix, why, live rows only); the image-volume cache has no deleted column
+_REHOSTED = (
+    ("backups", ("host",), "backup", "backup host renamed", True),
+    ("groups", ("host", "cluster_name"), "group", "group host renamed", True),
+    ("clusters", ("name",), "cluster", "cluster name renamed", True),
+    ("image_volume_cache_entries", ("host", "cluster_name"), "cache-entry",
+     "image-volume cache follows its backend", False),
+)
 
 def _follow(host: str | None, move: tuple | None, hosts: dict[str, str]) -> str | None:
     """An attaching host after the cutover: its instance's new host, or its new name."""
