@@ -175,13 +175,7 @@ def write_configs(config_dir: Path, state_dir: Path, venv: Path, glance_venv: Pa
             "oslo_concurrency": {"lock_path": lock},
             "ovn": {"disable_ovn_dhcp_for_baremetal_ports": "true"},
         },
-        "ml2_conf.ini": {
-            "ml2": {"type_drivers": "flat,vlan,vxlan", "tenant_network_types": "vxlan",
-                    "mechanism_drivers": "openvswitch", "extension_drivers": "port_security"},
-            "ml2_type_flat": {"flat_networks": "provider"},
-            "ml2_type_vlan": {"network_vlan_ranges": "provider"},
-            "ml2_type_vxlan": {"vni_ranges": "1:1000"},
-        },
+        "ml2_conf.ini": services.ML2_CONF,
         "cinder.conf": {
             "DEFAULT": {**common, "state_path": str(state_dir / "cinder"),
                         "enabled_backends": "lvm", "host": "controller",

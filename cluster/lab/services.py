@@ -59,6 +59,17 @@ class LabHosts:
         return ";".join(f"{n}:{a}" for n, a in self.nodes)
 
 
+# the new cloud's ML2: openvswitch on the lab's provider network and VXLAN tenant
+# networks, the same for the small lab and the whole profile
+ML2_CONF = {
+    "ml2": {"type_drivers": "flat,vlan,vxlan", "tenant_network_types": "vxlan",
+            "mechanism_drivers": "openvswitch", "extension_drivers": "port_security"},
+    "ml2_type_flat": {"flat_networks": "provider"},
+    "ml2_type_vlan": {"network_vlan_ranges": "provider"},
+    "ml2_type_vxlan": {"vni_ranges": "1:1000"},
+}
+
+
 def galera_conf(hosts: LabHosts, node: str, address: str) -> str:
     """The node's standalone my.cnf for ocf:pacestack:galera (passed as --defaults-file)."""
     return f"""\
@@ -151,13 +162,7 @@ def write_openstack_configs(config_dir: Path, state_dir: Path, venv: Path, passw
             "oslo_concurrency": {"lock_path": lock},
             "ovn": {"disable_ovn_dhcp_for_baremetal_ports": "true"},
         },
-        "ml2_conf.ini": {
-            "ml2": {"type_drivers": "flat,vlan,vxlan", "tenant_network_types": "vxlan",
-                    "mechanism_drivers": "openvswitch", "extension_drivers": "port_security"},
-            "ml2_type_flat": {"flat_networks": "provider"},
-            "ml2_type_vlan": {"network_vlan_ranges": "provider"},
-            "ml2_type_vxlan": {"vni_ranges": "1:1000"},
-        },
+        "ml2_conf.ini": ML2_CONF,
         "cinder.conf": {
             "DEFAULT": {"transport_url": "fake://", "state_path": str(state_dir / "cinder"),
                         "use_stderr": "true", "enabled_backends": "lvm",
