@@ -118,12 +118,7 @@ exec {python} -IS -c '{program}' "$@"
 
 def script(agent: type[ocf.Agent], python: str, program: str) -> str:
     """The executable's text: the sh front, then ``exec python -IS -c program``."""
-    if "'" in program:
-        raise ValueError("the Python program must not contain a single quote "
-                         "(it is passed inside one)")
-    if shlex.quote(python) != python:
-        raise ValueError(f"interpreter path {python!r} needs quoting; install from a "
-                         "Python whose path is plain")
+    sh_monitor.check_exec_line(python, program)
     defaults = {p.name: p.default for p in agent.parameters}
     for name in ("binary", "pid", "socket", "check_defaults_file"):
         if name not in defaults:

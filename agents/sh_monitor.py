@@ -127,14 +127,20 @@ def param_checks(agent: type[ocf.Agent]) -> list[str]:
     return lines
 
 
-def script(agent: type[ocf.Agent], python: str, program: str, pid_dir: str) -> str:
-    """The executable's text: the sh front, then ``exec python -IS -c program``."""
+def check_exec_line(python: str, program: str) -> None:
+    """What every sh front ends with, ``exec python -IS -c 'program'``, must stay one
+    plain word and one single-quoted argument."""
     if "'" in program:
         raise ValueError("the Python program must not contain a single quote "
                          "(it is passed inside one)")
     if shlex.quote(python) != python:
         raise ValueError(f"interpreter path {python!r} needs quoting; install from a "
                          "Python whose path is plain")
+
+
+def script(agent: type[ocf.Agent], python: str, program: str, pid_dir: str) -> str:
+    """The executable's text: the sh front, then ``exec python -IS -c program``."""
+    check_exec_line(python, program)
     names = {p.name: p for p in agent.parameters}
     for needed in ("binary", "pid", "monitor_url", "monitor_timeout", "systemd_unit"):
         if needed not in names:
