@@ -161,11 +161,7 @@ def seed_new_cloud(openstack_mariadb, openstack_venv, openstack_dump,
         yield seeded, stack
     finally:
         if stack is not None:
-            stack.stop()
-            # the services' logs outlive the stack (pytest keeps its last tmp dirs)
-            for log in stack.base_dir.glob("*.log"):
-                shutil.copy(log, tmp / log.name)
-            stack.cleanup()
+            stack.cleanup(keep_logs=tmp)
         cloud.server.execute(f"DROP DATABASE IF EXISTS `{cloud.prefix}_pacestack`")
         cloud.drop()
         print("\nnew cloud smoke timings:", json.dumps(
@@ -238,20 +234,12 @@ def test_volume_attaches_and_detaches(new_cloud, timed):
     vm, vol = seeded.seed.instances["vm-b"], seeded.seed.volumes["v2"]
     stack.client.compute("POST", f"/servers/{vm}/os-volume_attachments",
                          {"volumeAttachment": {"volumeId": vol}})
-
-    def status(want: str) -> bool:
-        v = stack.volume("GET", f"/volumes/{vol}")["volume"]
-        assert v["status"] not in ("error", "error_attaching", "error_detaching"), v
-        return v["status"] == want
-    assert proc.wait_for(lambda: status("in-use"), 60, interval=0.5), \
-        stack.procs["cinder-volume"].tail()
-    v = stack.volume("GET", f"/volumes/{vol}")["volume"]
+    v = stack.wait_volume(vol, "in-use")
     assert v["attachments"][0]["server_id"] == vm
     assert v["attachments"][0]["host_name"] == "compute05"
     assert v["os-vol-host-attr:host"].startswith("controller@rbd")
     stack.client.compute("DELETE", f"/servers/{vm}/os-volume_attachments/{vol}")
-    assert proc.wait_for(lambda: status("available"), 60, interval=0.5), \
-        stack.procs["cinder-volume"].tail()
+    stack.wait_volume(vol, "available")
 
 
 @pytest.mark.parametrize("kind,physnet,sid", [("vlan", "provider", 100),

@@ -73,10 +73,7 @@ def smoke(openstack_mariadb, service_cloud_dirs, tmp_path_factory) -> Iterator[S
         yield Smoke(svc, stack, run_id)
     finally:
         if stack is not None:
-            stack.stop()
-            for log in stack.base_dir.glob("*.log"):
-                shutil.copy(log, tmp / log.name)
-            stack.cleanup()
+            stack.cleanup(keep_logs=tmp)
         for log in cloud.base_dir.glob("*-api.log"):
             shutil.copy(log, tmp / log.name)
         cloud.server.execute(f"DROP DATABASE IF EXISTS `{journal}`")
@@ -215,19 +212,11 @@ def test_volume_attaches_and_detaches_on_a_moved_server(smoke, timed):
     vm, vol = uid("instance/vm-b"), uid("volume/v2")
     stack.client.compute("POST", f"/servers/{vm}/os-volume_attachments",
                          {"volumeAttachment": {"volumeId": vol}})
-
-    def status(want: str) -> bool:
-        v = stack.volume("GET", f"/volumes/{vol}")["volume"]
-        assert v["status"] not in ("error", "error_attaching", "error_detaching"), v
-        return v["status"] == want
-    assert proc.wait_for(lambda: status("in-use"), 60, interval=0.5), \
-        stack.procs["cinder-volume"].tail()
-    v = stack.volume("GET", f"/volumes/{vol}")["volume"]
+    v = stack.wait_volume(vol, "in-use")
     assert [(a["server_id"], a["host_name"]) for a in v["attachments"]] == [(vm, "compute05")]
     assert _attachment(smoke.svc, vol)["connector"]["host"] == "compute05"
     stack.client.compute("DELETE", f"/servers/{vm}/os-volume_attachments/{vol}")
-    assert proc.wait_for(lambda: status("available"), 60, interval=0.5), \
-        stack.procs["cinder-volume"].tail()
+    stack.wait_volume(vol, "available")
 
 
 def test_new_server_boots_from_a_migrated_volume(smoke, timed):
