@@ -24,7 +24,7 @@ import pytest
 from pacestack import proc
 from tests.fixtures import openstack_build as build
 from tests.fixtures.nova import RabbitMQ
-from tests.fixtures.ocf import PROVIDER_DIR, exit_reason, run_agent
+from tests.fixtures.ocf import exit_reason, run_agent
 from tests.fixtures.openstack import Cloud
 
 BACKENDS = ("fake1", "fake2")
@@ -287,7 +287,7 @@ def test_validate_all_host_rules(case, cloud, tmp_path, agent_executables):
         assert exit_reason(err).startswith(reason), exit_reason(err)
 
 
-def test_ocf_tester_passes(cloud, controllers):
+def test_ocf_tester_passes(cloud, controllers, ocf_provider):
     """ocf-tester's full run against the real cinder-volume. The services-row
     wait is off here (check_services=false): ocf-tester starts it three times
     and the row checks have their own tests above."""
@@ -296,7 +296,7 @@ def test_ocf_tester_passes(cloud, controllers):
     argv = ["ocf-tester", "-n", RESOURCE]
     for key, value in params.items():
         argv += ["-o", f"{key}={value}"]
-    done = subprocess.run([*argv, str(PROVIDER_DIR / "cinder-volume")], capture_output=True,
+    done = subprocess.run([*argv, str(ocf_provider / "cinder-volume")], capture_output=True,
                           text=True, timeout=600, check=False,
                           env={**os.environ, "OCF_ROOT": "/usr/lib/ocf",
                                "OCF_RESKEY_CRM_meta_on_node": "controller01"})
