@@ -10,7 +10,23 @@ from pathlib import Path
 from pacestack.cluster.lab import stack
 
 from pacestack import commands, render
-from pacestack.errors import ConfigError
+from pacestack.errors import ConfigError, RuntimeFailure
+
+
+def run_inside(which: str, argv: list[str]) -> int:
+    """Run argv inside lab node ``which`` ("*": the first node whose Pacemaker is up),
+    with this terminal: what a real-controller command's --lab option does, found
+    by entry point (setup.cfg, pacestack.lab) so those commands never import the lab."""
+    lab = stack.Lab.find()
+    names = lab.cluster.node_names
+    if which != "*" and which not in names:
+        raise ConfigError(f"--lab {which}: no lab node of that name ({', '.join(names)})")
+    up = [n for n in lab.cluster.nodes if n.booted and n.running("pacemakerd")]
+    node = next((n for n in up if n.name == which or which == "*"), None)
+    if node is None:
+        raise RuntimeFailure("no lab node is up" if which == "*"
+                             else f"lab node {which} is not up")
+    return node.popen(argv, start_new_session=False).wait()
 
 
 def _progress(message: str) -> None:

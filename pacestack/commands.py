@@ -14,7 +14,12 @@ from importlib import metadata
 
 from oslo_config import cfg
 
+from pacestack.errors import RuntimeFailure
+
 ENTRY_POINT_GROUP = "pacestack.commands"
+# What the lab offers the --lab options of commands that run on real controllers:
+# found by name here, so those commands' modules never import the lab.
+LAB_ENTRY_POINT_GROUP = "pacestack.lab"
 
 Handler = Callable[[cfg.ConfigOpts, argparse.Namespace], int]
 
@@ -22,6 +27,13 @@ Handler = Callable[[cfg.ConfigOpts, argparse.Namespace], int]
 def command_groups() -> list[metadata.EntryPoint]:
     eps = metadata.entry_points(group=ENTRY_POINT_GROUP)
     return sorted(eps, key=lambda ep: ep.name)
+
+
+def lab_entry(name: str) -> Callable[..., int]:
+    """The lab's ``name`` (LAB_ENTRY_POINT_GROUP), loaded; RuntimeFailure without a lab."""
+    for ep in metadata.entry_points(group=LAB_ENTRY_POINT_GROUP, name=name):
+        return ep.load()
+    raise RuntimeFailure(f"this installation has no lab ({LAB_ENTRY_POINT_GROUP}: {name})")
 
 
 def add_format_argument(parser: argparse.ArgumentParser) -> None:

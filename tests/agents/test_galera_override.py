@@ -16,8 +16,8 @@ from pacestack.agents.galera_bootstrap import (
     promotion_score,
 )
 from pacestack.agents.galera_state import Position, StateError, format_recorded, parse_recorded
-from pacestack.cluster import galera_recover
-from pacestack.cluster.galera_status import GaleraStatus, MemberState, Pos
+from pacestack.galera import recover as galera_recover
+from pacestack.galera.status import GaleraStatus, MemberState, Pos
 
 from pacestack.errors import ConfigError
 

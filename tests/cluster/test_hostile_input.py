@@ -389,7 +389,8 @@ def hanging_tools(tmp_path, monkeypatch):
 
 
 def test_galera_tools_that_hang_are_one_line(hanging_tools):
-    from pacestack.cluster import galera_recover, galera_status
+    from pacestack.galera import recover as galera_recover
+    from pacestack.galera import status as galera_status
 
     with pytest.raises(RuntimeFailure, match=r"^crm_mon --one-shot did not answer within 1 s$"):
         galera_status._tool(["crm_mon", "--one-shot"], timeout=1)

@@ -6,7 +6,7 @@ import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PARTS = {"agents": "pacestack.agents", "cluster": "pacestack.cluster",
-         "migrate": "pacestack.migrate", "pacestack": "pacestack"}
+         "galera": "pacestack.galera", "migrate": "pacestack.migrate", "pacestack": "pacestack"}
 
 
 def _setup_packages() -> set[str]:
@@ -36,7 +36,25 @@ def test_core_never_imports_a_part():
                 names = [node.module]
             for n in names:
                 assert not n.startswith(("pacestack.agents", "pacestack.cluster",
-                                         "pacestack.migrate")), f"{path}: imports {n}"
+                                         "pacestack.galera", "pacestack.migrate")), \
+                    f"{path}: imports {n}"
+
+
+def test_galera_operations_stand_on_the_agents_rule_and_pacemakers_readers():
+    """galera/ reads Pacemaker through cluster/'s readers (crm_mon, the CIB's nvpairs)
+    and decides with the agent's rule; nothing else in cluster/ (or migrate/) is its
+    business, and nothing below it imports it."""
+    readers = ("pacestack.cluster.crm_mon", "pacestack.cluster.cib")
+    for path in (ROOT / "galera").rglob("*.py"):
+        for n in _imports(path):
+            if n.startswith("pacestack.cluster."):
+                assert any(n == r or n.startswith(f"{r}.") for r in readers), \
+                    f"{path} imports {n}"
+            assert not n.startswith("pacestack.migrate"), f"{path} imports {n}"
+    for part in ("agents", "cluster", "migrate"):
+        for path in (ROOT / part).rglob("*.py"):
+            bad = [n for n in _imports(path) if n.startswith("pacestack.galera")]
+            assert not bad, f"{path} imports {bad[0]}"
 
 
 def test_cluster_and_migrate_do_not_import_each_other():
@@ -57,11 +75,12 @@ def _imports(path: pathlib.Path) -> list[str]:
 def test_real_controller_code_never_imports_the_lab():
     """What runs on real controllers (the drill over ssh, Galera operations, the
     description and its pcs commands) works without the rehearsal lab: only the
-    lab's own target and the commands' --lab/--target lab paths reach it, and
-    those only inside the function that serves that option."""
+    lab's own target and the drill's --target lab path reach it, the latter only
+    inside the function that serves that option; galera's --lab goes through the
+    lab's entry point (pacestack.commands.lab_entry), never an import."""
     lab_users = {"cluster/drill/lab_target.py", "cluster/lab_cli.py"}
-    option_paths = {"cluster/drill/cli.py", "cluster/galera_cli.py"}
-    for path in (ROOT / "cluster").rglob("*.py"):
+    option_paths = {"cluster/drill/cli.py"}
+    for path in [*(ROOT / "cluster").rglob("*.py"), *(ROOT / "galera").rglob("*.py")]:
         rel = str(path.relative_to(ROOT))
         if rel.startswith("cluster/lab/") or rel in lab_users:
             continue
@@ -79,6 +98,6 @@ def _imports_of(node, path: pathlib.Path) -> list[str]:
     if isinstance(node, ast.Import):
         return [a.name for a in node.names]
     if node.level:
-        base = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-node.level])
-        return [f"{base}.{node.module}".replace("cluster.", "pacestack.cluster.", 1)]
+        top, *rest = path.relative_to(ROOT).with_suffix("").parts[:-node.level]
+        return [".".join([PARTS[top], *rest, node.module])]
     return [node.module, *(f"{node.module}.{a.name}" for a in node.names)]

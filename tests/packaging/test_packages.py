@@ -188,7 +188,7 @@ def test_lintian_reports_no_errors(packages):
 
 def declared_imports() -> set[str]:
     found = set()
-    for top in ("pacestack", "agents", "cluster", "migrate"):
+    for top in ("pacestack", "agents", "cluster", "galera", "migrate"):
         for path in git("ls-tree", "-r", "--name-only", COMMIT, top).split():
             if not path.endswith(".py") or path in OTHER_INTERPRETER:
                 continue

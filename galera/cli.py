@@ -1,4 +1,4 @@
-"""``pacestack galera status|recover``: parse, call galera_status / galera_recover, render."""
+"""``pacestack galera status|recover``: parse, call galera.status / galera.recover, render."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from pacestack import commands, render
 from pacestack.errors import ConfigError, RuntimeFailure
 
-from . import galera_recover, galera_status
+from . import recover, status
 
 STATUS_HELP = """\
 Every Galera member of the ocf:pacestack:galera resource: what Pacemaker says
@@ -63,15 +63,15 @@ survived, it reports and the agent decides alone with no loss.
 """
 
 
-def _pos(p: galera_status.Pos | None) -> str:
+def _pos(p: status.Pos | None) -> str:
     return f"{p.uuid}:{p.seqno} ({p.source})" if p else "-"
 
 
-def _seqno(p: galera_status.Pos | None) -> str:
+def _seqno(p: status.Pos | None) -> str:
     return "-" if p is None else f"{p.seqno} ({p.source})"
 
 
-def render_status(st: galera_status.GaleraStatus) -> str:
+def render_status(st: status.GaleraStatus) -> str:
     uuids = {m.position.uuid for m in st.members if m.position and not m.position.empty}
     rows = []
     for m in st.members:
@@ -109,7 +109,7 @@ def render_status(st: galera_status.GaleraStatus) -> str:
     return "\n".join(out) + "\n"
 
 
-def render_plan(p: galera_recover.RecoveryPlan) -> str:
+def render_plan(p: recover.RecoveryPlan) -> str:
     out = []
     if p.candidate_position is not None:
         out.append(f"bootstrap node:      {p.candidate} at {_pos(p.candidate_position)}")
@@ -141,18 +141,9 @@ def _when(epoch: int) -> str:
 
 def _in_lab(args) -> int:
     """Run this same galera command inside a lab node (`pacestack lab up`), with the
-    terminal passed through (recover's confirmation works there too)."""
-    from pacestack.cluster.lab import stack
-
-    lab = stack.Lab.find()
-    names = lab.cluster.node_names
-    if args.lab != "*" and args.lab not in names:
-        raise ConfigError(f"--lab {args.lab}: no lab node of that name ({', '.join(names)})")
-    up = [n for n in lab.cluster.nodes if n.booted and n.running("pacemakerd")]
-    node = next((n for n in up if n.name == args.lab or args.lab == "*"), None)
-    if node is None:
-        raise RuntimeFailure("no lab node is up" if args.lab == "*"
-                             else f"lab node {args.lab} is not up")
+    terminal passed through (recover's confirmation works there too). The lab is
+    reached through its entry point: this module runs on real controllers, where
+    the lab need not be."""
     argv = sys.argv[sys.argv.index("galera") + 1:]
     inner, skip = [], False
     for a in argv:
@@ -163,14 +154,13 @@ def _in_lab(args) -> int:
         elif not a.startswith("--lab="):
             inner.append(a)
     exe = str(Path(sys.executable).with_name("pacestack"))
-    p = node.popen([exe, "galera", *inner], start_new_session=False)
-    return p.wait()
+    return commands.lab_entry("run_inside")(args.lab, [exe, "galera", *inner])
 
 
 def _status(conf, args) -> int:
     if args.lab:
         return _in_lab(args)
-    st = galera_status.collect(args.resource)
+    st = status.collect(args.resource)
     if args.format == "json":
         render.print_json(st.to_dict())
     else:
@@ -190,8 +180,8 @@ def _accepts(value: str, gap: int | None) -> bool:
 def _recover(conf, args) -> int:
     if args.lab:
         return _in_lab(args)
-    st = galera_status.collect(args.resource)
-    p = galera_recover.plan(st, args.bootstrap_from)
+    st = status.collect(args.resource)
+    p = recover.plan(st, args.bootstrap_from)
     if args.bootstrap_from is None:
         if args.format == "json":
             render.print_json(p.to_dict())
@@ -219,21 +209,21 @@ def _recover(conf, args) -> int:
                           f"it on a terminal, or add --accept-loss {gap} (the gap): "
                           "nothing changed")
     # re-read right before acting: the cluster may have moved while we asked
-    again = galera_recover.plan(galera_status.collect(args.resource), args.bootstrap_from)
+    again = recover.plan(status.collect(args.resource), args.bootstrap_from)
     if not again.ok or again.candidate_position != p.candidate_position or again.gap != p.gap:
         raise RuntimeFailure("the cluster changed while confirming: nothing changed; run "
                              "recover again")
-    ovr = galera_recover.apply(again)
+    ovr = recover.apply(again)
     result = {"plan": again.to_dict(), "override": ovr._asdict(), "promoted_after_s": None}
     if args.format == "text":
         print(f"handed to the agent on {ovr.node}: bootstrap at {ovr.uuid}:{ovr.seqno} "
               f"without {', '.join(ovr.missing)} (gap {gap}), decided by {ovr.by}")
     if not args.no_wait:
-        why = galera_recover.nudge(st, ovr.node)
+        why = recover.nudge(st, ovr.node)
         if why:
             print(f"pacestack: note: {why}; the agent reads the decision at its next "
                   "monitor", file=sys.stderr)
-        took = galera_recover.wait_promoted(st.resource, ovr.node, args.timeout)
+        took = recover.wait_promoted(st.resource, ovr.node, args.timeout)
         if took is None:
             raise RuntimeFailure(f"{ovr.node} not Promoted after {args.timeout:.0f}s: see "
                                  "`pacestack galera status` and the Pacemaker log")

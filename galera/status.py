@@ -9,7 +9,7 @@ server (grastate.dat, the mariadbd PID, live wsrep status over the local socket)
 Both CIB tools honour ``CIB_file``, so this also reads a saved CIB.
 
 The agent's own rule (galera_bootstrap.choose_bootstrap) then says what it is
-waiting for. Everything returns dataclasses; galera_cli renders them.
+waiting for. Everything returns dataclasses; galera.cli renders them.
 """
 
 from __future__ import annotations

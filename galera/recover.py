@@ -33,8 +33,7 @@ from pacestack import codes, proc
 from pacestack.errors import ConfigError, RuntimeFailure
 from pacestack.findings import Finding
 
-from . import galera_status
-from .galera_status import GaleraStatus, Pos
+from .status import GaleraStatus, Pos, collect
 
 
 @dataclass
@@ -173,7 +172,7 @@ def wait_promoted(resource: str, node: str, timeout: float) -> float | None:
 
     def promoted() -> bool:
         try:
-            st = galera_status.collect(resource)
+            st = collect(resource)
         except (ConfigError, RuntimeFailure):
             return False
         m = st.member(node)
