@@ -20,7 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pacestack.migrate import batch as sqlbatch
 from pacestack.migrate.journal import Journal, dumps, writer
 from pacestack.migrate.lanes import Lanes, lock_conflict
-from pacestack.migrate.plan import Change, Plan, build, independent, no_cyclic_gc
+from pacestack.migrate.model import STEPS, Change, Plan, independent
+from pacestack.migrate.plan import build, no_cyclic_gc
 
 from pacestack import __version__
 from pacestack.errors import ConfigError, RuntimeFailure
@@ -196,7 +197,7 @@ def apply(cloud, mapping, *, only: list[str] | None = None, force: bool = False,
         say(f"took over the journal lock of {dead.command} pid {dead.pid} on {dead.host}: "
             "its process is gone")
     try:
-        steps = only or ["keystone", "neutron", "cinder", "nova"]
+        steps = only or list(STEPS)
         digest = mapping_digest(mapping, steps)
         resumed = False
         run_id = None

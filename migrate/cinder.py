@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime
 import json
 
-from pacestack.migrate.plan import StepPlan
+from pacestack.migrate.model import StepPlan
 
 from pacestack import codes
 

@@ -7,7 +7,7 @@ import sys
 import uuid
 
 from pacestack.migrate import options
-from pacestack.migrate.plan import STEPS
+from pacestack.migrate.model import STEPS
 
 from pacestack import codes, commands, findings, render
 from pacestack.errors import EXIT_RUNTIME, EXIT_USAGE, PacestackError, RuntimeFailure

@@ -296,3 +296,13 @@ class Journal:
         cur.execute(self.cloud.sql("UPDATE {journal.images} SET restored = 1 "
                                    "WHERE run_id = %s AND batch = %s AND restored = 0"),
                     [run_id, batch])
+
+
+def applied_before(cloud) -> bool:
+    """Whether a run has applied (or is applying) to this cloud: the old names may be gone."""
+    exists = cloud.rows("SELECT COUNT(*) AS n FROM information_schema.tables "
+                        "WHERE table_schema = %s AND table_name = 'runs'", [cloud.journal_db])
+    if not exists[0]["n"]:
+        return False
+    return bool(cloud.rows("SELECT run_id FROM {journal.runs} WHERE status IN "
+                           "('running', 'done') LIMIT 1"))

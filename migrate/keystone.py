@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import urllib.parse
 
-from pacestack.migrate.plan import StepPlan, applied_before
+from pacestack.migrate.journal import applied_before
+from pacestack.migrate.model import StepPlan
 
 from pacestack import codes
 

@@ -1,5 +1,5 @@
 """Writer lanes: extra connections that commit batches of independent units side
-by side (plan.INDEPENDENT_UNITS), so the server works on two transactions at once
+by side (model.INDEPENDENT_UNITS), so the server works on two transactions at once
 instead of one.
 
 Each lane is its own connection and transaction; a batch is still one

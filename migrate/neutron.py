@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from pacestack.migrate.plan import StepPlan
+from pacestack.migrate.model import StepPlan
 
 from pacestack import codes
 

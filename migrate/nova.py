@@ -16,7 +16,7 @@ import datetime
 import json
 
 from pacestack.migrate import neutron
-from pacestack.migrate.plan import StepPlan
+from pacestack.migrate.model import StepPlan
 
 from pacestack import codes
 

@@ -15,6 +15,8 @@ import subprocess
 from collections.abc import Callable
 
 from pacestack.migrate import neutron
+from pacestack.migrate import residue as residuemod
+from pacestack.migrate.model import STEPS
 
 from pacestack import codes
 from pacestack.findings import Finding
@@ -69,7 +71,7 @@ def _cells_on_old_hosts(cloud, out: list[Finding], old: set[str]) -> None:
 
 
 def invariants(cloud, mapping, only: list[str] | None = None) -> list[Finding]:
-    steps = only or ["keystone", "neutron", "cinder", "nova"]
+    steps = only or STEPS
     out: list[Finding] = []
     old_hosts = tuple(mapping.hosts) or ("",)
     if "keystone" in steps and mapping.endpoints:
@@ -165,8 +167,6 @@ def invariants(cloud, mapping, only: list[str] | None = None) -> list[Finding]:
 def residue(cloud, mapping) -> list[Finding]:
     """Every live row still naming an old name that no rule keeps: an error each column
     (RESIDUE_UNCOVERED, as plan refuses them); what rules keep, one info line each."""
-    from pacestack.migrate import residue as residuemod
-
     acc = residuemod.account(cloud, mapping)
     out = list(acc.refusals)
     for e in acc.entries:
@@ -286,7 +286,7 @@ def upstream_checks(bin_dir: str, files: dict[str, str], timeout: int,
                     runner: Callable[[list[str], int], list[Finding]] = run_upstream_check
                     ) -> list[Finding]:
     """The projects' own upgrade checks, run side by side (each spends ~10 s importing)."""
-    steps = only or ["keystone", "neutron", "cinder", "nova"]
+    steps = only or STEPS
     argvs = []
     if "neutron" in steps:
         argvs.append([os.path.join(bin_dir, "neutron-status"), "--config-file",

@@ -24,7 +24,7 @@ import time
 from pacestack.migrate import apply as applymod
 from pacestack.migrate import batch as sqlbatch
 from pacestack.migrate.journal import Journal
-from pacestack.migrate.plan import Change
+from pacestack.migrate.model import Change
 from pacestack.migrate.runlock import Held
 
 STEPS = ["rehome"]

@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from pacestack.migrate.batch import Stale
+from pacestack.migrate.model import Change
 from pacestack.migrate.rehome import journaled
 from pacestack.migrate.rehome import ports as portlib
 from pacestack.migrate.rehome import state as statelib
@@ -479,9 +481,6 @@ class Worker:
         (journaled.py; its id kept in data["journal_runs"]), so migrate rollback
         restores the cache; a cache Nova rewrote between our read and our write is
         read again."""
-        from pacestack.migrate.batch import Stale
-        from pacestack.migrate.plan import Change
-
         for _attempt in range(5):
             rows = self.db.rows("SELECT id, network_info FROM {nova.instance_info_caches} "
                                 "WHERE instance_uuid = %s AND deleted = 0", [uuid])

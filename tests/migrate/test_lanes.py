@@ -13,6 +13,7 @@ import types
 
 import pytest
 from pacestack.migrate import apply as applymod
+from pacestack.migrate import model
 from pacestack.migrate import plan as planmod
 from pacestack.migrate import rollback as rbmod
 
@@ -57,7 +58,7 @@ def test_barrier_batches_run_alone_and_in_plan_order(seeded, monkeypatch):
     real_prepare = applymod.prepare_batch
 
     def prepare(cloud, lit, run_id, batch_no, changes, row_columns):
-        by_number[batch_no] = all(planmod.independent(c.unit) for c in changes)
+        by_number[batch_no] = all(model.independent(c.unit) for c in changes)
         return real_prepare(cloud, lit, run_id, batch_no, changes, row_columns)
 
     def run(cloud, journal, run_id, batch):

@@ -88,7 +88,7 @@ def _killed_holder(s, command: str) -> None:
 
 
 def test_killed_rehome_lock_is_taken_over_any_other_is_waited_for(seeded):
-    from pacestack.migrate.plan import Change
+    from pacestack.migrate.model import Change
     from pacestack.migrate.rehome import journaled
     from pacestack.migrate.runlock import Held
 
