@@ -17,6 +17,8 @@ import dataclasses
 import json
 
 from pacestack.migrate.model import StepPlan
+from pacestack.migrate.residue import dhcp_device_prefix
+from pacestack.migrate.tables import q
 
 from pacestack import codes
 
@@ -393,8 +395,6 @@ def _drop_inactive(cloud, bindings: list[dict], sp: StepPlan) -> tuple[list[dict
 def _plan_dhcp_devices(cloud, mapping, sp: StepPlan) -> None:
     """A DHCP port's device_id names its agent's host (dhcp<uuid5 of the host>-<network>):
     the agent under its new name must recognise the port as its own."""
-    from pacestack.migrate.residue import dhcp_device_prefix
-
     for old, new in mapping.hosts.items():
         prefix, new_prefix = dhcp_device_prefix(old), dhcp_device_prefix(new)
         for r in cloud.rows("SELECT id, device_id FROM {neutron.ports} WHERE device_owner = "
@@ -421,8 +421,6 @@ def agent_references(cloud, agent_ids: list[str]) -> dict[str, list[str]]:
     """agent id -> the tables (other than the two scheduling tables handled here) whose
     rows name it by foreign key: deleting the agent would let the server cascade-delete
     them unjournaled (HA router ports, say), so such an agent is refused instead."""
-    from pacestack.migrate.tables import q
-
     if not agent_ids:
         return {}
     db = cloud.databases["neutron"]
