@@ -14,9 +14,11 @@ from __future__ import annotations
 import datetime
 import json
 
+from pacestack.migrate.invariant import rows_found
 from pacestack.migrate.model import StepPlan
 
 from pacestack import codes
+from pacestack.findings import Finding
 
 
 def split_host(value: str | None) -> tuple[str, str]:
@@ -150,3 +152,34 @@ def _connector(text: str | None) -> dict | None:
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
+
+
+def invariants(cloud, mapping) -> list[Finding]:
+    """No live volume, group, service or backup on an old host; every live service
+    versioned; no volume pointing at a retired service."""
+    old_hosts = tuple(mapping.hosts) or ("",)
+    return [
+        *rows_found(cloud, codes.CINDER_OLD_HOST, "live cinder volume on an old host",
+                    "SELECT id, host FROM {cinder.volumes} WHERE deleted = 0 AND "
+                    "SUBSTRING_INDEX(SUBSTRING_INDEX(host, '#', 1), '@', 1) IN %s", [old_hosts]),
+        *rows_found(cloud, codes.CINDER_OLD_HOST, "live cinder group on an old host",
+                    "SELECT id, host FROM {cinder.groups} WHERE deleted = 0 AND "
+                    "SUBSTRING_INDEX(SUBSTRING_INDEX(host, '#', 1), '@', 1) IN %s", [old_hosts]),
+        *rows_found(cloud, codes.CINDER_OLD_HOST, "live cinder service on an old host",
+                    "SELECT id, host FROM {cinder.services} WHERE deleted = 0 AND "
+                    "SUBSTRING_INDEX(host, '@', 1) IN %s", [old_hosts]),
+        *rows_found(cloud, codes.CINDER_OLD_HOST, "live cinder backup on an old host",
+                    "SELECT id, host FROM {cinder.backups} WHERE deleted = 0 AND host IN %s",
+                    [old_hosts]),
+        # cinder refuses to start any of its services (ServiceTooOld) while a live row
+        # of that binary has no version: a Liberty-era row, or one written by hand
+        *rows_found(cloud, codes.CINDER_SERVICE_UNVERSIONED,
+                    "live cinder service without versions (cinder will raise ServiceTooOld; "
+                    "`cinder-manage service remove BINARY HOST` if it is gone)",
+                    "SELECT id, `binary`, host FROM {cinder.services} WHERE deleted = 0 AND "
+                    "(rpc_current_version IS NULL OR object_current_version IS NULL)"),
+        *rows_found(cloud, codes.CINDER_SERVICE_UUID, "volume pointing at a retired service",
+                    "SELECT v.id, v.service_uuid FROM {cinder.volumes} v "
+                    "JOIN {cinder.services} s ON s.uuid = v.service_uuid "
+                    "WHERE v.deleted = 0 AND s.deleted != 0"),
+    ]

@@ -14,6 +14,7 @@ from pacestack.migrate.journal import applied_before
 from pacestack.migrate.model import StepPlan
 
 from pacestack import codes
+from pacestack.findings import Finding
 
 
 def rewrite_url(url: str, hosts: dict[str, str]) -> str | None:
@@ -63,3 +64,18 @@ def plan(cloud, mapping, moves=None) -> StepPlan:
             sp.refuse(codes.MAPPING_UNKNOWN_ENDPOINT_HOST(
                 f"{mapping.path}:{mapping.lines.get('endpoints ' + old)}", host=old))
     return sp
+
+
+def invariants(cloud, mapping) -> list[Finding]:
+    """No endpoint URL names a host the mapping moves endpoints away from."""
+    if not mapping.endpoints:
+        return []
+    out = []
+    for r in cloud.rows("SELECT id, url FROM {keystone.endpoint}"):
+        try:
+            host = (urllib.parse.urlsplit(r["url"]).hostname or "").lower()
+        except ValueError:
+            continue
+        if host in mapping.endpoints:
+            out.append(codes.ENDPOINT_OLD_HOST(f"keystone.endpoint id={r['id']}", host=host))
+    return out

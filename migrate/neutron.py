@@ -16,11 +16,13 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from pacestack.migrate.invariant import rows_found
 from pacestack.migrate.model import StepPlan
 from pacestack.migrate.residue import dhcp_device_prefix
 from pacestack.migrate.tables import q
 
 from pacestack import codes
+from pacestack.findings import Finding
 
 VIF_TYPE_OVS = "ovs"
 VIF_TYPE_BRIDGE = "bridge"
@@ -522,3 +524,47 @@ def plan(cloud, mapping, moves) -> StepPlan:
     _plan_agents(cloud, sp)
     _plan_old_agents(cloud, mapping, sp)
     return sp
+
+
+def invariants(cloud, mapping) -> list[Finding]:
+    """Every segment holds its allocation and no allocation is orphaned, no segmentation
+    id is used twice, no binding or agent is linuxbridge's, no binding names an old host."""
+    old_hosts = tuple(mapping.hosts) or ("",)
+    return [
+        *rows_found(cloud, codes.SEGMENT_NOT_ALLOCATED, "vlan segment without allocated VLAN row",
+                    "SELECT s.id, s.physical_network, s.segmentation_id "
+                    "FROM {neutron.networksegments} s "
+                    "LEFT JOIN {neutron.ml2_vlan_allocations} a ON a.physical_network = "
+                    "s.physical_network AND a.vlan_id = s.segmentation_id AND a.allocated = 1 "
+                    "WHERE s.network_type = 'vlan' AND a.vlan_id IS NULL"),
+        *rows_found(cloud, codes.SEGMENT_NOT_ALLOCATED, "vxlan segment without allocated VNI row",
+                    "SELECT s.id, s.segmentation_id FROM {neutron.networksegments} s "
+                    "LEFT JOIN {neutron.ml2_vxlan_allocations} a ON a.vxlan_vni = "
+                    "s.segmentation_id AND a.allocated = 1 "
+                    "WHERE s.network_type = 'vxlan' AND a.vxlan_vni IS NULL"),
+        *rows_found(cloud, codes.ALLOCATION_LEAKED, "VLAN marked allocated with no segment",
+                    "SELECT a.physical_network, a.vlan_id FROM {neutron.ml2_vlan_allocations} a "
+                    "LEFT JOIN {neutron.networksegments} s ON s.network_type = 'vlan' AND "
+                    "s.physical_network = a.physical_network AND s.segmentation_id = a.vlan_id "
+                    "WHERE a.allocated = 1 AND s.id IS NULL"),
+        *rows_found(cloud, codes.ALLOCATION_LEAKED, "VNI marked allocated with no segment",
+                    "SELECT a.vxlan_vni FROM {neutron.ml2_vxlan_allocations} a "
+                    "LEFT JOIN {neutron.networksegments} s ON s.network_type = 'vxlan' AND "
+                    "s.segmentation_id = a.vxlan_vni WHERE a.allocated = 1 AND s.id IS NULL"),
+        *rows_found(cloud, codes.SEGMENT_DUPLICATE, "segmentation id used twice",
+                    "SELECT network_type, physical_network, segmentation_id, COUNT(*) AS n "
+                    "FROM {neutron.networksegments} WHERE segmentation_id IS NOT NULL "
+                    "GROUP BY network_type, physical_network, segmentation_id HAVING n > 1"),
+        *rows_found(cloud, codes.BINDING_LINUXBRIDGE, "port binding still linuxbridge",
+                    "SELECT port_id, host FROM {neutron.ml2_port_bindings} WHERE vif_type = %s",
+                    [VIF_TYPE_BRIDGE]),
+        *rows_found(cloud, codes.BINDING_LINUXBRIDGE, "binding level still linuxbridge",
+                    "SELECT port_id, host FROM {neutron.ml2_port_binding_levels} "
+                    "WHERE driver = %s", ["linuxbridge"]),
+        *rows_found(cloud, codes.BINDING_OLD_HOST, "port binding on an old host",
+                    "SELECT port_id, host FROM {neutron.ml2_port_bindings} WHERE host IN %s",
+                    [old_hosts]),
+        *rows_found(cloud, codes.AGENT_STALE, "linuxbridge agent left",
+                    "SELECT id, host FROM {neutron.agents} WHERE agent_type = %s",
+                    [LINUXBRIDGE_AGENT]),
+    ]

@@ -16,9 +16,11 @@ import datetime
 import json
 
 from pacestack.migrate import neutron
+from pacestack.migrate.invariant import rows_found
 from pacestack.migrate.model import StepPlan
 
 from pacestack import codes
+from pacestack.findings import Finding
 
 NIC_NAME_LEN = 14  # nova.network.model.NIC_NAME_LEN: tap device names are cut here
 _INSTANCES = ("SELECT id, uuid, host, node, compute_id, launched_on, vm_state, task_state "
@@ -180,6 +182,16 @@ def rewrite_vif(vif: dict, target: neutron.NetworkTarget | None, details: dict,
     return vif
 
 
+def network_info_vifs(network_info: str | None) -> list | None:
+    """The VIF list of an info cache's network_info (empty: none); None when it is not
+    a JSON list, which nova could not read either."""
+    try:
+        vifs = json.loads(network_info or "[]")
+    except ValueError:
+        return None
+    return vifs if isinstance(vifs, list) else None
+
+
 def _plan_info_caches(cloud, mapping, nets, sp: StepPlan) -> None:
     """Every cell's caches: an instance that stays on its host has its ports rebound too."""
     details = neutron.vif_details_for(cloud, mapping)
@@ -196,11 +208,8 @@ def _plan_info_cache(db: str, r: dict, nets, details: dict, bridge: str,
                      sp: StepPlan) -> None:
     if not r["network_info"]:
         return
-    try:
-        vifs = json.loads(r["network_info"])
-        if not isinstance(vifs, list):
-            raise ValueError
-    except ValueError:
+    vifs = network_info_vifs(r["network_info"])
+    if vifs is None:
         sp.note(codes.INFO_CACHE_UNREADABLE(f"{db}.instance_info_caches id={r['id']}",
                                             instance=r["instance_uuid"]))
         return
@@ -337,6 +346,21 @@ def rewrite_hosts_url(url: str | None, hosts: dict[str, str]) -> str | None:
     return out if out != url else None
 
 
+def url_hosts(url: str | None) -> list[str]:
+    """The host names of a URL that may list several hosts (rabbit://u:p@h1:5672,u:p@h2/),
+    lower case."""
+    if not url or "://" not in url:
+        return []
+    netloc = url.split("://", 1)[1].split("/", 1)[0]
+    hosts = []
+    for part in netloc.split(","):
+        part = part.rsplit("@", 1)[-1]
+        host = part[1:part.find("]")] if part.startswith("[") else part.split(":")[0]
+        if host:
+            hosts.append(host.lower())
+    return hosts
+
+
 def _plan_cell_mappings(cloud, mapping, sp: StepPlan) -> None:
     hosts = {k.lower(): v for k, v in {**mapping.hosts, **mapping.endpoints}.items()}
     if not hosts:
@@ -397,3 +421,49 @@ def plan(cloud, mapping, moves: Moves) -> StepPlan:
     _plan_control_services(cloud, mapping, sp)
     _plan_cell_mappings(cloud, mapping, sp)
     return sp
+
+
+def _cells_on_old_hosts(cloud, old: set[str]) -> list[Finding]:
+    """A cell mapping still naming the old controller: the new conductor and API would
+    send that cell's RPC to a message bus (or read a database) that is gone. The URLs
+    hold passwords: findings name the cell and the host only."""
+    out = []
+    for r in cloud.rows("SELECT uuid, name, transport_url, database_connection "
+                        "FROM {nova_api.cell_mappings}"):
+        for column, option in (("transport_url", "--transport-url"),
+                               ("database_connection", "--database_connection")):
+            hosts = [h for h in url_hosts(r[column]) if h in old]
+            if hosts:
+                out.append(codes.CELL_OLD_HOST(
+                    f"nova-manage cell_v2 update_cell --cell_uuid {r['uuid']} {option} ...",
+                    cell=str(r["name"] or r["uuid"]), column=column, host=hosts[0]))
+    return out
+
+
+def invariants(cloud, mapping) -> list[Finding]:
+    """No cell mapping names an old controller; no stopped instance left on an old
+    compute; every instance's compute node, info cache and allocations agree with it."""
+    olds = tuple(m.old_host for m in mapping.computes if m.old_host) or ("",)
+    return [
+        *_cells_on_old_hosts(cloud, {h.lower() for h in (*mapping.hosts, *mapping.endpoints)}),
+        *rows_found(cloud, codes.INSTANCE_OLD_HOST,
+                    "live stopped instance left on an old compute",
+                    "SELECT uuid, host FROM {nova.instances} WHERE deleted = 0 AND host IN %s "
+                    "AND vm_state = 'stopped'", [olds]),
+        *rows_found(cloud, codes.INSTANCE_COMPUTE_ID, "instance compute_id names another node",
+                    "SELECT i.uuid, i.host, i.node FROM {nova.instances} i "
+                    "JOIN {nova.compute_nodes} c ON c.id = i.compute_id WHERE i.deleted = 0 "
+                    "AND (c.host != i.host OR c.hypervisor_hostname != i.node)"),
+        # network_info is nova's json.dumps: "key": "value" with those spaces
+        *rows_found(cloud, codes.INFO_CACHE_BRIDGE, "info cache with a linuxbridge VIF",
+                    "SELECT c.instance_uuid FROM {nova.instance_info_caches} c "
+                    "JOIN {nova.instances} i ON i.uuid = c.instance_uuid WHERE c.deleted = 0 "
+                    "AND i.deleted = 0 AND c.network_info LIKE %s",
+                    [f'%"type": "{neutron.VIF_TYPE_BRIDGE}"%']),
+        *rows_found(cloud, codes.ALLOCATION_ELSEWHERE, "allocation not on the instance's node",
+                    "SELECT a.consumer_id, rp.uuid FROM {placement.allocations} a "
+                    "JOIN {placement.resource_providers} rp ON rp.id = a.resource_provider_id "
+                    "JOIN {nova.instances} i ON i.uuid = a.consumer_id "
+                    "JOIN {nova.compute_nodes} c ON c.id = i.compute_id "
+                    "WHERE i.deleted = 0 AND rp.uuid != c.uuid"),
+    ]

@@ -13,9 +13,8 @@ import json
 import os
 import subprocess
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
-from pacestack.migrate import neutron
+from pacestack.migrate import cinder, keystone, neutron, nova
 from pacestack.migrate import residue as residuemod
 from pacestack.migrate.model import STEPS
 
@@ -32,153 +31,9 @@ NEEDS_SERVICE = {
 UPGRADE_CHECK = {0: "success", 1: "warning", 2: "failure"}
 
 
-def _inv(cloud, out: list[Finding], code: codes.Code, what: str, sql: str, args=None,
-         limit: int = 5) -> None:
-    rows = cloud.rows(sql, args)
-    for r in rows[:limit]:
-        out.append(code(what, check=what, row=", ".join(f"{k}={v}" for k, v in r.items())))
-    if len(rows) > limit:
-        out.append(code(what, check=what, row=f"{len(rows) - limit} more rows"))
-
-
-def url_hosts(url: str | None) -> list[str]:
-    """The host names of a URL that may list several hosts (rabbit://u:p@h1:5672,u:p@h2/),
-    lower case."""
-    if not url or "://" not in url:
-        return []
-    netloc = url.split("://", 1)[1].split("/", 1)[0]
-    hosts = []
-    for part in netloc.split(","):
-        part = part.rsplit("@", 1)[-1]
-        host = part[1:part.find("]")] if part.startswith("[") else part.split(":")[0]
-        if host:
-            hosts.append(host.lower())
-    return hosts
-
-
-def _cells_on_old_hosts(cloud, out: list[Finding], old: set[str]) -> None:
-    """A cell mapping still naming the old controller: the new conductor and API would
-    send that cell's RPC to a message bus (or read a database) that is gone. The URLs
-    hold passwords: findings name the cell and the host only."""
-    for r in cloud.rows("SELECT uuid, name, transport_url, database_connection "
-                        "FROM {nova_api.cell_mappings}"):
-        for column, option in (("transport_url", "--transport-url"),
-                               ("database_connection", "--database_connection")):
-            hosts = [h for h in url_hosts(r[column]) if h in old]
-            if hosts:
-                out.append(codes.CELL_OLD_HOST(
-                    f"nova-manage cell_v2 update_cell --cell_uuid {r['uuid']} {option} ...",
-                    cell=str(r["name"] or r["uuid"]), column=column, host=hosts[0]))
-
-
-def _keystone_invariants(cloud, mapping, out: list[Finding]) -> None:
-    """No endpoint URL names a host the mapping moves endpoints away from."""
-    if not mapping.endpoints:
-        return
-    for r in cloud.rows("SELECT id, url FROM {keystone.endpoint}"):
-        try:
-            host = (urlsplit(r["url"]).hostname or "").lower()
-        except ValueError:
-            continue
-        if host in mapping.endpoints:
-            out.append(codes.ENDPOINT_OLD_HOST(f"keystone.endpoint id={r['id']}", host=host))
-
-
-def _neutron_invariants(cloud, mapping, out: list[Finding]) -> None:
-    """Every segment holds its allocation and no allocation is orphaned, no segmentation
-    id is used twice, no binding or agent is linuxbridge's, no binding names an old host."""
-    old_hosts = tuple(mapping.hosts) or ("",)
-    _inv(cloud, out, codes.SEGMENT_NOT_ALLOCATED, "vlan segment without allocated VLAN row",
-         "SELECT s.id, s.physical_network, s.segmentation_id FROM {neutron.networksegments} s "
-         "LEFT JOIN {neutron.ml2_vlan_allocations} a ON a.physical_network = "
-         "s.physical_network AND a.vlan_id = s.segmentation_id AND a.allocated = 1 "
-         "WHERE s.network_type = 'vlan' AND a.vlan_id IS NULL")
-    _inv(cloud, out, codes.SEGMENT_NOT_ALLOCATED, "vxlan segment without allocated VNI row",
-         "SELECT s.id, s.segmentation_id FROM {neutron.networksegments} s "
-         "LEFT JOIN {neutron.ml2_vxlan_allocations} a ON a.vxlan_vni = s.segmentation_id "
-         "AND a.allocated = 1 WHERE s.network_type = 'vxlan' AND a.vxlan_vni IS NULL")
-    _inv(cloud, out, codes.ALLOCATION_LEAKED, "VLAN marked allocated with no segment",
-         "SELECT a.physical_network, a.vlan_id FROM {neutron.ml2_vlan_allocations} a "
-         "LEFT JOIN {neutron.networksegments} s ON s.network_type = 'vlan' AND "
-         "s.physical_network = a.physical_network AND s.segmentation_id = a.vlan_id "
-         "WHERE a.allocated = 1 AND s.id IS NULL")
-    _inv(cloud, out, codes.ALLOCATION_LEAKED, "VNI marked allocated with no segment",
-         "SELECT a.vxlan_vni FROM {neutron.ml2_vxlan_allocations} a "
-         "LEFT JOIN {neutron.networksegments} s ON s.network_type = 'vxlan' AND "
-         "s.segmentation_id = a.vxlan_vni WHERE a.allocated = 1 AND s.id IS NULL")
-    _inv(cloud, out, codes.SEGMENT_DUPLICATE, "segmentation id used twice",
-         "SELECT network_type, physical_network, segmentation_id, COUNT(*) AS n "
-         "FROM {neutron.networksegments} WHERE segmentation_id IS NOT NULL "
-         "GROUP BY network_type, physical_network, segmentation_id HAVING n > 1")
-    _inv(cloud, out, codes.BINDING_LINUXBRIDGE, "port binding still linuxbridge",
-         "SELECT port_id, host FROM {neutron.ml2_port_bindings} WHERE vif_type = %s",
-         [neutron.VIF_TYPE_BRIDGE])
-    _inv(cloud, out, codes.BINDING_LINUXBRIDGE, "binding level still linuxbridge",
-         "SELECT port_id, host FROM {neutron.ml2_port_binding_levels} WHERE driver = %s",
-         ["linuxbridge"])
-    _inv(cloud, out, codes.BINDING_OLD_HOST, "port binding on an old host",
-         "SELECT port_id, host FROM {neutron.ml2_port_bindings} WHERE host IN %s",
-         [old_hosts])
-    _inv(cloud, out, codes.AGENT_STALE, "linuxbridge agent left",
-         "SELECT id, host FROM {neutron.agents} WHERE agent_type = %s",
-         [neutron.LINUXBRIDGE_AGENT])
-
-
-def _cinder_invariants(cloud, mapping, out: list[Finding]) -> None:
-    """No live volume, group, service or backup on an old host; every live service
-    versioned; no volume pointing at a retired service."""
-    old_hosts = tuple(mapping.hosts) or ("",)
-    _inv(cloud, out, codes.CINDER_OLD_HOST, "live cinder volume on an old host",
-         "SELECT id, host FROM {cinder.volumes} WHERE deleted = 0 AND "
-         "SUBSTRING_INDEX(SUBSTRING_INDEX(host, '#', 1), '@', 1) IN %s", [old_hosts])
-    _inv(cloud, out, codes.CINDER_OLD_HOST, "live cinder group on an old host",
-         "SELECT id, host FROM {cinder.groups} WHERE deleted = 0 AND "
-         "SUBSTRING_INDEX(SUBSTRING_INDEX(host, '#', 1), '@', 1) IN %s", [old_hosts])
-    _inv(cloud, out, codes.CINDER_OLD_HOST, "live cinder service on an old host",
-         "SELECT id, host FROM {cinder.services} WHERE deleted = 0 AND "
-         "SUBSTRING_INDEX(host, '@', 1) IN %s", [old_hosts])
-    _inv(cloud, out, codes.CINDER_OLD_HOST, "live cinder backup on an old host",
-         "SELECT id, host FROM {cinder.backups} WHERE deleted = 0 AND host IN %s",
-         [old_hosts])
-    # cinder refuses to start any of its services (ServiceTooOld) while a live row
-    # of that binary has no version: a Liberty-era row, or one written by hand
-    _inv(cloud, out, codes.CINDER_SERVICE_UNVERSIONED,
-         "live cinder service without versions (cinder will raise ServiceTooOld; "
-         "`cinder-manage service remove BINARY HOST` if it is gone)",
-         "SELECT id, `binary`, host FROM {cinder.services} WHERE deleted = 0 AND "
-         "(rpc_current_version IS NULL OR object_current_version IS NULL)")
-    _inv(cloud, out, codes.CINDER_SERVICE_UUID, "volume pointing at a retired service",
-         "SELECT v.id, v.service_uuid FROM {cinder.volumes} v JOIN {cinder.services} s "
-         "ON s.uuid = v.service_uuid WHERE v.deleted = 0 AND s.deleted != 0")
-
-
-def _nova_invariants(cloud, mapping, out: list[Finding]) -> None:
-    """No cell mapping names an old controller; no stopped instance left on an old
-    compute; every instance's compute node, info cache and allocations agree with it."""
-    _cells_on_old_hosts(cloud, out, {h.lower() for h in (*mapping.hosts, *mapping.endpoints)})
-    olds = tuple(m.old_host for m in mapping.computes if m.old_host) or ("",)
-    _inv(cloud, out, codes.INSTANCE_OLD_HOST, "live stopped instance left on an old compute",
-         "SELECT uuid, host FROM {nova.instances} WHERE deleted = 0 AND host IN %s "
-         "AND vm_state = 'stopped'", [olds])
-    _inv(cloud, out, codes.INSTANCE_COMPUTE_ID, "instance compute_id names another node",
-         "SELECT i.uuid, i.host, i.node FROM {nova.instances} i JOIN {nova.compute_nodes} c "
-         "ON c.id = i.compute_id WHERE i.deleted = 0 AND (c.host != i.host OR "
-         "c.hypervisor_hostname != i.node)")
-    _inv(cloud, out, codes.INFO_CACHE_BRIDGE, "info cache with a linuxbridge VIF",
-         "SELECT c.instance_uuid FROM {nova.instance_info_caches} c JOIN {nova.instances} i "
-         "ON i.uuid = c.instance_uuid WHERE c.deleted = 0 AND i.deleted = 0 AND "
-         "c.network_info LIKE %s", ['%"type": "bridge"%'])
-    _inv(cloud, out, codes.ALLOCATION_ELSEWHERE, "allocation not on the instance's node",
-         "SELECT a.consumer_id, rp.uuid FROM {placement.allocations} a "
-         "JOIN {placement.resource_providers} rp ON rp.id = a.resource_provider_id "
-         "JOIN {nova.instances} i ON i.uuid = a.consumer_id "
-         "JOIN {nova.compute_nodes} c ON c.id = i.compute_id "
-         "WHERE i.deleted = 0 AND rp.uuid != c.uuid")
-
-
-# each step's invariants (a step not run is not checked)
-_INVARIANTS = {"keystone": _keystone_invariants, "neutron": _neutron_invariants,
-               "cinder": _cinder_invariants, "nova": _nova_invariants}
+# each step's own invariants (a step not run is not checked)
+_INVARIANTS = {"keystone": keystone.invariants, "neutron": neutron.invariants,
+               "cinder": cinder.invariants, "nova": nova.invariants}
 
 
 def invariants(cloud, mapping, only: list[str] | None = None) -> list[Finding]:
@@ -187,7 +42,7 @@ def invariants(cloud, mapping, only: list[str] | None = None) -> list[Finding]:
     out: list[Finding] = []
     for step in STEPS:
         if step in wanted:
-            _INVARIANTS[step](cloud, mapping, out)
+            out.extend(_INVARIANTS[step](cloud, mapping))
     return out
 
 

@@ -22,9 +22,11 @@ from __future__ import annotations
 import dataclasses
 import json
 
-OVS = "ovs"
+from pacestack.migrate import neutron, nova
+
+OVS = neutron.VIF_TYPE_OVS
 OVERLAY_TYPES = ("vxlan", "gre", "geneve")
-OVERHEAD = {4: 50, 6: 70}  # VXLAN over IPv4 / IPv6
+OVERHEAD = neutron.VXLAN_OVERHEAD
 
 
 @dataclasses.dataclass
@@ -68,11 +70,8 @@ def create_attrs(old) -> dict:
 
 
 def cache_vifs(network_info: str | None) -> list[dict]:
-    try:
-        vifs = json.loads(network_info or "[]")
-    except ValueError:
-        return []
-    return [v for v in vifs if isinstance(v, dict)] if isinstance(vifs, list) else []
+    """The readable VIFs of nova's info cache (none when nova could not read it)."""
+    return [v for v in nova.network_info_vifs(network_info) or [] if isinstance(v, dict)]
 
 
 def set_preserve(network_info: str, port_ids: set[str]) -> tuple[str, list[str]]:
