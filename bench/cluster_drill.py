@@ -49,9 +49,8 @@ import argparse
 import json
 import statistics
 import sys
-import xml.etree.ElementTree as ET
 
-from pacestack.cluster import drill
+from pacestack.cluster import crm_mon, drill
 from pacestack.cluster.drill.lab_target import LabTarget
 from pacestack.cluster.lab import services, stack
 
@@ -61,22 +60,12 @@ assert "evs.suspect_timeout=PT1.5S" in services.EVS
 
 def op_exec_seconds(lab: stack.Lab, node_name: str, rsc: str, task: str) -> float | None:
     """The last ``task`` of ``rsc`` on ``node_name`` from crm_mon's operation history."""
-    node = lab.observer()
-    res = node.run(["crm_mon", "-1", "--output-as=xml", "--include=operations"],
-                   check=False, timeout=30)
-    if res.returncode != 0:
-        return None
-    doc = ET.fromstring(res.stdout)
+    res = lab.observer().run(list(crm_mon.WITH_OPERATIONS), check=False, timeout=30)
+    ops = crm_mon.operations(res.stdout) if res.returncode == 0 else None
     best = None
-    for nh in doc.iterfind("./node_history/node"):
-        if nh.get("name") != node_name:
-            continue
-        for rh in nh.iterfind("resource_history"):
-            if rh.get("id") != rsc:
-                continue
-            for op in rh.iterfind("operation_history"):
-                if op.get("task") == task and op.get("exec-time"):
-                    best = int(op.get("exec-time").rstrip("ms")) / 1000.0
+    for op in ops or []:
+        if (op.node, op.resource, op.task) == (node_name, rsc, task):
+            best = op.exec_s
     return best
 
 
@@ -99,18 +88,9 @@ def fence_seconds(lab: stack.Lab, victim: str) -> float:
 def op_history(lab: stack.Lab) -> dict[tuple[str, str, str], tuple[str, float]]:
     """(node, resource, call id) -> (task, exec seconds) of every operation crm_mon
     still remembers."""
-    res = lab.observer().run(["crm_mon", "-1", "--output-as=xml", "--include=operations"],
-                             check=False, timeout=30)
-    if res.returncode != 0:
-        return {}
-    found = {}
-    for nh in ET.fromstring(res.stdout).iterfind("./node_history/node"):
-        for rh in nh.iterfind("resource_history"):
-            for op in rh.iterfind("operation_history"):
-                if op.get("exec-time"):
-                    found[(nh.get("name"), rh.get("id"), op.get("call"))] = (
-                        op.get("task"), int(op.get("exec-time").rstrip("ms")) / 1000.0)
-    return found
+    res = lab.observer().run(list(crm_mon.WITH_OPERATIONS), check=False, timeout=30)
+    ops = crm_mon.operations(res.stdout) if res.returncode == 0 else None
+    return {(op.node, op.resource, op.call): (op.task, op.exec_s) for op in ops or []}
 
 
 MOVES = ("node-crash", "peer-crash", "standby", "partition")  # the victim's share moves

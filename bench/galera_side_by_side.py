@@ -43,6 +43,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pacestack.cluster import cib  # noqa: E402
 from pacestack.cluster.lab import services, stack  # noqa: E402
 
 from pacestack import proc  # noqa: E402
@@ -172,9 +173,7 @@ def instance_params(lab: stack.Lab) -> dict[str, str]:
 
     out = lab.cluster.nodes[0].run(["cibadmin", "--query", "--xpath",
                                     "//primitive[@id='galera']"], timeout=30).stdout
-    prim = ET.fromstring(out)  # noqa: S314
-    return {nv.get("name"): nv.get("value")
-            for ia in prim.findall("instance_attributes") for nv in ia.findall("nvpair")}
+    return cib.nvpairs(ET.fromstring(out))  # noqa: S314
 
 
 def kill9_alone(lab: stack.Lab) -> float:

@@ -83,7 +83,8 @@ def nvpairs(elem: ET.Element | None, tag: str = "instance_attributes") -> dict[s
     return out
 
 
-def _agent(prim: ET.Element) -> str:
+def agent_name(prim: ET.Element) -> str:
+    """A primitive's agent as pcs names it: class:provider:type, or class:type."""
     klass, provider, kind = prim.get("class", ""), prim.get("provider"), prim.get("type", "")
     return f"{klass}:{provider}:{kind}" if provider else f"{klass}:{kind}"
 
@@ -97,7 +98,7 @@ def _primitive(prim: ET.Element, clone: ET.Element | None, group: ET.Element | N
         and op.get("interval", "0").rstrip("ms") not in ("", "0")  # the probe is not one
     )
     return Primitive(
-        id=prim.get("id", ""), agent=_agent(prim),
+        id=prim.get("id", ""), agent=agent_name(prim),
         params=nvpairs(prim, "instance_attributes"), meta=nvpairs(prim, "meta_attributes"),
         monitor_ops=ops,
         clone_id=clone.get("id") if clone is not None else None,

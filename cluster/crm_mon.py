@@ -12,6 +12,9 @@ import xml.etree.ElementTree as ET  # noqa: S405 - Pacemaker's own output
 from dataclasses import dataclass, field
 
 FAILURE_KEYS = ("op_key", "node", "exitreason", "exitstatus", "status")
+# the one question every reader asks (operations adds each node's operation history)
+ARGV = ("crm_mon", "--one-shot", "--output-as=xml")
+WITH_OPERATIONS = (*ARGV, "--include=operations")
 
 
 @dataclass
@@ -77,3 +80,30 @@ def parse(text: str) -> CrmMon | None:
     failures = [{k: f.get(k, "") for k in FAILURE_KEYS} for f in doc.iterfind("./failures/failure")]
     return CrmMon(online, dc, quorate, states, {k: sorted(v) for k, v in placement.items()},
                   {k: sorted(v) for k, v in active.items()}, failures)
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One entry of a node's operation history (``--include=operations``)."""
+
+    node: str
+    resource: str
+    call: str
+    task: str
+    exec_s: float
+
+
+def operations(text: str) -> list[Operation] | None:
+    """Every operation crm_mon still remembers, in its order (only those with an
+    execution time); None for no answer or one that is not crm_mon's XML."""
+    if not text or not text.strip():
+        return None
+    try:
+        doc = ET.fromstring(text)  # noqa: S314 - Pacemaker's own output
+    except ET.ParseError:
+        return None
+    return [Operation(nh.get("name", ""), rh.get("id", ""), op.get("call", ""),
+                      op.get("task", ""), int(op.get("exec-time", "").rstrip("ms")) / 1000.0)
+            for nh in doc.iterfind("./node_history/node")
+            for rh in nh.iterfind("resource_history")
+            for op in rh.iterfind("operation_history") if op.get("exec-time")]

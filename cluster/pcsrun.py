@@ -10,6 +10,8 @@ import shutil
 import subprocess
 from collections.abc import Sequence
 
+from pacestack.cluster import cib
+
 from pacestack.errors import RuntimeFailure
 
 _BATCH_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pcs_batch.py")
@@ -135,8 +137,7 @@ def _cib_agent(cib_path: str, rid: str) -> str:
         return ""
     for prim in root.iter("primitive"):
         if prim.get("id") == rid:
-            cls, provider, kind = prim.get("class", ""), prim.get("provider"), prim.get("type", "")
-            return f"{cls}:{provider}:{kind}" if provider else f"{cls}:{kind}"
+            return cib.agent_name(prim)
     return ""
 
 

@@ -339,7 +339,7 @@ def collect(resource: str | None = None, local: bool = True) -> GaleraStatus:
     cib = _xml(cib_text, "cibadmin --query")
     rid, clone, params = find_resource(cib, resource)
     names, arbitrators = members_of(params)
-    mon = crm_mon.parse(_tool(["crm_mon", "--one-shot", "--output-as=xml"]))
+    mon = crm_mon.parse(_tool(list(crm_mon.ARGV)))
     if mon is None:
         raise RuntimeFailure("crm_mon: no answer, or not its XML")
     nodes, quorate, failures = mon.states, mon.quorate, mon.failures_of(rid)

@@ -212,7 +212,7 @@ class SshTarget(Target):
         if node in self._down:
             return None
         script = ("ip -o -4 addr show; echo @@ps@@; ps -e -o args=; echo @@crm@@; "
-                  "crm_mon -1 --output-as=xml 2>/dev/null")
+                  f"{shlex.join(crm_mon.ARGV)} 2>/dev/null")
         try:
             res = self._ssh(node, script, timeout=10)
         except subprocess.TimeoutExpired:
@@ -250,8 +250,7 @@ class SshTarget(Target):
         self._drop_rules(node)  # rules that outlived the power-off (they never should)
 
         def pacemaker_up() -> bool:
-            return self.run(node, ["crm_mon", "-1", "--output-as=xml"],
-                            timeout=15).returncode == 0
+            return self.run(node, list(crm_mon.ARGV), timeout=15).returncode == 0
 
         if not proc.wait_for(pacemaker_up, 30, interval=1.0):
             self._must(node, ["pcs", "cluster", "start"], timeout=120)  # not enabled at boot

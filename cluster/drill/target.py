@@ -187,7 +187,7 @@ class Target(abc.ABC):
         if not self.is_up(node):
             return None
         try:
-            res = self.run(node, ["crm_mon", "-1", "--output-as=xml"], timeout=timeout)
+            res = self.run(node, list(crm_mon.ARGV), timeout=timeout)
         except subprocess.TimeoutExpired:
             return None
         return crm_mon.parse(res.stdout) if res.returncode == 0 else None

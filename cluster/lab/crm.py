@@ -12,7 +12,7 @@ def view(node: Node, timeout: float = 15) -> crm_mon.CrmMon | None:
     if not node.booted:
         return None
     try:
-        res = node.run(["crm_mon", "-1", "--output-as=xml"], check=False, timeout=timeout)
+        res = node.run(list(crm_mon.ARGV), check=False, timeout=timeout)
     except Exception:  # noqa: BLE001 - a timeout while the node dies: no answer
         return None
     return crm_mon.parse(res.stdout) if res.returncode == 0 else None

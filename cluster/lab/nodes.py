@@ -279,7 +279,7 @@ class Node:
         """This node's view of the cluster (crm_mon), None if it cannot tell yet."""
         if self.reaper_pid is None:
             return None
-        res = self.run(["crm_mon", "--one-shot", "--output-as=xml"], check=False, timeout=15)
+        res = self.run(list(crm_mon.ARGV), check=False, timeout=15)
         v = crm_mon.parse(res.stdout) if res.returncode == 0 else None
         return None if v is None else ClusterView(v.online, v.dc)
 
