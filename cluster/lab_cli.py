@@ -29,6 +29,15 @@ def run_inside(which: str, argv: list[str]) -> int:
     return node.popen(argv, start_new_session=False).wait()
 
 
+def drill_target():
+    """The drill's target on the running lab: what ``cluster drill --target lab`` gets
+    by entry point (setup.cfg, pacestack.lab), so the drill's command never imports
+    the lab."""
+    from pacestack.cluster.drill.lab_target import LabTarget
+
+    return LabTarget(stack.Lab.find())
+
+
 def _progress(message: str) -> None:
     print(f"lab: {message}", file=sys.stderr, flush=True)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from importlib import metadata
+from typing import Any
 
 from oslo_config import cfg
 
@@ -29,7 +30,7 @@ def command_groups() -> list[metadata.EntryPoint]:
     return sorted(eps, key=lambda ep: ep.name)
 
 
-def lab_entry(name: str) -> Callable[..., int]:
+def lab_entry(name: str) -> Callable[..., Any]:
     """The lab's ``name`` (LAB_ENTRY_POINT_GROUP), loaded; RuntimeFailure without a lab."""
     for ep in metadata.entry_points(group=LAB_ENTRY_POINT_GROUP, name=name):
         return ep.load()

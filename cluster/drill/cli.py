@@ -151,10 +151,7 @@ def _target(args):
                                        ("--from", args.probe_from)) if value]
         if stray:
             raise ConfigError(f"{stray[0]} is for --target ssh (the lab knows its nodes)")
-        from pacestack.cluster.drill.lab_target import LabTarget
-        from pacestack.cluster.lab import stack
-
-        return LabTarget(stack.Lab.find())
+        return commands.lab_entry("drill_target")()
     if not args.nodes:
         raise ConfigError("--target ssh needs --nodes NODE1,NODE2 (the Pacemaker node names, "
                           "reachable over ssh)")
