@@ -14,6 +14,7 @@ import sys
 import time
 
 import pytest
+from pacestack.cluster import crm_mon
 from pacestack.cluster.lab import LabCluster, LabError, cleanup_stale, state
 from pacestack.cluster.lab.corosync import corosync_conf, seeded_cib
 from pacestack.cluster.lab.netns import boot_holder, netns_list, ns_inode
@@ -225,6 +226,11 @@ def test_dummy_fails_over_on_crash_and_node_rejoins(lab_cluster, lab_timings):
     failover = time.monotonic() - t0
     lab_timings("failover (crash -> Dummy on survivor)", failover)
     assert failover < 20
+    # the operation history the drill's benchmark takes execution times from
+    ops = crm_mon.operations(c2.run(list(crm_mon.WITH_OPERATIONS)).stdout)
+    started = [o for o in ops if (o.node, o.resource, o.task) == ("controller02", "d", "start")]
+    assert started and all(0 <= o.exec_s < 10 and o.call for o in started), ops
+    assert crm_mon.operations("") is None and crm_mon.operations("<crm_mon") is None
     with pytest.raises(LabError, match="down"):
         c1.run(["true"])
 
