@@ -50,13 +50,20 @@ def _state(n: ET.Element) -> str:
     return "online"
 
 
-def parse(text: str) -> CrmMon | None:
-    """The document, or None for no answer or one that is not crm_mon's XML."""
+def _document(text: str) -> ET.Element | None:
+    """The XML of an answer; None for no answer or one that is not XML."""
     if not text or not text.strip():
         return None
     try:
-        doc = ET.fromstring(text)  # noqa: S314 - Pacemaker's own output
+        return ET.fromstring(text)  # noqa: S314 - Pacemaker's own output
     except ET.ParseError:
+        return None
+
+
+def parse(text: str) -> CrmMon | None:
+    """The document, or None for no answer or one that is not crm_mon's XML."""
+    doc = _document(text)
+    if doc is None:
         return None
     nodes = doc.findall("./nodes/node")
     online = {n.get("name", ""): n.get("online") == "true" for n in nodes
@@ -96,11 +103,8 @@ class Operation:
 def operations(text: str) -> list[Operation] | None:
     """Every operation crm_mon still remembers, in its order (only those with an
     execution time); None for no answer or one that is not crm_mon's XML."""
-    if not text or not text.strip():
-        return None
-    try:
-        doc = ET.fromstring(text)  # noqa: S314 - Pacemaker's own output
-    except ET.ParseError:
+    doc = _document(text)
+    if doc is None:
         return None
     return [Operation(nh.get("name", ""), rh.get("id", ""), op.get("call", ""),
                       op.get("task", ""), int(op.get("exec-time", "").rstrip("ms")) / 1000.0)
