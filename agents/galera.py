@@ -59,7 +59,9 @@ OVERRIDE_TTL = 3600              # seconds an unused override stays valid
 # a Promoted node records its last committed seqno (a CIB write) when it changed and:
 # its view changed, it holds the newest commits without a data peer, or this long passed
 RECORD_INTERVAL = 60
-SYNC_POLL = 0.1  # seconds between a promote's status queries (each one client run)
+# seconds between a promote's status queries (each one client run): often while an
+# IST rejoin may end any moment, then sparingly through a long SST
+SYNC_POLL, SYNC_POLL_AFTER, SYNC_POLL_SLOW = 0.1, 10.0, 0.5
 # A bootstrap that resumes a history waits up to this long for the arbitrators (garbd,
 # which outlives a full crash) to join its new Primary component before announcing
 # it. A joiner that connects while garbd is still merging in is left out of that view
@@ -715,7 +717,9 @@ class GaleraAgent(ocf.Agent):
             return (seen.get("wsrep_cluster_status") == "Primary"
                     and seen.get("wsrep_local_state_comment") in HEALTHY_STATES)
 
-        wait(synced, max(0.0, sync_deadline - time.monotonic()), SYNC_POLL)
+        if not wait(synced, max(0.0, min(SYNC_POLL_AFTER, sync_deadline - time.monotonic())),
+                    SYNC_POLL):
+            wait(synced, max(0.0, sync_deadline - time.monotonic()), SYNC_POLL_SLOW)
         if not alive():
             raise OCFError(ocf.ERR_GENERIC, f"mariadbd exited while promoting: "
                                             f"{self._death_reason(m)}")
