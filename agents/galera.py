@@ -65,9 +65,11 @@ SYNC_POLL, SYNC_POLL_AFTER, SYNC_POLL_SLOW = 0.1, 10.0, 0.5
 # A bootstrap that resumes a history waits up to this long for the arbitrators (garbd,
 # which outlives a full crash) to join its new Primary component before announcing
 # it. A joiner that connects while garbd is still merging in is left out of that view
-# and then shunned by garbd for gmcast.time_wait (5 s): measured in the lab, the
-# joiner's membership took 4.4 s instead of under one.
-ARBITRATOR_WAIT = 3.0
+# and then shunned by garbd for gmcast.time_wait (5 s by default): in the lab, the
+# joiner's membership took 4.4 s instead of under one. Never waiting longer than
+# that shunning costs; garbd still evicting the crashed members (inactive_timeout,
+# 3 s in the lab) and then merging fits inside.
+ARBITRATOR_WAIT = 5.0
 
 
 class Topology(namedtuple("Topology", "members addresses arbitrators")):

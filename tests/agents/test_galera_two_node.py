@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 
+from pacestack import proc
 from tests.fixtures.galera import AgentDriver
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("agent_executables")]
@@ -228,9 +229,13 @@ def test_full_crash_joiner_finds_garbd_back_in_the_primary(galera_factory):
     cluster, driver, rows = _formed(galera_factory, garbd=True, two_node_mode=False)
     cluster.kill9(["node2"])  # node1 and garbd go on as the Primary component
     rows += cluster.write_rows("node1", "two", 10, 3)
+    garbd_log = cluster.base_dir / "garbd.log"
+    seen = len(garbd_log.read_text(errors="replace"))
     cluster.kill9(["node1"], settle=False)
     driver.all_crashed()
-    garbd_log = cluster.base_dir / "garbd.log"
+    # as while the nodes reboot: garbd notices it is alone (non-Primary) first
+    assert proc.wait_for(lambda: "view(view_id(NON_PRIM" in garbd_log.read_text(
+        errors="replace")[seen:], 30), "garbd never noticed the full crash"
     seen = len(garbd_log.read_text(errors="replace"))
     started = time.monotonic()
     driver.start()
