@@ -15,6 +15,7 @@ import os
 import re
 import time
 from collections import namedtuple
+from collections.abc import Callable
 
 from pacestack.agents import attributes, galera_cib, ocf
 from pacestack.agents.galera_bootstrap import (
@@ -58,6 +59,17 @@ OVERRIDE_TTL = 3600              # seconds an unused override stays valid
 # a Promoted node records its last committed seqno (a CIB write) when it changed and:
 # its view changed, it holds the newest commits without a data peer, or this long passed
 RECORD_INTERVAL = 60
+# seconds between a promote's status queries (each one client run): often while an
+# IST rejoin may end any moment, then sparingly through a long SST
+SYNC_POLL, SYNC_POLL_AFTER, SYNC_POLL_SLOW = 0.1, 10.0, 0.5
+# A bootstrap that resumes a history waits up to this long for the arbitrators (garbd,
+# which outlives a full crash) to join its new Primary component before announcing
+# it. A joiner that connects while garbd is still merging in is left out of that view
+# and then shunned by garbd for gmcast.time_wait (5 s by default): in the lab, the
+# joiner's membership took 4.4 s instead of under one. Never waiting longer than
+# that shunning costs; garbd still evicting the crashed members (inactive_timeout,
+# 3 s in the lab) and then merging fits inside.
+ARBITRATOR_WAIT = 5.0
 
 
 class Topology(namedtuple("Topology", "members addresses arbitrators")):
@@ -685,9 +697,10 @@ class GaleraAgent(ocf.Agent):
         pid = self._child = m.spawn(["--wsrep-new-cluster", *self._start_args(mine)])
         self.log.warning("mariadbd pid %s bootstrapping a new Primary component from %s",
                          pid, mine)
-        return self._finish_promote(m, deadline)
+        # a new or standalone history has no arbitrator that knew it: nothing to wait for
+        return self._finish_promote(m, deadline, arbitrators=not mine.empty and mine.seqno >= 0)
 
-    def _finish_promote(self, m: Mysqld, deadline: float) -> int:
+    def _finish_promote(self, m: Mysqld, deadline: float, arbitrators: bool = False) -> int:
         sync_deadline = min(deadline, time.monotonic() + self.params.sync_timeout)
         seen: dict[str, str] = {}
         child = getattr(self, "_child", None)
@@ -706,7 +719,9 @@ class GaleraAgent(ocf.Agent):
             return (seen.get("wsrep_cluster_status") == "Primary"
                     and seen.get("wsrep_local_state_comment") in HEALTHY_STATES)
 
-        wait(synced, max(0.0, sync_deadline - time.monotonic()))
+        if not wait(synced, max(0.0, min(SYNC_POLL_AFTER, sync_deadline - time.monotonic())),
+                    SYNC_POLL):
+            wait(synced, max(0.0, sync_deadline - time.monotonic()), SYNC_POLL_SLOW)
         if not alive():
             raise OCFError(ocf.ERR_GENERIC, f"mariadbd exited while promoting: "
                                             f"{self._death_reason(m)}")
@@ -715,6 +730,12 @@ class GaleraAgent(ocf.Agent):
             self._shutdown(m)
             raise OCFError(ocf.ERR_GENERIC, f"not Synced in time (last state: {state}, "
                                             f"cluster {seen.get('wsrep_cluster_status', '?')})")
+        if arbitrators and self.topo.arbitrators:
+            self._await_arbitrators(m, seen, alive,
+                                    min(ARBITRATOR_WAIT, deadline - time.monotonic()))
+            if not alive():
+                raise OCFError(ocf.ERR_GENERIC, f"mariadbd exited while promoting: "
+                                                f"{self._death_reason(m)}")
         self._set_role("promoted")
         # the CIB updates are independent of each other: one read, then all at once
         # (one after another they were ~1-2 s of every promote on a loaded node)
@@ -731,8 +752,36 @@ class GaleraAgent(ocf.Agent):
             ])
         finally:
             self._snap = None
-        self.log.info("promoted: Primary and %s", seen.get("wsrep_local_state_comment"))
+        self.log.info("promoted: Primary and %s, cluster size %s",
+                      seen.get("wsrep_local_state_comment"), seen.get("wsrep_cluster_size"))
         return ocf.SUCCESS
+
+    def _await_arbitrators(self, m: Mysqld, seen: dict[str, str],
+                           alive: Callable[[], bool], budget: float) -> None:
+        """Until this bootstrap node's Primary component holds every arbitrator too (or
+        ``budget`` seconds passed: an arbitrator that is down only costs its wait)."""
+        arbs = self.topo.arbitrators
+        want = 1 + len(arbs)
+
+        def merged() -> bool:
+            if not alive():
+                return True  # the caller reports the death
+            try:
+                seen.update(m.status(timeout=5))
+            except MysqldError:
+                return False
+            return seen.get("wsrep_cluster_size", "0").isdigit() and \
+                int(seen["wsrep_cluster_size"]) >= want
+        started = time.monotonic()
+        if merged():
+            return
+        if wait(merged, max(0.0, budget), SYNC_POLL):
+            self.log.info("arbitrator %s joined the new Primary component after %.1fs",
+                          ", ".join(arbs), time.monotonic() - started)
+        else:
+            self.log.warning("arbitrator %s not in the new Primary component after %.1fs "
+                             "(cluster size %s): announcing it without", ", ".join(arbs),
+                             time.monotonic() - started, seen.get("wsrep_cluster_size", "?"))
 
     def _score_joiners(self, snap: galera_cib.Snapshot | None) -> None:
         """A Primary component exists now: every other started (reported), non-Primary

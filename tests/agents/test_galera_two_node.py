@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 
+from pacestack import proc
 from tests.fixtures.galera import AgentDriver
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("agent_executables")]
@@ -213,3 +214,47 @@ def test_fast_restart_after_kill9_keeps_the_survivor_primary(galera_factory, act
         assert log.count("the datadir is unchanged since") == 1, log[-2000:]
     # every acknowledged row (and the one that made the table) reached the rejoined node
     assert len(cluster.rows("node2", "race")) >= 1 + len(watch.acks)
+
+
+
+def test_full_crash_joiner_finds_garbd_back_in_the_primary(galera_factory):
+    """Both data nodes crash at different seqnos while garbd lives on. node1, ahead,
+    bootstraps and announces its Primary (its promote returns) only once garbd is
+    back in it: a joiner that connects while garbd is still merging in is left out
+    of that view and shunned by garbd for gmcast.time_wait (5 s; 4.4 s of the lab's
+    full-crash recovery). node2 then joins by IST, garbd shuns nobody, and every
+    committed row is on both."""
+    import time
+
+    cluster, driver, rows = _formed(galera_factory, garbd=True, two_node_mode=False)
+    cluster.kill9(["node2"])  # node1 and garbd go on as the Primary component
+    rows += cluster.write_rows("node1", "two", 10, 3)
+    garbd_log = cluster.base_dir / "garbd.log"
+    seen = len(garbd_log.read_text(errors="replace"))
+    cluster.kill9(["node1"], settle=False)
+    driver.all_crashed()
+    # as while the nodes reboot: garbd notices it is alone (non-Primary) first
+    assert proc.wait_for(lambda: "view(view_id(NON_PRIM" in garbd_log.read_text(
+        errors="replace")[seen:], 30), "garbd never noticed the full crash"
+    seen = len(garbd_log.read_text(errors="replace"))
+    started = time.monotonic()
+    driver.start()
+    assert driver.score("node1") > driver.score("node2")
+    rc, _, err = driver.run("node1", "promote")
+    assert rc == 0, err[-800:]
+    size = cluster["node1"].status()["wsrep_cluster_size"]  # when Pacemaker learns of it
+    driver.promoted_order.append("node1")
+    driver.notify_all("promote", ["node1"])
+    assert driver.recover(["node2"], start=False) == ["node2"]
+    took = time.monotonic() - started
+    shunned = [ln.split("INFO:", 1)[-1].strip()[:120]
+               for ln in garbd_log.read_text(errors="replace")[seen:].splitlines()
+               if "discarding connection" in ln]
+    print(f"\nfull crash -> both Promoted {took:.1f}s; node1 announced at size {size}; "
+          f"garbd: {shunned or 'shunned nobody'}")
+    assert driver.bootstrapped("node1") and not driver.bootstrapped("node2")
+    assert size == "2", f"node1 announced its Primary at size {size}, garbd not back in"
+    assert not shunned, shunned
+    assert cluster["node2"].ist_or_sst() == "IST"
+    for node in ("node1", "node2"):
+        assert cluster.rows(node, "two") == rows
