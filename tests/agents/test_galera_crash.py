@@ -303,6 +303,9 @@ def test_node_with_wiped_datadir_rejoins_by_sst(scenario):
     sc = scenario
     sc.cluster.kill9(["node3"])
     sc.write("node1")
+    # node2 applies node1's writesets after node1 acknowledged them: killed before it
+    # has, the rows were only on the disk this test wipes, which no rule can bring back
+    proc.wait_for(lambda: sc.seqno("node2") >= sc.seqno("node1"), 10)
     sc.cluster.kill9(["node1", "node2"])
     sc.cluster["node1"].wipe()  # the most advanced by name tie lost its disk
     d = sc.driver
