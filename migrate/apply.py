@@ -10,20 +10,22 @@ rollback undoes both) and ends with the same result as an uninterrupted run.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import hashlib
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from pacestack.migrate import batch as sqlbatch
+from pacestack.migrate import tables
 from pacestack.migrate.journal import Journal, dumps, writer
-from pacestack.migrate.lanes import Lanes, lock_conflict
+from pacestack.migrate.lanes import Lanes, lock_conflict, server_identity
 from pacestack.migrate.model import STEPS, Change, Plan, independent
 from pacestack.migrate.plan import build, no_cyclic_gc
 
-from pacestack import __version__
+from pacestack import __version__, db
 from pacestack.errors import ConfigError, RuntimeFailure
 
 Progress = Callable[[str], None]
@@ -179,6 +181,34 @@ def table_checksums(cloud, keys) -> dict[tuple[str, str], object]:
         return {k: sqlbatch.checksum(cloud, cur, *k) for k in keys}
 
 
+def table_checksums_aside(cloud, keys) -> Future | None:
+    """table_checksums on a connection of its own in a thread: the server reads the
+    tables while the caller's thread accounts for the residue (client work). None when
+    that connection reached another server (a Galera node behind the same address may
+    lag): the caller then checksums on its own connection."""
+    conn = db.connect(cloud.server, database="", timeout=cloud.timeout)
+    try:
+        same = server_identity(conn) == server_identity(cloud.conn)
+    except BaseException:
+        conn.close()
+        raise
+    if not same:
+        conn.close()
+        return None
+
+    def run() -> dict[tuple[str, str], object]:
+        try:
+            with conn.cursor() as cur:
+                return {k: sqlbatch.checksum(cloud, cur, *k) for k in keys}
+        finally:
+            conn.close()
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checksum")
+    try:
+        return pool.submit(run)
+    finally:
+        pool.shutdown(wait=False)
+
+
 def apply(cloud, mapping, *, only: list[str] | None = None, force: bool = False,
           batch_size: int = 5000, connections: int = 2, progress: Progress | None = None,
           pause_after_batch: float = 0.0, break_lock: str | None = None,
@@ -214,11 +244,27 @@ def apply(cloud, mapping, *, only: list[str] | None = None, force: bool = False,
                 raise ConfigError(f"run {run['run_id']} was interrupted with a different mapping "
                                   "or --only; re-run it with the same ones or roll it back")
             run_id, resumed = run["run_id"], True
+        # checksums before this run touched a table (on resume: tables not seen yet),
+        # read beside the plan's residue accounting, before anything is written
+        known = journal.checksums(run_id) if run_id else {}
+        aside: list[Future] = []
+
+        def planned(changes: list[Change]) -> None:
+            new = sorted({(c.db, c.table) for c in changes} - set(known),
+                         key=lambda k: tables.order(*k))
+            if new:
+                say(f"checksumming {len(new)} tables")
+                fut = table_checksums_aside(cloud, new)
+                aside.extend([fut] if fut else [])
         say("planning")
         t_plan = time.monotonic()
-        plan = build(cloud, mapping, only=steps, force=force)
-        cloud.conn.commit()  # end the read snapshot: batches must see current rows
-        result = ApplyResult(run_id, resumed, plan, plan_seconds=time.monotonic() - t_plan)
+        try:
+            plan = build(cloud, mapping, only=steps, force=force, planned=planned)
+            cloud.conn.commit()  # end the read snapshot: batches must see current rows
+            plan_seconds = time.monotonic() - t_plan
+        finally:
+            concurrent.futures.wait(aside)  # not left reading behind a refusal or an error
+        result = ApplyResult(run_id, resumed, plan, plan_seconds=plan_seconds)
         if plan.refusals:
             return result
         if run_id is None:
@@ -227,12 +273,13 @@ def apply(cloud, mapping, *, only: list[str] | None = None, force: bool = False,
                 return result
             run_id = journal.start_run(digest, steps)
             result.run_id = run_id
-        # checksums before this run touched a table (on resume: tables not seen yet)
-        known = journal.checksums(run_id)
-        new_tables = [k for k in plan.tables() if k not in known]
-        if new_tables:
-            say(f"checksumming {len(new_tables)} tables")
-            journal.record_checksums(run_id, table_checksums(cloud, new_tables))
+        # every table the plan writes has its checksum recorded before the first batch
+        sums = aside[0].result() if aside else {}
+        missing = [k for k in plan.tables() if k not in known and k not in sums]
+        if missing:
+            sums.update(table_checksums(cloud, missing))
+        if sums:
+            journal.record_checksums(run_id, sums)
         changes = plan.changes  # a property that builds the list: once
         batches = _batches(changes, batch_size)
         first = journal.next_batch(run_id)

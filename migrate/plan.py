@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from pacestack.migrate import cinder, keystone, neutron, nova, residue
 from pacestack.migrate.cinder import split_host
 from pacestack.migrate.journal import applied_before
-from pacestack.migrate.model import STEPS, Plan
+from pacestack.migrate.model import STEPS, Change, Plan
 
 from pacestack import codes
 from pacestack.findings import Finding
@@ -43,13 +43,17 @@ def known_hosts(cloud) -> set[str]:
     return out
 
 
-def build(cloud, mapping, only: list[str] | None = None, force: bool = False) -> Plan:
-    """Read the cloud and compute every step's changes; writes nothing."""
+def build(cloud, mapping, only: list[str] | None = None, force: bool = False,
+          planned: Callable[[list[Change]], None] | None = None) -> Plan:
+    """Read the cloud and compute every step's changes; writes nothing. planned: called
+    with the steps' changes when they hold no refusal, before the residue accounting
+    (apply starts reading what it needs before writing there, beside the accounting)."""
     with no_cyclic_gc():
-        return _build(cloud, mapping, only, force)
+        return _build(cloud, mapping, only, force, planned)
 
 
-def _build(cloud, mapping, only: list[str] | None, force: bool) -> Plan:
+def _build(cloud, mapping, only: list[str] | None, force: bool,
+           planned: Callable[[list[Change]], None] | None) -> Plan:
     wanted = only or list(STEPS)
     whole = set(STEPS) <= set(wanted)
     # the residue search needs no plan: the server runs it while the steps plan here
@@ -73,10 +77,13 @@ def _build(cloud, mapping, only: list[str] | None, force: bool) -> Plan:
              for name in STEPS if name in wanted]
     release = cloud.release.release if cloud.release else ""
     plan = Plan(steps, mapping.path, general, release=release)
+    changes = plan.changes
+    if planned is not None and changes and not plan.refusals:
+        planned(changes)
     if found is not None and not plan.refusals:
         # only the whole cutover can be held to account for every old name (and only a
         # plan without refusals says what the steps will rewrite)
-        plan.accounting = residue.account(cloud, mapping, plan.changes, found.result())
+        plan.accounting = residue.account(cloud, mapping, changes, found.result())
         general.extend(plan.accounting.refusals)
     elif found is not None:
         found.cancel()  # refused: nothing to account for (a running search just ends)

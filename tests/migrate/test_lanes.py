@@ -16,6 +16,7 @@ from pacestack.migrate import apply as applymod
 from pacestack.migrate import model
 from pacestack.migrate import plan as planmod
 from pacestack.migrate import rollback as rbmod
+from pacestack.migrate.journal import Journal
 
 from tests.migrate import seed_cloud
 from tests.migrate.test_faults import state
@@ -32,10 +33,13 @@ def test_two_connections_give_the_same_cutover_as_one(seeded):
         with contextlib.closing(seeded.cloud()) as c:
             opened = _connections(seeded)
             r = applymod.apply(c, seeded.mapping(), batch_size=7, connections=n)
-            # counting opens a connection too, and so do the run lock and the plan's
-            # residue search (it reads beside the steps); lanes open one each
-            extra = _connections(seeded) - opened - 3
+            # counting opens a connection too, and so do the run lock, the plan's
+            # residue search (it reads beside the steps) and the before-checksums (read
+            # beside the residue accounting); lanes open one each
+            extra = _connections(seeded) - opened - 4
             results[n] = (state(seeded), extra, r)
+            # read on their own connection, the checksums still cover every table written
+            assert set(Journal(c).checksums(r.run_id)) == set(r.plan.tables())
             assert rbmod.rollback(c, r.run_id).checksums_ok
         assert seeded.checksums() == before
     (one, extra1, r1), (two, extra2, r2) = results[1], results[2]
@@ -146,3 +150,27 @@ def test_lanes_that_cannot_open_leave_apply_on_one_connection(seeded, monkeypatc
     assert len(fallback) == 1 and "access denied" in fallback[0], said
     assert r.connections == 1
     assert not any(password in s for s in said)
+
+
+def test_checksums_read_where_the_run_writes(seeded, monkeypatch):
+    """The before-checksums are read beside the plan's residue accounting on a
+    connection of their own, unless it reached another server (a lagging Galera node
+    behind one address): then on the run's own connection. Either way every table
+    the run writes has one, and rollback finds them all equal."""
+    real_identity = applymod.server_identity
+    calls: list[int] = []
+
+    def elsewhere(conn):  # the checksum connection asks first: it answers from elsewhere
+        calls.append(1)
+        return ("another node",) if len(calls) == 1 else real_identity(conn)
+    monkeypatch.setattr(applymod, "server_identity", elsewhere)
+    before = seeded.checksums()
+    with contextlib.closing(seeded.cloud()) as c:
+        opened = _connections(seeded)
+        r = applymod.apply(c, seeded.mapping(), batch_size=7, connections=1)
+        # counting, the run lock, the residue search and the refused checksum connection
+        assert _connections(seeded) - opened == 4
+        assert calls == [1, 1]
+        assert set(Journal(c).checksums(r.run_id)) == set(r.plan.tables())
+        assert rbmod.rollback(c, r.run_id).checksums_ok
+    assert seeded.checksums() == before
