@@ -252,6 +252,9 @@ def _nova(hosts: LabHosts, secrets_: Secrets, state_dir: Path, venv: Path, lock:
         "neutron": auth,
         "glance": {"region_name": REGION},
         "cinder": {**auth, "os_region_name": REGION},
+        # Cinder lets only Nova delete an attachment it made (detach): it must see
+        # Nova's service token on the call
+        "service_user": {**auth, "send_service_user_token": "true"},
         "scheduler": {"discover_hosts_in_cells_interval": "3"},
         "conductor": {"workers": "1"},
         "vnc": {"enabled": "true", "server_listen": "0.0.0.0",
@@ -260,7 +263,9 @@ def _nova(hosts: LabHosts, secrets_: Secrets, state_dir: Path, venv: Path, lock:
     }
     if compute:
         # nothing of the controllers' databases: a compute talks to the conductor
-        conf["DEFAULT"].update({"compute_driver": "fake.FakeDriver",
+        # the fake driver with a stable node identity (compute_id in state_path): the
+        # plain one makes up a node uuid per process, so it could not start again
+        conf["DEFAULT"].update({"compute_driver": "fake.FakeDriverWithoutFakeNodes",
                                 "host": hosts.arbitrator[0]})
         conf["vnc"]["server_proxyclient_address"] = hosts.arbitrator[1]
     else:

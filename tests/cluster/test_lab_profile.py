@@ -95,14 +95,30 @@ def test_status_lists_every_resource_where_the_description_says(profile_lab):
     TIMINGS["stack ready (s)"] = lab.info.timings.get("ready")
 
 
+def test_cloud_sequence_attaches_a_volume_and_deletes_what_it_made(profile_lab):
+    """The user sequence through the VIP: the volume is attached to the server (in-use,
+    the server in its attachments) and detached again (available); afterwards the
+    cloud holds as many servers, volumes, ports, subnets, networks and images as
+    before (counted through the APIs)."""
+    lab = profile_lab
+    before = cloud.inventory(lab)
+    got = cloud.sequence(lab)
+    assert got["ok"], got
+    assert got["server_host"] == lab.info.compute and got["image_listed"]
+    assert got["attached_to"] and got["detached"] == "available", got
+    assert list(got["steps"])[-2:] == ["attach", "detach"], got["steps"]
+    assert got["cleanup"]["left"] == [], got["cleanup"]
+    assert got["cleanup"]["deleted"].get("servers") == 1, got["cleanup"]
+    assert cloud.inventory(lab) == before
+    TIMINGS["cloud sequence (s)"] = got["seconds"]
+
+
 def test_node_crash_drill_apis_and_the_cloud_recover(profile_lab):
     """The drill's node-crash scenario on the whole controller: the VIP's node
     powered off, each API and the user sequence measured through the VIP from the
     arbitrator while the survivor takes over, then the node booted again."""
     lab = profile_lab
-    before = cloud.sequence(lab)
-    assert before["ok"], before
-    assert before["server_host"] == lab.info.compute and before["image_listed"]
+    inventory = cloud.inventory(lab)
     holder = _where(lab)["vip"][0][0]
     # independent brokers behind the VIP: what waits in the VIP holder's queues
     assert cloud.queue(lab, put=5) == 5
@@ -118,6 +134,8 @@ def test_node_crash_drill_apis_and_the_cloud_recover(profile_lab):
     assert r.cloud_s is not None, (r.cloud_attempts, r.cloud_error)
     assert r.writes_acked > 0 and r.lost_writes == [], r.lost_writes[:20]
     assert r.ok, r.to_dict()
+    # the successful attempt deleted what the failed ones left behind
+    assert cloud.inventory(lab) == inventory
     # ... is what a failover loses: the survivor's broker never had it (the victim's,
     # booted again, may hold them: only where the VIP stayed on the survivor)
     lost = cloud.queue(lab)
