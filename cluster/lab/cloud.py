@@ -65,6 +65,16 @@ def inventory(lab) -> dict[str, int]:
     return _last_json(res.stdout)
 
 
+def agents(lab) -> list[dict]:
+    """Neutron's agents through its API (type, host, alive), as `openstack network
+    agent list` shows them."""
+    res = lab.cluster.arbitrator.run([_python(lab), PROBE, "agents"], env=_env(lab),
+                                     check=False, timeout=120)
+    if res.returncode != 0:
+        raise RuntimeFailure(f"agent list failed: {(res.stderr or res.stdout)[-400:]}")
+    return _last_json(res.stdout)["agents"]
+
+
 def start_watch(lab, out: Path, timeout: float = 60) -> int:
     """cloud_probe.py ``watch`` on the arbitrator: every API's answers as JSON lines
     in ``out`` until SIGTERM; returns its host PID once its token is taken."""

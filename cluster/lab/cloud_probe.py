@@ -5,6 +5,7 @@
     python cloud_probe.py sequence         # network, port, image, server, volume attached
                                            # and detached; then deletes what it made
     python cloud_probe.py inventory        # how many of each of those exist
+    python cloud_probe.py agents           # Neutron's agents (type, host, alive)
     python cloud_probe.py mq-put N | mq-count   # messages in a queue behind the VIP
 
 Credentials come from the environment (OS_AUTH_URL, OS_PASSWORD...), never argv.
@@ -164,6 +165,12 @@ def inventory(conn=None) -> dict:
             for proxy, kind, _delete in KINDS}
 
 
+def agents() -> list[dict]:
+    """Neutron's agents as `openstack network agent list` shows them."""
+    return [{"type": a.agent_type, "host": a.host, "alive": a.is_alive,
+             "binary": a.binary} for a in connect().network.agents()]
+
+
 def sequence() -> dict:
     """Network + subnet + port, an image, a server on the lab compute, a volume
     attached to the server and detached again; then everything it made is deleted
@@ -284,6 +291,9 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["watch"] and len(argv) == 2:
         watch(argv[1])
         return 0
+    if argv[:1] == ["agents"]:
+        print(json.dumps({"agents": agents()}), flush=True)
+        return 0
     if argv[:1] == ["inventory"]:
         print(json.dumps(inventory()), flush=True)
         return 0
@@ -294,7 +304,8 @@ def main(argv: list[str]) -> int:
             print(json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}"[:500]}),
                   flush=True)
         return 0
-    print("usage: cloud_probe.py apis [SECONDS] | watch OUT | sequence | inventory",
+    print("usage: cloud_probe.py apis [SECONDS] | watch OUT | sequence | inventory "
+          "| agents",
           file=sys.stderr)
     return 2
 
