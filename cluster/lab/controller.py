@@ -175,6 +175,10 @@ def write_configs(config_dir: Path, state_dir: Path, venv: Path, glance_venv: Pa
                         "rpc_state_report_workers": "0",
                         # agents report every 5 s: one gone quiet shows dead in 15 s
                         "agent_down_time": "15",
+                        # the RPC server and the agents exit 2 s after TERM instead of
+                        # 60: restarting what follows memcached, RabbitMQ or Galera on a
+                        # node stops them all first, one after the other
+                        "graceful_shutdown_timeout": "2",
                         "notify_nova_on_port_status_changes": "false",
                         "notify_nova_on_port_data_changes": "false",
                         "state_path": str(state_dir / "neutron"),
