@@ -211,7 +211,8 @@ class SequenceLoop(threading.Thread):
             self.attempts += 1
             got = self.attempt()
             if got.get("ok"):
-                self.done_at, self.report = time.time(), got
+                # when the user's sequence succeeded, not when its clean-up ended
+                self.done_at, self.report = float(got.get("finished") or time.time()), got
                 return
             self.last_error = str(got.get("error") or got)[:300]
             self.stop_event.wait(self.pause)

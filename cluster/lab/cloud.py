@@ -45,13 +45,34 @@ def _last_json(text: str) -> dict:
 
 def sequence(lab, timeout: float = 300) -> dict:
     """Create a network and port, upload and list an image, boot a server on the lab
-    compute, create a volume; returns the probe's report (``ok``, per-step seconds)."""
+    compute, create a volume, attach it to the server and detach it, then delete what
+    was made; returns the probe's report (``ok``, per-step seconds, ``cleanup``)."""
     arb = lab.cluster.arbitrator
     res = arb.run([_python(lab), PROBE, "sequence"], env=_env(lab), check=False,
                   timeout=timeout)
     if res.returncode != 0:
         raise RuntimeFailure(f"cloud probe failed: {(res.stderr or res.stdout)[-400:]}")
     return _last_json(res.stdout)
+
+
+def inventory(lab) -> dict[str, int]:
+    """How many servers, volumes, ports, subnets, networks and images the cloud
+    holds (through the APIs): the same before and after a sequence."""
+    res = lab.cluster.arbitrator.run([_python(lab), PROBE, "inventory"], env=_env(lab),
+                                     check=False, timeout=120)
+    if res.returncode != 0:
+        raise RuntimeFailure(f"cloud inventory failed: {(res.stderr or res.stdout)[-400:]}")
+    return _last_json(res.stdout)
+
+
+def agents(lab) -> list[dict]:
+    """Neutron's agents through its API (type, host, alive), as `openstack network
+    agent list` shows them."""
+    res = lab.cluster.arbitrator.run([_python(lab), PROBE, "agents"], env=_env(lab),
+                                     check=False, timeout=120)
+    if res.returncode != 0:
+        raise RuntimeFailure(f"agent list failed: {(res.stderr or res.stdout)[-400:]}")
+    return _last_json(res.stdout)["agents"]
 
 
 def start_watch(lab, out: Path, timeout: float = 60) -> int:

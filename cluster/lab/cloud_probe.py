@@ -2,7 +2,10 @@
 
     python cloud_probe.py apis SECONDS     # poll every API through the VIP
     python cloud_probe.py watch OUT        # every API's answers as JSON lines, until SIGTERM
-    python cloud_probe.py sequence         # network, port, image, server, volume
+    python cloud_probe.py sequence         # network, port, image, server, volume attached
+                                           # and detached; then deletes what it made
+    python cloud_probe.py inventory        # how many of each of those exist
+    python cloud_probe.py agents           # Neutron's agents (type, host, alive)
     python cloud_probe.py mq-put N | mq-count   # messages in a queue behind the VIP
 
 Credentials come from the environment (OS_AUTH_URL, OS_PASSWORD...), never argv.
@@ -129,12 +132,22 @@ def watch(out: str, interval: float = 0.25) -> None:
     fh.close()
 
 
-def sequence() -> dict:
-    """Network + subnet + port, an image, a server on the lab compute, a volume."""
+PREFIX = "probe-"
+# what the sequence creates, as (proxy, list call, delete call) in deletion order:
+# the server first (it holds the port's binding and the volume's attachment), the
+# network last (its subnet and ports go with it)
+KINDS = (("compute", "servers", "delete_server"),
+         ("block_storage", "volumes", "delete_volume"),
+         ("network", "ports", "delete_port"),
+         ("network", "subnets", "delete_subnet"),
+         ("network", "networks", "delete_network"),
+         ("image", "images", "delete_image"))
+
+
+def connect():
     import openstack
 
-    t0 = time.time()
-    conn = openstack.connect(auth_url=os.environ["OS_AUTH_URL"],
+    return openstack.connect(auth_url=os.environ["OS_AUTH_URL"],
                              username=os.environ["OS_USERNAME"],
                              password=os.environ["OS_PASSWORD"],
                              project_name=os.environ["OS_PROJECT_NAME"],
@@ -142,7 +155,30 @@ def sequence() -> dict:
                              region_name="RegionOne", compute_api_version="2.37",
                              # a request to an address nobody holds fails, not hangs
                              api_timeout=15)
-    tag = f"probe-{int(t0 * 1000)}"
+
+
+def inventory(conn=None) -> dict:
+    """How many of each kind the sequence creates exist now (every name): a
+    sequence that cleans up leaves these counts as it found them."""
+    conn = conn or connect()
+    return {f"{proxy}.{kind}": sum(1 for _ in getattr(getattr(conn, proxy), kind)())
+            for proxy, kind, _delete in KINDS}
+
+
+def agents() -> list[dict]:
+    """Neutron's agents as `openstack network agent list` shows them."""
+    return [{"type": a.agent_type, "host": a.host, "alive": a.is_alive,
+             "binary": a.binary} for a in connect().network.agents()]
+
+
+def sequence() -> dict:
+    """Network + subnet + port, an image, a server on the lab compute, a volume
+    attached to the server and detached again; then everything it made is deleted
+    (with what earlier failed attempts left). ``finished`` (time.time()) is when the
+    user's sequence succeeded, before the untimed clean-up."""
+    t0 = time.time()
+    conn = connect()
+    tag = f"{PREFIX}{int(t0 * 1000)}"
     steps: dict[str, float] = {}
 
     def step(name: str) -> None:
@@ -170,9 +206,46 @@ def sequence() -> dict:
     volume = conn.block_storage.wait_for_status(volume, status="available", wait=60,
                                                 interval=1)
     step("volume")
-    return {"ok": True, "steps": steps, "server_host": server.compute_host,
-            "server_status": server.status, "port": port.id, "volume": volume.status,
-            "image_listed": tag in images, "seconds": round(time.time() - t0, 2)}
+    conn.compute.create_volume_attachment(server, volume_id=volume.id)
+    attached = conn.block_storage.wait_for_status(volume, status="in-use", wait=60,
+                                                  interval=1)
+    attached_to = [a.get("server_id") for a in attached.attachments or []]
+    step("attach")
+    conn.compute.delete_volume_attachment(server, volume.id)
+    detached = conn.block_storage.wait_for_status(volume, status="available", wait=60,
+                                                  interval=1)
+    step("detach")
+    finished = time.time()
+    report = {"ok": True, "steps": steps, "server_host": server.compute_host,
+              "server_status": server.status, "port": port.id, "volume": volume.status,
+              "attached_to": attached_to, "detached": detached.status,
+              "image_listed": tag in images, "seconds": round(finished - t0, 2),
+              "finished": finished}
+    report["cleanup"] = cleanup(conn)
+    return report
+
+
+def cleanup(conn, wait: float = 60) -> dict:
+    """Delete every resource named by the sequence (this attempt's and failed
+    attempts' leftovers); returns how many of each were deleted and what is left."""
+    deleted: dict[str, int] = {}
+    left: list[str] = []
+    for proxy_name, kind, delete in KINDS:
+        proxy = getattr(conn, proxy_name)
+        found = [r for r in getattr(proxy, kind)() if (r.name or "").startswith(PREFIX)]
+        for res in found:
+            try:
+                if kind == "volumes" and res.status not in ("available", "error"):
+                    # a failed attempt's volume stuck attaching: only an admin reset frees it
+                    proxy.reset_volume_status(res, status="available",
+                                              attach_status="detached", migration_status=None)
+                getattr(proxy, delete)(res, ignore_missing=True)
+                if kind in ("servers", "volumes"):  # the next kinds depend on them being gone
+                    proxy.wait_for_delete(res, interval=1, wait=wait)
+                deleted[kind] = deleted.get(kind, 0) + 1
+            except Exception as exc:  # noqa: BLE001 - reported, the next kind still goes
+                left.append(f"{kind} {res.id}: {type(exc).__name__}")
+    return {"deleted": deleted, "left": left}
 
 
 QUEUE = "pacestack-lab-probe"
@@ -218,6 +291,12 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["watch"] and len(argv) == 2:
         watch(argv[1])
         return 0
+    if argv[:1] == ["agents"]:
+        print(json.dumps({"agents": agents()}), flush=True)
+        return 0
+    if argv[:1] == ["inventory"]:
+        print(json.dumps(inventory()), flush=True)
+        return 0
     if argv[:1] == ["sequence"]:
         try:
             print(json.dumps(sequence()), flush=True)
@@ -225,7 +304,9 @@ def main(argv: list[str]) -> int:
             print(json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}"[:500]}),
                   flush=True)
         return 0
-    print("usage: cloud_probe.py apis [SECONDS] | watch OUT | sequence", file=sys.stderr)
+    print("usage: cloud_probe.py apis [SECONDS] | watch OUT | sequence | inventory "
+          "| agents",
+          file=sys.stderr)
     return 2
 
 

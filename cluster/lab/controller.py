@@ -12,8 +12,11 @@ What runs where cannot be the Debian default:
 - RabbitMQ: one independent broker per controller, every client through the VIP
   (a two-member quorum queue needs both members, so it would stop with either node;
   see broker_note()). A failover loses what sat in the dead broker's queues.
-- the Neutron agents are disabled: they need Open vSwitch (ovsdb-server and
-  ovs-vswitchd) inside every node, which the lab does not provide.
+- the Neutron API under gunicorn answers HTTP only: the agents' RPC (their state
+  reports, port and network sync) is served by ``neutron-rpc-server``, a clone
+  beside it; the agents drive Open vSwitch with the userspace datapath, itself a
+  clone (``openvswitch``) where a real node's systemd would start it
+  (neutron_agents.py).
 
 Every client reaches its own node's Galera member on 127.0.0.1 and everything
 else through the VIP's name, as on a real pair.
@@ -22,27 +25,25 @@ else through the VIP's name, as on a real pair.
 from __future__ import annotations
 
 import os
+import secrets
 import shlex
 import shutil
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pacestack import wsgi_apps
 
-from . import services
+from . import neutron_agents, services
 from .services import LabHosts, _ini, _params, db_url, write_secret
 
 REGION = "RegionOne"
 RABBIT_USER = "openstack"
 ADMIN = "admin"
-# resources of the profile the lab cannot run (README: stand-in table)
-DISABLED = {
-    "neutron-openvswitch-agent": "needs ovsdb-server and ovs-vswitchd in every node",
-    "neutron-dhcp-agent": "needs the Open vSwitch agent's integration bridge",
-    "neutron-l3-agent": "needs the Open vSwitch agent's integration bridge",
-    "neutron-metadata-agent": "serves the DHCP/L3 agents' namespaces only",
-}
+# resources of the profile the lab cannot run, with the reason (README: stand-in table)
+DISABLED: dict[str, str] = {}
+# the lab's own clones, beside the profile's
+EXTRA = ("placement-api", "neutron-rpc-server", "openvswitch")
 SINGLE = ("cinder-volume", "cinder-backup")
 
 
@@ -89,6 +90,7 @@ DAEMONS = {  # resource -> (binary, config files)
     "nova-novncproxy": ("nova-novncproxy", ("nova.conf",)),
     "cinder-scheduler": ("cinder-scheduler", ("cinder.conf",)),
     "cinder-backup": ("cinder-backup", ("cinder.conf",)),
+    "neutron-rpc-server": ("neutron-rpc-server", ("neutron.conf", "ml2_conf.ini")),
 }
 
 
@@ -111,6 +113,7 @@ class Secrets:
     db: str
     rabbit: str
     admin: str
+    metadata: str = field(default_factory=lambda: secrets.token_urlsafe(18))
 
 
 def transport_url(hosts: LabHosts, secrets_: Secrets) -> str:
@@ -163,9 +166,19 @@ def write_configs(config_dir: Path, state_dir: Path, venv: Path, glance_venv: Pa
             "oslo_concurrency": {"lock_path": lock},
         },
         "neutron.conf": {
-            "DEFAULT": {**common, "core_plugin": "ml2", "auth_strategy": "keystone",
-                        "api_workers": "1", "rpc_workers": "0",
+            # routers: the L3 agents' RPC (and the routers API) come with the plugin
+            "DEFAULT": {**common, "core_plugin": "ml2", "service_plugins": "router",
+                        "auth_strategy": "keystone",
+                        # the API (gunicorn) serves no RPC; neutron-rpc-server runs
+                        # one worker, which takes the agents' state reports too
+                        "api_workers": "1", "rpc_workers": "1",
                         "rpc_state_report_workers": "0",
+                        # agents report every 5 s: one gone quiet shows dead in 15 s
+                        "agent_down_time": "15",
+                        # the RPC server and the agents exit 2 s after TERM instead of
+                        # 60: restarting what follows memcached, RabbitMQ or Galera on a
+                        # node stops them all first, one after the other
+                        "graceful_shutdown_timeout": "2",
                         "notify_nova_on_port_status_changes": "false",
                         "notify_nova_on_port_data_changes": "false",
                         "state_path": str(state_dir / "neutron"),
@@ -223,6 +236,8 @@ def write_configs(config_dir: Path, state_dir: Path, venv: Path, glance_venv: Pa
         if name == "rabbitmq.conf":  # sysctl-style, no section header
             text = text.replace("[]\n", "")
         write_secret(config_dir / name, text)
+    neutron_agents.write(config_dir, venv, hosts.vip_name, secrets_.metadata,
+                         [*hosts.nodes, hosts.arbitrator], write_secret)
     shutil.copyfile(venv / "etc/nova/api-paste.ini", config_dir / "nova-api-paste.ini")
     (config_dir / "enabled_plugins").write_text("[rabbitmq_management].\n", encoding="utf-8")
     if keys_dir is not None:
@@ -252,6 +267,9 @@ def _nova(hosts: LabHosts, secrets_: Secrets, state_dir: Path, venv: Path, lock:
         "neutron": auth,
         "glance": {"region_name": REGION},
         "cinder": {**auth, "os_region_name": REGION},
+        # Cinder lets only Nova delete an attachment it made (detach): it must see
+        # Nova's service token on the call
+        "service_user": {**auth, "send_service_user_token": "true"},
         "scheduler": {"discover_hosts_in_cells_interval": "3"},
         "conductor": {"workers": "1"},
         "vnc": {"enabled": "true", "server_listen": "0.0.0.0",
@@ -260,7 +278,9 @@ def _nova(hosts: LabHosts, secrets_: Secrets, state_dir: Path, venv: Path, lock:
     }
     if compute:
         # nothing of the controllers' databases: a compute talks to the conductor
-        conf["DEFAULT"].update({"compute_driver": "fake.FakeDriver",
+        # the fake driver with a stable node identity (compute_id in state_path): the
+        # plain one makes up a node uuid per process, so it could not start again
+        conf["DEFAULT"].update({"compute_driver": "fake.FakeDriverWithoutFakeNodes",
                                 "host": hosts.arbitrator[0]})
         conf["vnc"]["server_proxyclient_address"] = hosts.arbitrator[1]
     else:
@@ -338,7 +358,7 @@ def resource_names(glance: bool) -> tuple[list[str], list[str]]:
     names = [r.name for r in profile.controller_stack([("a", "1"), ("b", "2")])]
     clones = [n for n in names if n not in DISABLED and n not in SINGLE and n != "galera"
               and (glance or n != "glance-api")]
-    return clones + ["placement-api"], list(SINGLE)
+    return clones + list(EXTRA), list(SINGLE)
 
 
 def description(hosts: LabHosts, *, power_dir: Path | None, venv: Path,
@@ -366,7 +386,20 @@ def description(hosts: LabHosts, *, power_dir: Path | None, venv: Path,
                  if name == "placement-api" else NEEDS_PLACEMENT.get(name, ""))
         res(name, api_params(name, venv, glance_venv, config_dir), 5, extra)
     for name in DAEMONS:
+        if name in EXTRA:
+            continue
         res(name, daemon_params(name, venv, config_dir), 10, NEEDS_PLACEMENT.get(name, ""))
+    service = "agent = ocf:pacestack:openstack-service\n"
+    res("openvswitch", neutron_agents.ovs_params(config_dir), 10, service)
+    rpc = "after = neutron-server\nwith = neutron-server\n"
+    res("neutron-rpc-server", daemon_params("neutron-rpc-server", venv, config_dir), 10,
+        service + rpc)
+    for name in neutron_agents.AGENTS:
+        # the Open vSwitch agent needs its host's switch and the RPC server's answers
+        extra = ("after = neutron-rpc-server, openvswitch\n"
+                 "with = neutron-rpc-server, openvswitch\n"
+                 if name == "neutron-openvswitch-agent" else "")
+        res(name, neutron_agents.agent_params(name, venv, config_dir), 10, extra)
     res("cinder-volume", {"binary": str(venv / "bin" / "cinder-volume"),
                           "config": str(config_dir / "cinder.conf"), "host": "controller",
                           "log": "/var/log/pacestack-cinder-volume.log"}, 10)

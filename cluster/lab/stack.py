@@ -600,11 +600,15 @@ def _configure_profile(lab: Lab, opts, venv, schemas, password, power_dir, confi
 
     wait_resources(lab, report, "every service running", opts.timeout)
     mark("services running")
-    progress(f"nova-compute (fake driver) on {info.arbitrator}")
+    progress(f"Open vSwitch, its agent and nova-compute (fake driver) on {info.arbitrator}")
     start_compute(lab)
     wait_compute(lab, opts.timeout)
     info.compute = info.arbitrator
     mark("compute registered")
+    wait_agents(lab, opts.timeout)
+    progress("Neutron agents reporting: Open vSwitch, DHCP, L3, metadata on "
+             f"{', '.join(cluster.node_names)}; Open vSwitch on {info.arbitrator}")
+    mark("agents alive")
 
 
 def _load_glance(lab: Lab, glance: Path, config_dir: Path, progress) -> None:
@@ -628,10 +632,53 @@ def _load_glance(lab: Lab, glance: Path, config_dir: Path, progress) -> None:
 
 
 def start_compute(lab: Lab) -> int:
+    """Open vSwitch, its Neutron agent and nova-compute on the compute host, as
+    its init would start them (no Pacemaker there); nova-compute's host PID."""
+    from . import neutron_agents
+
     arb = lab.cluster.arbitrator
-    conf = Path(lab.info.config_dir or "") / "nova-compute.conf"
-    return arb.start_daemon([str(Path(lab.info.venv or "") / "bin" / "nova-compute"),
-                             "--config-file", str(conf)], "nova-compute.out")
+    config_dir, venv = Path(lab.info.config_dir or ""), Path(lab.info.venv or "")
+    arb.start_daemon([str(config_dir / neutron_agents.OVS_SCRIPT)], "openvswitch.out")
+    arb.start_daemon(neutron_agents.agent_argv("neutron-openvswitch-agent", venv, config_dir),
+                     "neutron-openvswitch-agent.out", env=neutron_agents.compute_env(venv))
+    return arb.start_daemon([str(venv / "bin" / "nova-compute"),
+                             "--config-file", str(config_dir / "nova-compute.conf")],
+                            "nova-compute.out")
+
+
+def neutron_agents_alive(lab: Lab, within: int = 15) -> dict[tuple[str, str], bool]:
+    """(agent type, host) -> reported within ``within`` seconds, from Neutron's
+    database: every agent the lab runs, the missing ones False."""
+    from . import neutron_agents
+
+    want = {(kind, node) for node in lab.cluster.node_names
+            for kind in neutron_agents.AGENT_TYPES}
+    want.add(("Open vSwitch agent", lab.cluster.arbitrator.name))
+    seen: dict[tuple[str, str], bool] = dict.fromkeys(want, False)
+    try:
+        rows = lab.sql("SELECT agent_type, host, TIMESTAMPDIFF(SECOND, heartbeat_timestamp, "
+                       "UTC_TIMESTAMP()) FROM neutron.agents;")
+    except PacestackError:
+        return seen
+    for line in rows.splitlines():
+        kind, host, age = line.split("\t")
+        if (kind, host) in seen:
+            seen[(kind, host)] = int(age) <= within
+    return seen
+
+
+def wait_agents(lab: Lab, timeout: float) -> None:
+    last: dict = {}
+
+    def alive() -> bool:
+        nonlocal last
+        last = neutron_agents_alive(lab)
+        return all(last.values())
+
+    if not proc.wait_for(alive, timeout, interval=1):
+        missing = sorted(f"{kind} on {host}" for (kind, host), ok in last.items() if not ok)
+        raise RuntimeFailure(f"Neutron agents not reporting after {timeout:.0f}s: "
+                             f"{', '.join(missing)}")
 
 
 def wait_compute(lab: Lab, timeout: float) -> None:

@@ -3,11 +3,13 @@
 One lab for the module (``lab up --whole-profile`` through the library, in a private
 registry): Galera, memcached, RabbitMQ, Keystone (gunicorn in the profile's
 ``apache`` place), Glance, Placement, Nova API/scheduler/conductor/novncproxy, the
-Neutron API (ML2 openvswitch), Cinder API/scheduler/volume/backup, all from the
-pinned venvs under the ocf:pacestack agents with the constraints `cluster apply`
-generates from ``profile = controller``; nova-compute with the fake driver on the
-arbitrator. Time budget: ~5 min on 2 shared cores (lab up ~3 min, the drill's
-node crash with the victim's return ~2 min).
+Neutron API (ML2 openvswitch) with its RPC server and the Open vSwitch, DHCP, L3 and
+metadata agents over Open vSwitch's userspace datapath, Cinder
+API/scheduler/volume/backup, all from the pinned venvs under the ocf:pacestack
+agents with the constraints `cluster apply` generates from ``profile = controller``;
+nova-compute with the fake driver and an Open vSwitch agent on the arbitrator. Time
+budget: ~5 min on 2 shared cores (lab up ~2 min, the drill's node crash with the
+victim's return ~2 min).
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from pacestack.cluster import description as desc_mod
 from pacestack.cluster import drill
 from pacestack.cluster.drill import cli
 from pacestack.cluster.drill.lab_target import LabTarget
-from pacestack.cluster.lab import cloud, cloud_probe, controller, stack
+from pacestack.cluster.lab import cloud, cloud_probe, controller, neutron_agents, stack
+
+from pacestack import proc
 
 TIMINGS: dict[str, object] = {}
 CONSTRAINTS = Path(__file__).parents[1] / "fixtures" / "openstack-constraints-2025.1.txt"
@@ -85,7 +89,10 @@ def test_status_lists_every_resource_where_the_description_says(profile_lab):
     # the profile's services, RabbitMQ and memcached included, as the lab runs them
     assert {"memcached", "rabbitmq", "apache", "glance-api", "placement-api", "nova-api",
             "nova-scheduler", "nova-conductor", "nova-novncproxy", "neutron-server",
-            "cinder-api", "cinder-scheduler", "cinder-volume", "cinder-backup"} <= names
+            "cinder-api", "cinder-scheduler", "cinder-volume", "cinder-backup",
+            "neutron-openvswitch-agent", "neutron-dhcp-agent", "neutron-l3-agent",
+            "neutron-metadata-agent", "neutron-rpc-server", "openvswitch"} <= names
+    assert not desc.disabled, desc.disabled
     assert len(placed["vip"]) == 1
     # lab up reported each service as it came up, and the whole stack's time
     progress = "\n".join(lab.progress)
@@ -95,14 +102,51 @@ def test_status_lists_every_resource_where_the_description_says(profile_lab):
     TIMINGS["stack ready (s)"] = lab.info.timings.get("ready")
 
 
+def _agents_alive(lab: stack.Lab) -> set[tuple[str, str]]:
+    return {(a["type"], a["host"]) for a in cloud.agents(lab) if a["alive"]}
+
+
+def _agents_wanted(lab: stack.Lab) -> set[tuple[str, str]]:
+    return {(kind, node) for node in lab.cluster.node_names
+            for kind in neutron_agents.AGENT_TYPES} | {("Open vSwitch agent", lab.info.compute)}
+
+
+def test_neutron_agents_alive_in_the_agent_list(profile_lab):
+    """`openstack network agent list` through the VIP: the Open vSwitch, DHCP, L3 and
+    metadata agents of both controllers and the compute's Open vSwitch agent, alive."""
+    lab = profile_lab
+    assert _agents_wanted(lab) <= _agents_alive(lab)
+    assert "Neutron agents reporting" in "\n".join(lab.progress)
+    # each controller's switch has the integration and tunnel bridges its agent made
+    for node in lab.cluster.nodes:
+        bridges = node.run(["ovs-vsctl", "list-br"]).stdout.split()
+        assert {"br-int", "br-tun"} <= set(bridges), (node.name, bridges)
+
+
+def test_cloud_sequence_attaches_a_volume_and_deletes_what_it_made(profile_lab):
+    """The user sequence through the VIP: the volume is attached to the server (in-use,
+    the server in its attachments) and detached again (available); afterwards the
+    cloud holds as many servers, volumes, ports, subnets, networks and images as
+    before (counted through the APIs)."""
+    lab = profile_lab
+    before = cloud.inventory(lab)
+    got = cloud.sequence(lab)
+    assert got["ok"], got
+    assert got["server_host"] == lab.info.compute and got["image_listed"]
+    assert got["attached_to"] and got["detached"] == "available", got
+    assert list(got["steps"])[-2:] == ["attach", "detach"], got["steps"]
+    assert got["cleanup"]["left"] == [], got["cleanup"]
+    assert got["cleanup"]["deleted"].get("servers") == 1, got["cleanup"]
+    assert cloud.inventory(lab) == before
+    TIMINGS["cloud sequence (s)"] = got["seconds"]
+
+
 def test_node_crash_drill_apis_and_the_cloud_recover(profile_lab):
     """The drill's node-crash scenario on the whole controller: the VIP's node
     powered off, each API and the user sequence measured through the VIP from the
     arbitrator while the survivor takes over, then the node booted again."""
     lab = profile_lab
-    before = cloud.sequence(lab)
-    assert before["ok"], before
-    assert before["server_host"] == lab.info.compute and before["image_listed"]
+    inventory = cloud.inventory(lab)
     holder = _where(lab)["vip"][0][0]
     # independent brokers behind the VIP: what waits in the VIP holder's queues
     assert cloud.queue(lab, put=5) == 5
@@ -118,6 +162,13 @@ def test_node_crash_drill_apis_and_the_cloud_recover(profile_lab):
     assert r.cloud_s is not None, (r.cloud_attempts, r.cloud_error)
     assert r.writes_acked > 0 and r.lost_writes == [], r.lost_writes[:20]
     assert r.ok, r.to_dict()
+    # the successful attempt deleted what the failed ones left behind
+    assert cloud.inventory(lab) == inventory
+    # the victim, booted again with an empty switch, has its agents reporting again
+    t_back = time.monotonic()
+    assert proc.wait_for(lambda: _agents_wanted(lab) <= _agents_alive(lab), 120,
+                         interval=2), _agents_alive(lab)
+    TIMINGS["agents alive after the drill (s)"] = round(time.monotonic() - t_back, 1)
     # ... is what a failover loses: the survivor's broker never had it (the victim's,
     # booted again, may hold them: only where the VIP stayed on the survivor)
     lost = cloud.queue(lab)
