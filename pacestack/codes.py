@@ -276,6 +276,27 @@ INSTANCE_NOT_STOPPED = _code(
     "INSTANCE_NOT_STOPPED", ERROR,
     "instance {instance} on {host} is {state}, not stopped: {remedy}",
     instance=str, host=str, state=str, remedy=str)
+ALREADY_MOVING = _code(
+    "ALREADY_MOVING", ERROR,
+    "instance {instance} was already moved to {host} by an earlier run; finish it with "
+    "--to-host {host}",
+    instance=str, host=str)
+INSTANCE_UNKNOWN = _code(
+    "INSTANCE_UNKNOWN", ERROR, "no instance {instance} in the new cloud", instance=str)
+OLD_ROUTER_ENABLED = _code(
+    "OLD_ROUTER_ENABLED", ERROR,
+    "router {router} on self-service network {network} is still enabled in the old cloud "
+    "and would answer for its floating IPs: openstack --os-cloud {old_cloud} router set "
+    "--disable {router_id}",
+    router=str, network=str, old_cloud=str, router_id=str)
+OLD_STILL_RUNNING = _code(
+    "OLD_STILL_RUNNING", ERROR,
+    "instance {instance} is {vm_state} (power state {power_state}) in the old cloud on "
+    "{host}: stop it there first (openstack --os-cloud {old_cloud} server stop {instance})",
+    instance=str, vm_state=str, power_state=str, host=str, old_cloud=str)
+OLD_CLOUD_UNREACHABLE = _code(
+    "OLD_CLOUD_UNREACHABLE", WARNING,
+    "no old neutron database configured: ports that are gone cannot be recreated")
 INFO_CACHE_UNREADABLE = _code(
     "INFO_CACHE_UNREADABLE", WARNING,
     "network_info of instance {instance} is not a JSON list: left alone (nova rebuilds it "

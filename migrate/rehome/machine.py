@@ -28,7 +28,7 @@ from pacestack.migrate.rehome import ports as portlib
 from pacestack.migrate.rehome import state as statelib
 from pacestack.migrate.runlock import Held
 
-from pacestack import codes, findings
+from pacestack import codes
 from pacestack.errors import PacestackError, RuntimeFailure
 from pacestack.findings import Finding
 
@@ -129,10 +129,8 @@ class Worker:
                 (target.host, target.node) and row["step"] not in ("preflight",):
             if statelib.STEPS.index(row["step"]) >= statelib.STEPS.index("db_moved"):
                 res.status = "refused"
-                f = findings.error("ALREADY_MOVING", f"instance {uuid}",
-                                   f"instance {uuid} was already moved to {row['target_host']} "
-                                   f"by an earlier run; finish it with --to-host "
-                                   f"{row['target_host']}")
+                f = codes.ALREADY_MOVING(f"instance {uuid}", instance=uuid,
+                                         host=row["target_host"])
                 res.findings.append(f)
                 res.error = f.message
                 return res
@@ -186,8 +184,7 @@ class Worker:
     def step_preflight(self, uuid: str, target: Target, data: dict, res: InstanceResult) -> None:
         server = self.api.server(uuid)
         if server is None:
-            raise Refused(findings.error("INSTANCE_UNKNOWN", f"instance {uuid}",
-                                         f"no instance {uuid} in the new cloud"))
+            raise Refused(codes.INSTANCE_UNKNOWN(f"instance {uuid}", instance=uuid))
         data["name"] = server.name
         data["old_host"] = server.compute_host
         vifs = self._cache(uuid)
@@ -202,12 +199,9 @@ class Worker:
                 continue
             for r in self.shared.old.routers_on(net_id):
                 if r.admin_state_up:
-                    raise Refused(findings.error(
-                        "OLD_ROUTER_ENABLED", f"router {r.id}",
-                        f"router {r.name or r.id} on self-service network {net_name or net_id} "
-                        "is still enabled in the old cloud and would answer for its floating "
-                        f"IPs: openstack --os-cloud {self.shared.old_cloud_name} router set "
-                        f"--disable {r.id}"))
+                    raise Refused(codes.OLD_ROUTER_ENABLED(
+                        f"router {r.id}", router=r.name or r.id, network=net_name or net_id,
+                        old_cloud=str(self.shared.old_cloud_name), router_id=r.id))
 
     def _network_type(self, net_id: str) -> tuple[str | None, str]:
         types = self.shared.network_types
@@ -220,11 +214,10 @@ class Worker:
     def _check_old_running(self, uuid: str) -> None:
         old = self.shared.old.instance(uuid) if self.shared.old.reachable else None
         if old is not None and not old.stopped:
-            raise Refused(findings.error(
-                "OLD_STILL_RUNNING", f"instance {uuid}",
-                f"instance {uuid} is {old.vm_state} (power state {old.power_state}) in the old "
-                f"cloud on {old.host}: stop it there first (openstack --os-cloud "
-                f"{self.shared.old_cloud_name} server stop {uuid})"))
+            raise Refused(codes.OLD_STILL_RUNNING(
+                f"instance {uuid}", instance=uuid, vm_state=str(old.vm_state),
+                power_state=str(old.power_state), host=str(old.host),
+                old_cloud=str(self.shared.old_cloud_name)))
 
     def step_old_stopped(self, uuid: str, target: Target, data: dict,
                          res: InstanceResult) -> None:
@@ -243,9 +236,7 @@ class Worker:
         else:
             # no old record: the new cloud's own ports are all we can restore from
             data["old_ports"] = []
-            res.findings.append(findings.warning(
-                "OLD_CLOUD_UNREACHABLE", f"instance {uuid}",
-                "no old neutron database configured: ports that are gone cannot be recreated"))
+            res.findings.append(codes.OLD_CLOUD_UNREACHABLE(f"instance {uuid}"))
 
     def step_db_moved(self, uuid: str, target: Target, data: dict, res: InstanceResult) -> None:
         from pacestack.migrate import apply as applymod
