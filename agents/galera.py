@@ -31,7 +31,7 @@ from pacestack.agents.galera_bootstrap import (
     parse_override,
     promotion_score,
 )
-from pacestack.agents.galera_mysqld import Mysqld, MysqldError, wait
+from pacestack.agents.galera_mysqld import Mysqld, MysqldError, iso_seconds, wait
 from pacestack.agents.galera_state import (
     Position,
     StateError,
@@ -70,6 +70,8 @@ SYNC_POLL, SYNC_POLL_AFTER, SYNC_POLL_SLOW = 0.1, 10.0, 0.5
 # that shunning costs; garbd still evicting the crashed members (inactive_timeout,
 # 3 s in the lab) and then merging fits inside.
 ARBITRATOR_WAIT = 5.0
+# Galera's own default for evs.inactive_timeout when the config does not set it
+INACTIVE_DEFAULT = 15.0
 
 
 class Topology(namedtuple("Topology", "members addresses arbitrators")):
@@ -194,9 +196,9 @@ class GaleraAgent(ocf.Agent):
         Action("demote", 120),
         Action("monitor", 30, interval=20, role="Unpromoted"),
         # every second: a killed mariadbd is noticed within 1 s instead of 10, and the
-        # healthy case costs one status query (galera_sh_monitor.py). Restarting it
-        # that fast is safe because a join comes back under a new Galera identity
-        # (Mysqld.forget_view), never as the one its peers are still evicting.
+        # healthy case costs one status query (galera_sh_monitor.py). The restart
+        # joins under a new Galera identity (Mysqld.forget_view) and only once the
+        # peers have evicted the old one (GaleraAgent._await_eviction).
         Action("monitor", 30, interval=1, role="Promoted"),
         Action("monitor", 30, interval=0),
         Action("notify", 30),
@@ -676,6 +678,7 @@ class GaleraAgent(ocf.Agent):
             # would only make this mariadbd the crashed incarnation of its node UUID
             self.log.info("joining under a new Galera identity: removed the saved view "
                           "of the previous incarnation (%s)", old)
+            self._await_eviction(m, old, deadline)
         args = self._start_args(mine)
         if not args:
             # a full SST replaces whatever history this node recorded: a crash during
@@ -684,6 +687,18 @@ class GaleraAgent(ocf.Agent):
         pid = self._child = m.spawn(args)
         self.log.info("mariadbd pid %s joining via %s", pid, decision.peer)
         return self._finish_promote(m, deadline)
+
+    def _await_eviction(self, m: Mysqld, old: str, deadline: float) -> None:
+        """The crashed incarnation may still be a member in the peers' view: a new
+        mariadbd arriving from the same address while they evict it takes part in
+        failed membership rounds, and on a busy node the survivor has been seen to
+        lose its own Primary component that way. Its death was no later than now, so
+        the peers have evicted it once evs.inactive_timeout has passed from now."""
+        wait_s = iso_seconds(m.provider_option("evs.inactive_timeout"), INACTIVE_DEFAULT)
+        wait_s = max(0.0, min(wait_s, deadline - time.monotonic() - 30))
+        self.log.info("waiting %.1fs (evs.inactive_timeout) for the peers to evict the "
+                      "previous incarnation %s before joining", wait_s, old)
+        time.sleep(wait_s)
 
     def _bootstrap(self, m: Mysqld, mine: Position, deadline: float) -> int:
         if not m.has_data():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import time
@@ -37,6 +38,16 @@ INSTALL_SCHEMAS = frozenset({"mysql", "performance_schema", "sys", "test", "lost
 MAX_RECOVER_LOG = 8 << 20  # a --wsrep-recover log is a few kB
 
 
+def iso_seconds(text: str | None, default: float) -> float:
+    """Galera's durations (PT3S, PT1.5S, PT1M30S) in seconds; default when unreadable."""
+    m = re.fullmatch(r"PT(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)S)?",
+                     (text or "").strip())
+    if not m or not any(m.groups()):
+        return default
+    h, mi, sec = (float(g or 0) for g in m.groups())
+    return h * 3600 + mi * 60 + sec
+
+
 class MysqldError(RuntimeError):
     """One line: what failed about the local mariadbd."""
 
@@ -54,6 +65,23 @@ class Mysqld(namedtuple("Mysqld", _FIELDS, defaults=("",))):
         # --defaults-file must come first; the parameters override what it says
         return [self.binary, f"--defaults-file={self.config}", f"--datadir={self.datadir}",
                 f"--socket={self.socket}", f"--pid-file={self.pid_file}", f"--user={self.user}"]
+
+    def provider_option(self, name: str) -> str | None:
+        """One wsrep_provider_options entry as the config file sets it (None: Galera's
+        default applies)."""
+        done = subprocess.run(["my_print_defaults", f"--defaults-file={self.config}",
+                               "mysqld", "server", "galera", "mariadb", "mariadbd"],
+                              capture_output=True, text=True, timeout=10, check=False)
+        value = None
+        for line in done.stdout.splitlines():
+            key, _, options = line.partition("=")
+            if key.replace("_", "-") != "--wsrep-provider-options":
+                continue
+            for option in options.split(";"):
+                k, _, v = option.partition("=")
+                if k.strip() == name:
+                    value = v.strip()  # the last one given wins, as in Galera
+        return value
 
     def pid(self) -> int | None:
         """The running mariadbd of this datadir, None when there is none."""

@@ -31,8 +31,13 @@ PROVIDER = "/usr/lib/galera/libgalera_smm.so"
 # how soon a node is suspected or evicted.
 EVS = ("evs.suspect_timeout=PT1.5S;evs.inactive_timeout=PT3S;evs.install_timeout=PT3S;"
        "evs.keepalive_period=PT0.5S;evs.join_retrans_period=PT0.2S")
+# A joiner gives up (and mariadbd aborts) when it sees no Primary view within
+# pc.wait_prim_timeout. A node restarted right after a crash joins while the peers
+# still hold its old identity: the first install round fails on it (install_timeout),
+# it is declared inactive and a second round admits the joiner, ~6-7 s in all. The
+# wait must outlast inactive_timeout + install_timeout with a margin.
 PROVIDER_OPTIONS = (f"gcache.size=16M;gcache.page_size=16M;{EVS};gmcast.peer_timeout=PT2S;"
-                    "pc.wait_prim_timeout=PT5S")
+                    "pc.wait_prim_timeout=PT10S")
 # service -> (its API in pacestack.wsgi_apps, config dir variable, config files variable,
 # files, port, health)
 APIS = {
