@@ -176,8 +176,9 @@ def apply_batch(cloud, journal: Journal, run_id: str, batch_no: int,
         delete_columns(cloud, changes)))
 
 
-def table_checksums(cloud, keys) -> dict[tuple[str, str], object]:
-    with cloud.conn.cursor() as cur:
+def table_checksums(cloud, keys, conn=None) -> dict[tuple[str, str], object]:
+    """CHECKSUM TABLE of each (db, table), on conn (default: the run's connection)."""
+    with (conn or cloud.conn).cursor() as cur:
         return {k: sqlbatch.checksum(cloud, cur, *k) for k in keys}
 
 
@@ -198,8 +199,7 @@ def table_checksums_aside(cloud, keys) -> Future | None:
 
     def run() -> dict[tuple[str, str], object]:
         try:
-            with conn.cursor() as cur:
-                return {k: sqlbatch.checksum(cloud, cur, *k) for k in keys}
+            return table_checksums(cloud, keys, conn)
         finally:
             conn.close()
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checksum")
