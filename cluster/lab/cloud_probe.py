@@ -41,6 +41,12 @@ def session():
     return ks_session.Session(auth=auth, timeout=3)
 
 
+def api_urls(sess) -> dict[str, str]:
+    """Each API's authenticated read, at its public endpoint from the catalog."""
+    return {name: sess.get_endpoint(service_type=kind, interface="public").rstrip("/") + path
+            for name, (kind, path) in APIS.items()}
+
+
 def apis(limit: float) -> dict:
     """Wall-clock time (time.time()) each API first answered an authenticated read
     again; a token and the catalog are taken before the fault."""
@@ -48,10 +54,7 @@ def apis(limit: float) -> dict:
 
     sess = session()
     token = sess.get_token()
-    urls = {}
-    for name, (kind, path) in APIS.items():
-        base = sess.get_endpoint(service_type=kind, interface="public").rstrip("/")
-        urls[name] = base + path
+    urls = api_urls(sess)
     headers = {"X-Auth-Token": token, "X-Subject-Token": token}
     print(json.dumps({"ready": time.time()}), flush=True)
     answered: dict[str, float | None] = dict.fromkeys(APIS)
@@ -86,10 +89,7 @@ def watch(out: str, interval: float = 0.25) -> None:
     import requests
 
     sess = session()
-    urls = {}
-    for name, (kind, path) in APIS.items():
-        base = sess.get_endpoint(service_type=kind, interface="public").rstrip("/")
-        urls[name] = base + path
+    urls = api_urls(sess)
     state = {"token": sess.get_token()}
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
