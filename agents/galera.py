@@ -72,6 +72,8 @@ SYNC_POLL, SYNC_POLL_AFTER, SYNC_POLL_SLOW = 0.1, 10.0, 0.5
 ARBITRATOR_WAIT = 5.0
 # Galera's own default for evs.inactive_timeout when the config does not set it
 INACTIVE_DEFAULT = 15.0
+# seconds of the promote timeout the eviction wait always leaves to the join itself
+JOIN_RESERVE = 30.0
 
 
 class Topology(namedtuple("Topology", "members addresses arbitrators")):
@@ -695,7 +697,7 @@ class GaleraAgent(ocf.Agent):
         lose its own Primary component that way. Its death was no later than now, so
         the peers have evicted it once evs.inactive_timeout has passed from now."""
         wait_s = iso_seconds(m.provider_option("evs.inactive_timeout"), INACTIVE_DEFAULT)
-        wait_s = max(0.0, min(wait_s, deadline - time.monotonic() - 30))
+        wait_s = max(0.0, min(wait_s, deadline - time.monotonic() - JOIN_RESERVE))
         self.log.info("waiting %.1fs (evs.inactive_timeout) for the peers to evict the "
                       "previous incarnation %s before joining", wait_s, old)
         time.sleep(wait_s)
