@@ -384,6 +384,39 @@ class GaleraAgent(ocf.Agent):
     def _record_file(self) -> str:
         return self._role_file()[:-len(".role")] + ".recorded"
 
+    def _death_file(self) -> str:
+        return self._role_file()[:-len(".role")] + ".dead"
+
+    def note_death(self, m: Mysqld) -> None:
+        """mariadbd is not running but its saved view says an incarnation was in a
+        Primary component: that incarnation died no later than now. Remember the
+        earliest such moment (boot clock) under its node UUID, so a later join waits
+        for the peers' eviction only for the part of evs.inactive_timeout still left."""
+        try:
+            uuid = m.saved_view()
+        except MysqldError:
+            return
+        if uuid in (None, "?") or self._death_seen(uuid) is not None:
+            return
+        with contextlib.suppress(OSError):
+            os.makedirs(os.path.dirname(self._death_file()), exist_ok=True)
+            with open(self._death_file(), "w", encoding="ascii") as fh:
+                fh.write(f"{uuid} {time.clock_gettime(time.CLOCK_BOOTTIME)}\n")
+
+    def _death_seen(self, uuid: str) -> float | None:
+        """When (boot clock) the incarnation ``uuid`` was first seen dead, or None."""
+        try:
+            with open(self._death_file(), encoding="ascii") as fh:
+                seen_uuid, at = fh.read().split()[:2]
+            return float(at) if seen_uuid == uuid else None
+        except (OSError, ValueError):
+            return None
+
+    def _forget_deaths(self) -> None:
+        """A new mariadbd is about to run: a later death must be observed anew."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._death_file())
+
     def record_running(self, status: dict[str, str], force: bool = False) -> None:
         """Monitor of a Promoted node: record wsrep_last_committed when it moved and the
         view changed, this node is the only data member left, or RECORD_INTERVAL passed.
@@ -487,6 +520,7 @@ class GaleraAgent(ocf.Agent):
             return ocf.SUCCESS
         self._delete("primary")
         self._check_volume()
+        self.note_death(m)
         mine = self.detect_position()
         self._check_data_expected(topo, mine)
         self.publish(mine)
@@ -531,7 +565,9 @@ class GaleraAgent(ocf.Agent):
     def stop(self) -> int:
         m = self.mysqld
         self._delete(POSITION)  # a stopped member reports again when it starts
-        if m.pid() is not None and self._shutdown(m):
+        if m.pid() is None:
+            self.note_death(m)
+        elif self._shutdown(m):
             self._record_stopped(m)
         self._delete("primary")
         self._score(None)
@@ -686,6 +722,7 @@ class GaleraAgent(ocf.Agent):
             # a full SST replaces whatever history this node recorded: a crash during
             # the copy must not leave a record that holds the others back
             self._forget_record()
+        self._forget_deaths()
         pid = self._child = m.spawn(args)
         self.log.info("mariadbd pid %s joining via %s", pid, decision.peer)
         return self._finish_promote(m, deadline)
@@ -694,12 +731,22 @@ class GaleraAgent(ocf.Agent):
         """The crashed incarnation may still be a member in the peers' view: a new
         mariadbd arriving from the same address while they evict it takes part in
         failed membership rounds, and on a busy node the survivor has been seen to
-        lose its own Primary component that way. Its death was no later than now, so
-        the peers have evicted it once evs.inactive_timeout has passed from now."""
-        wait_s = iso_seconds(m.provider_option("evs.inactive_timeout"), INACTIVE_DEFAULT)
-        wait_s = max(0.0, min(wait_s, deadline - time.monotonic() - JOIN_RESERVE))
-        self.log.info("waiting %.1fs (evs.inactive_timeout) for the peers to evict the "
-                      "previous incarnation %s before joining", wait_s, old)
+        lose its own Primary component that way. The peers have evicted it once
+        evs.inactive_timeout has passed since its death; the death was no later than
+        the moment this agent first saw it dead (note_death), or than now."""
+        inactive = iso_seconds(m.provider_option("evs.inactive_timeout"), INACTIVE_DEFAULT)
+        seen = self._death_seen(old)
+        # a record from before a reboot only understates the time since the death
+        since = max(0.0, time.clock_gettime(time.CLOCK_BOOTTIME) - seen) \
+            if seen is not None else 0.0
+        wait_s = max(0.0, min(inactive - since, deadline - time.monotonic() - JOIN_RESERVE))
+        if seen is None:
+            self.log.info("waiting %.1fs (evs.inactive_timeout) for the peers to evict the "
+                          "previous incarnation %s before joining", wait_s, old)
+        else:
+            self.log.info("waiting %.1fs (evs.inactive_timeout %.1fs, seen dead %.1fs ago) "
+                          "for the peers to evict the previous incarnation %s before "
+                          "joining", wait_s, inactive, since, old)
         time.sleep(wait_s)
 
     def _bootstrap(self, m: Mysqld, mine: Position, deadline: float) -> int:
@@ -711,6 +758,7 @@ class GaleraAgent(ocf.Agent):
                 set_safe_to_bootstrap(m.grastate_path())
         except (StateError, OSError) as err:
             raise OCFError(ocf.ERR_GENERIC, f"cannot mark safe_to_bootstrap: {err}") from None
+        self._forget_deaths()
         pid = self._child = m.spawn(["--wsrep-new-cluster", *self._start_args(mine)])
         self.log.warning("mariadbd pid %s bootstrapping a new Primary component from %s",
                          pid, mine)
@@ -830,6 +878,7 @@ class GaleraAgent(ocf.Agent):
         pid = m.pid()
         role = self._role()
         if pid is None:
+            self.note_death(m)
             if role == "promoted":
                 raise OCFError(ocf.ERR_GENERIC, f"mariadbd is not running: "
                                                 f"{self._death_reason(m)}")

@@ -246,6 +246,32 @@ class Mysqld(namedtuple("Mysqld", _FIELDS, defaults=("",))):
             return Position(galera_state.ZERO_UUID, -1, "standalone")
         return Position(galera_state.ZERO_UUID, -1, "empty")
 
+    def saved_view(self) -> str | None:
+        """The node UUID of the Primary view a crash left (gvwstate.dat), "?" when the
+        file is there but unreadable as one, None when there is none. mariadbd removes
+        it on a clean shutdown, so with mariadbd stopped it names a dead incarnation."""
+        try:
+            dir_fd = galera_files.open_dir(self.datadir)
+        except OSError as exc:
+            raise _failed(f"cannot open {self.datadir}", exc) from None
+        try:
+            return self._view_uuid(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    @staticmethod
+    def _view_uuid(dir_fd: int) -> str | None:
+        try:
+            fd = galera_files.open_regular(VIEW_STATE, dir_fd)
+        except FileNotFoundError:
+            return None
+        except OSError:
+            return "?"  # not a plain file (a symlink)
+        with os.fdopen(fd, "rb") as fh:
+            head = fh.read(4096).decode(errors="replace")
+        return next((ln.split(":", 1)[1].strip() for ln in head.splitlines()
+                     if ln.startswith("my_uuid:")), "?")
+
     def forget_view(self) -> str | None:
         """Remove the saved Primary view a crash left (gvwstate.dat); its node UUID, or
         None when there was none. With it, the next mariadbd comes back as the crashed
@@ -257,18 +283,9 @@ class Mysqld(namedtuple("Mysqld", _FIELDS, defaults=("",))):
         except OSError as exc:
             raise _failed(f"cannot open {self.datadir}", exc) from None
         try:
-            try:
-                fd = galera_files.open_regular(VIEW_STATE, dir_fd)
-            except FileNotFoundError:
-                return None
-            except OSError:
-                uuid = "?"  # not a plain file (a symlink): removed all the same
-            else:
-                with os.fdopen(fd, "rb") as fh:
-                    head = fh.read(4096).decode(errors="replace")
-                uuid = next((ln.split(":", 1)[1].strip() for ln in head.splitlines()
-                             if ln.startswith("my_uuid:")), "?")
-            galera_files.remove(VIEW_STATE, dir_fd)
+            uuid = self._view_uuid(dir_fd)
+            if uuid is not None:
+                galera_files.remove(VIEW_STATE, dir_fd)
             return uuid
         finally:
             os.close(dir_fd)

@@ -1,0 +1,90 @@
+"""How long a join after a crash waits for the peers to evict the dead incarnation.
+
+The wait runs from the moment the agent first saw mariadbd dead with a saved view
+(its monitor, stop or start), never from a moment that could be before the death:
+a record of another incarnation, or none, means the whole evs.inactive_timeout.
+The live kill -9 races are in test_galera_two_node.py; this checks the arithmetic
+on the agent's own files (a real datadir, the real config read by my_print_defaults).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from pacestack.agents import galera
+from pacestack.agents.galera import GaleraAgent
+
+DEAD = "5c1f2a9e-0000-11f1-8000-0a0b0c0d0e0f"
+OTHER = "7d3e4b1a-0000-11f1-8000-0a0b0c0d0e0f"
+
+
+@pytest.fixture
+def agent(tmp_path):
+    datadir = tmp_path / "data"
+    datadir.mkdir()
+    config = tmp_path / "my.cnf"
+    config.write_text("[galera]\nwsrep_provider_options=\"gcache.size=32M;"
+                      "evs.inactive_timeout=PT3S\"\n")
+    environ = {"OCF_RESOURCE_INSTANCE": "galera", "OCF_RESKEY_CRM_meta_on_node": "node1",
+               "HA_RSCTMP": str(tmp_path / "rsctmp"), "OCF_RESKEY_config": str(config),
+               "OCF_RESKEY_datadir": str(datadir), "OCF_RESKEY_pid": str(tmp_path / "none.pid"),
+               "OCF_RESKEY_wsrep_cluster_address": "gcomm://127.0.0.1,127.0.0.2",
+               "OCF_RESKEY_cluster_host_map": "node1:127.0.0.1;node2:127.0.0.2"}
+    return GaleraAgent(environ, "promote"), datadir
+
+
+def save_view(datadir, uuid: str) -> None:
+    (datadir / "gvwstate.dat").write_text(f"my_uuid: {uuid}\n#vwbeg\nview_id: 3 {uuid} 5\n"
+                                          "bootstrap: 0\n#vwend\n")
+
+
+def waited(agent: GaleraAgent, old: str, monkeypatch) -> float:
+    slept: list[float] = []
+    monkeypatch.setattr(galera.time, "sleep", slept.append)
+    agent._await_eviction(agent.mysqld, old, time.monotonic() + 300)
+    assert len(slept) == 1
+    return slept[0]
+
+
+def test_without_a_record_the_whole_inactive_timeout(agent, monkeypatch):
+    a, _ = agent
+    assert waited(a, DEAD, monkeypatch) == pytest.approx(3.0)
+
+
+def test_the_wait_runs_from_when_the_death_was_first_seen(agent, monkeypatch):
+    a, datadir = agent
+    save_view(datadir, DEAD)
+    a.note_death(a.mysqld)
+    time.sleep(1.0)
+    a.note_death(a.mysqld)  # a later sighting does not move the moment forward
+    left = waited(a, DEAD, monkeypatch)
+    assert 1.5 < left < 2.05, left
+
+
+def test_a_record_of_another_incarnation_does_not_shorten_it(agent, monkeypatch):
+    a, datadir = agent
+    save_view(datadir, OTHER)
+    a.note_death(a.mysqld)
+    time.sleep(0.5)
+    assert waited(a, DEAD, monkeypatch) == pytest.approx(3.0)
+
+
+def test_a_new_mariadbd_forgets_the_sighting(agent, monkeypatch):
+    """After a spawn the same saved view may outlive the next incarnation's death
+    (it crashed before writing its own): only a sighting after the spawn counts."""
+    a, datadir = agent
+    save_view(datadir, DEAD)
+    a.note_death(a.mysqld)
+    a._forget_deaths()
+    time.sleep(0.5)
+    assert waited(a, DEAD, monkeypatch) == pytest.approx(3.0)
+
+
+def test_no_saved_view_or_an_unreadable_one_records_nothing(agent, monkeypatch):
+    a, datadir = agent
+    a.note_death(a.mysqld)
+    (datadir / "gvwstate.dat").symlink_to("/etc/hostname")
+    a.note_death(a.mysqld)  # "?" names no incarnation
+    time.sleep(0.3)
+    assert waited(a, "?", monkeypatch) == pytest.approx(3.0)
