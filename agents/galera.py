@@ -55,6 +55,7 @@ POSITION = "position"            # reboot: the stopped node's position, UUID:SEQ
 PRIMARY = "primary"              # reboot: 1 while Promoted (Primary and Synced)
 LAST_COMMITTED = "last-committed"  # forever: highest UUID:SEQNO:EPOCH this node reported
 OVERRIDE = "bootstrap-override"  # reboot: an operator's bootstrap decision (galera recover)
+INCARNATION = "incarnation"      # forever: NODE_UUID BOOT_ID of the last promoted mariadbd
 OVERRIDE_TTL = 3600              # seconds an unused override stays valid
 # a Promoted node records its last committed seqno (a CIB write) when it changed and:
 # its view changed, it holds the newest commits without a data peer, or this long passed
@@ -136,6 +137,15 @@ def _all_at_once(calls) -> None:
         futures = [pool.submit(c) for c in calls]
     for f in futures:
         f.result()
+
+
+def boot_id() -> str | None:
+    """The kernel's identity of this boot: a process of another boot is dead."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
+            return fh.read().strip() or None
+    except OSError:
+        return None
 
 
 def _text(path: str) -> str:
@@ -411,6 +421,28 @@ class GaleraAgent(ocf.Agent):
             return float(at) if seen_uuid == uuid else None
         except (OSError, ValueError):
             return None
+
+    def _record_incarnation(self, status: dict[str, str]) -> None:
+        """This mariadbd's Galera node UUID and the boot it runs in: after a reboot,
+        the eviction wait knows that incarnation died before the boot."""
+        uuid, boot = status.get("wsrep_gcomm_uuid"), boot_id()
+        if not uuid or not boot:
+            return
+        try:
+            self._set(INCARNATION, f"{uuid} {boot}", lifetime="forever")
+        except attributes.AttributeFailure as err:
+            self.log.warning("cannot record this node's Galera incarnation: %s", err)
+
+    def _died_before_boot(self, uuid: str) -> bool:
+        """The incarnation ``uuid`` was recorded running in an earlier boot of this
+        machine: it died no later than this boot began."""
+        try:
+            raw = self._get(INCARNATION, self.node_name, lifetime="forever") or ""
+        except attributes.AttributeFailure:
+            return False
+        recorded, _, boot = raw.partition(" ")
+        now = boot_id()
+        return recorded == uuid and bool(boot) and now is not None and boot != now
 
     def _forget_deaths(self) -> None:
         """A new mariadbd is about to run: a later death must be observed anew."""
@@ -736,17 +768,15 @@ class GaleraAgent(ocf.Agent):
         the moment this agent first saw it dead (note_death), or than now."""
         inactive = iso_seconds(m.provider_option("evs.inactive_timeout"), INACTIVE_DEFAULT)
         seen = self._death_seen(old)
+        now = time.clock_gettime(time.CLOCK_BOOTTIME)
         # a record from before a reboot only understates the time since the death
-        since = max(0.0, time.clock_gettime(time.CLOCK_BOOTTIME) - seen) \
-            if seen is not None else 0.0
+        since = max(0.0, now - seen) if seen is not None else 0.0
+        why = f"seen dead {since:.1f}s ago" if seen is not None else "not seen dead before"
+        if self._died_before_boot(old):
+            since, why = max(since, now), f"died before this boot, {now:.0f}s ago"
         wait_s = max(0.0, min(inactive - since, deadline - time.monotonic() - JOIN_RESERVE))
-        if seen is None:
-            self.log.info("waiting %.1fs (evs.inactive_timeout) for the peers to evict the "
-                          "previous incarnation %s before joining", wait_s, old)
-        else:
-            self.log.info("waiting %.1fs (evs.inactive_timeout %.1fs, seen dead %.1fs ago) "
-                          "for the peers to evict the previous incarnation %s before "
-                          "joining", wait_s, inactive, since, old)
+        self.log.info("waiting %.1fs (evs.inactive_timeout %.1fs, %s) for the peers to evict "
+                      "the previous incarnation %s before joining", wait_s, inactive, why, old)
         time.sleep(wait_s)
 
     def _bootstrap(self, m: Mysqld, mine: Position, deadline: float) -> int:
@@ -814,6 +844,7 @@ class GaleraAgent(ocf.Agent):
                 lambda: self.record_running(seen, force=True),
                 lambda: self._score(promotion_score(Decision(JOIN, "")), seen=snap),
                 lambda: self._score_joiners(snap),
+                lambda: self._record_incarnation(seen),
             ])
         finally:
             self._snap = None

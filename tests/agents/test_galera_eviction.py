@@ -3,17 +3,23 @@
 The wait runs from the moment the agent first saw mariadbd dead with a saved view
 (its monitor, stop or start), never from a moment that could be before the death:
 a record of another incarnation, or none, means the whole evs.inactive_timeout.
-The live kill -9 races are in test_galera_two_node.py; this checks the arithmetic
-on the agent's own files (a real datadir, the real config read by my_print_defaults).
+An incarnation the promote recorded under an earlier kernel boot died before this
+boot began. The live kill -9 races are in test_galera_two_node.py; this checks the
+arithmetic on the agent's own files (a real datadir, the real config read by
+my_print_defaults, a CIB file read and written by crm_attribute).
 """
 
 from __future__ import annotations
 
+import os
 import time
+import types
 
 import pytest
-from pacestack.agents import galera
+from pacestack.agents import attributes, galera
 from pacestack.agents.galera import GaleraAgent
+
+from tests.fixtures.ocf import make_cib
 
 DEAD = "5c1f2a9e-0000-11f1-8000-0a0b0c0d0e0f"
 OTHER = "7d3e4b1a-0000-11f1-8000-0a0b0c0d0e0f"
@@ -26,11 +32,13 @@ def agent(tmp_path):
     config = tmp_path / "my.cnf"
     config.write_text("[galera]\nwsrep_provider_options=\"gcache.size=32M;"
                       "evs.inactive_timeout=PT3S\"\n")
-    environ = {"OCF_RESOURCE_INSTANCE": "galera", "OCF_RESKEY_CRM_meta_on_node": "node1",
+    environ = {"PATH": os.environ["PATH"],
+               "OCF_RESOURCE_INSTANCE": "galera", "OCF_RESKEY_CRM_meta_on_node": "node1",
                "HA_RSCTMP": str(tmp_path / "rsctmp"), "OCF_RESKEY_config": str(config),
                "OCF_RESKEY_datadir": str(datadir), "OCF_RESKEY_pid": str(tmp_path / "none.pid"),
                "OCF_RESKEY_wsrep_cluster_address": "gcomm://127.0.0.1,127.0.0.2",
-               "OCF_RESKEY_cluster_host_map": "node1:127.0.0.1;node2:127.0.0.2"}
+               "OCF_RESKEY_cluster_host_map": "node1:127.0.0.1;node2:127.0.0.2",
+               "CIB_file": str(make_cib(tmp_path / "cib.xml", ["node1", "node2"]))}
     return GaleraAgent(environ, "promote"), datadir
 
 
@@ -41,7 +49,11 @@ def save_view(datadir, uuid: str) -> None:
 
 def waited(agent: GaleraAgent, old: str, monkeypatch) -> float:
     slept: list[float] = []
-    monkeypatch.setattr(galera.time, "sleep", slept.append)
+    # the agent's own clock only: subprocess and the rest keep the real time.sleep
+    clock = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time)
+                                     if not k.startswith("__")})
+    clock.sleep = slept.append
+    monkeypatch.setattr(galera, "time", clock)
     agent._await_eviction(agent.mysqld, old, time.monotonic() + 300)
     assert len(slept) == 1
     return slept[0]
@@ -88,3 +100,29 @@ def test_no_saved_view_or_an_unreadable_one_records_nothing(agent, monkeypatch):
     a.note_death(a.mysqld)  # "?" names no incarnation
     time.sleep(0.3)
     assert waited(a, "?", monkeypatch) == pytest.approx(3.0)
+
+
+def record_incarnation(a: GaleraAgent, uuid: str, boot: str) -> None:
+    attributes.set("galera-incarnation", f"{uuid} {boot}", "node1", "forever", env=a.environ)
+
+
+def test_an_incarnation_of_an_earlier_boot_needs_no_wait(agent, monkeypatch):
+    a, _ = agent
+    record_incarnation(a, DEAD, "0b0e0d0c-0000-4000-8000-000000000000")
+    assert galera.boot_id() not in (None, "0b0e0d0c-0000-4000-8000-000000000000")
+    assert waited(a, DEAD, monkeypatch) == 0.0
+
+
+def test_an_incarnation_of_this_boot_or_another_uuid_waits(agent, monkeypatch):
+    a, _ = agent
+    record_incarnation(a, DEAD, galera.boot_id())
+    assert waited(a, DEAD, monkeypatch) == pytest.approx(3.0)
+    record_incarnation(a, OTHER, "0b0e0d0c-0000-4000-8000-000000000000")
+    assert waited(a, DEAD, monkeypatch) == pytest.approx(3.0)
+
+
+def test_the_promote_records_the_incarnation_it_runs(agent):
+    a, _ = agent
+    a._record_incarnation({"wsrep_gcomm_uuid": DEAD})
+    got = attributes.get("galera-incarnation", "node1", "forever", env=a.environ)
+    assert got == f"{DEAD} {galera.boot_id()}"

@@ -91,11 +91,14 @@ def test_survivor_stays_primary_and_crashed_node_rejoins_by_ist(galera_lab):
 
     c1_error_log = mysql_error_log(lab, "controller01")
     offset = log_size(c1_error_log)
+    c1_log = pacemaker_log(lab, "controller01")
+    said_from = log_size(c1_log)
     t0 = time.monotonic()
     lab.cluster.restart("controller01", timeout=60)
     took = wait_promoted(lab, BOTH)
     print(f"controller01 booted and Promoted again {time.monotonic() - t0:.1f}s after "
           f"restart ({took:.1f}s of it waiting for the promote)")
+    print("\n".join(agent_lines(read_from(c1_log, said_from))))  # the agent's account (-s)
     joined = read_from(c1_error_log, offset)
     assert transfer(joined) == "IST", joined[-3000:]
     assert "Receiving IST" in joined or "IST received" in joined, joined[-3000:]
