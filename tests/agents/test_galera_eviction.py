@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from pacestack.agents import galera
+from pacestack.agents import galera_promote
 from pacestack.agents.galera import GaleraAgent
 
 DEAD = "5c1f2a9e-0000-11f1-8000-0a0b0c0d0e0f"
@@ -39,12 +39,27 @@ def save_view(datadir, uuid: str) -> None:
                                           "bootstrap: 0\n#vwend\n")
 
 
+class SleepRecorder:
+    """The promote module's clock, with sleep() recorded instead of slept. Only that
+    module's: patching time.sleep itself also caught subprocess's polls of
+    my_print_defaults on a busy machine."""
+
+    def __init__(self) -> None:
+        self.slept: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+
+    def __getattr__(self, name: str):
+        return getattr(time, name)
+
+
 def waited(agent: GaleraAgent, old: str, monkeypatch) -> float:
-    slept: list[float] = []
-    monkeypatch.setattr(galera.time, "sleep", slept.append)
+    clock = SleepRecorder()
+    monkeypatch.setattr(galera_promote, "time", clock)
     agent._await_eviction(agent.mysqld, old, time.monotonic() + 300)
-    assert len(slept) == 1
-    return slept[0]
+    assert len(clock.slept) == 1
+    return clock.slept[0]
 
 
 def test_without_a_record_the_whole_inactive_timeout(agent, monkeypatch):
