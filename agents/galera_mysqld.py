@@ -26,6 +26,8 @@ from pacestack import proc
 STATUS_VARS = ("wsrep_cluster_status", "wsrep_local_state_comment", "wsrep_ready",
                "wsrep_cluster_state_uuid", "wsrep_last_committed", "wsrep_cluster_size",
                "wsrep_connected", "wsrep_gcomm_uuid")
+# wsrep_local_state_comment values of a member that serves (a donor still commits)
+HEALTHY_STATES = ("Synced", "Donor/Desynced", "Donor", "Desynced")
 CLIENTS = ("/usr/bin/mariadb", "/usr/bin/mysql")
 SST_IN_PROGRESS = "sst_in_progress"  # wsrep_sst_common's joiner marker of an unfinished SST
 SST_PID_FILE = "wsrep_sst.pid"  # the running SST script (joiner or donor)

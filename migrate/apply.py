@@ -209,6 +209,111 @@ def table_checksums_aside(cloud, keys) -> Future | None:
         pool.shutdown(wait=False)
 
 
+def interrupted_run(journal: Journal, digest: str) -> str | None:
+    """The run an interrupted apply left to continue (None: start a new one); refuses
+    one this apply cannot continue (rolling back, other version, other mapping)."""
+    run_id = None
+    for run in journal.interrupted():
+        if run["status"] == "rolling_back":
+            raise RuntimeFailure(f"run {run['run_id']} was interrupted while rolling back; "
+                                 f"finish it first: pacestack migrate rollback "
+                                 f"{run['run_id']}")
+        if run.get("pacestack_version") not in (None, __version__):
+            raise ConfigError(f"run {run['run_id']} was interrupted under {writer(run)}, "
+                              f"this is {__version__}: resume it with that version or roll "
+                              "it back")
+        if run["mapping_digest"] != digest:
+            raise ConfigError(f"run {run['run_id']} was interrupted with a different mapping "
+                              "or --only; re-run it with the same ones or roll it back")
+        run_id = run["run_id"]
+    return run_id
+
+
+def plan_with_checksums(cloud, mapping, steps: list[str], force: bool,
+                        known: dict[tuple[str, str], object], say: Progress
+                        ) -> tuple[Plan, float, list[Future]]:
+    """The plan from the databases as they are now, and how long it took; beside it,
+    the checksums of the tables it changes that ``known`` lacks, read on a connection
+    of their own (at most one future; none when that reached another server)."""
+    aside: list[Future] = []
+
+    def planned(changes: list[Change]) -> None:
+        new = sorted({(c.db, c.table) for c in changes} - set(known),
+                     key=lambda k: tables.order(*k))
+        if new:
+            say(f"checksumming {len(new)} tables")
+            fut = table_checksums_aside(cloud, new)
+            aside.extend([fut] if fut else [])
+    say("planning")
+    t_plan = time.monotonic()
+    try:
+        plan = build(cloud, mapping, only=steps, force=force, planned=planned)
+        cloud.conn.commit()  # end the read snapshot: batches must see current rows
+        plan_seconds = time.monotonic() - t_plan
+    finally:
+        concurrent.futures.wait(aside)  # not left reading behind a refusal or an error
+    return plan, plan_seconds, aside
+
+
+def record_checksums(cloud, journal: Journal, run_id: str, plan: Plan,
+                     known: dict[tuple[str, str], object], aside: list[Future]) -> None:
+    """Every table the plan writes has its checksum recorded before the first batch:
+    those read beside the plan, the rest (none read aside) on the run's connection."""
+    sums = aside[0].result() if aside else {}
+    missing = [k for k in plan.tables() if k not in known and k not in sums]
+    if missing:
+        sums.update(table_checksums(cloud, missing))
+    if sums:
+        journal.record_checksums(run_id, sums)
+
+
+def write_batches(cloud, journal: Journal, run_id: str, result: ApplyResult, *,
+                  batch_size: int, connections: int, say: Progress,
+                  pause_after_batch: float = 0.0) -> None:
+    """The plan's changes in batches after the journal's last one, counted into result.
+
+    The next batch is composed on a second thread while the server works through
+    this one (the client then mostly waits on the socket, without the GIL); batches
+    of independent units commit side by side on the lanes, the others alone."""
+    changes = result.plan.changes  # a property that builds the list: once
+    batches = _batches(changes, batch_size)
+    first = journal.next_batch(run_id)
+    lit = sqlbatch.Literals(cloud.conn)
+    row_columns = delete_columns(cloud, changes)  # server questions: on this thread
+
+    def compose(i: int) -> PreparedBatch:
+        return prepare_batch(cloud, lit, run_id, first + i, batches[i], row_columns)
+
+    def done(finished: list[list[Change]]) -> None:
+        for b in finished:
+            result.batches += 1
+            result.changes += len(b)
+            say(f"batch {result.batches}/{len(batches)}: {result.changes}/{len(changes)} "
+                "rows")
+            if pause_after_batch:
+                time.sleep(pause_after_batch)  # tests: a window to kill between batches
+
+    def on_lane(lane, prepared: PreparedBatch) -> None:
+        run_batch(lane, Journal(lane), run_id, prepared)
+    with no_cyclic_gc(), ThreadPoolExecutor(1, thread_name_prefix="compose") as pool, \
+            Lanes(cloud, connections, on_lane, say) as lanes:
+        result.connections = lanes.n if lanes.parallel else 1
+        ahead = pool.submit(compose, 0) if batches else None
+        for i, b in enumerate(batches):
+            journal.check_lock()
+            prepared = ahead.result()
+            if i + 1 < len(batches):
+                ahead = pool.submit(compose, i + 1)
+            if lanes.parallel and all(independent(c.unit) for c in b):
+                done(lanes.submit(prepared, b))
+            else:
+                done(lanes.drain() if lanes.parallel else [])
+                run_alone(cloud, journal, run_id, prepared, say)
+                done([b])
+        if lanes.parallel:
+            done(lanes.drain())
+
+
 def apply(cloud, mapping, *, only: list[str] | None = None, force: bool = False,
           batch_size: int = 5000, connections: int = 2, progress: Progress | None = None,
           pause_after_batch: float = 0.0, break_lock: str | None = None,
@@ -229,41 +334,13 @@ def apply(cloud, mapping, *, only: list[str] | None = None, force: bool = False,
     try:
         steps = only or list(STEPS)
         digest = mapping_digest(mapping, steps)
-        resumed = False
-        run_id = None
-        for run in journal.interrupted():
-            if run["status"] == "rolling_back":
-                raise RuntimeFailure(f"run {run['run_id']} was interrupted while rolling back; "
-                                     f"finish it first: pacestack migrate rollback "
-                                     f"{run['run_id']}")
-            if run.get("pacestack_version") not in (None, __version__):
-                raise ConfigError(f"run {run['run_id']} was interrupted under {writer(run)}, "
-                                  f"this is {__version__}: resume it with that version or roll "
-                                  "it back")
-            if run["mapping_digest"] != digest:
-                raise ConfigError(f"run {run['run_id']} was interrupted with a different mapping "
-                                  "or --only; re-run it with the same ones or roll it back")
-            run_id, resumed = run["run_id"], True
+        run_id = interrupted_run(journal, digest)
+        resumed = run_id is not None
         # checksums before this run touched a table (on resume: tables not seen yet),
         # read beside the plan's residue accounting, before anything is written
         known = journal.checksums(run_id) if run_id else {}
-        aside: list[Future] = []
-
-        def planned(changes: list[Change]) -> None:
-            new = sorted({(c.db, c.table) for c in changes} - set(known),
-                         key=lambda k: tables.order(*k))
-            if new:
-                say(f"checksumming {len(new)} tables")
-                fut = table_checksums_aside(cloud, new)
-                aside.extend([fut] if fut else [])
-        say("planning")
-        t_plan = time.monotonic()
-        try:
-            plan = build(cloud, mapping, only=steps, force=force, planned=planned)
-            cloud.conn.commit()  # end the read snapshot: batches must see current rows
-            plan_seconds = time.monotonic() - t_plan
-        finally:
-            concurrent.futures.wait(aside)  # not left reading behind a refusal or an error
+        plan, plan_seconds, aside = plan_with_checksums(cloud, mapping, steps, force, known,
+                                                        say)
         result = ApplyResult(run_id, resumed, plan, plan_seconds=plan_seconds)
         if plan.refusals:
             return result
@@ -273,53 +350,9 @@ def apply(cloud, mapping, *, only: list[str] | None = None, force: bool = False,
                 return result
             run_id = journal.start_run(digest, steps)
             result.run_id = run_id
-        # every table the plan writes has its checksum recorded before the first batch
-        sums = aside[0].result() if aside else {}
-        missing = [k for k in plan.tables() if k not in known and k not in sums]
-        if missing:
-            sums.update(table_checksums(cloud, missing))
-        if sums:
-            journal.record_checksums(run_id, sums)
-        changes = plan.changes  # a property that builds the list: once
-        batches = _batches(changes, batch_size)
-        first = journal.next_batch(run_id)
-        lit = sqlbatch.Literals(cloud.conn)
-        row_columns = delete_columns(cloud, changes)  # server questions: on this thread
-
-        def compose(i: int) -> PreparedBatch:
-            return prepare_batch(cloud, lit, run_id, first + i, batches[i], row_columns)
-
-        def done(finished: list[list[Change]]) -> None:
-            for b in finished:
-                result.batches += 1
-                result.changes += len(b)
-                say(f"batch {result.batches}/{len(batches)}: {result.changes}/{len(changes)} "
-                    "rows")
-                if pause_after_batch:
-                    time.sleep(pause_after_batch)  # tests: a window to kill between batches
-
-        def on_lane(lane, prepared: PreparedBatch) -> None:
-            run_batch(lane, Journal(lane), run_id, prepared)
-        # the next batch is composed on a second thread while the server works through
-        # this one (the client then mostly waits on the socket, without the GIL); batches
-        # of independent units commit side by side on the lanes, the others alone
-        with no_cyclic_gc(), ThreadPoolExecutor(1, thread_name_prefix="compose") as pool, \
-                Lanes(cloud, connections, on_lane, say) as lanes:
-            result.connections = lanes.n if lanes.parallel else 1
-            ahead = pool.submit(compose, 0) if batches else None
-            for i, b in enumerate(batches):
-                journal.check_lock()
-                prepared = ahead.result()
-                if i + 1 < len(batches):
-                    ahead = pool.submit(compose, i + 1)
-                if lanes.parallel and all(independent(c.unit) for c in b):
-                    done(lanes.submit(prepared, b))
-                else:
-                    done(lanes.drain() if lanes.parallel else [])
-                    run_alone(cloud, journal, run_id, prepared, say)
-                    done([b])
-            if lanes.parallel:
-                done(lanes.drain())
+        record_checksums(cloud, journal, run_id, plan, known, aside)
+        write_batches(cloud, journal, run_id, result, batch_size=batch_size,
+                      connections=connections, say=say, pause_after_batch=pause_after_batch)
         journal.set_status(run_id, "done", finished=True)
         result.seconds = time.monotonic() - t0
         return result

@@ -47,6 +47,15 @@ def api_urls(sess) -> dict[str, str]:
             for name, (kind, path) in APIS.items()}
 
 
+def read_headers(name: str, token: str) -> dict[str, str]:
+    """The headers of ``name``'s authenticated read: the token, and the microversion
+    for Placement only (Cinder refuses another service's)."""
+    headers = {"X-Auth-Token": token, "X-Subject-Token": token}
+    if name == "placement":
+        headers["OpenStack-API-Version"] = "placement 1.0"
+    return headers
+
+
 def apis(limit: float) -> dict:
     """Wall-clock time (time.time()) each API first answered an authenticated read
     again; a token and the catalog are taken before the fault."""
@@ -55,7 +64,6 @@ def apis(limit: float) -> dict:
     sess = session()
     token = sess.get_token()
     urls = api_urls(sess)
-    headers = {"X-Auth-Token": token, "X-Subject-Token": token}
     print(json.dumps({"ready": time.time()}), flush=True)
     answered: dict[str, float | None] = dict.fromkeys(APIS)
     errors: dict[str, str] = {}
@@ -65,9 +73,7 @@ def apis(limit: float) -> dict:
             if answered[name] is not None:
                 continue
             try:
-                # only Placement's own microversion: Cinder refuses another service's
-                extra = {"OpenStack-API-Version": "placement 1.0"} if name == "placement" else {}
-                res = requests.get(url, headers={**headers, **extra}, timeout=2)
+                res = requests.get(url, headers=read_headers(name, token), timeout=2)
                 if res.status_code == 200:
                     answered[name] = time.time()
                 else:
@@ -103,12 +109,9 @@ def watch(out: str, interval: float = 0.25) -> None:
     def poll(name: str, url: str) -> None:
         while not stop.is_set():
             t = time.time()
-            token = state["token"]
-            headers = {"X-Auth-Token": token, "X-Subject-Token": token}
-            if name == "placement":  # only Placement's own microversion (Cinder refuses it)
-                headers["OpenStack-API-Version"] = "placement 1.0"
             try:
-                code = requests.get(url, headers=headers, timeout=2).status_code
+                code = requests.get(url, headers=read_headers(name, state["token"]),
+                                    timeout=2).status_code
             except requests.RequestException:
                 code = None
             if code == 401:

@@ -15,14 +15,13 @@ Everything returns data; the CLI renders. One lab per registry (machine).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,17 +127,6 @@ class LabInfo:
 
 def _registry(registry: Path | None) -> Path:
     return Path(registry) if registry else state.REGISTRY
-
-
-@contextlib.contextmanager
-def _up_lock(registry: Path) -> Iterator[None]:
-    registry.mkdir(parents=True, exist_ok=True)
-    with open(registry / ".lab-stack.lock", "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def private_registry(purpose: str) -> Path:
@@ -393,7 +381,8 @@ def up(opts: UpOptions, progress: Progress = lambda _m: None) -> Lab:
     when a lab already runs in this registry."""
     src, desc, venv, schemas = _check_inputs(opts)
     registry = _registry(opts.registry)
-    with _up_lock(registry):
+    # a lock of its own: the harness takes the registry's lock inside it
+    with state.registry_lock(registry, ".lab-stack.lock"):
         existing = find_labs(registry)
         if existing:
             raise PacestackError(f"a lab is already running here (run "

@@ -29,10 +29,11 @@ MARKER = ".pacestack-lab-run"
 
 
 @contextlib.contextmanager
-def registry_lock(registry: Path = REGISTRY) -> Iterator[None]:
-    """Serialises run creation and stale cleanup between processes on this machine."""
+def registry_lock(registry: Path = REGISTRY, name: str = ".lock") -> Iterator[None]:
+    """Serialises run creation and stale cleanup between processes on this machine
+    (another ``name``: another lock in the same registry)."""
     registry.mkdir(parents=True, exist_ok=True)
-    with open(registry / ".lock", "a+") as fh:
+    with open(registry / name, "a+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield

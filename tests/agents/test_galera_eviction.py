@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import os
 import time
-import types
 
 import pytest
-from pacestack.agents import attributes, galera
+from pacestack.agents import attributes, galera_promote, galera_records
 from pacestack.agents.galera import GaleraAgent
 
 from tests.fixtures.ocf import make_cib
@@ -47,16 +46,27 @@ def save_view(datadir, uuid: str) -> None:
                                           "bootstrap: 0\n#vwend\n")
 
 
+class SleepRecorder:
+    """The promote module's clock, with sleep() recorded instead of slept. Only that
+    module's: patching time.sleep itself also caught subprocess's polls of
+    my_print_defaults on a busy machine."""
+
+    def __init__(self) -> None:
+        self.slept: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+
+    def __getattr__(self, name: str):
+        return getattr(time, name)
+
+
 def waited(agent: GaleraAgent, old: str, monkeypatch) -> float:
-    slept: list[float] = []
-    # the agent's own clock only: subprocess and the rest keep the real time.sleep
-    clock = types.SimpleNamespace(**{k: getattr(time, k) for k in dir(time)
-                                     if not k.startswith("__")})
-    clock.sleep = slept.append
-    monkeypatch.setattr(galera, "time", clock)
+    clock = SleepRecorder()
+    monkeypatch.setattr(galera_promote, "time", clock)
     agent._await_eviction(agent.mysqld, old, time.monotonic() + 300)
-    assert len(slept) == 1
-    return slept[0]
+    assert len(clock.slept) == 1
+    return clock.slept[0]
 
 
 def test_without_a_record_the_whole_inactive_timeout(agent, monkeypatch):
@@ -109,13 +119,13 @@ def record_incarnation(a: GaleraAgent, uuid: str, boot: str) -> None:
 def test_an_incarnation_of_an_earlier_boot_needs_no_wait(agent, monkeypatch):
     a, _ = agent
     record_incarnation(a, DEAD, "0b0e0d0c-0000-4000-8000-000000000000")
-    assert galera.boot_id() not in (None, "0b0e0d0c-0000-4000-8000-000000000000")
+    assert galera_records.boot_id() not in (None, "0b0e0d0c-0000-4000-8000-000000000000")
     assert waited(a, DEAD, monkeypatch) == 0.0
 
 
 def test_an_incarnation_of_this_boot_or_another_uuid_waits(agent, monkeypatch):
     a, _ = agent
-    record_incarnation(a, DEAD, galera.boot_id())
+    record_incarnation(a, DEAD, galera_records.boot_id())
     assert waited(a, DEAD, monkeypatch) == pytest.approx(3.0)
     record_incarnation(a, OTHER, "0b0e0d0c-0000-4000-8000-000000000000")
     assert waited(a, DEAD, monkeypatch) == pytest.approx(3.0)
@@ -125,4 +135,4 @@ def test_the_promote_records_the_incarnation_it_runs(agent):
     a, _ = agent
     a._record_incarnation({"wsrep_gcomm_uuid": DEAD})
     got = attributes.get("galera-incarnation", "node1", "forever", env=a.environ)
-    assert got == f"{DEAD} {galera.boot_id()}"
+    assert got == f"{DEAD} {galera_records.boot_id()}"

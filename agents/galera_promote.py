@@ -1,0 +1,335 @@
+"""The promotion of a ``ocf:pacestack:galera`` node: decide, then join or bootstrap.
+
+Who may bootstrap is decided in galera_bootstrap.decide() only; promote() gathers
+its inputs (through GaleraRecords) until the decision is JOIN or BOOTSTRAP, then
+starts mariadbd for it and waits until the node is Primary and Synced: a joiner
+first waits for the peers to evict its crashed incarnation, a bootstrap node that
+resumes a history for the arbitrators to merge in. Loaded with the agent but only
+run by promote.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+
+from pacestack.agents import attributes, galera_cib, ocf
+from pacestack.agents.galera_bootstrap import (
+    BOOTSTRAP,
+    JOIN,
+    Decision,
+    Override,
+    decide,
+    promotion_score,
+)
+from pacestack.agents.galera_mysqld import HEALTHY_STATES, Mysqld, MysqldError, iso_seconds, wait
+from pacestack.agents.galera_records import (
+    LAST_COMMITTED,
+    OVERRIDE,
+    POSITION,
+    PRIMARY,
+    GaleraRecords,
+)
+from pacestack.agents.galera_state import (
+    Position,
+    StateError,
+    lacks_uuid,
+    read_grastate,
+    restore_uuid,
+    set_safe_to_bootstrap,
+    write_grastate,
+)
+from pacestack.agents.galera_topology import Topology
+from pacestack.agents.ocf import Meta, OCFError, Params
+
+from pacestack import proc
+
+# seconds between a promote's status queries (each one client run): often while an
+# IST rejoin may end any moment, then sparingly through a long SST
+SYNC_POLL, SYNC_POLL_AFTER, SYNC_POLL_SLOW = 0.1, 10.0, 0.5
+# A bootstrap that resumes a history waits up to this long for the arbitrators (garbd,
+# which outlives a full crash) to join its new Primary component before announcing
+# it. A joiner that connects while garbd is still merging in is left out of that view
+# and then shunned by garbd for gmcast.time_wait (5 s by default): in the lab, the
+# joiner's membership took 4.4 s instead of under one. Never waiting longer than
+# that shunning costs; garbd still evicting the crashed members (inactive_timeout,
+# 3 s in the lab) and then merging fits inside.
+ARBITRATOR_WAIT = 5.0
+# Galera's own default for evs.inactive_timeout when the config does not set it
+INACTIVE_DEFAULT = 15.0
+# seconds of the promote timeout the eviction wait always leaves to the join itself
+JOIN_RESERVE = 30.0
+
+
+def _all_at_once(calls) -> None:
+    """Run the callables in parallel threads; the first exception is raised once all
+    have finished (none is left running behind the action's back)."""
+    from concurrent.futures import ThreadPoolExecutor  # promote only
+
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        futures = [pool.submit(c) for c in calls]
+    for f in futures:
+        f.result()
+
+
+
+
+class Promotion(GaleraRecords):
+    """The promote path of GaleraAgent (a mixin): it reads and writes the node's
+    records through GaleraRecords; mariadbd's shutdown and death reason are the
+    agent's (shared with stop and monitor)."""
+
+    # given by GaleraAgent (ocf.Agent, its configuration and its stop/monitor half)
+    environ: Mapping[str, str]
+    params: Params
+    meta: Meta
+    topo: Topology
+    validate_all: Callable[[], int]
+    _shutdown: Callable[[Mysqld], bool]
+    _death_reason: Callable[[Mysqld], str]
+    # the PID of the mariadbd this promote spawned: while it starts, mariadbd rewrites
+    # its pid file, and _finish_promote() must not take that moment for a death
+    _child: int | None
+
+    def promote(self) -> int:
+        self.validate_all()
+        topo = self.topo
+        m = self.mysqld
+        started = time.monotonic()
+        timeout = self.meta.timeout_ms / 1000 if self.meta.timeout_ms else 300.0
+        deadline = started + max(1.0, timeout - min(20.0, timeout * 0.2))
+        if m.pid() is not None:
+            return self._finish_promote(m, deadline)
+        # the first decision reuses the CIB read that found this node's own report
+        first = galera_cib.read(self.environ)
+        mine = self._my_report(first)
+        last = ""
+        while True:
+            reports, primary = self.gather(topo, first)
+            first = None
+            reports[self.node_name] = mine
+            records = self.records(topo)
+            ovr = self.override(topo, reports, primary, records)
+            self._snap = None  # later reads see this action's own writes
+            decision = decide(topo.members, reports, primary, self.node_name, ovr, records)
+            if decision.kind == JOIN:
+                self.log.info("promote: %s", decision)
+                return self._join(m, mine, decision, deadline)
+            if decision.kind == BOOTSTRAP:
+                if decision.override:
+                    self._consume_override(ovr, records)
+                self.log.warning("promote: %s: bootstrapping", decision)
+                return self._bootstrap(m, mine, deadline)
+            if decision.reason != last:
+                self.log.warning("promote: %s", decision)
+                last = decision.reason
+            if time.monotonic() >= deadline:
+                raise OCFError(ocf.ERR_GENERIC, f"not promoted: {decision.reason}")
+            time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))
+
+    def _consume_override(self, ovr: Override, last_known: dict[str, Position | None]) -> None:
+        """Honoured once: cleared before mariadbd starts, so a failed bootstrap is not
+        retried without the operator. The missing members' records describe a history
+        this bootstrap abandons: they are cleared too (logged first)."""
+        self._delete(OVERRIDE)
+        gap = "unknown" if ovr.gap is None else str(ovr.gap)
+        lost = ", ".join(f"{m} last recorded {p}" if p else f"{m} never recorded"
+                         for m, p in sorted(last_known.items()) if m in ovr.missing)
+        self.log.warning("operator override honoured: %s decided at %d that %s bootstraps at "
+                         "%s:%s without %s (%s); seqno gap %s", ovr.by, ovr.at, ovr.node,
+                         ovr.uuid, ovr.seqno, ", ".join(ovr.missing), lost, gap)
+        for m in ovr.missing:
+            try:
+                self._delete(LAST_COMMITTED, m, "forever")
+            except attributes.AttributeFailure as err:
+                self.log.warning("cannot clear %s's last-committed record: %s", m, err)
+
+    def _start_args(self, mine: Position) -> list[str]:
+        if mine.empty or mine.seqno < 0:
+            return []  # nothing to resume from: a full SST is the only way
+        return [f"--wsrep_start_position={mine}"]
+
+    def _give_back_history(self, m: Mysqld, mine: Position, *, bootstrap: bool) -> None:
+        """Galera honours --wsrep_start_position only when grastate.dat names the same
+        cluster UUID. A lost file, or the zero UUID a crash soon after an SST join
+        leaves, would make a joiner take a full SST and a bootstrap node start a new
+        history every joiner must SST from. InnoDB's recovered position is the
+        record (it ranked this node): give Galera its UUID back."""
+        if mine.empty or mine.seqno < 0:
+            return
+        path = m.grastate_path()
+        state = read_grastate(path)
+        if state is None:
+            st = os.stat(m.datadir)
+            write_grastate(path, mine, st.st_uid, st.st_gid, safe_to_bootstrap=bootstrap)
+        elif lacks_uuid(state):
+            restore_uuid(path, mine.uuid)
+        else:
+            return
+        self.log.warning("grastate.dat had no cluster UUID; wrote %s from the %s position "
+                         "so Galera resumes this node's history", mine.uuid, mine.source)
+
+    def _join(self, m: Mysqld, mine: Position, decision: Decision, deadline: float) -> int:
+        try:
+            self._give_back_history(m, mine, bootstrap=False)
+        except (StateError, OSError) as err:
+            # only costs speed: without it Galera takes a full SST
+            self.log.warning("cannot give grastate.dat its cluster UUID: %s", err)
+        try:
+            old = m.forget_view()
+        except MysqldError as err:
+            raise OCFError(ocf.ERR_GENERIC, str(err)) from None
+        if old:
+            # a Primary runs elsewhere, so the saved view can restore nothing; it
+            # would only make this mariadbd the crashed incarnation of its node UUID
+            self.log.info("joining under a new Galera identity: removed the saved view "
+                          "of the previous incarnation (%s)", old)
+            self._await_eviction(m, old, deadline)
+        args = self._start_args(mine)
+        if not args:
+            # a full SST replaces whatever history this node recorded: a crash during
+            # the copy must not leave a record that holds the others back
+            self._forget_record()
+        self._forget_deaths()
+        pid = self._child = m.spawn(args)
+        self.log.info("mariadbd pid %s joining via %s", pid, decision.peer)
+        return self._finish_promote(m, deadline)
+
+    def _await_eviction(self, m: Mysqld, old: str, deadline: float) -> None:
+        """The crashed incarnation may still be a member in the peers' view: a new
+        mariadbd arriving from the same address while they evict it takes part in
+        failed membership rounds, and on a busy node the survivor has been seen to
+        lose its own Primary component that way. The peers have evicted it once
+        evs.inactive_timeout has passed since its death; the death was no later than
+        the moment this agent first saw it dead (note_death), or than now."""
+        inactive = iso_seconds(m.provider_option("evs.inactive_timeout"), INACTIVE_DEFAULT)
+        seen = self._death_seen(old)
+        now = time.clock_gettime(time.CLOCK_BOOTTIME)
+        # a record from before a reboot only understates the time since the death
+        since = max(0.0, now - seen) if seen is not None else 0.0
+        why = f"seen dead {since:.1f}s ago" if seen is not None else "not seen dead before"
+        if self._died_before_boot(old):
+            since, why = max(since, now), f"died before this boot, {now:.0f}s ago"
+        wait_s = max(0.0, min(inactive - since, deadline - time.monotonic() - JOIN_RESERVE))
+        self.log.info("waiting %.1fs (evs.inactive_timeout %.1fs, %s) for the peers to evict "
+                      "the previous incarnation %s before joining", wait_s, inactive, why, old)
+        time.sleep(wait_s)
+
+    def _bootstrap(self, m: Mysqld, mine: Position, deadline: float) -> int:
+        if not m.has_data():
+            m.initialise()
+        try:
+            self._give_back_history(m, mine, bootstrap=True)
+            if os.path.exists(m.grastate_path()):
+                set_safe_to_bootstrap(m.grastate_path())
+        except (StateError, OSError) as err:
+            raise OCFError(ocf.ERR_GENERIC, f"cannot mark safe_to_bootstrap: {err}") from None
+        self._forget_deaths()
+        pid = self._child = m.spawn(["--wsrep-new-cluster", *self._start_args(mine)])
+        self.log.warning("mariadbd pid %s bootstrapping a new Primary component from %s",
+                         pid, mine)
+        # a new or standalone history has no arbitrator that knew it: nothing to wait for
+        return self._finish_promote(m, deadline, arbitrators=not mine.empty and mine.seqno >= 0)
+
+    def _finish_promote(self, m: Mysqld, deadline: float, arbitrators: bool = False) -> int:
+        sync_deadline = min(deadline, time.monotonic() + self.params.sync_timeout)
+        seen: dict[str, str] = {}
+        child = self._child
+
+        def alive() -> bool:
+            # mariadbd rewrites its pid file while starting: trust our child's PID too
+            return m.pid() is not None or proc.is_alive(child)
+
+        def synced() -> bool:
+            if not alive():
+                return True  # died: reported below
+            try:
+                seen.update(m.status(timeout=5))
+            except MysqldError:
+                return False
+            return (seen.get("wsrep_cluster_status") == "Primary"
+                    and seen.get("wsrep_local_state_comment") in HEALTHY_STATES)
+
+        if not wait(synced, max(0.0, min(SYNC_POLL_AFTER, sync_deadline - time.monotonic())),
+                    SYNC_POLL):
+            wait(synced, max(0.0, sync_deadline - time.monotonic()), SYNC_POLL_SLOW)
+        if not alive():
+            raise OCFError(ocf.ERR_GENERIC, f"mariadbd exited while promoting: "
+                                            f"{self._death_reason(m)}")
+        if not synced():
+            state = seen.get("wsrep_local_state_comment", "not answering")
+            self._shutdown(m)
+            raise OCFError(ocf.ERR_GENERIC, f"not Synced in time (last state: {state}, "
+                                            f"cluster {seen.get('wsrep_cluster_status', '?')})")
+        if arbitrators and self.topo.arbitrators:
+            self._await_arbitrators(m, seen, alive,
+                                    min(ARBITRATOR_WAIT, deadline - time.monotonic()))
+            if not alive():
+                raise OCFError(ocf.ERR_GENERIC, f"mariadbd exited while promoting: "
+                                                f"{self._death_reason(m)}")
+        self._set_role("promoted")
+        # the CIB updates are independent of each other: one read, then all at once
+        # (one after another they were ~1-2 s of every promote on a loaded node)
+        snap = self._snap = galera_cib.read(self.environ)
+        try:
+            _all_at_once([
+                lambda: self._set(PRIMARY, "1"),
+                # a running node's position moves: wsrep_last_committed
+                lambda: self._delete(POSITION),
+                # a new member of the Primary: on record now
+                lambda: self.record_running(seen, force=True),
+                lambda: self._score(promotion_score(Decision(JOIN, "")), seen=snap),
+                lambda: self._score_joiners(snap),
+                lambda: self._record_incarnation(seen),
+            ])
+        finally:
+            self._snap = None
+        self.log.info("promoted: Primary and %s, cluster size %s",
+                      seen.get("wsrep_local_state_comment"), seen.get("wsrep_cluster_size"))
+        return ocf.SUCCESS
+
+    def _await_arbitrators(self, m: Mysqld, seen: dict[str, str],
+                           alive: Callable[[], bool], budget: float) -> None:
+        """Until this bootstrap node's Primary component holds every arbitrator too (or
+        ``budget`` seconds passed: an arbitrator that is down only costs its wait)."""
+        arbs = self.topo.arbitrators
+        want = 1 + len(arbs)
+
+        def merged() -> bool:
+            if not alive():
+                return True  # the caller reports the death
+            try:
+                seen.update(m.status(timeout=5))
+            except MysqldError:
+                return False
+            return seen.get("wsrep_cluster_size", "0").isdigit() and \
+                int(seen["wsrep_cluster_size"]) >= want
+        started = time.monotonic()
+        if merged():
+            return
+        if wait(merged, max(0.0, budget), SYNC_POLL):
+            self.log.info("arbitrator %s joined the new Primary component after %.1fs",
+                          ", ".join(arbs), time.monotonic() - started)
+        else:
+            self.log.warning("arbitrator %s not in the new Primary component after %.1fs "
+                             "(cluster size %s): announcing it without", ", ".join(arbs),
+                             time.monotonic() - started, seen.get("wsrep_cluster_size", "?"))
+
+    def _score_joiners(self, snap: galera_cib.Snapshot | None) -> None:
+        """A Primary component exists now: every other started (reported), non-Primary
+        member would score itself for JOIN on its post-promote notification. Without
+        notify=true on the clone that waits for its next Unpromoted monitor (20 s, the
+        lab measured it as most of a full-crash recovery), so score them here. Only a
+        hint for Pacemaker: their promote decides again itself."""
+        if snap is None:
+            return
+        join = promotion_score(Decision(JOIN, ""))
+        for m in self.topo.members:
+            if m == self.node_name or not snap.get(self._attr(POSITION), m) \
+                    or snap.get(self._attr(PRIMARY), m) == "1":
+                continue
+            try:
+                self._score(join, m, seen=snap)
+            except attributes.AttributeFailure as err:
+                self.log.warning("cannot score %s for joining: %s", m, err)
