@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 import subprocess
 
+from pacestack.cib_nvpairs import nvpairs
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -35,18 +37,8 @@ class Snapshot:
 
 
 def _pairs(element) -> dict[str, str] | None:
-    """name -> value of every nvpair under element; None when a name is set twice
-    with different values (crm_attribute would refuse to choose: so do we)."""
-    out: dict[str, str] = {}
-    for attrs in element.findall("instance_attributes"):
-        for nv in attrs.findall("nvpair"):
-            name, value = nv.get("name"), nv.get("value", "")
-            if name is None:
-                continue
-            if name in out and out[name] != value:
-                return None
-            out[name] = value
-    return out
+    """The node's attributes; None when a name is set twice with different values."""
+    return nvpairs(element, "instance_attributes", strict=True)
 
 
 def parse(text: str) -> Snapshot | None:

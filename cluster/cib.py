@@ -11,6 +11,7 @@ import os
 import subprocess
 import xml.etree.ElementTree as ET
 
+from pacestack import cib_nvpairs
 from pacestack.errors import ConfigError, RuntimeFailure
 
 
@@ -73,14 +74,8 @@ class Cib:
 
 def nvpairs(elem: ET.Element | None, tag: str = "instance_attributes") -> dict[str, str]:
     """name -> value of the nvpairs in ``elem``'s ``tag`` blocks (instance_attributes,
-    meta_attributes, cluster_property_set...): the one reader of CIB name/value sets."""
-    out: dict[str, str] = {}
-    if elem is None:
-        return out
-    for block in elem.findall(tag):
-        for nv in block.findall("nvpair"):
-            out[nv.get("name", "")] = nv.get("value", "")
-    return out
+    meta_attributes, cluster_property_set...), the last value of a repeated name."""
+    return cib_nvpairs.nvpairs(elem, tag) or {}
 
 
 def agent_name(prim: ET.Element) -> str:
