@@ -127,7 +127,7 @@ def memcached_servers(hosts: LabHosts) -> str:
 # The brokers behind the VIP are independent: after the VIP moves, a client still
 # connected to the old broker hears of it only when it next sends (the new holder
 # answers with a reset), and a message published to the new broker meanwhile finds
-# no queue there and is dropped (a server stayed in BUILD after a standby). An idle
+# no queue there and is dropped (a server create then stays in BUILD). An idle
 # connection sends a heartbeat every threshold / heartbeat_rate (3) seconds: every
 # 3.3 s instead of 20 s with the default 60.
 RABBIT = {"oslo_messaging_rabbit": {"heartbeat_timeout_threshold": "10"}}
