@@ -154,8 +154,11 @@ def write_configs(config_dir: Path, state_dir: Path, venv: Path, glance_venv: Pa
     pw = secrets_.db
     mq = transport_url(hosts, secrets_)
     mc = memcached_servers(hosts)
+    # memcached_servers names both nodes: the first request after a node died waits
+    # this long on its memcached before the pool marks it dead (3 s by default)
     authtoken = {"www_authenticate_uri": f"http://{hosts.vip_name}:5000/v3",
-                 "memcached_servers": mc, **_auth(hosts, secrets_)}
+                 "memcached_servers": mc, "memcache_pool_socket_timeout": "1",
+                 **_auth(hosts, secrets_)}
     common = {"transport_url": mq, "use_stderr": "true"}
     files: dict[str, dict[str, dict[str, str]]] = {
         "keystone.conf": {
