@@ -136,9 +136,13 @@ def whole_profile(args, cached) -> int:
 
     registry = stack.private_registry("bench")
     glance = controller.cached_glance()
-    lab = stack.up(stack.UpOptions(venv=cached[0], schemas=cached[1], registry=registry,
-                                   whole_profile=True, glance_venv=glance, timeout=300),
-                   progress=lambda m: print(f"lab: {m}", file=sys.stderr))
+    try:
+        lab = stack.up(stack.UpOptions(venv=cached[0], schemas=cached[1], registry=registry,
+                                       whole_profile=True, glance_venv=glance, timeout=300),
+                       progress=lambda m: print(f"lab: {m}", file=sys.stderr))
+    except BaseException:
+        stack.remove_registry(registry)  # a failed lab up leaves its registry behind
+        raise
     rows = []
     try:
         for name in args.scenarios.split(","):
