@@ -47,8 +47,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
+from pathlib import Path
 
 from pacestack.cluster import crm_mon, drill
 from pacestack.cluster.drill.lab_target import LabTarget
@@ -117,14 +119,30 @@ def scenario_floor(lab: stack.Lab, r, before: dict, after: dict, monitor_s: int)
             "floor_s": round(detect + fencing + slowest[1], 2)}
 
 
+def keep_logs(lab: stack.Lab, dest: Path) -> None:
+    """Each node's /var/log and the drill's work directories, copied before the
+    teardown deletes them: the services' own logs explain a slow recovery."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for node in lab.cluster.nodes:
+        shutil.copytree(node.root.var_log, dest / node.name, dirs_exist_ok=True,
+                        ignore_dangling_symlinks=True)
+    for work in lab.cluster.dir.glob("b-*"):
+        shutil.copytree(work, dest / work.name, dirs_exist_ok=True,
+                        ignore_dangling_symlinks=True)
+
+
 def whole_profile(args, cached) -> int:
     from pacestack.cluster.lab import controller
 
     registry = stack.private_registry("bench")
     glance = controller.cached_glance()
-    lab = stack.up(stack.UpOptions(venv=cached[0], schemas=cached[1], registry=registry,
-                                   whole_profile=True, glance_venv=glance, timeout=300),
-                   progress=lambda m: print(f"lab: {m}", file=sys.stderr))
+    try:
+        lab = stack.up(stack.UpOptions(venv=cached[0], schemas=cached[1], registry=registry,
+                                       whole_profile=True, glance_venv=glance, timeout=300),
+                       progress=lambda m: print(f"lab: {m}", file=sys.stderr))
+    except BaseException:
+        stack.remove_registry(registry)  # a failed lab up leaves its registry behind
+        raise
     rows = []
     try:
         for name in args.scenarios.split(","):
@@ -146,6 +164,8 @@ def whole_profile(args, cached) -> int:
                 and r.cloud_s <= floor["floor_s"] + 10,
                 "error": r.error or (r.cloud_error if r.cloud_s is None else None)})
     finally:
+        if args.keep_logs:
+            keep_logs(lab, Path(args.keep_logs))
         stack.remove_registry(registry)
     if args.json:
         print(json.dumps({"scenarios": rows}, indent=1))
@@ -171,6 +191,8 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--whole-profile", action="store_true",
                     help="the whole controller, every scenario once, with the cloud probe")
+    ap.add_argument("--keep-logs", metavar="DIR",
+                    help="with --whole-profile: copy the nodes' logs here before teardown")
     ap.add_argument("--scenarios", default="node-crash,standby,partition,kill-service,"
                     "kill-mariadbd", help="with --whole-profile: comma-separated")
     args = ap.parse_args()

@@ -67,6 +67,7 @@ class Resource:
     mode: str = "clone"  # clone | single | promotable
     after: tuple[str, ...] = ()
     with_: tuple[str, ...] = ()
+    clients_reconnect: bool = False
     meta: dict[str, str] = dataclasses.field(default_factory=dict)
     clone_meta: dict[str, str] = dataclasses.field(default_factory=dict)
     monitor_interval: int | None = None
@@ -351,6 +352,7 @@ def _resources(where: _Where, conf: cfg.ConfigOpts, names: list[str], nodes, arb
         fields: dict = {}
         for opt, attr in (("agent", "agent"), ("params", "params"), ("mode", "mode"),
                           ("after", "after"), ("with", "with_"), ("meta", "meta"),
+                          ("clients_reconnect", "clients_reconnect"),
                           ("clone_meta", "clone_meta"),
                           ("monitor_interval", "monitor_interval")):
             if where.is_set(group, opt) or name not in base:

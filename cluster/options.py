@@ -128,6 +128,11 @@ resource_opts = [
                 help="Resources this one starts after (promoted, for promotable ones)."),
     cfg.ListOpt("with", default=[],
                 help="Resources this one must run with (on the same node)."),
+    cfg.BoolOpt("clients_reconnect", default=False,
+                help="What starts after this resource reconnects to it on its own "
+                "(a database, a message broker, a cache): their ordering is kind=Optional, "
+                "kept when both start or stop together, but a restart of this one alone "
+                "restarts none of them."),
     _pairs("meta", "Extra meta attributes of the resource."),
     _pairs("clone_meta", "Extra meta attributes of its clone (clone and promotable modes)."),
     cfg.IntOpt("monitor_interval", min=1,

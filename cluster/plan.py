@@ -116,13 +116,17 @@ def wanted_constraints(desc: Description) -> list[WantedConstraint]:
             dep = by_name[dep_name]
             first_action = "promote" if dep.mode == "promotable" else "start"
             cid = f"order-{dep.name}-then-{r.name}"
-            out.append(WantedConstraint(
-                cid, "order",
-                {"first": dep.pcs_id, "first-action": first_action, "then": r.pcs_id,
-                 "then-action": "start"},
-                ("constraint", "order", first_action, dep.pcs_id, "then", "start", r.pcs_id,
-                 f"id={cid}"),
-                f"{r.name} starts after {dep.name}"))
+            attrs = {"first": dep.pcs_id, "first-action": first_action, "then": r.pcs_id,
+                     "then-action": "start"}
+            argv = ["constraint", "order", first_action, dep.pcs_id, "then", "start",
+                    r.pcs_id, f"id={cid}"]
+            reason = f"{r.name} starts after {dep.name}"
+            if dep.clients_reconnect:
+                # a mandatory order restarts r whenever dep restarts on its node
+                attrs["kind"] = "Optional"
+                argv.append("kind=Optional")
+                reason += " (when both start; it reconnects on its own)"
+            out.append(WantedConstraint(cid, "order", attrs, tuple(argv), reason))
         for dep_name in r.with_:
             out.append(_colocation(r.name, r.pcs_id, by_name[dep_name],
                                    f"{r.name} runs with {dep_name}"))
@@ -266,9 +270,16 @@ def build(desc: Description, existing: Cib | None = None) -> list[Step]:
     signatures = {sig: cid for sig, cid in have.constraint_signatures().items()
                   if not ({have.constraints[cid].attrs.get(k) for k in
                            ("first", "then", "rsc", "with-rsc")} & gone)}
+    # an order of the same pair under any id, but of another kind: Pacemaker applies
+    # both, and a Mandatory one left beside an Optional one still restarts dependents
+    orders = {sig[:5]: cid for sig, cid in signatures.items() if sig[0] == "order"}
     for c in wanted_constraints(desc):
         if c.signature() in signatures:
             continue
+        other = orders.get(c.signature()[:5])
+        if other is not None and other != c.id:
+            remove.append(Step("remove", "delete", other, ("constraint", "delete", other),
+                               f"{other} orders {c.reason} with another kind"))
         if c.id in have.constraints and c.id not in {signatures.get(s) for s in signatures}:
             # same id, different meaning: replace it (unless a deleted resource took it)
             if not ({have.constraints[c.id].attrs.get(k) for k in

@@ -10,6 +10,7 @@ keep it through the agent's ``systemd_unit`` parameter.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -62,11 +63,15 @@ def controller_stack(nodes: Sequence[tuple[str, str]], shared_host: str = "contr
         Resource(name="galera", agent=GALERA,
                  params={"wsrep_cluster_address": f"gcomm://{gcomm}",
                          "cluster_host_map": host_map},
-                 mode="promotable",
+                 mode="promotable", clients_reconnect=True,
                  clone_meta={"interleave": "true", "notify": "true",
                              "promoted-max": str(len(nodes))}),
-        svc("memcached", {"systemd_unit": "memcached"}, ()),
-        svc("rabbitmq", {"systemd_unit": "rabbitmq-server"}, ()),
+        # the services reconnect to the cache, the broker and the database themselves:
+        # a restart of one of them on a node need not restart everything after it
+        dataclasses.replace(svc("memcached", {"systemd_unit": "memcached"}, ()),
+                            clients_reconnect=True),
+        dataclasses.replace(svc("rabbitmq", {"systemd_unit": "rabbitmq-server"}, ()),
+                            clients_reconnect=True),
         # Keystone and Horizon are both WSGI applications of one apache2
         svc("apache", {"systemd_unit": "apache2", "monitor_url": "http://127.0.0.1:5000/v3"},
             ("galera", "memcached")),

@@ -163,3 +163,17 @@ def resource_failure(base_path: str, out_path: str, resource: str, node: str,
         return settle(scratch, out_path, max_transitions=max_transitions)
     finally:
         os.unlink(scratch)
+
+
+def monitor_failure_stops(base_path: str, resource: str, node: str, interval_ms: int
+                          ) -> set[str]:
+    """``resource``'s recurring monitor (every ``interval_ms``) finds it not running on
+    ``node``: the resources (primitive ids) the scheduler's next transition stops there,
+    its own recovery included."""
+    result = _run(["-x", base_path, "-S",
+                   "-i", f"{resource}_monitor_{interval_ms}@{node}=7"])
+    transition = result.find("transition")
+    if transition is None:
+        return set()
+    return {a.get("resource", "") for a in transition.findall("rsc_action")
+            if a.get("op") == "stop" and a.get("node") == node}

@@ -124,6 +124,15 @@ def memcached_servers(hosts: LabHosts) -> str:
     return ",".join(f"{addr}:11211" for _, addr in hosts.nodes)
 
 
+# The brokers behind the VIP are independent: after the VIP moves, a client still
+# connected to the old broker hears of it only when it next sends (the new holder
+# answers with a reset), and a message published to the new broker meanwhile finds
+# no queue there and is dropped (a server create then stays in BUILD). An idle
+# connection sends a heartbeat every threshold / heartbeat_rate (3) seconds: every
+# 3.3 s instead of 20 s with the default 60.
+RABBIT = {"oslo_messaging_rabbit": {"heartbeat_timeout_threshold": "10"}}
+
+
 def _auth(hosts: LabHosts, secrets_: Secrets) -> dict[str, str]:
     """keystoneauth options of the lab's services (the bootstrap admin is every
     service's user: one account to set up, same code paths)."""
@@ -145,8 +154,11 @@ def write_configs(config_dir: Path, state_dir: Path, venv: Path, glance_venv: Pa
     pw = secrets_.db
     mq = transport_url(hosts, secrets_)
     mc = memcached_servers(hosts)
+    # memcached_servers names both nodes: the first request after a node died waits
+    # this long on its memcached before the pool marks it dead (3 s by default)
     authtoken = {"www_authenticate_uri": f"http://{hosts.vip_name}:5000/v3",
-                 "memcached_servers": mc, **_auth(hosts, secrets_)}
+                 "memcached_servers": mc, "memcache_pool_socket_timeout": "1",
+                 **_auth(hosts, secrets_)}
     common = {"transport_url": mq, "use_stderr": "true"}
     files: dict[str, dict[str, dict[str, str]]] = {
         "keystone.conf": {
@@ -184,6 +196,7 @@ def write_configs(config_dir: Path, state_dir: Path, venv: Path, glance_venv: Pa
                         "state_path": str(state_dir / "neutron"),
                         "api_paste_config": str(venv / "etc/neutron/api-paste.ini")},
             "keystone_authtoken": authtoken,
+            **RABBIT,
             "database": {"connection": db_url(pw, "neutron")},
             "oslo_concurrency": {"lock_path": lock},
             "ovn": {"disable_ovn_dhcp_for_baremetal_ports": "true"},
@@ -201,6 +214,7 @@ def write_configs(config_dir: Path, state_dir: Path, venv: Path, glance_venv: Pa
                         # dead cinder-volume within seconds
                         "report_interval": "2", "service_down_time": "6"},
             "keystone_authtoken": authtoken,
+            **RABBIT,
             "database": {"connection": db_url(pw, "cinder")},
             "oslo_concurrency": {"lock_path": lock},
             "lvm": {"volume_driver": "cinder.tests.fake_driver.FakeLoggingVolumeDriver",
@@ -218,6 +232,7 @@ def write_configs(config_dir: Path, state_dir: Path, venv: Path, glance_venv: Pa
             "DEFAULT": {"use_stderr": "true", "workers": "1", "transport_url": mq},
             "database": {"connection": db_url(pw, "glance")},
             "keystone_authtoken": authtoken,
+            **RABBIT,
             "paste_deploy": {"flavor": "keystone",
                              "config_file": str(glance_venv / "etc/glance/glance-api-paste.ini")},
             "glance_store": {"stores": "file", "default_store": "file",
@@ -275,6 +290,7 @@ def _nova(hosts: LabHosts, secrets_: Secrets, state_dir: Path, venv: Path, lock:
         "vnc": {"enabled": "true", "server_listen": "0.0.0.0",
                 "novncproxy_base_url": f"http://{hosts.vip_name}:6080/vnc_auto.html"},
         "oslo_concurrency": {"lock_path": lock},
+        **RABBIT,
     }
     if compute:
         # nothing of the controllers' databases: a compute talks to the conductor

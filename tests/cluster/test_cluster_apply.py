@@ -9,10 +9,11 @@ import hashlib
 import json
 import shlex
 import subprocess
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from pacestack.cluster import apply, cib, description, pcsrun, plan, verify
+from pacestack.cluster import apply, cib, description, pcsrun, plan, simulate, verify
 
 from pacestack.cli import main
 
@@ -183,7 +184,7 @@ def test_plan_against_a_hand_built_cib(seed, tmp_path):
     by_target = {s.target: s for s in full}
     by_hand = [by_target["galera"].argv, by_target["memcached"].argv, by_target["apache"].argv,
                ("constraint", "order", "promote", "galera-clone", "then", "start",
-                "apache-clone")]
+                "apache-clone", "kind=Optional")]
     results = pcsrun.run_batch(str(path), by_hand)
     assert [r.rc for r in results] == [0, 0, 0, 0], results[-1].stderr
     assert "order-galera-then-apache" not in cib.read_file(str(path)).constraints
@@ -194,6 +195,29 @@ def test_plan_against_a_hand_built_cib(seed, tmp_path):
     assert "order-memcached-then-apache" in targets
     assert len(steps) == len(full) - 4
     assert all(s.action == "create" for s in steps)
+
+
+def test_hand_built_mandatory_order_is_replaced_by_the_optional_one(seed, tmp_path):
+    """A Mandatory order of the same pair under pcs's own id would still restart
+    apache with Galera beside the wanted Optional one: the plan deletes it."""
+    path = tmp_path / "cib.xml"
+    path.write_text(cib.empty_cib())
+    by_target = {s.target: s for s in plan.build(seed)}
+    by_hand = [by_target["galera"].argv, by_target["apache"].argv,
+               ("constraint", "order", "promote", "galera-clone", "then", "start",
+                "apache-clone")]
+    assert [r.rc for r in pcsrun.run_batch(str(path), by_hand)] == [0, 0, 0]
+    (mandatory,) = cib.read_file(str(path)).constraints
+    steps = plan.build(seed, cib.read_file(str(path)))
+    assert [s.target for s in steps if s.action == "delete"] == [mandatory]
+    results = pcsrun.run_batch(str(path), [s.argv for s in steps])
+    assert all(r.rc == 0 for r in results), [r.stderr for r in results if r.rc]
+    orders = [c for c in cib.read_file(str(path)).constraints.values()
+              if c.kind == "order" and c.attrs["first"] == "galera-clone"
+              and c.attrs["then"] == "apache-clone"]
+    assert [(c.id, c.attrs.get("kind")) for c in orders] == \
+        [("order-galera-then-apache", "Optional")]
+    assert plan.build(seed, cib.read_file(str(path))) == []
 
 
 def test_cli_plan_is_copy_pasteable_shell(seed, tmp_path, capsys):
@@ -230,6 +254,64 @@ def test_cli_verify_renders_the_matrix(seed, applied, capsys):
     node_loss = next(s for s in data["scenarios"] if s["name"] == "controller01 fails")
     assert node_loss["placement"]["vip"] == [{"node": "controller02", "role": "Started"}]
 
+
+@pytest.fixture(scope="module")
+def steady(applied, tmp_path_factory):
+    """The applied seed with every node up and everything running (crm_simulate)."""
+    out = str(tmp_path_factory.mktemp("steady") / "steady.xml")
+    simulate.baseline(applied[1], out, NODES, ["galera"])
+    return out
+
+
+def _monitor_ms(cib_path: str, name: str) -> int:
+    """The interval of the monitor that watches a running instance (Promoted for a
+    promotable resource: the steady state promotes Galera on both nodes)."""
+    ops = dict(cib.read_file(cib_path).primitives[name].monitor_ops)
+    return int(ops.get("Promoted", ops.get(""))[:-1]) * 1000
+
+
+@pytest.mark.parametrize("name", ["memcached", "rabbitmq", "galera"])
+def test_recovery_of_what_services_reconnect_to_restarts_nothing_else(steady, name):
+    """The services reconnect to memcached, RabbitMQ and their database on their own:
+    a kill -9 of one of them on a node (its monitor finds it dead) recovers only it.
+    A mandatory order after it would stop Keystone and everything after Keystone there
+    first, taking the node's APIs down for the whole restart."""
+    stops = simulate.monitor_failure_stops(steady, name, "controller01",
+                                           _monitor_ms(steady, name))
+    assert stops == {name}
+
+
+def test_recovery_of_keystone_still_restarts_what_follows_it(steady):
+    """The orders after apache stay mandatory: the check above sees real restarts."""
+    stops = simulate.monitor_failure_stops(steady, "apache", "controller01",
+                                           _monitor_ms(steady, "apache"))
+    assert {"apache", "glance-api", "nova-api", "cinder-api"} <= stops
+
+
+def test_services_start_after_galera_promote_when_both_start(applied, tmp_path):
+    """An Optional order still holds when both actions are in one transition: on a
+    cluster start each node's apache starts after its own Galera is promoted."""
+    up, started = str(tmp_path / "up.xml"), str(tmp_path / "started.xml")
+    argv = ["-x", applied[1], "--quorum", "true", "-O", up]
+    for node in NODES:
+        argv += ["--node-up", node]
+    subprocess.run(["crm_simulate", *argv], check=True, capture_output=True)
+    simulate.settle(up, started)  # galera started, not promoted: no score yet
+    simulate.set_node_attributes(started, {n: {"master-galera": "10"} for n in NODES})
+    graph = tmp_path / "graph.xml"
+    subprocess.run(["crm_simulate", "-x", started, "-S", "-G", str(graph)], check=True,
+                   capture_output=True)
+    def op(a: ET.Element) -> tuple:  # a clone's second instance has keys like apache:1_start_0
+        rid = a.get("operation_key", "").split("_", 1)[0].split(":", 1)[0]
+        return (rid, a.get("operation"), a.get("on_node"))
+
+    inputs = {}
+    for synapse in ET.parse(graph).getroot().iter("synapse"):
+        action = synapse.find("action_set")[0]
+        if action.tag == "rsc_op":
+            inputs[op(action)] = {op(t) for t in synapse.find("inputs").iter("rsc_op")}
+    for node in NODES:
+        assert ("galera", "promote", node) in inputs[("apache", "start", node)]
 
 
 def test_promotable_resource_is_monitored_in_both_roles(seed, applied, tmp_path):

@@ -148,6 +148,26 @@ def test_profile_entries_can_be_overridden_and_disabled(tmp_path):
                                               "notify": "true"}
 
 
+def test_clients_reconnect_makes_the_orders_after_a_resource_optional(tmp_path):
+    """Set on a resource of one's own, and cleared on a built-in one: the orders
+    after it follow, the others stay Mandatory."""
+    from pacestack.cluster import plan
+
+    conf = tmp_path / "c.conf"
+    conf.write_text(BASE.replace("profile = none", "profile = controller")
+                    .replace("fronts = api\n", "")
+                    .replace("mode = promotable\n", "mode = promotable\nclients_reconnect = true\n")
+                    + "\n[resource:rabbitmq]\nclients_reconnect = false\n")
+    desc = description.load([str(conf)], check_agents=False)
+    kinds = {c.id: c.attrs.get("kind", "Mandatory") for c in plan.wanted_constraints(desc)
+             if c.kind == "order"}
+    assert kinds["order-db-then-api"] == "Optional"
+    assert kinds["order-galera-then-apache"] == kinds["order-memcached-then-apache"] == \
+        "Optional"
+    assert kinds["order-rabbitmq-then-nova-api"] == "Mandatory"
+    assert kinds["order-apache-then-glance-api"] == "Mandatory"
+
+
 def test_config_check_and_sample_understand_the_description(tmp_path):
     assert check_file("examples/seed-cluster.conf") == []
     bad = tmp_path / "bad.conf"

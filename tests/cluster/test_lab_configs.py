@@ -1,0 +1,92 @@
+"""The whole-profile lab's generated service configs, read by the pinned venv's own
+oslo.config, oslo.messaging and keystonemiddleware (no lab started). Budget: ~10 s."""
+
+from __future__ import annotations
+
+import configparser
+import json
+import subprocess
+from pathlib import Path
+
+from pacestack.cluster.lab import controller, services
+
+HOSTS = services.LabHosts(nodes=(("controller01", "10.0.0.11"), ("controller02", "10.0.0.12")),
+                          arbitrator=("arbitrator", "10.0.0.13"), vip="10.0.0.10",
+                          vip_name="controller.domain", cluster_name="lab")
+
+# every file that names a transport_url, as oslo.messaging sees it
+READ_RABBIT = """
+import json, sys
+from oslo_config import cfg
+from oslo_messaging._drivers import impl_rabbit
+out = {}
+for path in sys.argv[1:]:
+    conf = cfg.ConfigOpts()
+    conf.register_opts(impl_rabbit.rabbit_opts, group="oslo_messaging_rabbit")
+    conf(args=[], default_config_files=[path], project="lab")
+    r = conf.oslo_messaging_rabbit
+    out[path] = [r.heartbeat_timeout_threshold, r.heartbeat_rate]
+print(json.dumps(out))
+"""
+
+
+def test_rabbit_clients_send_a_heartbeat_every_few_seconds(openstack_venv, tmp_path):
+    """Independent brokers behind the VIP: a client still connected to the old
+    broker notices the move only when it sends (the new holder resets it); until
+    then what others publish for it is dropped. Its idle heartbeat is that send."""
+    etc = tmp_path / "etc"
+    controller.write_configs(etc, tmp_path / "state", openstack_venv, None, HOSTS,
+                             controller.Secrets("db", "mq", "admin"), None)
+    users = []
+    for path in sorted(etc.rglob("*.conf")):
+        ini = configparser.ConfigParser(interpolation=None)
+        if path.name != "rabbitmq.conf":
+            ini.read(path)
+            if ini.get("DEFAULT", "transport_url", fallback="").startswith("rabbit://"):
+                users.append(str(path))
+    assert {Path(p).name for p in users} >= {"nova.conf", "nova-compute.conf",
+                                             "neutron.conf", "cinder.conf"}
+    res = subprocess.run([str(openstack_venv / "bin" / "python"), "-c", READ_RABBIT, *users],
+                         capture_output=True, text=True, timeout=120, check=True)
+    for path, (threshold, rate) in json.loads(res.stdout).items():
+        # py-amqp sends a heartbeat when nothing was sent for threshold / rate seconds
+        assert threshold / rate <= 5, (path, threshold, rate)
+
+
+READ_AUTHTOKEN = """
+import json, sys
+from oslo_config import cfg
+from keystonemiddleware.auth_token import _opts
+out = {}
+for path in sys.argv[1:]:
+    conf = cfg.ConfigOpts()
+    conf.register_opts(_opts._OPTS, group="keystone_authtoken")
+    conf(args=[], default_config_files=[path], project="lab")
+    a = conf.keystone_authtoken
+    out[path] = [a.memcached_servers, a.memcache_use_advanced_pool,
+                 a.memcache_pool_socket_timeout]
+print(json.dumps(out))
+"""
+
+
+def test_a_dead_nodes_memcached_costs_an_api_request_one_second(openstack_venv, tmp_path):
+    """keystonemiddleware caches tokens on both nodes' memcached: after a node crash
+    an API's first request waits the socket timeout on the dead one (the node-crash
+    drill saw nova-api answer 2.9 s after the VIP moved), then the pool skips it."""
+    etc = tmp_path / "etc"
+    controller.write_configs(etc, tmp_path / "state", openstack_venv, None, HOSTS,
+                             controller.Secrets("db", "mq", "admin"), None)
+    users = []
+    for path in sorted(etc.rglob("*.conf")):
+        ini = configparser.ConfigParser(interpolation=None)
+        if path.name != "rabbitmq.conf":
+            ini.read(path)
+            if ini.has_option("keystone_authtoken", "memcached_servers"):
+                users.append(str(path))
+    assert {Path(p).name for p in users} >= {"nova.conf", "neutron.conf", "cinder.conf",
+                                             "placement.conf"}
+    res = subprocess.run([str(openstack_venv / "bin" / "python"), "-c", READ_AUTHTOKEN,
+                          *users], capture_output=True, text=True, timeout=120, check=True)
+    for path, (servers, advanced, timeout) in json.loads(res.stdout).items():
+        assert len(servers) == 2 and advanced, path  # the pool whose timeout this is
+        assert timeout <= 1, (path, timeout)
