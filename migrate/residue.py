@@ -441,12 +441,20 @@ class Accounting:
                 "uncovered_rows": sum(e.rows for e in self.uncovered)}
 
 
-def _changes_by_row(changes) -> dict[tuple[str, str], dict[tuple, list]]:
-    out: dict[tuple[str, str], dict[tuple, list]] = {}
+def _changes_by_row(changes, wanted: set[tuple[str, str]]) -> dict[tuple[str, str],
+                                                                    dict[tuple, list]]:
+    """(db, table) of WANTED -> row key -> the planned changes of that row."""
+    out: dict[tuple[str, str], dict[tuple, list]] = {t: {} for t in wanted}
     for c in changes:
-        if c.op == "insert":
+        rows = out.get((c.db, c.table))
+        if rows is None or c.op == "insert":
             continue
-        out.setdefault((c.db, c.table), {}).setdefault(tuple(c.key.values()), []).append(c)
+        key = tuple(c.key.values())
+        at = rows.get(key)
+        if at is None:
+            rows[key] = [c]
+        else:
+            at.append(c)
     return out
 
 
@@ -528,7 +536,9 @@ def account(cloud, mapping, changes: Iterable = (), found: Scan | None = None) -
     found = found or scan(cloud, mapping)
     acc = Accounting(found.names, [], list(found.refusals), found.columns_scanned,
                      found.databases)
-    planned = _changes_by_row(changes)
+    # only the tables with hit rows look their planned changes up
+    planned = _changes_by_row(changes, {(th.tcols[0].db, th.tcols[0].table)
+                                        for th in found.tables})
     for th in found.tables:
         _account_table(cloud, mapping, found.matcher, th, planned, acc)
     for e in acc.uncovered:
