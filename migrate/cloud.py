@@ -13,6 +13,7 @@ import re
 import urllib.parse
 from typing import Any
 
+import pymysql
 from pacestack.migrate import releases, tables
 
 from pacestack import db, files
@@ -121,6 +122,7 @@ class Cloud:
         self.cells: dict[str, str] = {}
         self.cells_elsewhere: list[dict] = []
         self.timeout = 10  # seconds to connect (another connection to the same server)
+        self._packing = False  # group_concat_max_len raised for packed_rows
 
     def nova_databases(self) -> list[str]:
         """Every nova cell database to read and write: the main cell's, then the others."""
@@ -151,12 +153,51 @@ class Cloud:
             cur.execute(self.sql(template, cell), args)
             return list(cur.fetchall())
 
+    def packed_rows(self, columns: dict[str, str], template: str, order: str,
+                    args: list | None = None, select_args: list | None = None,
+                    ints: frozenset[str] = frozenset(), cell: str = "nova") -> list[dict]:
+        """rows() of ``SELECT <columns> <template> ORDER BY <order>`` (columns: name ->
+        expression of text or integer values; ``ints``: the integer ones), packed by the
+        server into one value: parsing a result row costs the client ~4 us, most of a
+        plan's reads of 50,000 bindings. Read as rows() when the packed value does not fit
+        or a value holds a separator."""
+        exprs = [f"IFNULL(CONCAT('v', {e}), 'n')" for e in columns.values()]
+        select_args = select_args or []
+        args = args or []
+        try:
+            with self.conn.cursor() as cur:
+                if not self._packing:
+                    cur.execute("SET SESSION group_concat_max_len = %s", [PACKED_MAX])
+                    self._packing = True
+                cur.execute(self.sql(
+                    f"SELECT COUNT(*), GROUP_CONCAT(CONCAT_WS(%s, {', '.join(exprs)}) "
+                    f"ORDER BY {order} SEPARATOR %s) {template}", cell),
+                    [_UNIT, *select_args, _RECORD, *args])
+                n, packed = cur.fetchone()
+        except pymysql.err.OperationalError:  # larger than max_allowed_packet
+            n, packed = -1, None
+        if n == 0:
+            return []
+        if isinstance(packed, str) and len(packed) < PACKED_MAX:
+            names = list(columns)
+            rows = [r.split(_UNIT) for r in packed.split(_RECORD)]
+            if len(rows) == n and all(len(r) == len(names) for r in rows):
+                conv = [(int if k in ints else str) for k in names]
+                return [{k: None if v == "n" else f(v[1:])
+                         for k, f, v in zip(names, conv, r, strict=True)} for r in rows]
+        return self.rows(f"SELECT {', '.join(f'{e} AS {k}' for k, e in columns.items())} "
+                         f"{template} ORDER BY {order}", [*select_args, *args], cell)
+
     def close(self) -> None:
         try:
             self.conn.close()
         except Exception:  # noqa: BLE001 - closing a dead connection must not mask the error
             pass
 
+
+# packed_rows' separators (a value holding one is read back row by row) and its ceiling
+_UNIT, _RECORD = "\x1f", "\x1e"
+PACKED_MAX = 64 << 20
 
 _TOKEN = re.compile(r"\{(keystone|neutron|cinder|nova(?:_[a-z0-9_]+)?|placement|journal)\.(\w+)\}")
 
