@@ -13,7 +13,6 @@ import re
 import urllib.parse
 from typing import Any
 
-import pymysql
 from pacestack.migrate import releases, tables
 
 from pacestack import db, files
@@ -161,6 +160,8 @@ class Cloud:
         server into one value: parsing a result row costs the client ~4 us, most of a
         plan's reads of 50,000 bindings. Read as rows() when the packed value does not fit
         or a value holds a separator."""
+        import pymysql
+
         # each value as text (NULL as ''), then which of them were NULL ('0100')
         exprs = [f"IFNULL({e}, '')" for e in columns.values()]
         exprs.append(f"CONCAT({', '.join(f'ISNULL({e})' for e in columns.values())})")
