@@ -162,9 +162,12 @@ class Cloud:
         or a value holds a separator."""
         import pymysql
 
-        # each value as text (NULL as ''), then which of them were NULL ('0100')
+        # each value as text (NULL as ''), which of them were NULL ('0100'), and an end
+        # mark: GROUP_CONCAT cuts at group_concat_max_len with only a warning, and a
+        # row cut anywhere loses its end mark, so a cut is never read as values
         exprs = [f"IFNULL({e}, '')" for e in columns.values()]
         exprs.append(f"CONCAT({', '.join(f'ISNULL({e})' for e in columns.values())})")
+        exprs.append("'.'")
         select_args = select_args or []
         args = args or []
         try:
@@ -184,10 +187,12 @@ class Cloud:
         names = list(columns)
         if isinstance(packed, str) and len(packed) < PACKED_MAX:
             rows = [r.split(_UNIT) for r in packed.split(_RECORD)]
-            if len(rows) == n and all(len(r) == len(names) + 1 for r in rows):
+            if len(rows) == n and all(len(r) == len(names) + 2 and r[-1] == "."
+                                      and len(r[-2]) == len(names) for r in rows):
                 at_int = [i for i, k in enumerate(names) if k in ints]
                 out = []
                 for r in rows:
+                    r.pop()
                     nulls = r.pop()
                     if "1" in nulls:
                         r = [None if f == "1" else v for f, v in zip(nulls, r, strict=True)]

@@ -66,3 +66,22 @@ def test_plan_same_when_reads_do_not_pack(seeded, monkeypatch):
     assert rows == packed
     assert any(ch["table"] == "neutron.ml2_port_binding_levels" for ch in packed["changes"])
     assert any(ch["table"] == "cinder.volumes" for ch in packed["changes"])
+
+
+def test_a_packed_value_cut_by_the_server_is_never_read_as_rows(seeded):
+    """GROUP_CONCAT cuts at group_concat_max_len with only a warning: wherever the cut
+    falls (inside the last row's NULL flags too, where every row still has its fields),
+    the read goes back to rows and returns the plain read."""
+    with contextlib.closing(seeded.cloud()) as c:
+        ids = [r["id"] for r in c.rows(PLAIN)]
+        _set(c, "UPDATE {cinder.volumes} SET host = NULL WHERE id = %s", [ids[-1]])
+        plain = c.rows(PLAIN)
+        whole = len("\x1e".join("\x1f".join(["" if v is None else str(v) for v in r.values()]
+                                            + ["".join("1" if v is None else "0"
+                                                       for v in r.values()), "."])
+                                for r in plain))
+        c._packing = True  # the session's ceiling is the test's to set
+        for cut in range(1, 12):
+            _set(c, "SET SESSION group_concat_max_len = %s", [whole - cut])
+            assert c.packed_rows(*VOLUMES, ints=frozenset({"size"})) == plain, cut
+        c.conn.rollback()
