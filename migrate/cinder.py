@@ -76,8 +76,9 @@ def plan(cloud, mapping, moves) -> StepPlan:
                       unit, why="service host renamed")
             if s["binary"] == "cinder-volume" and s["uuid"]:
                 surviving[new_host] = s["uuid"]
-    for v in cloud.rows("SELECT id, host, cluster_name, service_uuid FROM "
-                        "{cinder.volumes} WHERE deleted = 0 ORDER BY id"):
+    for v in cloud.packed_rows({"id": "id", "host": "host", "cluster_name": "cluster_name",
+                                "service_uuid": "service_uuid"},
+                               "FROM {cinder.volumes} WHERE deleted = 0", "id"):
         new_host = rehost(v["host"], hosts)
         after = {"host": new_host, "cluster_name": rehost(v["cluster_name"], hosts)}
         # a volume that was never scheduled has no host and no service: leave it

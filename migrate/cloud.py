@@ -121,6 +121,7 @@ class Cloud:
         self.cells: dict[str, str] = {}
         self.cells_elsewhere: list[dict] = []
         self.timeout = 10  # seconds to connect (another connection to the same server)
+        self._packing = False  # group_concat_max_len raised for packed_rows
 
     def nova_databases(self) -> list[str]:
         """Every nova cell database to read and write: the main cell's, then the others."""
@@ -151,12 +152,68 @@ class Cloud:
             cur.execute(self.sql(template, cell), args)
             return list(cur.fetchall())
 
+    def packed_rows(self, columns: dict[str, str], template: str, order: str,
+                    args: list | None = None, select_args: list | None = None,
+                    ints: frozenset[str] = frozenset(), cell: str = "nova") -> list[dict]:
+        """rows() of ``SELECT <columns> <template> ORDER BY <order>`` (columns: name ->
+        expression of text or integer values; ``ints``: the integer ones), packed by the
+        server into one value: parsing a result row costs the client ~4 us, most of a
+        plan's reads of 50,000 bindings. Read as rows() when the packed value does not fit
+        or a value holds a separator."""
+        import pymysql
+
+        # each value as text (NULL as ''), which of them were NULL ('0100'), and an end
+        # mark: GROUP_CONCAT cuts at group_concat_max_len with only a warning, and a
+        # row cut anywhere loses its end mark, so a cut is never read as values
+        exprs = [f"IFNULL({e}, '')" for e in columns.values()]
+        exprs.append(f"CONCAT({', '.join(f'ISNULL({e})' for e in columns.values())})")
+        exprs.append("'.'")
+        select_args = select_args or []
+        args = args or []
+        try:
+            with self.conn.cursor() as cur:
+                if not self._packing:
+                    cur.execute("SET SESSION group_concat_max_len = %s", [PACKED_MAX])
+                    self._packing = True
+                cur.execute(self.sql(
+                    f"SELECT COUNT(*), GROUP_CONCAT(CONCAT_WS(%s, {', '.join(exprs)}) "
+                    f"ORDER BY {order} SEPARATOR %s) {template}", cell),
+                    [_UNIT, *select_args, *select_args, _RECORD, *args])
+                n, packed = cur.fetchone()
+        except pymysql.err.OperationalError:  # larger than max_allowed_packet
+            n, packed = -1, None
+        if n == 0:
+            return []
+        names = list(columns)
+        if isinstance(packed, str) and len(packed) < PACKED_MAX:
+            rows = [r.split(_UNIT) for r in packed.split(_RECORD)]
+            if len(rows) == n and all(len(r) == len(names) + 2 and r[-1] == "."
+                                      and len(r[-2]) == len(names) for r in rows):
+                at_int = [i for i, k in enumerate(names) if k in ints]
+                out = []
+                for r in rows:
+                    r.pop()
+                    nulls = r.pop()
+                    if "1" in nulls:
+                        r = [None if f == "1" else v for f, v in zip(nulls, r, strict=True)]
+                    for i in at_int:
+                        if r[i] is not None:
+                            r[i] = int(r[i])
+                    out.append(dict(zip(names, r, strict=True)))
+                return out
+        return self.rows(f"SELECT {', '.join(f'{e} AS {k}' for k, e in columns.items())} "
+                         f"{template} ORDER BY {order}", [*select_args, *args], cell)
+
     def close(self) -> None:
         try:
             self.conn.close()
         except Exception:  # noqa: BLE001 - closing a dead connection must not mask the error
             pass
 
+
+# packed_rows' separators (a value holding one is read back row by row) and its ceiling
+_UNIT, _RECORD = "\x1f", "\x1e"
+PACKED_MAX = 64 << 20
 
 _TOKEN = re.compile(r"\{(keystone|neutron|cinder|nova(?:_[a-z0-9_]+)?|placement|journal)\.(\w+)\}")
 

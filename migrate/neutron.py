@@ -318,14 +318,15 @@ def _plan_bindings(cloud, mapping, moves, nets: dict[str, NetworkTarget],
     args = [VIF_TYPE_BRIDGE, tuple(old_hosts) or ("",)]
     # every binding of the ports concerned, in one read: the ones to rewrite (flagged by
     # the server, with its collation) and the others, whose hosts a rename must not take
-    bindings = cloud.rows(
-        "SELECT b.port_id, b.host, b.vif_type, b.vif_details, b.status, p.device_id, "
-        "(b.vif_type = %s OR b.host IN %s) AS wanted "
+    bindings = cloud.packed_rows(
+        {"port_id": "b.port_id", "host": "b.host", "vif_type": "b.vif_type",
+         "vif_details": "b.vif_details", "status": "b.status", "device_id": "p.device_id",
+         "wanted": "(b.vif_type = %s OR b.host IN %s)"},
         "FROM {neutron.ml2_port_bindings} b "
         "JOIN {neutron.ports} p ON p.id = b.port_id WHERE b.port_id IN "
         "(SELECT w.port_id FROM {neutron.ml2_port_bindings} w "
-        "WHERE w.vif_type = %s OR w.host IN %s) "
-        "ORDER BY b.port_id, b.host", args + args)
+        "WHERE w.vif_type = %s OR w.host IN %s)", "b.port_id, b.host", args=args,
+        select_args=args, ints=frozenset({"wanted"}))
     bindings, dropped = _drop_inactive(cloud, bindings, sp)
     rows = [r for r in bindings if r["wanted"]]
     if not rows:
@@ -356,10 +357,12 @@ def _plan_bindings(cloud, mapping, moves, nets: dict[str, NetworkTarget],
                   why="linuxbridge -> openvswitch" if "vif_type" in after else "host renamed")
         new_host_of[(r["port_id"], r["host"])] = new_host
     # binding levels follow their binding (same unit)
-    for r in cloud.rows("SELECT port_id, host, level, driver FROM "
-                        "{neutron.ml2_port_binding_levels} l WHERE l.driver = %s "
-                        "OR l.host IN %s ORDER BY port_id, host, level",
-                        ["linuxbridge", tuple(old_hosts) or ("",)]):
+    for r in cloud.packed_rows({"port_id": "port_id", "host": "host", "level": "level",
+                                "driver": "driver"},
+                               "FROM {neutron.ml2_port_binding_levels} l WHERE l.driver = %s "
+                               "OR l.host IN %s", "port_id, host, level",
+                               ["linuxbridge", tuple(old_hosts) or ("",)],
+                               ints=frozenset({"level"})):
         new_host = new_host_of.get((r["port_id"], r["host"]), r["host"])
         if (r["port_id"], r["host"]) in dropped or \
                 (r["port_id"], r["host"]) not in new_host_of and r["driver"] != "linuxbridge":

@@ -296,8 +296,12 @@ def _plan_moves(cloud, moves: Moves, sp: StepPlan) -> None:
     allocs: dict[str, list[dict]] = {}
     for i in range(0, len(uuids), 1000):
         chunk = uuids[i:i + 1000]
-        for a in cloud.rows("SELECT id, consumer_id, resource_provider_id FROM "
-                            "{placement.allocations} WHERE consumer_id IN %s", [tuple(chunk)]):
+        # a consumer's allocations in id order (what the consumer_id index gives)
+        for a in cloud.packed_rows({"id": "id", "consumer_id": "consumer_id",
+                                    "resource_provider_id": "resource_provider_id"},
+                                   "FROM {placement.allocations} WHERE consumer_id IN %s",
+                                   "consumer_id, id", [tuple(chunk)],
+                                   ints=frozenset({"id", "resource_provider_id"})):
             allocs.setdefault(a["consumer_id"], []).append(a)
     for u in uuids:
         m = moves.moving[u]
