@@ -62,9 +62,14 @@ INACTIVE_DEFAULT = 15.0
 JOIN_RESERVE = 30.0
 
 
-def _all_at_once(calls) -> None:
+def _all_at_once(calls, *, parallel: bool = True) -> None:
     """Run the callables in parallel threads; the first exception is raised once all
-    have finished (none is left running behind the action's back)."""
+    have finished (none is left running behind the action's back). Not ``parallel``:
+    one after another (a CIB file has no daemon to serialise its writers)."""
+    if not parallel:
+        for c in calls:
+            c()
+        return
     from concurrent.futures import ThreadPoolExecutor  # promote only
 
     with ThreadPoolExecutor(max_workers=len(calls)) as pool:
@@ -270,7 +275,9 @@ class Promotion(GaleraRecords):
                                                 f"{self._death_reason(m)}")
         self._set_role("promoted")
         # the CIB updates are independent of each other: one read, then all at once
-        # (one after another they were ~1-2 s of every promote on a loaded node)
+        # (one after another they were ~1-2 s of every promote on a loaded node);
+        # the CIB daemon orders them, but crm_attribute on a CIB file (ocf-tester)
+        # reads, changes and rewrites the whole file, so parallel writers lose updates
         snap = self._snap = galera_cib.read(self.environ)
         try:
             _all_at_once([
@@ -282,7 +289,7 @@ class Promotion(GaleraRecords):
                 lambda: self._score(promotion_score(Decision(JOIN, "")), seen=snap),
                 lambda: self._score_joiners(snap),
                 lambda: self._record_incarnation(seen),
-            ])
+            ], parallel="CIB_file" not in self.environ)
         finally:
             self._snap = None
         self.log.info("promoted: Primary and %s, cluster size %s",
