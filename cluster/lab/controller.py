@@ -335,12 +335,20 @@ def api_params(resource: str, venv: Path, glance_venv: Path | None,
     }
 
 
-def daemon_params(resource: str, venv: Path, config_dir: Path) -> dict[str, str]:
+def daemon_params(resource: str, venv: Path, config_dir: Path,
+                  glance_venv: Path | None = None) -> dict[str, str]:
     binary, configs = DAEMONS[resource]
-    return {"binary": str(venv / "bin" / binary),
-            "config": " ".join(str(config_dir / c) for c in configs),
-            "pid": f"/run/pacestack-{resource}.pid",
-            "log": f"/var/log/pacestack-{resource}.log", "stop_timeout": "10"}
+    params = {"binary": str(venv / "bin" / binary),
+              "config": " ".join(str(config_dir / c) for c in configs),
+              "pid": f"/run/pacestack-{resource}.pid",
+              "log": f"/var/log/pacestack-{resource}.log", "stop_timeout": "10"}
+    extras = memcache_client(glance_venv)
+    if extras is not None:
+        # nova's [cache] and the services' keystonemiddleware load python-memcached too,
+        # not only the APIs: without it they log "No module named 'memcache'" and run
+        # without the cache the description configures
+        params["environment"] = shlex.quote(f"PYTHONPATH={extras}")
+    return params
 
 
 def memcached_params() -> dict[str, str]:
@@ -404,12 +412,13 @@ def description(hosts: LabHosts, *, power_dir: Path | None, venv: Path,
     for name in DAEMONS:
         if name in EXTRA:
             continue
-        res(name, daemon_params(name, venv, config_dir), 10, NEEDS_PLACEMENT.get(name, ""))
+        res(name, daemon_params(name, venv, config_dir, glance_venv), 10,
+            NEEDS_PLACEMENT.get(name, ""))
     service = "agent = ocf:pacestack:openstack-service\n"
     res("openvswitch", neutron_agents.ovs_params(config_dir), 10, service)
     rpc = "after = neutron-server\nwith = neutron-server\n"
-    res("neutron-rpc-server", daemon_params("neutron-rpc-server", venv, config_dir), 10,
-        service + rpc)
+    res("neutron-rpc-server", daemon_params("neutron-rpc-server", venv, config_dir,
+                                            glance_venv), 10, service + rpc)
     for name in neutron_agents.AGENTS:
         # the Open vSwitch agent needs its host's switch and the RPC server's answers
         extra = ("after = neutron-rpc-server, openvswitch\n"

@@ -90,3 +90,34 @@ def test_a_dead_nodes_memcached_costs_an_api_request_one_second(openstack_venv, 
     for path, (servers, advanced, timeout) in json.loads(res.stdout).items():
         assert len(servers) == 2 and advanced, path  # the pool whose timeout this is
         assert timeout <= 1, (path, timeout)
+
+
+def test_every_api_and_openstack_daemon_finds_the_memcache_client(
+        openstack_venv, tmp_path):
+    """python-memcached lives beside the Glance venv (the pinned OpenStack venv lacks it):
+    the APIs and the daemons (conductor, scheduler, the RPC server...) all get its path,
+    and the venv's python then imports it."""
+    glance = tmp_path / "glance" / "venv"
+    extras = tmp_path / "glance" / "extras"
+    glance.mkdir(parents=True)
+    extras.mkdir()
+    (extras / "memcache.py").write_text("CLIENT = 'python-memcached stand-in'\n")
+    text = controller.description(HOSTS, power_dir=None, venv=openstack_venv,
+                                  glance_venv=glance, config_dir=tmp_path / "etc")
+    ini = configparser.ConfigParser(interpolation=None)
+    ini.read_string(text)
+    # the APIs and the daemons that load the [cache] or keystone_authtoken sections
+    services_ = [n for n in [*controller.WSGI, *controller.DAEMONS]
+                 if ini.has_option(f"resource:{n}", "params")]
+    assert {"nova-conductor", "nova-scheduler", "neutron-rpc-server", "nova-api",
+            "glance-api"} <= set(services_)
+    for name in services_:
+        params = ini[f"resource:{name}"]["params"]
+        env = next((ln.split("=", 1)[1] for ln in params.splitlines()
+                    if ln.strip().startswith("environment")), "")
+        assert f"PYTHONPATH={extras}" in env, (name, params)
+    res = subprocess.run([str(openstack_venv / "bin" / "python"), "-c",
+                          "import memcache; print(memcache.CLIENT)"],
+                         env={"PYTHONPATH": str(extras)}, capture_output=True, text=True,
+                         timeout=60, check=True)
+    assert "stand-in" in res.stdout
