@@ -6,6 +6,7 @@ from __future__ import annotations
 import configparser
 import json
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from pacestack.cluster.lab import controller, services
@@ -13,6 +14,31 @@ from pacestack.cluster.lab import controller, services
 HOSTS = services.LabHosts(nodes=(("controller01", "10.0.0.11"), ("controller02", "10.0.0.12")),
                           arbitrator=("arbitrator", "10.0.0.13"), vip="10.0.0.10",
                           vip_name="controller.domain", cluster_name="lab")
+
+def _lab_configs(venv: Path, tmp_path: Path, wanted: Callable[[configparser.ConfigParser],
+                                                                bool]) -> list[str]:
+    """The lab's generated OpenStack config files (RabbitMQ's own aside) that ``wanted``
+    picks, as the configparser reads them."""
+    etc = tmp_path / "etc"
+    controller.write_configs(etc, tmp_path / "state", venv, None, HOSTS,
+                             controller.Secrets("db", "mq", "admin"), None)
+    picked = []
+    for path in sorted(etc.rglob("*.conf")):
+        if path.name == "rabbitmq.conf":
+            continue
+        ini = configparser.ConfigParser(interpolation=None)
+        ini.read(path)
+        if wanted(ini):
+            picked.append(str(path))
+    return picked
+
+
+def _read_in_venv(venv: Path, script: str, paths: list[str]) -> dict:
+    """What ``script``, run by the pinned venv's python on ``paths``, prints as JSON."""
+    res = subprocess.run([str(venv / "bin" / "python"), "-c", script, *paths],
+                         capture_output=True, text=True, timeout=120, check=True)
+    return json.loads(res.stdout)
+
 
 # every file that names a transport_url, as oslo.messaging sees it
 READ_RABBIT = """
@@ -34,21 +60,11 @@ def test_rabbit_clients_send_a_heartbeat_every_few_seconds(openstack_venv, tmp_p
     """Independent brokers behind the VIP: a client still connected to the old
     broker notices the move only when it sends (the new holder resets it); until
     then what others publish for it is dropped. Its idle heartbeat is that send."""
-    etc = tmp_path / "etc"
-    controller.write_configs(etc, tmp_path / "state", openstack_venv, None, HOSTS,
-                             controller.Secrets("db", "mq", "admin"), None)
-    users = []
-    for path in sorted(etc.rglob("*.conf")):
-        ini = configparser.ConfigParser(interpolation=None)
-        if path.name != "rabbitmq.conf":
-            ini.read(path)
-            if ini.get("DEFAULT", "transport_url", fallback="").startswith("rabbit://"):
-                users.append(str(path))
+    users = _lab_configs(openstack_venv, tmp_path, lambda ini: ini.get(
+        "DEFAULT", "transport_url", fallback="").startswith("rabbit://"))
     assert {Path(p).name for p in users} >= {"nova.conf", "nova-compute.conf",
                                              "neutron.conf", "cinder.conf"}
-    res = subprocess.run([str(openstack_venv / "bin" / "python"), "-c", READ_RABBIT, *users],
-                         capture_output=True, text=True, timeout=120, check=True)
-    for path, (threshold, rate) in json.loads(res.stdout).items():
+    for path, (threshold, rate) in _read_in_venv(openstack_venv, READ_RABBIT, users).items():
         # py-amqp sends a heartbeat when nothing was sent for threshold / rate seconds
         assert threshold / rate <= 5, (path, threshold, rate)
 
@@ -73,21 +89,12 @@ def test_a_dead_nodes_memcached_costs_an_api_request_one_second(openstack_venv, 
     """keystonemiddleware caches tokens on both nodes' memcached: after a node crash
     an API's first request waits the socket timeout on the dead one (the node-crash
     drill saw nova-api answer 2.9 s after the VIP moved), then the pool skips it."""
-    etc = tmp_path / "etc"
-    controller.write_configs(etc, tmp_path / "state", openstack_venv, None, HOSTS,
-                             controller.Secrets("db", "mq", "admin"), None)
-    users = []
-    for path in sorted(etc.rglob("*.conf")):
-        ini = configparser.ConfigParser(interpolation=None)
-        if path.name != "rabbitmq.conf":
-            ini.read(path)
-            if ini.has_option("keystone_authtoken", "memcached_servers"):
-                users.append(str(path))
+    users = _lab_configs(openstack_venv, tmp_path, lambda ini: ini.has_option(
+        "keystone_authtoken", "memcached_servers"))
     assert {Path(p).name for p in users} >= {"nova.conf", "neutron.conf", "cinder.conf",
                                              "placement.conf"}
-    res = subprocess.run([str(openstack_venv / "bin" / "python"), "-c", READ_AUTHTOKEN,
-                          *users], capture_output=True, text=True, timeout=120, check=True)
-    for path, (servers, advanced, timeout) in json.loads(res.stdout).items():
+    for path, (servers, advanced, timeout) in _read_in_venv(openstack_venv, READ_AUTHTOKEN,
+                                                            users).items():
         assert len(servers) == 2 and advanced, path  # the pool whose timeout this is
         assert timeout <= 1, (path, timeout)
 
