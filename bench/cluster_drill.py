@@ -52,9 +52,13 @@ import statistics
 import sys
 from pathlib import Path
 
-from pacestack.cluster import crm_mon, drill
-from pacestack.cluster.drill.lab_target import LabTarget
-from pacestack.cluster.lab import services, stack
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pacestack.cluster import crm_mon, drill  # noqa: E402
+from pacestack.cluster.drill.lab_target import LabTarget  # noqa: E402
+from pacestack.cluster.lab import services, stack  # noqa: E402
+
+from tests.fixtures.ocf import _provider_installed, _tree_turn  # noqa: E402
 
 GALERA_SUSPECT_S = 1.5  # evs.suspect_timeout in the lab's Galera configuration
 assert "evs.suspect_timeout=PT1.5S" in services.EVS
@@ -201,8 +205,14 @@ def main() -> int:
         print("build the OpenStack cache first: scripts/build-openstack-cache.py",
               file=sys.stderr)
         return 2
-    if args.whole_profile:
-        return whole_profile(args, cached)
+    # the lab runs the installed agents: this tree's, not another checkout's meanwhile
+    with _tree_turn(), _provider_installed():
+        if args.whole_profile:
+            return whole_profile(args, cached)
+        return node_crash_rounds(args, cached)
+
+
+def node_crash_rounds(args: argparse.Namespace, cached: tuple) -> int:
     registry = stack.private_registry("bench")
     lab = stack.up(stack.UpOptions(venv=cached[0], schemas=cached[1], registry=registry),
                    progress=lambda m: print(f"lab: {m}", file=sys.stderr))
