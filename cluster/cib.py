@@ -61,6 +61,7 @@ class Cib:
     constraints: dict[str, Constraint]
     nodes: tuple[str, ...]
     ids: frozenset[str]  # every id in the configuration (pcs refuses to reuse one)
+    resource_defaults: dict[str, str] = dataclasses.field(default_factory=dict)  # rsc_defaults
 
     def by_any_id(self, ident: str) -> Primitive | None:
         """The primitive whose own or clone id is ``ident``."""
@@ -138,7 +139,8 @@ def parse(xml_text: str, source: str = "CIB") -> Cib:
         constraints[c.get("id", "")] = Constraint(c.get("id", ""), kind, dict(c.attrib))
     nodes = tuple(n.get("uname", "") for n in config.findall("nodes/node"))
     ids = frozenset(e.get("id") for e in config.iter() if e.get("id"))
-    return Cib(props, prims, stonith, constraints, nodes, ids)
+    return Cib(props, prims, stonith, constraints, nodes, ids,
+               nvpairs(config.find("rsc_defaults"), "meta_attributes"))
 
 
 def read_file(path: str) -> Cib:

@@ -64,6 +64,9 @@ def vip_resource(desc: Description) -> Resource:
                     mode="single", monitor_interval=10, origin="[vip]")
 
 
+RESOURCE_STICKINESS = 1  # any positive value beats the tie; INFINITY colocations still move
+
+
 def all_resources(desc: Description) -> list[Resource]:
     """The description's resources plus the VIP (created after what it fronts)."""
     return [*desc.resources, vip_resource(desc)]
@@ -232,6 +235,15 @@ def build(desc: Description, existing: Cib | None = None) -> list[Step]:
             "no fencing device is described (verify and preflight warn)"
         steps.append(Step("properties", "set", "stonith-enabled",
                           ("property", "set", f"stonith-enabled={want}"), why))
+
+    if "resource-stickiness" not in have.resource_defaults:
+        # without any, a single resource (cinder-volume, the VIP) goes back wherever the
+        # scheduler's tie-break puts it each time the other node recovers: a needless
+        # stop and start. An operator's own value, 0 included, is kept.
+        steps.append(Step("properties", "set", "resource-stickiness",
+                          ("resource", "defaults", "update",
+                           f"resource-stickiness={RESOURCE_STICKINESS}"),
+                          "resources stay where they run until a constraint moves them"))
 
     for f in desc.fencing:
         agent = f"stonith:{f.agent}"

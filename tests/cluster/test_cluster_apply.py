@@ -194,7 +194,26 @@ def test_plan_against_a_hand_built_cib(seed, tmp_path):
     assert "order-galera-then-apache" not in targets  # same constraint, pcs's own id
     assert "order-memcached-then-apache" in targets
     assert len(steps) == len(full) - 4
-    assert all(s.action == "create" for s in steps)
+    assert all(s.action == "create" for s in steps if s.section != "properties")
+
+
+def test_stickiness_is_set_once_and_an_operators_own_value_is_kept(seed, tmp_path):
+    """A cluster without a resource-stickiness default gets one (else a single resource
+    goes back to the tie-break's node whenever the other node recovers); one the
+    operator set, even 0, is theirs."""
+    path = tmp_path / "cib.xml"
+    path.write_text(cib.empty_cib())
+    first = [s for s in plan.build(seed, cib.read_file(str(path)))
+             if s.target == "resource-stickiness"]
+    assert [s.argv for s in first] == [
+        ("resource", "defaults", "update", f"resource-stickiness={plan.RESOURCE_STICKINESS}")]
+    assert [r.rc for r in pcsrun.run_batch(str(path), [first[0].argv])] == [0]
+    assert cib.read_file(str(path)).resource_defaults["resource-stickiness"] == "1"
+    assert not [s for s in plan.build(seed, cib.read_file(str(path)))
+                if s.target == "resource-stickiness"]
+    pcsrun.run_batch(str(path), [("resource", "defaults", "update", "resource-stickiness=0")])
+    assert not [s for s in plan.build(seed, cib.read_file(str(path)))
+                if s.target == "resource-stickiness"]
 
 
 def test_hand_built_mandatory_order_is_replaced_by_the_optional_one(seed, tmp_path):
@@ -230,11 +249,14 @@ def test_cli_plan_is_copy_pasteable_shell(seed, tmp_path, capsys):
     # shell-quoted: the Galera host map (with ';') survives a shell round trip
     galera = next(c for c in commands if c.startswith("pcs resource create galera "))
     assert "'cluster_host_map=controller01:10.0.0.11;controller02:10.0.0.12'" in galera
-    # the first commands (two fencing devices, Galera, memcached), pasted into a shell
+    # the first commands (stickiness, two fencing devices, Galera, memcached), pasted
+    # into a shell
     path = tmp_path / "by-hand.xml"
     path.write_text(cib.empty_cib())
+    upto = next(i for i, c in enumerate(commands)
+                if c.startswith("pcs resource create memcached "))
     script = "set -e\n" + "\n".join(c.replace("pcs ", f"pcs -f {shlex.quote(str(path))} ", 1)
-                                    for c in commands[:4])
+                                    for c in commands[:upto + 1])
     subprocess.run(["bash", "-c", script], check=True, capture_output=True)
     assert {"galera", "memcached"} <= set(cib.read_file(str(path)).primitives)
 
