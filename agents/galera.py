@@ -223,6 +223,7 @@ class GaleraAgent(Promotion, ocf.Agent):
         elif self._shutdown(m):
             self._record_stopped(m)
         self._delete("primary")
+        self._forget_view()
         self._score(None)
         self._set_role(None)
         return ocf.SUCCESS
@@ -233,6 +234,7 @@ class GaleraAgent(Promotion, ocf.Agent):
         if m.pid() is not None:
             self._shutdown(m)
         self._delete("primary")
+        self._forget_view()
         self._set_role("unpromoted")
         self.publish(self.detect_position())
         self.refresh_scores(self.topo)
@@ -284,6 +286,7 @@ class GaleraAgent(Promotion, ocf.Agent):
             return self._not_primary(m, status)
         if role == "promoted":
             self.record_running(status)
+            self.note_view(m, status)
         state = status.get("wsrep_local_state_comment", "")
         if state not in HEALTHY_STATES:
             # Joined is a moment between Donor and Synced: give it a few seconds

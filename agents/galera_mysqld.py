@@ -25,7 +25,7 @@ from pacestack import proc
 
 STATUS_VARS = ("wsrep_cluster_status", "wsrep_local_state_comment", "wsrep_ready",
                "wsrep_cluster_state_uuid", "wsrep_last_committed", "wsrep_cluster_size",
-               "wsrep_connected", "wsrep_gcomm_uuid")
+               "wsrep_connected", "wsrep_gcomm_uuid", "wsrep_cluster_conf_id")
 # wsrep_local_state_comment values of a member that serves (a donor still commits)
 HEALTHY_STATES = ("Synced", "Donor/Desynced", "Donor", "Desynced")
 CLIENTS = ("/usr/bin/mariadb", "/usr/bin/mysql")
@@ -168,6 +168,38 @@ class Mysqld(namedtuple("Mysqld", _FIELDS, defaults=("",))):
             key, _, value = line.partition("\t")
             values[key.strip().lower()] = value.strip()
         return values
+
+    def members(self, timeout: float = 10) -> tuple[str, list[str]]:
+        """(view id, node UUIDs) of the view mariadbd last stored (MariaDB 10.4+ keeps
+        it in mysql.wsrep_cluster and wsrep_cluster_members, garbd included): the
+        view id is wsrep_cluster_conf_id's value for the same view. MysqldError
+        when it does not answer or the tables are missing."""
+        out = self._query("SELECT c.view_id, m.node_uuid FROM mysql.wsrep_cluster c "
+                          "JOIN mysql.wsrep_cluster_members m", timeout)
+        views, uuids = set(), []
+        for line in out.splitlines():
+            view_id, _, uuid = line.partition("\t")
+            views.add(view_id.strip())
+            uuids.append(uuid.strip())
+        if len(views) != 1 or not all(galera_state.is_uuid(u) for u in uuids):
+            raise MysqldError(f"mysql.wsrep_cluster_members on {self.socket} holds no "
+                              "single view of node UUIDs")
+        return views.pop(), uuids
+
+    def _query(self, sql: str, timeout: float) -> str:
+        auth = ([f"--defaults-file={self.check_defaults_file}"] if self.check_defaults_file
+                else ["--no-defaults", "--user=root"])
+        argv = [self.client(), *auth, f"--socket={self.socket}", "--protocol=socket",
+                "--connect-timeout=5", "--batch", "--skip-column-names", "--execute", sql]
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                                 check=False, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise MysqldError(f"query on {self.socket} timed out") from None
+        if out.returncode != 0:
+            detail = (out.stderr.strip().splitlines() or ["no output"])[-1]
+            raise MysqldError(f"query on {self.socket} failed: {detail[:200]}")
+        return out.stdout
 
     def set_provider_option(self, option: str) -> None:
         """SET GLOBAL wsrep_provider_options (the two_node_mode pc.bootstrap path)."""

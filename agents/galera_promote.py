@@ -25,6 +25,7 @@ from pacestack.agents.galera_bootstrap import (
 )
 from pacestack.agents.galera_mysqld import HEALTHY_STATES, Mysqld, MysqldError, iso_seconds, wait
 from pacestack.agents.galera_records import (
+    DEPARTED,
     LAST_COMMITTED,
     OVERRIDE,
     POSITION,
@@ -60,6 +61,8 @@ ARBITRATOR_WAIT = 5.0
 INACTIVE_DEFAULT = 15.0
 # seconds of the promote timeout the eviction wait always leaves to the join itself
 JOIN_RESERVE = 30.0
+# seconds between the eviction wait's reads of the peers' published departures
+EVICTION_POLL = 0.2
 
 
 def _all_at_once(calls, *, parallel: bool = True) -> None:
@@ -217,9 +220,28 @@ class Promotion(GaleraRecords):
         if self._died_before_boot(old):
             since, why = max(since, now), f"died before this boot, {now:.0f}s ago"
         wait_s = max(0.0, min(inactive - since, deadline - time.monotonic() - JOIN_RESERVE))
-        self.log.info("waiting %.1fs (evs.inactive_timeout %.1fs, %s) for the peers to evict "
-                      "the previous incarnation %s before joining", wait_s, inactive, why, old)
-        time.sleep(wait_s)
+        if wait_s <= 0:
+            self.log.info("not waiting (evs.inactive_timeout %.1fs, %s) for the peers to "
+                          "evict the previous incarnation %s", inactive, why, old)
+            return
+        self.log.info("waiting up to %.1fs (evs.inactive_timeout %.1fs, %s) for the peers "
+                      "to evict the previous incarnation %s before joining", wait_s,
+                      inactive, why, old)
+        # the Promoted peers' monitors publish whom they saw leave their view: once
+        # every one names this incarnation, no peer holds it any more
+        start = time.monotonic()
+        end = start + wait_s
+        while True:
+            saw = self.peers_saw_leave(old)
+            if saw:
+                self.log.info("%s saw the previous incarnation %s leave its view (after "
+                              "%.1fs of the wait): joining", ", ".join(saw), old,
+                              time.monotonic() - start)
+                return
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(EVICTION_POLL, left))
 
     def _bootstrap(self, m: Mysqld, mine: Position, deadline: float) -> int:
         if not m.has_data():
@@ -289,6 +311,9 @@ class Promotion(GaleraRecords):
                 lambda: self._score(promotion_score(Decision(JOIN, "")), seen=snap),
                 lambda: self._score_joiners(snap),
                 lambda: self._record_incarnation(seen),
+                # the view it joined: the members a later departure is told from
+                lambda: self.note_view(m, seen, published=snap is None or snap.get(
+                    self._attr(DEPARTED), self.node_name) is not None),
             ], parallel="CIB_file" not in self.environ)
         finally:
             self._snap = None

@@ -49,6 +49,9 @@ LAST_COMMITTED = "last-committed"  # forever: highest UUID:SEQNO:EPOCH this node
 OVERRIDE = "bootstrap-override"  # reboot: an operator's bootstrap decision (galera recover)
 OVERRIDE_TTL = 3600              # seconds an unused override stays valid
 INCARNATION = "incarnation"      # forever: NODE_UUID BOOT_ID of the last promoted mariadbd
+DEPARTED = "departed"            # reboot: node UUIDs the Promoted mariadbd saw leave its view
+# how many departed node UUIDs a Promoted node keeps publishing (newest last)
+DEPARTED_KEPT = 8
 # a Promoted node records its last committed seqno (a CIB write) when it changed and:
 # its view changed, it holds the newest commits without a data peer, or this long passed
 RECORD_INTERVAL = 60
@@ -366,6 +369,93 @@ class GaleraRecords:
         """A new mariadbd is about to run: a later death must be observed anew."""
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._death_file())
+
+    # -- the departures a joiner's eviction wait reads ----------------------------------
+    def _view_file(self) -> str:
+        return self._role_file()[:-len(".role")] + ".view"
+
+    def _saved_view(self) -> tuple[str, str, list[str] | None, list[str]] | None:
+        """(conf id, own node UUID, members or None when unknown, departed) as the
+        last note_view() wrote them; None when there is no readable record."""
+        try:
+            with open(self._view_file(), encoding="ascii") as fh:
+                conf, me, members, departed = fh.read().split()[:4]
+        except (OSError, ValueError):
+            return None
+        return (conf, me, None if members == "?" else members.split(","),
+                [] if departed == "-" else departed.split(","))
+
+    def note_view(self, m: Mysqld, status: dict[str, str], published: bool = False) -> None:
+        """Promoted: when the view changed since the last note (wsrep_cluster_conf_id),
+        publish the node UUIDs that left this mariadbd's view while it ran (DEPARTED).
+        A joiner whose crashed incarnation is among them on every Promoted peer need
+        not wait for its eviction. A UUID seen back in the view is dropped again, and
+        when the members are unknown nothing is claimed. ``published``: the CIB holds
+        a DEPARTED value this node may not have a record of (a new mariadbd)."""
+        conf, me = status.get("wsrep_cluster_conf_id", ""), status.get("wsrep_gcomm_uuid", "")
+        if not conf.isdigit() or not me:
+            return
+        prev = self._saved_view()
+        if prev is not None and prev[:2] == (conf, me):
+            return
+        try:
+            view_id, members = m.members()
+        except MysqldError as err:
+            self.log.warning("cannot read this node's view members: %s", err)
+            members = None
+        else:
+            if view_id != conf:
+                return  # the table lags the view: the next monitor comes back here
+        ours = prev is not None and prev[1] == me
+        departed: list[str] = []
+        if ours and members is not None and prev[2] is not None:
+            gone = [u for u in prev[2] if u not in members]
+            departed = [u for u in dict.fromkeys([*prev[3], *gone])
+                        if u not in members][-DEPARTED_KEPT:]
+        had = prev[3] if ours else []
+        # a previous mariadbd's departures may still be published
+        stale = published or (prev is not None and not ours and bool(prev[3]))
+        try:
+            if departed and departed != had:
+                self._set(DEPARTED, " ".join(departed))
+            elif not departed and (had or stale):
+                self._delete(DEPARTED)
+        except attributes.AttributeFailure as err:
+            self.log.warning("cannot publish the departed members: %s", err)
+            return
+        if departed != had:
+            self.log.info("view %s: %s left this node's view", conf,
+                          ", ".join(departed) or "none of the known members")
+        with open(self._view_file(), "w", encoding="ascii") as fh:
+            fh.write(f"{conf} {me} {','.join(members) if members else '?'} "
+                     f"{','.join(departed) or '-'}\n")
+
+    def _forget_view(self) -> None:
+        """mariadbd stops: its departures end with it (the file tells whether any are
+        published, so a stop costs no CIB write when none are)."""
+        prev = self._saved_view()
+        if prev is not None and prev[3]:
+            try:
+                self._delete(DEPARTED)
+            except attributes.AttributeFailure as err:
+                self.log.warning("cannot clear the departed members: %s", err)
+                return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._view_file())
+
+    def peers_saw_leave(self, uuid: str) -> list[str] | None:
+        """The other Promoted members, when every one of them published that ``uuid``
+        left its view; None otherwise (none Promoted, one that did not say so, or an
+        unreadable CIB)."""
+        snap = galera_cib.read(self.environ)
+        if snap is None:
+            return None
+        peers = [n for n in self.topo.members
+                 if n != self.node_name and snap.get(self._attr(PRIMARY), n) == "1"]
+        if peers and all(uuid in (snap.get(self._attr(DEPARTED), n) or "").split()
+                         for n in peers):
+            return peers
+        return None
 
     # -- the role marker (Unpromoted = started with mariadbd stopped) ------------------
     def _role_file(self) -> str:

@@ -11,6 +11,8 @@ agent runs (the mariadb client on the local socket, galera_mysqld.Mysqld.status)
 - the role marker says Promoted, and the PID file names a live process whose
   executable is the ``binary`` parameter (argv[0] and the kernel's name agree);
 - the server answers: Primary, local state Synced or Donor/Desynced;
+- the view is the one the agent noted last (wsrep_cluster_conf_id, the view file
+  GaleraRecords.note_view writes): on a view change Python publishes who left;
 - Python would not record the position now: the record file (written by the
   agent, with the boot-clock time and the "alone" size) holds this position, or
   the same view size, not alone, and less than RECORD_INTERVAL ago.
@@ -78,10 +80,11 @@ promoted() {{
     out=$("$client" "$@" "--socket=${{OCF_RESKEY_socket-{socket}}}" --protocol=socket \\
           --connect-timeout=5 --batch --skip-column-names \\
           --execute {query} < /dev/null) || return 1
-    cluster= local= uuid= seqno= size=
+    cluster= local= uuid= seqno= size= conf=
     while IFS='\t' read -r key value; do
         case $key in
         wsrep_cluster_status) cluster=$value ;;
+        wsrep_cluster_conf_id) conf=$value ;;
         wsrep_local_state_comment) local=$value ;;
         wsrep_cluster_state_uuid) uuid=$value ;;
         wsrep_last_committed) seqno=$value ;;
@@ -95,6 +98,11 @@ EOF
     case $uuid in *[!0-9a-f-]*|'') return 1 ;; esac
     case $seqno in *[!0-9]*|'') return 1 ;; esac
     case $size in *[!0-9]*|'') return 1 ;; esac
+    case $conf in *[!0-9]*|'') return 1 ;; esac
+    # the view the agent noted last (conf id first): another one, Python notes who left
+    v_conf=
+    read -r v_conf _ < "$state.view" || [ -n "$v_conf" ] || return 1
+    [ "$conf" = "$v_conf" ] || return 1
     # what the agent recorded last: uuid seqno size wall-time boot-time alone-size
     r_uuid= r_seqno= r_size= r_wall= r_boot= r_alone=
     read -r r_uuid r_seqno r_size r_wall r_boot r_alone < "$state.recorded" || \\

@@ -55,6 +55,10 @@ class GraState(namedtuple("GraState", "version uuid seqno safe_to_bootstrap")):
     __slots__ = ()
 
 
+def is_uuid(value: str) -> bool:
+    return bool(_UUID.fullmatch(value))
+
+
 def _uuid(value: str, where: str) -> str:
     if not _UUID.fullmatch(value):
         raise StateError(f"{where}: uuid {value[:60]!r} is not a UUID")

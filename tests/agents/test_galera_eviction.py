@@ -7,6 +7,9 @@ An incarnation the promote recorded under an earlier kernel boot died before thi
 boot began. The live kill -9 races are in test_galera_two_node.py; this checks the
 arithmetic on the agent's own files (a real datadir, the real config read by
 my_print_defaults, a CIB file read and written by crm_attribute).
+
+The wait ends early once every other Promoted member published (galera-departed)
+that it saw that very incarnation leave its view; anything less keeps the wait.
 """
 
 from __future__ import annotations
@@ -47,15 +50,20 @@ def save_view(datadir, uuid: str) -> None:
 
 
 class SleepRecorder:
-    """The promote module's clock, with sleep() recorded instead of slept. Only that
-    module's: patching time.sleep itself also caught subprocess's polls of
-    my_print_defaults on a busy machine."""
+    """The promote module's clock, with sleep() recorded instead of slept (its
+    monotonic clock moves by what was "slept" only). Only that module's: patching
+    time.sleep itself also caught subprocess's polls of my_print_defaults on a busy
+    machine."""
 
     def __init__(self) -> None:
         self.slept: list[float] = []
+        self.base = time.monotonic()
 
     def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
+
+    def monotonic(self) -> float:
+        return self.base + sum(self.slept)
 
     def __getattr__(self, name: str):
         return getattr(time, name)
@@ -65,8 +73,7 @@ def waited(agent: GaleraAgent, old: str, monkeypatch) -> float:
     clock = SleepRecorder()
     monkeypatch.setattr(galera_promote, "time", clock)
     agent._await_eviction(agent.mysqld, old, time.monotonic() + 300)
-    assert len(clock.slept) == 1
-    return clock.slept[0]
+    return sum(clock.slept)
 
 
 def test_without_a_record_the_whole_inactive_timeout(agent, monkeypatch):
@@ -136,3 +143,46 @@ def test_the_promote_records_the_incarnation_it_runs(agent):
     a._record_incarnation({"wsrep_gcomm_uuid": DEAD})
     got = attributes.get("galera-incarnation", "node1", "forever", env=a.environ)
     assert got == f"{DEAD} {galera_records.boot_id()}"
+
+
+def peer_says(a: GaleraAgent, *, primary: bool, departed: str | None) -> None:
+    """node2 as its agent leaves it in the CIB: Promoted or not, and the node UUIDs its
+    monitor saw leave the view."""
+    if primary:
+        attributes.set("galera-primary", "1", "node2", env=a.environ)
+    if departed is not None:
+        attributes.set("galera-departed", departed, "node2", env=a.environ)
+
+
+def test_a_promoted_peer_that_saw_it_leave_ends_the_wait(agent, monkeypatch):
+    a, _ = agent
+    peer_says(a, primary=True, departed=f"{OTHER} {DEAD}")
+    assert waited(a, DEAD, monkeypatch) == 0.0
+
+
+def test_a_peer_that_saw_another_leave_or_is_not_promoted_keeps_it(agent, monkeypatch):
+    a, _ = agent
+    peer_says(a, primary=False, departed=DEAD)  # a stopped peer's view is no view
+    assert waited(a, DEAD, monkeypatch) == pytest.approx(3.0)
+    peer_says(a, primary=True, departed=OTHER)
+    assert waited(a, DEAD, monkeypatch) == pytest.approx(3.0)
+    peer_says(a, primary=True, departed=f"{DEAD[:-1]}0")  # whole UUIDs only
+    assert waited(a, DEAD, monkeypatch) == pytest.approx(3.0)
+
+
+def test_the_peer_publishing_it_during_the_wait_ends_it(agent, monkeypatch):
+    """The survivor's monitor publishes the departure while the joiner waits."""
+    a, _ = agent
+    peer_says(a, primary=True, departed=OTHER)
+    clock = SleepRecorder()
+    real_sleep = clock.sleep
+
+    def sleep(seconds: float) -> None:
+        real_sleep(seconds)
+        if sum(clock.slept) >= 1.0:
+            peer_says(a, primary=True, departed=f"{OTHER} {DEAD}")
+
+    clock.sleep = sleep
+    monkeypatch.setattr(galera_promote, "time", clock)
+    a._await_eviction(a.mysqld, DEAD, time.monotonic() + 300)
+    assert 1.0 <= sum(clock.slept) < 2.0, clock.slept

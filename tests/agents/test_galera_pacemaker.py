@@ -5,7 +5,8 @@ apply`). Fencing is off in this lab: a crashed node is simply gone to its peer.
 
 - both controllers Promoted;
 - controller01 power-cut: controller02 stays Primary (with garbd) without a
-  restart, and takes writes; controller01 boots again and rejoins by IST;
+  restart, and takes writes; controller01 boots again and rejoins by IST, once
+  controller02 published that the crashed incarnation left its view;
 - both power-cut, controller02 the more advanced: Pacemaker brings Galera back
   from controller02 (the agent says so and its mariadbd was the one started
   with --wsrep-new-cluster), every row committed before the crash is on both.
@@ -98,7 +99,11 @@ def test_survivor_stays_primary_and_crashed_node_rejoins_by_ist(galera_lab):
     took = wait_promoted(lab, BOTH)
     print(f"controller01 booted and Promoted again {time.monotonic() - t0:.1f}s after "
           f"restart ({took:.1f}s of it waiting for the promote)")
-    print("\n".join(agent_lines(read_from(c1_log, said_from))))  # the agent's account (-s)
+    said = agent_lines(read_from(c1_log, said_from))
+    print("\n".join(said))  # the agent's account (-s)
+    # controller02's monitor published that the crashed incarnation left its view:
+    # the join does not wait out evs.inactive_timeout after controller01's boot
+    assert any("controller02 saw the previous incarnation" in ln for ln in said), said
     joined = read_from(c1_error_log, offset)
     assert transfer(joined) == "IST", joined[-3000:]
     assert "Receiving IST" in joined or "IST received" in joined, joined[-3000:]

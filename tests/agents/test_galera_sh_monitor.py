@@ -174,12 +174,22 @@ def _gone(pid: int) -> bool:
 def test_view_change_and_dead_server_go_to_python(promoted):
     cluster, _driver, fronts = promoted
     fronts.check("node1", in_sh=True)
-    # node3 dies: node1's view shrinks, a commit moves the seqno: Python records
+    node3 = cluster["node3"].status()["wsrep_gcomm_uuid"]
+    # node3 dies: node1's view shrinks; Python notes that node3's UUID left
     os.kill(_pid(cluster, "node3"), signal.SIGKILL)
     deadline = time.monotonic() + 30
     while cluster["node1"].status().get("wsrep_cluster_size") != "2":
         assert time.monotonic() < deadline, cluster["node1"].status()
         time.sleep(0.2)
+    # with a record of the new size, the view id alone hands over
+    recorded = fronts.record_file("node1").read_text()
+    fields = recorded.split()
+    fronts.record_file("node1").write_text(" ".join([*fields[:2], "2", *fields[3:]]) + "\n")
+    fronts.check("node1", in_sh=False)
+    assert fronts.driver.attr("galera-departed", "node1") == node3
+    fronts.check("node1", in_sh=True)
+    # the record of the old view, and a commit moves the seqno: Python records
+    fronts.record_file("node1").write_text(recorded)
     cluster.write_rows("node1", "shfront_view", 1, 2)
     assert fronts.check("node1", in_sh=False) == RUNNING_PROMOTED
     assert fronts.record("node1")[2] == "2"

@@ -217,6 +217,44 @@ def test_fast_restart_after_kill9_keeps_the_survivor_primary(galera_factory, act
 
 
 
+def test_rejoin_ends_the_eviction_wait_once_the_peer_saw_the_old_incarnation_leave(
+        galera_factory):
+    """node2's mariadbd dies and its agent first sees it dead only after node1 (and
+    garbd) evicted it, as after a reboot: node1's Promoted monitor, on the view
+    change, publishes that node2's old Galera node UUID left its view, and node2's
+    promote joins without waiting out evs.inactive_timeout (3 s) again."""
+    import time
+
+    cluster, driver, rows = _formed(galera_factory, garbd=True, two_node_mode=False)
+    old = cluster["node2"].status()["wsrep_gcomm_uuid"]
+    rc, reason = driver.monitor("node1")  # Pacemaker's runs every second: notes the view
+    assert rc == 8, reason
+    cluster.kill9(["node2"])  # returns once node1 + garbd formed their view
+    rc, reason = driver.monitor("node1")
+    assert rc == 8, reason
+    assert old in (driver.attr("galera-departed", "node1") or "").split()
+    rc, reason = driver.monitor("node2")
+    assert rc == 1, reason  # the first sighting of the death
+    log = cluster.base_dir / "agent.log"
+    seen = len(log.read_text(errors="replace"))
+    t0 = time.monotonic()
+    rc, _, err = driver.run("node2", "promote")
+    took = time.monotonic() - t0
+    assert rc == 0, err[-800:]
+    said = [ln for ln in log.read_text(errors="replace")[seen:].splitlines()
+            if "evict" in ln or "its view" in ln]
+    print(f"\npromote {took:.2f}s: " + "\n".join(said))
+    ended = [ln for ln in said if f"node1 saw the previous incarnation {old} leave" in ln]
+    assert ended, said
+    assert float(ended[-1].split("(after ")[1].split("s")[0]) < 1.0, ended
+    driver.notify_all("promote", ["node2"])
+    assert cluster["node1"].status()["wsrep_cluster_status"] == "Primary"
+    assert proc.wait_for(lambda: cluster["node1"].status()["wsrep_cluster_size"] == "3", 10)
+    rows += cluster.write_rows("node2", "two", 10, 3)
+    assert cluster.rows("node1", "two") == rows
+    # node2's new incarnation is Promoted: its own departures start empty
+    assert driver.attr("galera-departed", "node2") is None
+
 def test_full_crash_joiner_finds_garbd_back_in_the_primary(galera_factory):
     """Both data nodes crash at different seqnos while garbd lives on. node1, ahead,
     bootstraps and announces its Primary (its promote returns) only once garbd is
