@@ -111,16 +111,11 @@ class StepPlan:
     def update(self, db: str, table: str, key: dict, before: dict, after: dict, unit: str,
                why: str = "") -> None:
         """Record an update of only the columns whose value really changes."""
-        old: dict[str, Any] = {}
-        new: dict[str, Any] = {}
-        for c, v in after.items():
-            was = before.get(c)
-            if was != v:
-                old[c] = was
-                new[c] = v
+        get = before.get
+        new = {c: v for c, v in after.items() if get(c) != v}
         if new:
-            self.changes.append(Change(self.step, db, table, "update", key, old, new, unit,
-                                       why))
+            self.changes.append(Change(self.step, db, table, "update", key,
+                                       {c: get(c) for c in new}, new, unit, why))
 
     def insert(self, db: str, table: str, row: dict, unit: str, why: str = "") -> None:
         key = {c: row[c] for c in tables.pk(db, table) if c in row}

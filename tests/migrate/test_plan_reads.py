@@ -85,3 +85,47 @@ def test_a_packed_value_cut_by_the_server_is_never_read_as_rows(seeded):
             _set(c, "SET SESSION group_concat_max_len = %s", [whole - cut])
             assert c.packed_rows(*VOLUMES, ints=frozenset({"size"})) == plain, cut
         c.conn.rollback()
+
+
+CACHES = "SELECT c.id, c.instance_uuid, c.network_info FROM {nova.instance_info_caches} c " \
+    "JOIN {nova.instances} i ON i.uuid = c.instance_uuid WHERE c.deleted = 0 AND " \
+    "i.deleted = 0 ORDER BY c.id"
+
+
+def test_info_caches_read_packed_in_chunks_are_the_plain_rows(seeded, monkeypatch):
+    """The info caches come packed in id ranges: whatever the range size, the rows of a
+    plain read (NULL, empty, unicode, JSON escapes, a separator inside a value)."""
+    from pacestack.migrate import nova
+
+    with contextlib.closing(seeded.cloud()) as c:
+        ids = [r["id"] for r in c.rows(CACHES)]
+        assert len(ids) >= 2
+        tricky = [None, "", '[{"id": "p\\u00e9", "network": {"label": "r\\u00e9seau \\"x\\"'
+                  '\\\\n"}}]', '[{"id": "ünïcode ☃", "type": "bridge"}]',
+                  '[{"id": "a\x1fb\x1ec"}]', c.rows(CACHES)[0]["network_info"]]
+        for pair in zip(tricky, tricky[1:], strict=False):
+            for i, v in zip(ids, pair, strict=False):
+                _set(c, "UPDATE {nova.instance_info_caches} SET network_info = %s "
+                     "WHERE id = %s", [v, i])
+            plain = c.rows(CACHES)
+            for chunk in (1, 200, nova.PACKED_CHUNK):
+                monkeypatch.setattr(nova, "PACKED_CHUNK", chunk)
+                assert list(nova._info_caches(c, "nova")) == plain
+            if not any(isinstance(v, str) and ("\x1f" in v or "\x1e" in v) for v in pair):
+                with monkeypatch.context() as m:
+                    m.setattr(c, "rows", None)  # every chunk packed
+                    assert list(nova._info_caches(c, "nova")) == plain
+        c.conn.rollback()
+
+
+def test_info_cache_encoding_is_json_dumps():
+    """The plan's new network_info is json.dumps' text (what nova's jsonutils writes)."""
+    import json
+
+    from pacestack.migrate import nova
+
+    values = [[], [{"id": "é☃\u2028", "q": 'a "b" \\ c\n\t\x00\x1f', "n": None, "f": 1.5,
+                    "big": 10**20, "t": True, "nested": {"l": [1, {"x": []}], "e": {}}}],
+              [{"k": "\ud83d\ude00 emoji"}, 3, "s"]]
+    for v in values:
+        assert nova._dumps(v) == json.dumps(v)

@@ -72,6 +72,32 @@ def test_token_rule_same_in_python_and_mariadb(seeded):
                 assert cur.fetchone()[0] or not expected, ("prefilter", text)
 
 
+def test_long_values_judged_as_short_ones(seeded):
+    """A long value (an info cache) takes the per-literal prefilter, a short one the
+    prefix tree: the same verdicts, wherever the name sits, in any case or script."""
+    from pacestack.migrate import nova
+
+    # a rewritten info cache, as the plan judges it
+    pad = json.dumps([nova.rewrite_vif(seed_cloud.vif(seed_cloud.uid("p"), seed_cloud.uid("n"),
+                                                      "fa:16:3e:00:00:01", "10.0.0.5"),
+                                       None, {"port_filter": True}, "br-int")])
+    assert len(pad) > 600
+    with contextlib.closing(seeded.cloud()) as c:
+        matcher = residue.Matcher(residue.old_names(c, seeded.mapping()))
+    assert not matcher.hits(pad)
+    assert matcher.hits(f"{pad[:300]} old-control {pad[300:]}")
+    for text, _expected in TOKEN_CASES:
+        for long in (f"{pad} {text}", f"{text} {pad}", f"{pad[:300]} {text} {pad[300:]}",
+                     f"\u00e9\u0130\u2603 {text} " + "x" * 300, f"{pad}{text}{pad}"):
+            # the verdict of the prefix tree alone, for any length
+            tree = matcher._plain_re.search(long.lower()) is not None  # noqa: SLF001
+            assert matcher.hits(long) is (tree and bool(matcher.spans(long))), (text, long[:40])
+        for probe in (text, text.upper(), f"{pad} {text}".lower(), f"\u0130{text}" * 40):
+            low = probe.lower()
+            assert (any(p in low for p in matcher._plain)  # noqa: SLF001
+                    is (matcher._plain_re.search(low) is not None)), probe[:40]  # noqa: SLF001
+
+
 def test_old_names_from_the_mapping_and_the_cloud(seeded):
     with contextlib.closing(seeded.cloud()) as c:
         names = {(n.kind, n.text) for n in residue.old_names(c, seeded.mapping())}
