@@ -3,8 +3,9 @@
 Pacemaker runs the Promoted monitor every few seconds on every controller; Python's
 start-up and imports cost more than the status query itself, and a cheap monitor
 is what allows a short interval (a killed mariadbd is noticed by the next monitor).
-The front answers only the healthy case, with the same status query the Python
-agent runs (the mariadb client on the local socket, galera_mysqld.Mysqld.status):
+The front answers only the healthy case, with the status query the Python agent
+runs (the mariadb client on the local socket, galera_mysqld.Mysqld.status), for the
+five variables the front reads:
 
 - a recurring monitor (not a probe, no debug logging), parameter values Python
   would accept (agents/sh_monitor.py's checks), the node name given by Pacemaker;
@@ -38,11 +39,15 @@ from pacestack.agents import ocf, sh_monitor
 from pacestack.agents.galera import HEALTHY_STATES, RECORD_INTERVAL
 from pacestack.agents.galera_mysqld import CLIENTS, STATUS_VARS
 
+# what the front decides on (the script's case below); the Python agent asks for more
+FRONT_VARS = ("wsrep_cluster_status", "wsrep_local_state_comment",
+              "wsrep_cluster_state_uuid", "wsrep_last_committed", "wsrep_cluster_size")
+
 _SCRIPT = """\
 #!/bin/sh
 # ocf:pacestack:galera, written by `python3 -m pacestack.agents.install`: change the
-# package, not this file. A healthy Promoted monitor is answered here with the same
-# status query the agent runs; whatever this cannot confirm goes to the Python agent
+# package, not this file. A healthy Promoted monitor is answered here with the
+# agent's status query; whatever this cannot confirm goes to the Python agent
 # below, which decides and explains. See pacestack/agents/galera_sh_monitor.py.
 
 promoted() {{
@@ -131,7 +136,9 @@ def script(agent: type[ocf.Agent], python: str, program: str) -> str:
     for name in ("binary", "pid", "socket", "check_defaults_file"):
         if name not in defaults:
             raise ValueError(f"{agent.name} has no parameter {name!r}: no sh monitor")
-    names = ",".join(f"'{v}'" for v in STATUS_VARS)
+    if not set(FRONT_VARS) <= set(STATUS_VARS):
+        raise ValueError("the sh front reads variables the Python agent does not query")
+    names = ",".join(f"'{v}'" for v in FRONT_VARS)
     query = shlex.quote(f"SHOW GLOBAL STATUS WHERE Variable_name IN ({names})")
     return _SCRIPT.format(guard=sh_monitor.RECURRING_MONITOR,
         checks="\n".join(sh_monitor.param_checks(agent)),
