@@ -91,10 +91,14 @@ class Mysqld(namedtuple("Mysqld", _FIELDS, defaults=("",))):
         if not pid or not proc.is_alive(pid):
             return None
         argv = proc.cmdline(pid)
-        if not argv or os.path.basename(argv[0]) not in ("mariadbd", "mysqld",
-                                                          os.path.basename(self.binary)):
-            return None  # a stale pid file whose number was reused
-        return pid
+        if argv and os.path.basename(argv[0]) in ("mariadbd", "mysqld",
+                                                   os.path.basename(self.binary)):
+            return pid
+        # argv[0] is what the starter chose; the executable is what runs (the sh
+        # monitor front checks this, galera_sh_monitor.py)
+        if _executes(pid, self.binary):
+            return pid
+        return None  # a stale pid file whose number was reused
 
     def spawn(self, extra: Sequence[str]) -> int:
         """Start mariadbd detached (own session) and return its PID; no waiting."""
@@ -437,6 +441,15 @@ def _failed(what: str, exc: OSError) -> MysqldError:
     if isinstance(exc, galera_files.UnsafePath):
         return MysqldError(str(exc))  # names the path and why root refuses it
     return MysqldError(f"{what}: {exc.strerror or exc}")
+
+
+
+def _executes(pid: int, binary: str) -> bool:
+    """The process runs the file ``binary`` (whatever its argv[0] says)."""
+    try:
+        return os.path.samefile(f"/proc/{pid}/exe", binary)
+    except OSError:
+        return False
 
 
 def _read_pid(path: str) -> int | None:

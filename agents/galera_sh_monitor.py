@@ -3,13 +3,15 @@
 Pacemaker runs the Promoted monitor every few seconds on every controller; Python's
 start-up and imports cost more than the status query itself, and a cheap monitor
 is what allows a short interval (a killed mariadbd is noticed by the next monitor).
-The front answers only the healthy case, with the same status query the Python
-agent runs (the mariadb client on the local socket, galera_mysqld.Mysqld.status):
+The front answers only the healthy case, with the status query the Python agent
+runs (the mariadb client on the local socket, galera_mysqld.Mysqld.status), for the
+five variables the front reads:
 
 - a recurring monitor (not a probe, no debug logging), parameter values Python
   would accept (agents/sh_monitor.py's checks), the node name given by Pacemaker;
 - the role marker says Promoted, and the PID file names a live process whose
-  executable is the ``binary`` parameter (argv[0] and the kernel's name agree);
+  executable is the ``binary`` parameter (/proc/PID/exe is that file, and the
+  kernel's name of the process is its name);
 - the server answers: Primary, local state Synced or Donor/Desynced;
 - the view is the one the agent noted last (wsrep_cluster_conf_id, the view file
   GaleraRecords.note_view writes): on a view change Python publishes who left;
@@ -20,6 +22,15 @@ agent runs (the mariadb client on the local socket, galera_mysqld.Mysqld.status)
 Then it exits 8 (running Promoted). Anything else, including every failure, goes
 to the Python agent unchanged, which decides and explains; so the front never says
 "running" where Python would not, and never skips a record Python would write.
+
+Cost: the client is most of it (exec of a C++ program, its character set tables,
+the connection). ``--character-sets-dir=/dev/null`` spares it parsing the XML
+character set files: the sets compiled into the client are all a connection to
+the local server needs (the status is ASCII), and an error fails the query, which
+hands over. dash
+reads files one byte per read(2): the process is identified from the first lines
+of /proc/PID/status and /proc/PID/exe, not from /proc/PID/stat (one long line) or
+/proc/PID/cmdline (hundreds of bytes, each read a walk of mariadbd's memory map).
 """
 
 from __future__ import annotations
@@ -30,11 +41,15 @@ from pacestack.agents import ocf, sh_monitor
 from pacestack.agents.galera import HEALTHY_STATES, RECORD_INTERVAL
 from pacestack.agents.galera_mysqld import CLIENTS, STATUS_VARS
 
+# what the front decides on (the script's case below); the Python agent asks for more
+FRONT_VARS = ("wsrep_cluster_status", "wsrep_local_state_comment",
+              "wsrep_cluster_state_uuid", "wsrep_last_committed", "wsrep_cluster_size")
+
 _SCRIPT = """\
 #!/bin/sh
 # ocf:pacestack:galera, written by `python3 -m pacestack.agents.install`: change the
-# package, not this file. A healthy Promoted monitor is answered here with the same
-# status query the agent runs; whatever this cannot confirm goes to the Python agent
+# package, not this file. A healthy Promoted monitor is answered here with the
+# agent's status query; whatever this cannot confirm goes to the Python agent
 # below, which decides and explains. See pacestack/agents/galera_sh_monitor.py.
 
 promoted() {{
@@ -56,17 +71,15 @@ promoted() {{
     pid=
     read -r pid < "${{OCF_RESKEY_pid-{pid}}}" || [ -n "$pid" ] || return 1
     case $pid in *[!0-9]*|'') return 1 ;; esac
-    read -r comm < "/proc/$pid/comm" || return 1
-    [ "$comm" = "$name" ] || return 1
-    # read drops the NULs between the arguments: argv[0] is the binary, then an option
-    cmd=
-    read -r cmd < "/proc/$pid/cmdline" || [ -n "$cmd" ] || return 1
-    case $cmd in "$binary"--*) ;; *) return 1 ;; esac
-    read -r stat < "/proc/$pid/stat" || return 1
-    set -f
-    unset IFS
-    set -- ${{stat##*") "}}
-    case ${{1-}} in Z|X|'') return 1 ;; esac
+    # Name: first line, escaped by the kernel (so plain names only); State: the line
+    # after Umask (kernels before 4.7 have no Umask line)
+    case $name in *[!A-Za-z0-9._+-]*) return 1 ;; esac
+    l1= l2= l3=
+    {{ read -r l1; read -r l2; read -r l3; }} < "/proc/$pid/status" || return 1
+    [ "$l1" = "Name:	$name" ] || return 1
+    case $l2 in State:*) l3=$l2 ;; esac
+    case $l3 in "State:	"[!ZX]*) ;; *) return 1 ;; esac  # not a zombie
+    [ "/proc/$pid/exe" -ef "$binary" ] || return 1  # the same file, not a namesake
     client=
     for c in {clients}; do
         [ -x "$c" ] && client=$c && break
@@ -78,7 +91,7 @@ promoted() {{
         set -- --no-defaults --user=root
     fi
     out=$("$client" "$@" "--socket=${{OCF_RESKEY_socket-{socket}}}" --protocol=socket \\
-          --connect-timeout=5 --batch --skip-column-names \\
+          --character-sets-dir=/dev/null --connect-timeout=5 --batch --skip-column-names \\
           --execute {query} < /dev/null) || return 1
     cluster= local= uuid= seqno= size= conf=
     while IFS='\t' read -r key value; do
@@ -131,7 +144,9 @@ def script(agent: type[ocf.Agent], python: str, program: str) -> str:
     for name in ("binary", "pid", "socket", "check_defaults_file"):
         if name not in defaults:
             raise ValueError(f"{agent.name} has no parameter {name!r}: no sh monitor")
-    names = ",".join(f"'{v}'" for v in STATUS_VARS)
+    if not set(FRONT_VARS) <= set(STATUS_VARS):
+        raise ValueError("the sh front reads variables the Python agent does not query")
+    names = ",".join(f"'{v}'" for v in FRONT_VARS)
     query = shlex.quote(f"SHOW GLOBAL STATUS WHERE Variable_name IN ({names})")
     return _SCRIPT.format(guard=sh_monitor.RECURRING_MONITOR,
         checks="\n".join(sh_monitor.param_checks(agent)),

@@ -12,6 +12,7 @@ position Python would write is never skipped by the front.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from pacestack.agents import install
+from pacestack.agents.galera_mysqld import Mysqld
 
 from tests.fixtures.galera import AgentDriver, GaleraCluster
 from tests.fixtures.ocf import agent_env
@@ -158,6 +160,50 @@ def test_anything_doubtful_goes_to_python(promoted):
         fronts.check("node1", in_sh=False)
     finally:
         role.write_text("promoted\n")
+
+
+def test_a_client_defaults_file_with_credentials_is_used_by_the_front(promoted, tmp_path):
+    """check_defaults_file: the front's client (with its own options, such as no
+    character set files) logs in with the file's user and password, as Python's."""
+    cluster, _driver, fronts = promoted
+    password = secrets.token_hex(12)
+    cluster["node1"].execute("CREATE USER IF NOT EXISTS 'shfront'@'localhost' "
+                             "IDENTIFIED BY %s", (password,))
+    good = tmp_path / "monitor.cnf"
+    good.write_text(f"[client]\nuser=shfront\npassword={password}\n"
+                    "default-character-set=utf8mb4\n")
+    good.chmod(0o600)
+    fronts.record_file("node1").unlink(missing_ok=True)
+    fronts.check("node1", in_sh=False, params={"check_defaults_file": str(good)})
+    fronts.check("node1", in_sh=True, params={"check_defaults_file": str(good)})
+    # a wrong password: the query fails in both, the front hands over
+    bad = tmp_path / "wrong.cnf"
+    bad.write_text("[client]\nuser=shfront\npassword=not-the-password\n")
+    bad.chmod(0o600)
+    assert fronts.check("node1", in_sh=False, params={"check_defaults_file": str(bad)}) \
+        not in (0, RUNNING_PROMOTED)
+    fronts.check("node1", in_sh=True)
+
+
+def test_python_knows_mariadbd_by_its_executable_as_the_front_does(tmp_path):
+    """The front identifies the server by /proc/PID/exe (argv[0] is the starter's
+    choice); Python accepts that process too, so a server started under another
+    argv[0] is never "running" to the front alone."""
+    pid_file = tmp_path / "mysqld.pid"
+    m = Mysqld(binary="/usr/bin/sleep", config="", datadir="", socket="",
+               pid_file=str(pid_file), log="", user="", group="", cluster_address="")
+    renamed = subprocess.Popen(["not-a-server", "60"], executable="/usr/bin/sleep")
+    other = subprocess.Popen(["sleep", "60"], executable="/usr/bin/sleep")
+    try:
+        pid_file.write_text(f"{renamed.pid}\n")
+        assert m.pid() == renamed.pid
+        assert m._replace(binary="/usr/bin/true").pid() is None  # another executable
+        pid_file.write_text(f"{other.pid}\n")
+        assert m._replace(binary="/usr/bin/true").pid() is None  # argv[0] sleep, exe sleep
+    finally:
+        for p in (renamed, other):
+            p.kill()
+            p.wait()
 
 
 def _pid(cluster, name: str) -> int:
