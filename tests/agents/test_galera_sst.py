@@ -1,0 +1,188 @@
+"""wsrep_sst_method=pacestack_rsync (agents/sst/): MariaDB's own wsrep_sst_rsync with
+shims that end two of its joiner's waits early.
+
+The shims are checked against real bash running the sequences the stock script runs
+(a wait that ends early only once what it waits for has happened; every other
+sleep its full length). The method is checked on real Galera: a full SST into a
+wiped datadir and an IST, all rows present after; and a joiner whose donor is
+killed mid-transfer fails and reports no state as received.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from pacestack.agents.galera_mysqld import SST_DIR, SST_METHOD, sst_env
+
+from pacestack import proc
+from tests.fixtures.mariadb import MARIADBD
+
+SHIMS = Path(SST_DIR) / "shims"
+# (what the stock script runs before its sleep, the sleep, how long it may take)
+TIMED = r'''
+t() { local s=$(date +%s%N); "$@"; echo "$* $(( ($(date +%s%N) - s) / 1000000 ))"; }
+'''
+
+
+def _run_shims(tmp_path: Path, body: str) -> dict[str, int]:
+    """Run ``body`` in bash with the shims first on PATH as the wrapper sets them up;
+    lines ``NAME MS`` it prints come back as a dict (first word: the label)."""
+    state = tmp_path / "state"
+    state.mkdir()
+    script = tmp_path / "t.sh"
+    script.write_text("set -ue\n" + TIMED + body)
+    env = {**os.environ, "PATH": f"{SHIMS}:{os.environ['PATH']}",
+           "PACESTACK_SST_STATE": str(state), "PACESTACK_SST_MAGIC": str(tmp_path / "magic")}
+    out = subprocess.run(["bash", "-c", f'PACESTACK_SST_PARENT=$$ exec bash {script}'],
+                         env=env, capture_output=True, text=True, timeout=60, check=True)
+    got = {}
+    for line in out.stdout.splitlines():
+        label, *_, ms = line.split()
+        got[label] = int(ms)
+    return got
+
+
+def test_sleep_shim_ends_the_magic_poll_only_when_the_file_arrives(tmp_path):
+    magic = tmp_path / "magic"
+    got = _run_shims(tmp_path, f'''
+# the magic-file loop: ps -p <mariadbd> then sleep 1; the donor's file lands at 0.2 s
+( /usr/bin/sleep 0.2; echo done > {magic} ) &
+ps -p $PACESTACK_SST_PARENT >/dev/null; t sleep 1 | sed 's/^/arrives /'
+# the file was there when the sleep began: not this loop's wait, full length
+ps -p $PACESTACK_SST_PARENT >/dev/null; t sleep 1 | sed 's/^/present /'
+rm {magic}
+# sleep 1 after checking another process (wait_previous_sst, lingering daemons):
+# rounds of a timeout, never shortened even when the file appears
+/usr/bin/sleep 5 & other=$!
+( /usr/bin/sleep 0.2; echo done > {magic} ) &
+ps -p $other >/dev/null; t sleep 1 | sed 's/^/round /'
+kill $other
+''')
+    assert got["arrives"] < 600, got
+    assert got["present"] >= 1000, got
+    assert got["round"] >= 1000, got
+
+
+def test_sleep_shim_ends_cleanups_grace_only_when_the_process_is_gone(tmp_path):
+    got = _run_shims(tmp_path, '''
+# cleanup_pid: ps -p PID, kill PID, sleep 0.5
+/usr/bin/sleep 5 & victim=$!
+ps -p $victim >/dev/null; kill $victim; t sleep 0.5 | sed 's/^/killed /'
+# the process outlives the grace: full length, as is every round after it
+/usr/bin/sleep 5 & alive=$!
+ps -p $alive >/dev/null; t sleep 0.5 | sed 's/^/alive /'
+ps -p $alive >/dev/null; t sleep 1 | sed 's/^/next /'
+kill $alive
+# any other sleep is the real one
+t sleep 0.2 | sed 's/^/other /'
+''')
+    assert got["killed"] < 300, got
+    assert got["alive"] >= 500, got
+    assert got["next"] >= 1000, got
+    assert got["other"] >= 200, got
+
+
+# -- on real Galera ----------------------------------------------------------------------
+def _sst_cluster(galera_factory, monkeypatch, n: int, **extra):
+    monkeypatch.setenv("PATH", sst_env(os.environ)["PATH"])
+    config = {"wsrep_sst_method": SST_METHOD, **extra}
+    return galera_factory(n, extra_config=config)
+
+
+def _spawn(node) -> subprocess.Popen:
+    """mariadbd on the node's datadir as it is (the harness's start() would fill an
+    empty one from its template), without waiting: a joiner opens its socket only
+    after the state transfer."""
+    node.write_config()
+    with open(node.base_dir / "stdout.log", "ab") as log:
+        popen = subprocess.Popen([MARIADBD, f"--defaults-file={node.defaults_file}"],
+                                 stdout=log, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL, start_new_session=True)
+    node._popen, node.pid = popen, popen.pid
+    return popen
+
+
+def _this_run(node) -> str:
+    text = Path(node.log_error).read_text(errors="replace")
+    return text[max(text.rfind("] Starting MariaDB "), 0):]
+
+
+def _state_dirs() -> set[str]:
+    return {p.name for p in Path(os.environ.get("TMPDIR", "/tmp")).glob("pacestack-sst.*")}
+
+
+@pytest.mark.slow
+def test_full_sst_and_ist_join_through_pacestack_rsync(galera_factory, monkeypatch):
+    before = _state_dirs()
+    cluster = _sst_cluster(galera_factory, monkeypatch, 2)
+    cluster.start_all()  # node2 joins by a full SST
+    assert cluster["node2"].ist_or_sst() == "SST"
+    assert "Running: 'wsrep_sst_pacestack_rsync --role 'joiner'" in _this_run(cluster["node2"])
+    rows = cluster.write_rows("node1", "sst", 1, 30)
+
+    # a replaced disk: a full SST into an empty datadir
+    cluster.stop("node2")
+    cluster["node2"].wipe()
+    rows += cluster.write_rows("node1", "sst", 31, 10)
+    _spawn(cluster["node2"])
+    cluster.wait_synced(["node2"])
+    assert cluster["node2"].ist_or_sst() == "SST"
+    assert cluster.rows("node2", "sst") == rows
+
+    # a restart: IST, the donor runs the same method with --bypass
+    cluster.stop("node2")
+    rows += cluster.write_rows("node1", "sst", 41, 25)
+    cluster.start("node2")
+    assert cluster["node2"].ist_or_sst() == "IST"
+    assert "wsrep_sst_pacestack_rsync --role 'donor'" in _this_run(cluster["node1"])
+    assert cluster.rows("node2", "sst") == rows
+    cluster.wait_applied()
+    # the wrapper removed its state directory each time
+    assert _state_dirs() - before == set()
+
+
+@pytest.mark.slow
+def test_joiner_whose_donor_dies_mid_sst_fails_cleanly(galera_factory, monkeypatch):
+    cluster = _sst_cluster(galera_factory, monkeypatch, 3, wsrep_sst_donor="node1,")
+    cluster.start_all()
+    rows = cluster.write_rows("node1", "half", 1, 50)
+    joiner = cluster["node3"]
+    cluster.stop("node3")
+    joiner.wipe()
+    donor_log = Path(cluster["node1"].log_error)
+    seen = len(donor_log.read_text(errors="replace"))
+    popen = _spawn(joiner)
+
+    def copying() -> bool:
+        return "Tables flushed" in donor_log.read_text(errors="replace")[seen:]
+    assert proc.wait_for(copying, 60, interval=0.02), joiner.log_tail()
+    cluster.kill9(["node1"], settle=False)
+
+    # the joiner's mariadbd gives up: it never takes the partial copy for a state
+    assert proc.wait_for(lambda: popen.poll() is not None, 120), joiner.log_tail()
+    assert popen.returncode != 0
+    text = _this_run(joiner)
+    assert "completed on joiner" not in text
+    assert "SST received" not in text and "Synced" not in text.split("Running: 'wsrep_sst")[-1]
+    # nothing of the transfer is left running (rsync daemon, stock script, wrapper)
+    assert proc.wait_for(lambda: not _transfer_processes(joiner), 30), \
+        _transfer_processes(joiner)
+    # no committed position recorded for the partial copy
+    grastate = joiner.datadir / "grastate.dat"
+    text = grastate.read_text() if grastate.exists() else ""
+    assert not re.search(r"^seqno:\s+[0-9]", text, re.M), text
+    # the survivor still has every row
+    assert cluster.rows("node2", "half") == rows
+
+
+def _transfer_processes(node) -> list[int]:
+    marker = str(node.datadir).rstrip("/")
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and any(marker in a for a in proc.cmdline(int(entry.name))):
+            found.append(int(entry.name))
+    return found
