@@ -68,6 +68,7 @@ def base_params(cluster, node) -> dict[str, object]:
     ({"cluster_host_map": "othernode:127.0.0.1:1"}, 6, "is not in cluster_host_map"),
     ({"cluster_host_map": "garbage"}, 6, "is not node:address"),
     ({"sync_timeout": "soon"}, 6, "not an integer"),
+    ({"wsrep_sst_method": "rsync;touch /x"}, 6, "is not a method name"),
     ({"two_node_mode": "true"}, 6, "two_node_mode needs exactly two data members"),
 ])
 def test_validate_all_refuses_bad_configuration(agent_executables, one_node, change, code, words):

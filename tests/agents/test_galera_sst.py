@@ -19,6 +19,7 @@ import pytest
 from pacestack.agents.galera_mysqld import SST_DIR, SST_METHOD, sst_env
 
 from pacestack import proc
+from tests.fixtures.galera import AgentDriver
 from tests.fixtures.mariadb import MARIADBD
 
 SHIMS = Path(SST_DIR) / "shims"
@@ -186,3 +187,26 @@ def _transfer_processes(node) -> list[int]:
         if entry.name.isdigit() and any(marker in a for a in proc.cmdline(int(entry.name))):
             found.append(int(entry.name))
     return found
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("agent_executables")
+def test_the_agent_joins_by_pacestack_rsync_by_default(galera_factory):
+    """The agent's default: its mariadbd (joiner and donor) runs the method from
+    the agent's own directory, whatever PATH Pacemaker gave the agent."""
+    cluster = galera_factory(2)  # the harness's config says rsync: the agent overrides
+    driver = AgentDriver(cluster, cluster.base_dir / "cib.xml")
+    assert driver.recover() == ["node1", "node2"]
+    assert cluster["node2"].ist_or_sst() == "SST"
+    rows = cluster.write_rows("node1", "agent", 1, 20)
+    rc, _, err = driver.run("node2", "demote")
+    assert rc == 0, err
+    rc, _, err = driver.run("node2", "stop")
+    assert rc == 0, err
+    driver.node_rebooted("node2")
+    rows += cluster.write_rows("node1", "agent", 21, 20)
+    assert driver.recover(["node2"]) == ["node2"]
+    assert cluster["node2"].ist_or_sst() == "IST"
+    assert "Running: 'wsrep_sst_pacestack_rsync --role 'joiner'" in _this_run(cluster["node2"])
+    assert "wsrep_sst_pacestack_rsync --role 'donor'" in _this_run(cluster["node1"])
+    assert cluster.rows("node2", "agent") == rows
