@@ -210,3 +210,50 @@ def test_the_agent_joins_by_pacestack_rsync_by_default(galera_factory):
     assert "Running: 'wsrep_sst_pacestack_rsync --role 'joiner'" in _this_run(cluster["node2"])
     assert "wsrep_sst_pacestack_rsync --role 'donor'" in _this_run(cluster["node1"])
     assert cluster.rows("node2", "agent") == rows
+
+
+def _fake_stock(tmp_path: Path, body: str) -> dict[str, str]:
+    """A stand-in wsrep_sst_rsync first on PATH (the wrapper's delegate): it reports
+    what the wrapper gave it; the real one is exercised on Galera below."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    fake = bindir / "wsrep_sst_rsync"
+    fake.write_text("#!/bin/bash\n"
+                    f'echo "args $*"; echo "path $PATH"; echo "state ${{PACESTACK_SST_STATE:-}}"\n'
+                    f'echo "magic ${{PACESTACK_SST_MAGIC:-}}"\n{body}\n')
+    fake.chmod(0o755)
+    return {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "TMPDIR": str(tmp_path)}
+
+
+WRAPPER = str(Path(SST_DIR) / "wsrep_sst_pacestack_rsync")
+
+
+def test_wrapper_hands_the_donor_to_the_stock_script_untouched(tmp_path):
+    env = _fake_stock(tmp_path, "exit 5")
+    out = subprocess.run([WRAPPER, "--role", "donor", "--address", "h:1/rsync_sst", "--bypass"],
+                         env=env, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 5
+    assert "args --role donor --address h:1/rsync_sst --bypass" in out.stdout
+    assert f"{SHIMS}:" not in out.stdout and "state \n" in out.stdout
+
+
+def test_wrapper_runs_the_joiner_with_the_shims_and_passes_signals_and_status(tmp_path):
+    env = _fake_stock(tmp_path, 'trap "echo got-term; kill $s; exit 3" TERM\n'
+                                "echo ready x:1/rsync_sst\nsleep 30 & s=$!; wait $s")
+    argv = [WRAPPER, "--role", "joiner", "--address", "127.0.0.1:9", "--datadir",
+            str(tmp_path / "data/"), "--parent", str(os.getpid())]
+    wrapper = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True)
+    lines = []
+    for line in wrapper.stdout:
+        lines.append(line)
+        if line.startswith("ready"):
+            break
+    wrapper.terminate()  # what mariadbd sends the script it started
+    rest, _ = wrapper.communicate(timeout=30)
+    text = "".join(lines) + rest
+    assert wrapper.returncode == 3, text
+    assert "got-term" in rest
+    assert f"path {SHIMS}:" in text
+    assert f"magic {tmp_path}/data/rsync_sst_complete" in text
+    # its state directory is gone with it
+    assert not list(tmp_path.glob("pacestack-sst.*"))
