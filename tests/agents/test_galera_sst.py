@@ -238,8 +238,9 @@ def test_wrapper_hands_the_donor_to_the_stock_script_untouched(tmp_path):
 
 
 def test_wrapper_runs_the_joiner_with_the_shims_and_passes_signals_and_status(tmp_path):
-    env = _fake_stock(tmp_path, 'trap "echo got-term; kill $s; exit 3" TERM\n'
-                                "echo ready x:1/rsync_sst\nsleep 30 & s=$!; wait $s")
+    # like the stock script: a trap that ends its background job, then exit 3
+    env = _fake_stock(tmp_path, "trap 'echo got-term; kill $(jobs -p); exit 3' TERM\n"
+                                "echo ready x:1/rsync_sst\nsleep 30 >/dev/null & wait")
     argv = [WRAPPER, "--role", "joiner", "--address", "127.0.0.1:9", "--datadir",
             str(tmp_path / "data/"), "--parent", str(os.getpid())]
     wrapper = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True)
