@@ -31,6 +31,7 @@ from pacestack.agents.galera_records import (  # the attribute names galera/ rea
     POSITION,
     PRIMARY,
     RECORD_INTERVAL,
+    SST_METHODS,
 )
 from pacestack.agents.galera_state import Position
 from pacestack.agents.galera_topology import (
@@ -99,11 +100,13 @@ class GaleraAgent(Promotion, ocf.Agent):
                   "(wsrep_sst_rsync does all of it, donor and joiner), whose joiner stops "
                   "waiting as soon as the donor is done instead of polling once a second; "
                   "an IST join is about half a second shorter. Its script ships with this "
-                  "agent and is on the PATH of every mariadbd the agent starts; the donor "
-                  "runs the method the joiner asks for, so every member must run under "
-                  "this agent (set rsync while a member is not, e.g. during an upgrade "
-                  "from a version without it). Empty: wsrep_sst_method from the config "
-                  "file.", default=SST_METHOD),
+                  "agent and is on the PATH of every mariadbd the agent starts. The donor "
+                  "runs the method the joiner asks for: each node advertises the methods "
+                  "its mariadbd can donate (node attribute <resource>-sst-methods), and "
+                  "left at this default a joiner uses rsync unless every Primary member "
+                  "advertises pacestack_rsync (e.g. during an upgrade from a version "
+                  "without it). A method set here is always used as given. Empty: "
+                  "wsrep_sst_method from the config file.", default=SST_METHOD),
         Parameter("check_defaults_file",
                   "Client credentials file for the monitor (default: local socket as root, "
                   "so no password lives in the CIB)", default=""),
@@ -192,6 +195,7 @@ class GaleraAgent(Promotion, ocf.Agent):
         if m.pid() is not None:
             # running before Pacemaker started us: report it, monitor shows the truth
             self.log.warning("mariadbd already running (pid %s); not touching it", m.pid())
+            self.advertise_sst(m)
             self._set_role("unpromoted")
             return ocf.SUCCESS
         self._delete("primary")
@@ -199,6 +203,7 @@ class GaleraAgent(Promotion, ocf.Agent):
         self.note_death(m)
         mine = self.detect_position()
         self._check_data_expected(topo, mine)
+        self.advertise_sst(m)
         self.publish(mine)
         self._set_role("unpromoted")
         decision = self.refresh_scores(topo)
@@ -246,6 +251,7 @@ class GaleraAgent(Promotion, ocf.Agent):
         elif self._shutdown(m):
             self._record_stopped(m)
         self._delete("primary")
+        self._delete(SST_METHODS)  # whatever starts mariadbd next advertises its own
         self._score(None)
         self._set_role(None)
         return ocf.SUCCESS

@@ -15,6 +15,7 @@ from tests.fixtures.ocf import PROVIDER_DIR, RA_DTD, RA_RNG, exit_reason, make_c
 # the parameter names operators type into `pcs resource create`
 PARAMETERS = ["config", "binary", "datadir", "datadir_mount", "socket", "pid", "log", "user",
               "group", "wsrep_cluster_address", "cluster_host_map", "two_node_mode", "sync_timeout",
+              "wsrep_sst_method",
               "check_defaults_file"]
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from pacestack.agents.galera_mysqld import SST_DIR, SST_METHOD, sst_env
+from pacestack.agents.galera_sst import advertises, donor_methods, join_method
 
 from pacestack import proc
 from tests.fixtures.galera import AgentDriver
@@ -198,6 +199,9 @@ def test_the_agent_joins_by_pacestack_rsync_by_default(galera_factory):
     driver = AgentDriver(cluster, cluster.base_dir / "cib.xml")
     assert driver.recover() == ["node1", "node2"]
     assert cluster["node2"].ist_or_sst() == "SST"
+    # each advertised before its mariadbd started what that mariadbd can donate
+    for name in ("node1", "node2"):
+        assert advertises(driver.attr("galera-sst-methods", name), SST_METHOD)
     rows = cluster.write_rows("node1", "agent", 1, 20)
     rc, _, err = driver.run("node2", "demote")
     assert rc == 0, err
@@ -210,6 +214,60 @@ def test_the_agent_joins_by_pacestack_rsync_by_default(galera_factory):
     assert "Running: 'wsrep_sst_pacestack_rsync --role 'joiner'" in _this_run(cluster["node2"])
     assert "wsrep_sst_pacestack_rsync --role 'donor'" in _this_run(cluster["node1"])
     assert cluster.rows("node2", "agent") == rows
+    assert f"--wsrep_sst_method={SST_METHOD}" in proc.cmdline(cluster["node2"].current_pid())
+    # a stopped node advertises nothing: whatever starts its mariadbd next does
+    assert driver.run("node2", "demote")[0] == 0 and driver.run("node2", "stop")[0] == 0
+    assert driver.attr("galera-sst-methods", "node2") is None
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("agent_executables")
+def test_a_joiner_asks_for_rsync_while_a_primary_peer_does_not_advertise(galera_factory):
+    """A rolling upgrade: node1's mariadbd was started without this agent's SST
+    scripts on its PATH (by an older pacestack: Primary, no advertisement). The
+    upgraded node2 joins by plain rsync, which node1 can donate."""
+    cluster = galera_factory(2)
+    cluster.bootstrap("node1")  # by hand: the test's PATH, no wsrep_sst_pacestack_rsync
+    rows = cluster.write_rows("node1", "upgrade", 1, 20)
+    driver = AgentDriver(cluster, cluster.base_dir / "cib.xml")
+    driver.set_attr("galera-primary", "node1", "1")
+    driver.start(["node2"])
+    rc, _, err = driver.run("node2", "promote")
+    assert rc == 0, err[-1500:]
+    assert "--wsrep_sst_method=rsync" in proc.cmdline(cluster["node2"].current_pid())
+    assert "Running: 'wsrep_sst_rsync --role 'joiner'" in _this_run(cluster["node2"])
+    assert cluster.rows("node2", "upgrade") == rows
+    said = [ln for ln in (cluster.base_dir / "agent.log").read_text().splitlines()
+            if "joining by wsrep_sst_method=rsync" in ln]
+    assert len(said) == 1 and "Primary node1 does not advertise pacestack_rsync" in said[0], said
+
+
+@pytest.mark.parametrize("explicit,donors,method", [
+    (False, {"a": "pacestack_rsync,rsync", "b": "mariabackup,pacestack_rsync,rsync"},
+     "pacestack_rsync"),
+    (False, {"a": "pacestack_rsync,rsync", "b": None}, "rsync"),
+    (False, {"a": "mariabackup,rsync"}, "rsync"),
+    (True, {"a": None}, "pacestack_rsync"),  # the operator's choice, as given
+])
+def test_join_method_negotiation(explicit, donors, method):
+    got, why = join_method(SST_METHOD, explicit, donors)
+    assert got == method
+    assert bool(why) == (method != SST_METHOD)
+    if why:
+        assert [n for n, v in donors.items() if not advertises(v, SST_METHOD)] == \
+            [n for n in donors if n in why.split()]
+
+
+def test_donor_methods_need_the_stock_script_for_pacestack_rsync(tmp_path):
+    for d, names in {"bin": ["wsrep_sst_rsync", "wsrep_sst_common"],
+                     "sst": ["wsrep_sst_pacestack_rsync"]}.items():
+        (tmp_path / d).mkdir()
+        for n in names:
+            (tmp_path / d / n).write_text("#!/bin/sh\n")
+            (tmp_path / d / n).chmod(0o755)
+    path = f"relative:{tmp_path}/sst:/nonexistent"
+    assert donor_methods(path, str(tmp_path / "bin")) == ["pacestack_rsync", "rsync"]
+    assert donor_methods(path, "/nonexistent") == []
 
 
 def _fake_stock(tmp_path: Path, body: str) -> dict[str, str]:
