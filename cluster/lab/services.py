@@ -109,9 +109,9 @@ wsrep_cluster_name = {hosts.cluster_name}
 wsrep_cluster_address = {hosts.gcomm}
 wsrep_node_name = {node}
 wsrep_node_address = {address}
-# ocf:pacestack:galera starts mariadbd with its wsrep_sst_method parameter
-# (pacestack_rsync, see galera_params); rsync is for a mariadbd started otherwise
-# and for resource-agents' galera, the benchmarks' anchor
+# ocf:pacestack:galera starts mariadbd with its wsrep_sst_method parameter (its
+# default, pacestack_rsync, when every Primary peer advertises it); rsync is for a
+# mariadbd started otherwise and for resource-agents' galera, the benchmarks' anchor
 wsrep_sst_method = rsync
 wsrep_provider_options = "{PROVIDER_OPTIONS}"
 wsrep_slave_threads = 2
@@ -257,8 +257,7 @@ def galera_params(hosts: LabHosts, agent: str = "ocf:pacestack:galera") -> dict[
     (the benchmarks' anchor) on the same my.cnf, datadir, socket and Galera options."""
     if agent != ANCHOR_GALERA:
         return {"config": GALERA_CONF, "wsrep_cluster_address": hosts.gcomm,
-                "cluster_host_map": hosts.host_map, "sync_timeout": "120",
-                "wsrep_sst_method": "pacestack_rsync"}
+                "cluster_host_map": hosts.host_map, "sync_timeout": "120"}
     # it waits for a last-committed report from every address in the list, so garbd's
     # stays out (garbd reaches the data nodes itself); it creates the empty datadir
     # with mysql_install_db beside its binary, mysqld_safe, its default on Debian
