@@ -16,7 +16,7 @@ import signal
 import subprocess
 import time
 from collections import namedtuple
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from pacestack.agents import galera_files, galera_state
 from pacestack.agents.galera_state import Position, StateError
@@ -38,6 +38,12 @@ INSTALL_DB = ("/usr/bin/mariadb-install-db", "/usr/bin/mysql_install_db")
 # what mariadb-install-db creates (and lost+found of a volume mounted as the datadir)
 INSTALL_SCHEMAS = frozenset({"mysql", "performance_schema", "sys", "test", "lost+found"})
 MAX_RECOVER_LOG = 8 << 20  # a --wsrep-recover log is a few kB
+# wsrep_sst_pacestack_rsync and its shims, shipped with the agents: mariadbd finds an
+# SST method's script on its PATH (after its own bindir, which it puts first)
+SST_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sst")
+SST_METHOD = "pacestack_rsync"
+# mariadbd runs "wsrep_sst_<method>" through a shell: a method is a plain name
+SST_METHOD_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def iso_seconds(text: str | None, default: float) -> float:
@@ -54,10 +60,11 @@ class MysqldError(RuntimeError):
     """One line: what failed about the local mariadbd."""
 
 
-_FIELDS = "binary config datadir socket pid_file log user group cluster_address check_defaults_file"
+_FIELDS = ("binary config datadir socket pid_file log user group cluster_address "
+           "check_defaults_file sst_method")
 
 
-class Mysqld(namedtuple("Mysqld", _FIELDS, defaults=("",))):
+class Mysqld(namedtuple("Mysqld", _FIELDS, defaults=("", ""))):
     """Where one node's mariadbd lives (the agent's parameters)."""
 
     __slots__ = ()
@@ -106,10 +113,14 @@ class Mysqld(namedtuple("Mysqld", _FIELDS, defaults=("",))):
             self._own_dir(d)
         self._own_dir(self.datadir)
         argv = [*self.base_args(), f"--log-error={self.log}",
-                f"--wsrep_cluster_address={self.cluster_address}", *extra]
+                f"--wsrep_cluster_address={self.cluster_address}"]
+        if self.sst_method:
+            argv.append(f"--wsrep_sst_method={self.sst_method}")
+        argv += extra
         with open(os.devnull, "rb") as null_in, open(os.devnull, "wb") as null_out:
             child = subprocess.Popen(argv, stdin=null_in, stdout=null_out, stderr=null_out,
-                                     start_new_session=True, close_fds=True, cwd="/")
+                                     start_new_session=True, close_fds=True, cwd="/",
+                                     env=sst_env(os.environ))
         # mariadbd writes its pid file itself later; record ours now so a stop or a
         # monitor during a long SST finds the process
         try:
@@ -425,6 +436,18 @@ class Mysqld(namedtuple("Mysqld", _FIELDS, defaults=("",))):
         if out.returncode != 0:
             detail = (out.stderr.strip().splitlines() or ["no output"])[-1]
             raise MysqldError(f"mariadb-install-db failed: {detail[:200]}")
+
+
+def sst_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """mariadbd's environment: SST_DIR last on PATH, so that this node can serve as
+    donor (and join) by wsrep_sst_pacestack_rsync, while nothing there shadows a
+    system tool."""
+    env = dict(environ)
+    path = env.get("PATH") or "/usr/sbin:/usr/bin:/sbin:/bin"
+    if SST_DIR not in path.split(":"):
+        path = f"{path}:{SST_DIR}"
+    env["PATH"] = path
+    return env
 
 
 def _ids(user: str, group: str) -> tuple[int, int]:

@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 
-from pacestack.agents import attributes, galera_cib, ocf
+from pacestack.agents import attributes, galera_cib, galera_sst, ocf
 from pacestack.agents.galera_bootstrap import (
     BOOTSTRAP,
     JOIN,
@@ -30,6 +30,7 @@ from pacestack.agents.galera_records import (
     OVERRIDE,
     POSITION,
     PRIMARY,
+    SST_METHODS,
     GaleraRecords,
 )
 from pacestack.agents.galera_state import (
@@ -108,10 +109,13 @@ class Promotion(GaleraRecords):
         timeout = self.meta.timeout_ms / 1000 if self.meta.timeout_ms else 300.0
         deadline = started + max(1.0, timeout - min(20.0, timeout * 0.2))
         if m.pid() is not None:
+            self.advertise_sst(m)
             return self._finish_promote(m, deadline)
         # the first decision reuses the CIB read that found this node's own report
         first = galera_cib.read(self.environ)
         mine = self._my_report(first)
+        # before mariadbd starts: once it is Primary, a joiner may pick it as donor
+        self.advertise_sst(m, first)
         last = ""
         while True:
             reports, primary = self.gather(topo, first)
@@ -119,11 +123,13 @@ class Promotion(GaleraRecords):
             reports[self.node_name] = mine
             records = self.records(topo)
             ovr = self.override(topo, reports, primary, records)
+            # what each possible donor can run, from the same CIB read as its Primary flag
+            donors = {p: self._read(SST_METHODS, p) for p in primary if p != self.node_name}
             self._snap = None  # later reads see this action's own writes
             decision = decide(topo.members, reports, primary, self.node_name, ovr, records)
             if decision.kind == JOIN:
                 self.log.info("promote: %s", decision)
-                return self._join(m, mine, decision, deadline)
+                return self._join(self._sst_for_join(m, donors), mine, decision, deadline)
             if decision.kind == BOOTSTRAP:
                 if decision.override:
                     self._consume_override(ovr, records)
@@ -152,6 +158,17 @@ class Promotion(GaleraRecords):
                 self._delete(LAST_COMMITTED, m, "forever")
             except attributes.AttributeFailure as err:
                 self.log.warning("cannot clear %s's last-committed record: %s", m, err)
+
+    def _sst_for_join(self, m: Mysqld, donors: dict[str, str | None]) -> Mysqld:
+        """mariadbd with the method every possible donor can run (the parameter's
+        default only; a bootstrap transfers nothing and keeps it)."""
+        explicit = "OCF_RESKEY_wsrep_sst_method" in self.environ
+        method, why = galera_sst.join_method(m.sst_method, explicit, donors)
+        if method == m.sst_method:
+            return m
+        self.log.warning("joining by wsrep_sst_method=%s, not %s: %s (node attribute %s)",
+                         method, m.sst_method, why, self._attr(SST_METHODS))
+        return m._replace(sst_method=method)
 
     def _start_args(self, mine: Position) -> list[str]:
         if mine.empty or mine.seqno < 0:

@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Mapping
 
-from pacestack.agents import attributes, galera_cib, ocf
+from pacestack.agents import attributes, galera_cib, galera_sst, ocf
 from pacestack.agents.galera_bootstrap import (
     BOOTSTRAP,
     WAIT,
@@ -28,7 +28,7 @@ from pacestack.agents.galera_bootstrap import (
     parse_override,
     promotion_score,
 )
-from pacestack.agents.galera_mysqld import Mysqld, MysqldError
+from pacestack.agents.galera_mysqld import Mysqld, MysqldError, sst_env
 from pacestack.agents.galera_state import (
     Position,
     StateError,
@@ -52,6 +52,7 @@ INCARNATION = "incarnation"      # forever: NODE_UUID BOOT_ID of the last promot
 DEPARTED = "departed"            # reboot: node UUIDs the Promoted mariadbd saw leave its view
 # how many departed node UUIDs a Promoted node keeps publishing (newest last)
 DEPARTED_KEPT = 8
+SST_METHODS = "sst-methods"      # reboot: methods this node's mariadbd can donate (a,b,c)
 # a Promoted node records its last committed seqno (a CIB write) when it changed and:
 # its view changed, it holds the newest commits without a data peer, or this long passed
 RECORD_INTERVAL = 60
@@ -160,6 +161,23 @@ class GaleraRecords:
             if choice.kind == BOOTSTRAP:
                 self._score(promotion_score(choice), choice.bootstrap_node, seen=seen)
         return decision
+
+    # -- the state transfer methods this node can donate ------------------------------
+    def advertise_sst(self, m: Mysqld, seen: galera_cib.Snapshot | None = None) -> None:
+        """Publish the methods this node's mariadbd can donate: the running one's (by its
+        PATH), else the one spawn() starts. Written before a mariadbd starts, so a peer
+        that is Primary has advertised; nothing when the running one's PATH is
+        unreadable (a joiner then does not count on this node)."""
+        pid = m.pid()
+        path = galera_sst.process_path(pid) if pid is not None else sst_env(os.environ)["PATH"]
+        value = None if path is None else galera_sst.format_methods(
+            galera_sst.donor_methods(path, os.path.dirname(m.binary))) or None
+        if seen is not None and seen.get(self._attr(SST_METHODS), self.node_name) == value:
+            return
+        if value:
+            self._set(SST_METHODS, value)
+        else:
+            self._delete(SST_METHODS)
 
     # -- the operator's bootstrap override (pacestack galera recover) ------------------
     def override(self, topo: Topology, reports: dict[str, Position | None], primary: list[str],

@@ -7,6 +7,8 @@ debian/rules and the RPM spec both call this, so both packages hold the same fil
   ``pacestack.agents.install`` (its registry and template) for /usr/bin/python3;
 - /etc/pacestack/pacestack.conf from ``pacestack config sample``, mode 0600 because
   operators may put database URLs with passwords in it;
+- mode 0755 on the galera agent's SST method scripts (pacestack/agents/sst/, in
+  the wheel as package data): mariadbd runs them, as the mysql user;
 - man pages pacestack(1) and pacestack-GROUP(1) for each command group, made by
   help2man from the --help the code prints, so they cannot drift from it.
 
@@ -124,6 +126,21 @@ def install_agents(destdir: str, agent_paths: list[str]) -> list[str]:
     return install.install_agents(destdir + PROVIDER_DIR, python=AGENT_PYTHON)
 
 
+def fix_sst_modes(site: str) -> list[str]:
+    """wsrep_sst_pacestack_rsync and its shims, executable whatever mode the wheel
+    installer left (mariadbd finds them on its PATH and runs them)."""
+    top = os.path.join(site, "pacestack", "agents", "sst")
+    fixed = []
+    for root, _, files in os.walk(top):
+        for name in files:
+            path = os.path.join(root, name)
+            os.chmod(path, 0o755)
+            fixed.append(path)
+    if not fixed:
+        raise SystemExit(f"install_extras: error: no SST scripts under {top}")
+    return fixed
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="install_extras.py")
     parser.add_argument("destdir")
@@ -140,7 +157,8 @@ def main(argv: list[str]) -> int:
     from pacestack import __version__
 
     agents = install_agents(destdir, args.agent_path)
-    written = [*agents, install_config(destdir, env), *install_man_pages(destdir, env, __version__)]
+    written = [*agents, *fix_sst_modes(site), install_config(destdir, env),
+               *install_man_pages(destdir, env, __version__)]
     for path in written:
         print(f"install_extras: {path[len(destdir):]}")
     return 0

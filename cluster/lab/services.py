@@ -109,6 +109,9 @@ wsrep_cluster_name = {hosts.cluster_name}
 wsrep_cluster_address = {hosts.gcomm}
 wsrep_node_name = {node}
 wsrep_node_address = {address}
+# ocf:pacestack:galera starts mariadbd with its wsrep_sst_method parameter (its
+# default, pacestack_rsync, when every Primary peer advertises it); rsync is for a
+# mariadbd started otherwise and for resource-agents' galera, the benchmarks' anchor
 wsrep_sst_method = rsync
 wsrep_provider_options = "{PROVIDER_OPTIONS}"
 wsrep_slave_threads = 2

@@ -15,6 +15,7 @@ from tests.fixtures.ocf import PROVIDER_DIR, RA_DTD, RA_RNG, exit_reason, make_c
 # the parameter names operators type into `pcs resource create`
 PARAMETERS = ["config", "binary", "datadir", "datadir_mount", "socket", "pid", "log", "user",
               "group", "wsrep_cluster_address", "cluster_host_map", "two_node_mode", "sync_timeout",
+              "wsrep_sst_method",
               "check_defaults_file"]
 
 
@@ -68,6 +69,7 @@ def base_params(cluster, node) -> dict[str, object]:
     ({"cluster_host_map": "othernode:127.0.0.1:1"}, 6, "is not in cluster_host_map"),
     ({"cluster_host_map": "garbage"}, 6, "is not node:address"),
     ({"sync_timeout": "soon"}, 6, "not an integer"),
+    ({"wsrep_sst_method": "rsync;touch /x"}, 6, "is not a method name"),
     ({"two_node_mode": "true"}, 6, "two_node_mode needs exactly two data members"),
 ])
 def test_validate_all_refuses_bad_configuration(agent_executables, one_node, change, code, words):
