@@ -35,6 +35,7 @@ of /proc/PID/status and /proc/PID/exe, not from /proc/PID/stat (one long line) o
 
 from __future__ import annotations
 
+import re
 import shlex
 
 from pacestack.agents import ocf, sh_monitor
@@ -43,7 +44,8 @@ from pacestack.agents.galera_mysqld import CLIENTS, STATUS_VARS
 
 # what the front decides on (the script's case below); the Python agent asks for more
 FRONT_VARS = ("wsrep_cluster_status", "wsrep_local_state_comment",
-              "wsrep_cluster_state_uuid", "wsrep_last_committed", "wsrep_cluster_size")
+              "wsrep_cluster_state_uuid", "wsrep_last_committed", "wsrep_cluster_size",
+              "wsrep_cluster_conf_id")
 
 _SCRIPT = """\
 #!/bin/sh
@@ -146,6 +148,10 @@ def script(agent: type[ocf.Agent], python: str, program: str) -> str:
             raise ValueError(f"{agent.name} has no parameter {name!r}: no sh monitor")
     if not set(FRONT_VARS) <= set(STATUS_VARS):
         raise ValueError("the sh front reads variables the Python agent does not query")
+    # a variable the case reads but the query omits would hand every monitor to Python
+    read = set(re.findall(r"^\s+(wsrep_\w+)\) ", _SCRIPT, re.M))
+    if read != set(FRONT_VARS):
+        raise ValueError(f"the sh front reads {sorted(read)}, queries {sorted(FRONT_VARS)}")
     names = ",".join(f"'{v}'" for v in FRONT_VARS)
     query = shlex.quote(f"SHOW GLOBAL STATUS WHERE Variable_name IN ({names})")
     return _SCRIPT.format(guard=sh_monitor.RECURRING_MONITOR,
