@@ -161,25 +161,12 @@ class Mysqld(namedtuple("Mysqld", _FIELDS, defaults=("", ""))):
     def status(self, timeout: float = 10, every: bool = False) -> dict[str, str]:
         """wsrep status through the local socket (the monitor's few variables, or
         ``every`` wsrep_% one); MysqldError when it does not answer."""
-        if self.check_defaults_file:
-            auth = [f"--defaults-file={self.check_defaults_file}"]
-        else:
-            auth = ["--no-defaults", "--user=root"]
         names = ",".join(f"'{v}'" for v in STATUS_VARS)
-        argv = [self.client(), *auth, f"--socket={self.socket}", "--protocol=socket",
-                "--connect-timeout=5", "--batch", "--skip-column-names", "--execute",
-                "SHOW GLOBAL STATUS LIKE 'wsrep%'" if every else
-                f"SHOW GLOBAL STATUS WHERE Variable_name IN ({names})"]
-        try:
-            out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                                 check=False, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            raise MysqldError(f"status query on {self.socket} timed out") from None
-        if out.returncode != 0:
-            detail = (out.stderr.strip().splitlines() or ["no output"])[-1]
-            raise MysqldError(f"status query on {self.socket} failed: {detail[:200]}")
+        out = self._query("SHOW GLOBAL STATUS LIKE 'wsrep%'" if every else
+                          f"SHOW GLOBAL STATUS WHERE Variable_name IN ({names})",
+                          timeout, "status query")
         values = {}
-        for line in out.stdout.splitlines():
+        for line in out.splitlines():
             key, _, value = line.partition("\t")
             values[key.strip().lower()] = value.strip()
         return values
@@ -201,26 +188,26 @@ class Mysqld(namedtuple("Mysqld", _FIELDS, defaults=("", ""))):
                               "single view of node UUIDs")
         return views.pop(), uuids
 
-    def _query(self, sql: str, timeout: float) -> str:
-        auth = ([f"--defaults-file={self.check_defaults_file}"] if self.check_defaults_file
+    def _auth(self) -> list[str]:
+        return ([f"--defaults-file={self.check_defaults_file}"] if self.check_defaults_file
                 else ["--no-defaults", "--user=root"])
-        argv = [self.client(), *auth, f"--socket={self.socket}", "--protocol=socket",
+
+    def _query(self, sql: str, timeout: float, what: str = "query") -> str:
+        argv = [self.client(), *self._auth(), f"--socket={self.socket}", "--protocol=socket",
                 "--connect-timeout=5", "--batch", "--skip-column-names", "--execute", sql]
         try:
             out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
                                  check=False, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
-            raise MysqldError(f"query on {self.socket} timed out") from None
+            raise MysqldError(f"{what} on {self.socket} timed out") from None
         if out.returncode != 0:
             detail = (out.stderr.strip().splitlines() or ["no output"])[-1]
-            raise MysqldError(f"query on {self.socket} failed: {detail[:200]}")
+            raise MysqldError(f"{what} on {self.socket} failed: {detail[:200]}")
         return out.stdout
 
     def set_provider_option(self, option: str) -> None:
         """SET GLOBAL wsrep_provider_options (the two_node_mode pc.bootstrap path)."""
-        auth = ([f"--defaults-file={self.check_defaults_file}"] if self.check_defaults_file
-                else ["--no-defaults", "--user=root"])
-        out = subprocess.run([self.client(), *auth, f"--socket={self.socket}",
+        out = subprocess.run([self.client(), *self._auth(), f"--socket={self.socket}",
                               "--protocol=socket", "--execute",
                               f"SET GLOBAL wsrep_provider_options='{option}'"],
                              capture_output=True, text=True, timeout=30, check=False)
