@@ -98,6 +98,10 @@ def render_status(st: status.GaleraStatus) -> str:
             out.append(f"failed on {m.node}: {f}")
         if m.override:
             out.append(f"override pending on {m.node}: {m.override}")
+        if m.sst_methods:
+            out.append(f"{m.node} can donate by: {', '.join(m.sst_methods)}")
+        if m.departed:
+            out.append(f"{m.node} saw leave its view: {' '.join(m.departed)}")
         if m.local and m.local.error:
             out.append(f"{m.node} (local): {m.local.error}")
     d = st.decision

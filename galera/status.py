@@ -25,6 +25,7 @@ from pacestack.agents import attributes, galera_cib
 from pacestack.agents import galera as agent
 from pacestack.agents.galera_bootstrap import choose_bootstrap
 from pacestack.agents.galera_mysqld import Mysqld, MysqldError
+from pacestack.agents.galera_records import DEPARTED, SST_METHODS
 from pacestack.agents.galera_state import (
     Position,
     StateError,
@@ -85,6 +86,8 @@ class MemberState:
     primary_flag: bool = False          # <rsc>-primary
     score: int | None = None            # master-<rsc>
     override: str | None = None         # <rsc>-bootstrap-override, pending
+    sst_methods: list[str] = field(default_factory=list)  # <rsc>-sst-methods: it can donate
+    departed: list[str] = field(default_factory=list)     # <rsc>-departed: node UUIDs it saw leave
     failures: list[str] = field(default_factory=list)
     local: LocalState | None = None
     waiting: str | None = None          # what the agent on this node waits for
@@ -364,6 +367,8 @@ def collect(resource: str | None = None, local: bool = True) -> GaleraStatus:
             primary_flag=attr(agent.PRIMARY) == "1",
             score=int(score) if score and score.lstrip("-").isdigit() else None,
             override=attr(agent.OVERRIDE),
+            sst_methods=[x for x in (attr(SST_METHODS) or "").split(",") if x],
+            departed=(attr(DEPARTED) or "").split(),
             failures=failures.get(name, []))
         if name == me:
             m.local = local_state(params)

@@ -19,6 +19,7 @@ from tests.fixtures.ocf import make_cib
 
 PACESTACK = str(Path(sys.executable).with_name("pacestack"))
 U1 = "2ec83218-e91a-11f1-9c34-4743e91b2bee"
+U3_NODE = "5a1e0c2d-e91a-11f1-8f11-0b6f3c2a9d11"
 RESOURCE = (
     '<clone id="galera-clone"><primitive id="galera" class="ocf" provider="pacestack" '
     'type="galera"><instance_attributes id="galera-ia"><nvpair id="galera-ia-a" '
@@ -44,6 +45,10 @@ def cib(tmp_path: Path) -> dict[str, str]:
     attr("galera-position", "node2", f"{U1}:100:grastate")
     for node, seqno in (("node1", 90), ("node2", 100), ("node3", 120)):
         attr("galera-last-committed", node, f"{U1}:{seqno}:1795658843", "forever")
+    # what node2's agent published while Promoted: node3's crashed incarnation left
+    # its view, and the methods its mariadbd can donate by
+    attr("galera-departed", "node2", f"{U3_NODE}")
+    attr("galera-sst-methods", "node2", "rsync,pacestack_rsync")
     return env
 
 
@@ -60,6 +65,11 @@ def test_status_and_plan_from_a_cib_file(tmp_path):
     assert st["decision"]["kind"] == "wait" and st["decision"]["waiting_for"] == ["node3"]
     assert [m["node"] for m in st["members"]] == ["node1", "node2", "node3"]
     assert st["members"][2]["recorded"]["seqno"] == 120
+    assert st["members"][1]["sst_methods"] == ["rsync", "pacestack_rsync"]
+    assert st["members"][1]["departed"] == [U3_NODE] and st["members"][0]["departed"] == []
+    text = run(env, "status").stdout
+    assert "node2 can donate by: rsync, pacestack_rsync" in text
+    assert f"node2 saw leave its view: {U3_NODE}" in text
     plan = json.loads(run(env, "recover", "--format", "json").stdout)
     assert plan["ok"] and plan["candidate"] == "node2" and plan["gap"] == 20
 
