@@ -6,6 +6,10 @@ systemd does not run (the machine planning the change is often not a node), and
 the pacestack agent runs the daemon itself when there is no systemd. Distribution
 daemons that need their unit's environment (apache2, memcached, rabbitmq-server)
 keep it through the agent's ``systemd_unit`` parameter.
+
+The services are expected to reach the database and RabbitMQ through the VIP (the
+description's ``[vip] name``) and memcached on every controller: nothing is tied to
+its own node's Galera, broker or cache.
 """
 
 from __future__ import annotations
@@ -23,6 +27,12 @@ CINDER_VOLUME = "ocf:pacestack:cinder-volume"
 
 # the API services a client reaches through the VIP
 API_SERVICES = ("apache", "glance-api", "nova-api", "neutron-server", "cinder-api")
+
+# What the services reach over the network, never on their own node only: the
+# database and the message broker through the VIP (the VIP runs with both: the
+# description's default [vip] fronts), memcached on every controller
+# (memcached_servers lists them all). A service runs beside none of these.
+REACHED_OVER_THE_NETWORK = ("galera", "rabbitmq", "memcached")
 
 
 def _daemon(binary: str, configs: Sequence[str], user: str, url: str | None = None
@@ -55,9 +65,13 @@ def controller_stack(nodes: Sequence[tuple[str, str]], shared_host: str = "contr
             agent: str = SERVICE) -> Resource:
         # colocated with what it starts after, not only ordered: the scheduler places
         # by colocation, so without it the VIP can stay on a node where an ordering
-        # dependency failed and the services it fronts cannot run (verify finds this)
+        # dependency failed and the services it fronts cannot run (verify finds this).
+        # Not with what every controller's services reach over the network: the
+        # database and the broker at the VIP, memcached on every controller. Tied to
+        # the node's own Galera, a mariadbd restart stopped every service of its node.
+        with_ = tuple(a for a in after if a not in REACHED_OVER_THE_NETWORK)
         return Resource(name=name, agent=agent, params=params, mode=mode, after=tuple(after),
-                        with_=tuple(after), clone_meta=dict(clone) if mode != "single" else {})
+                        with_=with_, clone_meta=dict(clone) if mode != "single" else {})
 
     return [
         Resource(name="galera", agent=GALERA,

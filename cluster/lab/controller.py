@@ -163,7 +163,7 @@ def write_configs(config_dir: Path, state_dir: Path, venv: Path, glance_venv: Pa
     files: dict[str, dict[str, dict[str, str]]] = {
         "keystone.conf": {
             "DEFAULT": {"log_file": "", "use_stderr": "true"},
-            "database": {"connection": db_url(pw, "keystone")},
+            "database": {"connection": db_url(pw, "keystone", hosts.vip_name)},
             "cache": {"enabled": "true", "backend": "oslo_cache.memcache_pool",
                       "memcache_servers": mc},
             "fernet_tokens": {"key_repository": str(config_dir / "fernet-keys")},
@@ -174,7 +174,7 @@ def write_configs(config_dir: Path, state_dir: Path, venv: Path, glance_venv: Pa
             "DEFAULT": {"use_stderr": "true"},
             "api": {"auth_strategy": "keystone"},
             "keystone_authtoken": authtoken,
-            "placement_database": {"connection": db_url(pw, "placement")},
+            "placement_database": {"connection": db_url(pw, "placement", hosts.vip_name)},
             "oslo_concurrency": {"lock_path": lock},
         },
         "neutron.conf": {
@@ -197,7 +197,7 @@ def write_configs(config_dir: Path, state_dir: Path, venv: Path, glance_venv: Pa
                         "api_paste_config": str(venv / "etc/neutron/api-paste.ini")},
             "keystone_authtoken": authtoken,
             **RABBIT,
-            "database": {"connection": db_url(pw, "neutron")},
+            "database": {"connection": db_url(pw, "neutron", hosts.vip_name)},
             "oslo_concurrency": {"lock_path": lock},
             "ovn": {"disable_ovn_dhcp_for_baremetal_ports": "true"},
         },
@@ -215,7 +215,7 @@ def write_configs(config_dir: Path, state_dir: Path, venv: Path, glance_venv: Pa
                         "report_interval": "2", "service_down_time": "6"},
             "keystone_authtoken": authtoken,
             **RABBIT,
-            "database": {"connection": db_url(pw, "cinder")},
+            "database": {"connection": db_url(pw, "cinder", hosts.vip_name)},
             "oslo_concurrency": {"lock_path": lock},
             "lvm": {"volume_driver": "cinder.tests.fake_driver.FakeLoggingVolumeDriver",
                     "volume_backend_name": "lvm"},
@@ -230,7 +230,7 @@ def write_configs(config_dir: Path, state_dir: Path, venv: Path, glance_venv: Pa
     if glance_venv is not None:
         files["glance/glance-api.conf"] = {
             "DEFAULT": {"use_stderr": "true", "workers": "1", "transport_url": mq},
-            "database": {"connection": db_url(pw, "glance")},
+            "database": {"connection": db_url(pw, "glance", hosts.vip_name)},
             "keystone_authtoken": authtoken,
             **RABBIT,
             "paste_deploy": {"flavor": "keystone",
@@ -300,8 +300,8 @@ def _nova(hosts: LabHosts, secrets_: Secrets, state_dir: Path, venv: Path, lock:
                                 "host": hosts.arbitrator[0]})
         conf["vnc"]["server_proxyclient_address"] = hosts.arbitrator[1]
     else:
-        conf["database"] = {"connection": db_url(pw, "nova")}
-        conf["api_database"] = {"connection": db_url(pw, "nova_api")}
+        conf["database"] = {"connection": db_url(pw, "nova", hosts.vip_name)}
+        conf["api_database"] = {"connection": db_url(pw, "nova_api", hosts.vip_name)}
         conf["DEFAULT"]["web"] = str(state_dir / "novnc")  # noVNC's files: none here
     return conf
 
