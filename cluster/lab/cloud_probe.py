@@ -223,7 +223,7 @@ def sequence() -> dict:
               "server_status": server.status, "port": port.id, "volume": volume.status,
               "attached_to": attached_to, "detached": detached.status,
               "image_listed": tag in images, "seconds": round(finished - t0, 2),
-              "finished": finished}
+              "started": t0, "finished": finished}
     report["cleanup"] = cleanup(conn)
     return report
 
