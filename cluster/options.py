@@ -86,6 +86,10 @@ vip_group = cfg.OptGroup(
     "vip", title="The virtual IP",
     help="The address clients use (its name is what the Keystone endpoints point at).")
 
+# what the built-in profile's clients reach through the VIP: it must run with them
+VIP_FRONTS = ("galera", "rabbitmq", "apache", "glance-api", "nova-api", "neutron-server",
+              "cinder-api")
+
 vip_opts = [
     cfg.IPOpt("address", help="The virtual IP address."),
     cfg.IntOpt("cidr_netmask", default=24, min=1, max=128, help="Its prefix length."),
@@ -93,8 +97,7 @@ vip_opts = [
     cfg.HostnameOpt("name", default="controller.domain",
                     help="The DNS name of the VIP; every endpoint must use it."),
     cfg.StrOpt("resource", default="vip", help="The Pacemaker resource id of the VIP."),
-    cfg.ListOpt("fronts", default=["galera", "rabbitmq", "apache", "glance-api", "nova-api",
-                                   "neutron-server", "cinder-api"],
+    cfg.ListOpt("fronts", default=list(VIP_FRONTS),
                 help="Resources the VIP fronts: it must always run where they run "
                 "(names that are disabled or absent are ignored). The built-in profile's "
                 "services reach the database and the broker through the VIP."),

@@ -32,6 +32,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pacestack.cluster.options import VIP_FRONTS
+
 from pacestack import wsgi_apps
 
 from . import neutron_agents, services
@@ -95,9 +97,10 @@ DAEMONS = {  # resource -> (binary, config files)
 
 
 # Placement is apache's in the profile (so "after apache" covers it); here it is its
-# own resource, and the Nova services that exit without it wait for it too
+# own resource, and the Nova services that exit without it wait for it too. Like
+# Keystone it is reached through the VIP: ordered after, not colocated with
 _AFTER = "rabbitmq, apache, placement-api"
-NEEDS_PLACEMENT = {name: f"after = {_AFTER}\nwith = {_AFTER}\n"
+NEEDS_PLACEMENT = {name: f"after = {_AFTER}\n"
                    for name in ("nova-api", "nova-scheduler", "nova-conductor")}
 
 
@@ -392,8 +395,10 @@ def description(hosts: LabHosts, *, power_dir: Path | None, venv: Path,
     base = services.lab_description(hosts, power_dir=power_dir, venv=None, config_dir=None,
                                     services=False, galera_agent=galera_agent)
     base = base.replace("profile = none", "profile = controller")
-    # the profile's VIP fronts (its default) instead of Galera alone
-    base = "\n".join(ln for ln in base.splitlines() if not ln.startswith("fronts ="))
+    # the profile's VIP fronts (its default), and Placement, its own API here
+    fronts = ", ".join([*VIP_FRONTS, "placement-api"])
+    base = "\n".join(f"fronts = {fronts}" if ln.startswith("fronts =") else ln
+                      for ln in base.splitlines())
     out = [base]
 
     def res(name: str, params: dict[str, str], interval: int, extra: str = "") -> None:
@@ -406,7 +411,8 @@ def description(hosts: LabHosts, *, power_dir: Path | None, venv: Path,
         if name == "glance-api" and glance_venv is None:
             out.append("[resource:glance-api]\nenabled = false\n")
             continue
-        extra = ("agent = ocf:pacestack:openstack-service\nafter = apache\nwith = apache\n"
+        extra = ("agent = ocf:pacestack:openstack-service\nafter = apache\n"
+                 "clients_reconnect = true\n"
                  if name == "placement-api" else NEEDS_PLACEMENT.get(name, ""))
         res(name, api_params(name, venv, glance_venv, config_dir), 5, extra)
     for name in DAEMONS:
@@ -416,13 +422,13 @@ def description(hosts: LabHosts, *, power_dir: Path | None, venv: Path,
             NEEDS_PLACEMENT.get(name, ""))
     service = "agent = ocf:pacestack:openstack-service\n"
     res("openvswitch", neutron_agents.ovs_params(config_dir), 10, service)
-    rpc = "after = neutron-server\nwith = neutron-server\n"
+    # the agents reach it over RPC, as they reach neutron-server in the profile
+    rpc = "after = neutron-server\nclients_reconnect = true\n"
     res("neutron-rpc-server", daemon_params("neutron-rpc-server", venv, config_dir,
                                             glance_venv), 10, service + rpc)
     for name in neutron_agents.AGENTS:
         # the Open vSwitch agent needs its host's switch and the RPC server's answers
-        extra = ("after = neutron-rpc-server, openvswitch\n"
-                 "with = neutron-rpc-server, openvswitch\n"
+        extra = ("after = neutron-rpc-server, openvswitch\nwith = openvswitch\n"
                  if name == "neutron-openvswitch-agent" else "")
         res(name, neutron_agents.agent_params(name, venv, config_dir), 10, extra)
     res("cinder-volume", {"binary": str(venv / "bin" / "cinder-volume"),

@@ -292,18 +292,21 @@ def _monitor_ms(cib_path: str, name: str) -> int:
     return int(ops.get("Promoted", ops.get(""))[:-1]) * 1000
 
 
-@pytest.mark.parametrize("name", ["memcached", "rabbitmq", "galera"])
+@pytest.mark.parametrize("name", ["memcached", "rabbitmq", "galera", "apache",
+                                  "neutron-server", "cinder-scheduler"])
 def test_recovery_of_what_services_reconnect_to_restarts_nothing_else(steady, name):
-    """The services reconnect to memcached, RabbitMQ and their database on their own:
-    a kill -9 of one of them on a node (its monitor finds it dead) recovers only it.
-    A mandatory order after it would stop Keystone and everything after Keystone there
-    first, taking the node's APIs down for the whole restart."""
+    """The services reconnect on their own to memcached, RabbitMQ, their database,
+    Keystone, and (over RPC) neutron-server and cinder-scheduler: a kill -9 of one of
+    them on a node (its monitor finds it dead) recovers only it. A symmetrical order
+    after it would stop everything after it there first, taking the node's APIs
+    down for the whole restart."""
     stops = simulate.monitor_failure_stops(steady, name, "controller01",
                                            _monitor_ms(steady, name))
     assert stops == {name}
 
 
-@pytest.mark.parametrize("name", ["galera", "rabbitmq", "memcached"])
+@pytest.mark.parametrize("name", ["galera", "rabbitmq", "memcached", "apache",
+                                  "neutron-server", "cinder-scheduler"])
 def test_a_node_without_what_services_reach_over_the_network_keeps_its_services(
         steady, tmp_path, name):
     """The services reach the database and the broker through the VIP and memcached
@@ -314,18 +317,21 @@ def test_a_node_without_what_services_reach_over_the_network_keeps_its_services(
                                        "controller01", max_transitions=3)
     on_01 = {rid for rid, where in placed.items() if any(n == "controller01" for n, _ in where)}
     services = {"apache", "glance-api", "nova-api", "nova-conductor", "neutron-server",
-                "cinder-api", "cinder-scheduler"}
+                "neutron-openvswitch-agent", "cinder-api", "cinder-scheduler"} - {name}
     assert services <= on_01, sorted(services - on_01)
     assert name not in on_01
-    if name in ("galera", "rabbitmq"):
+    if name in ("galera", "rabbitmq", "apache", "neutron-server"):
         assert placed["vip"] == [("controller02", "Started")]
 
 
-def test_recovery_of_keystone_still_restarts_what_follows_it(steady):
-    """The orders after apache stay mandatory: the check above sees real restarts."""
-    stops = simulate.monitor_failure_stops(steady, "apache", "controller01",
-                                           _monitor_ms(steady, "apache"))
-    assert {"apache", "glance-api", "nova-api", "cinder-api"} <= stops
+def test_recovery_of_the_open_vswitch_agent_still_restarts_what_needs_it(steady):
+    """The node's DHCP, L3 and metadata agents need its own Open vSwitch agent: they
+    stay colocated with it and restart with it (the check above sees real restarts)."""
+    stops = simulate.monitor_failure_stops(steady, "neutron-openvswitch-agent",
+                                           "controller01",
+                                           _monitor_ms(steady, "neutron-openvswitch-agent"))
+    assert {"neutron-openvswitch-agent", "neutron-dhcp-agent", "neutron-l3-agent",
+            "neutron-metadata-agent"} <= stops
 
 
 def test_services_start_after_galera_promote_when_both_start(applied, tmp_path):

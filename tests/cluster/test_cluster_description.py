@@ -165,7 +165,7 @@ def test_clients_reconnect_makes_the_orders_after_a_resource_asymmetrical(tmp_pa
     assert symmetrical["order-galera-then-apache"] == \
         symmetrical["order-memcached-then-apache"] == "false"
     assert symmetrical["order-rabbitmq-then-nova-api"] == "true"
-    assert symmetrical["order-apache-then-glance-api"] == "true"
+    assert symmetrical["order-neutron-openvswitch-agent-then-neutron-dhcp-agent"] == "true"
 
 
 def test_config_check_and_sample_understand_the_description(tmp_path):
