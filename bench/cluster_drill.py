@@ -169,6 +169,8 @@ def whole_profile(args, cached) -> int:
                 and r.cloud_s <= floor["floor_s"] + 10,
                 "cloud_began_within_floor_10s": r.cloud_began_s is not None
                 and r.cloud_began_s <= floor["floor_s"] + 10,
+                # a failed attempt before the one that worked says what the fault cost
+                "cloud_failed_attempt": r.cloud_error if r.cloud_attempts > 1 else None,
                 "error": r.error or (r.cloud_error if r.cloud_s is None else None)})
     finally:
         if args.keep_logs:
@@ -191,6 +193,8 @@ def whole_profile(args, cached) -> int:
               f"{'yes' if row['cloud_began_within_floor_10s'] else 'NO'}); "
               f"lost acknowledged writes {row['lost_writes']}; "
               f"{'ok' if row['ok'] else 'FAILED: ' + str(row['error'])}")
+        if row["cloud_failed_attempt"]:
+            print(f"  a failed attempt: {row['cloud_failed_attempt']}")
     return 0
 
 
