@@ -7,9 +7,9 @@ the pacestack agent runs the daemon itself when there is no systemd. Distributio
 daemons that need their unit's environment (apache2, memcached, rabbitmq-server)
 keep it through the agent's ``systemd_unit`` parameter.
 
-The services are expected to reach the database and RabbitMQ through the VIP (the
-description's ``[vip] name``) and memcached on every controller: nothing is tied to
-its own node's Galera, broker or cache.
+The services are expected to reach the database, RabbitMQ and Keystone through the
+VIP (the description's ``[vip] name``) and memcached on every controller: nothing
+is tied to its own node's Galera, broker, cache or Keystone.
 """
 
 from __future__ import annotations
