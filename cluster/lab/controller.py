@@ -172,6 +172,10 @@ def write_configs(config_dir: Path, state_dir: Path, venv: Path, glance_venv: Pa
             "fernet_tokens": {"key_repository": str(config_dir / "fernet-keys")},
             "fernet_receipts": {"key_repository": str(config_dir / "fernet-keys")},
             "credential": {"key_repository": str(config_dir / "credential-keys")},
+            # every lab service signs in as one user, and after a fault each signs in
+            # again: bcrypt's default 12 rounds (0.24 s a check on an idle core here)
+            # queued those behind one gunicorn worker on two shared cores for seconds
+            "identity": {"password_hash_rounds": "4"},
         },
         "placement.conf": {
             "DEFAULT": {"use_stderr": "true"},
