@@ -45,7 +45,8 @@ class Constraint:
         if self.kind == "order":
             return ("order", a.get("first"), a.get("first-action", "start"), a.get("then"),
                     a.get("then-action", a.get("first-action", "start")),
-                    a.get("kind", "Mandatory") if "score" not in a else a["score"])
+                    a.get("kind", "Mandatory") if "score" not in a else a["score"],
+                    a.get("symmetrical", "true").lower())
         if self.kind == "colocation":
             return ("colocation", a.get("rsc"), a.get("rsc-role", "Started"),
                     a.get("with-rsc"), a.get("with-rsc-role", "Started"),

@@ -86,6 +86,10 @@ vip_group = cfg.OptGroup(
     "vip", title="The virtual IP",
     help="The address clients use (its name is what the Keystone endpoints point at).")
 
+# what the built-in profile's clients reach through the VIP: it must run with them
+VIP_FRONTS = ("galera", "rabbitmq", "apache", "glance-api", "nova-api", "neutron-server",
+              "cinder-api")
+
 vip_opts = [
     cfg.IPOpt("address", help="The virtual IP address."),
     cfg.IntOpt("cidr_netmask", default=24, min=1, max=128, help="Its prefix length."),
@@ -93,10 +97,10 @@ vip_opts = [
     cfg.HostnameOpt("name", default="controller.domain",
                     help="The DNS name of the VIP; every endpoint must use it."),
     cfg.StrOpt("resource", default="vip", help="The Pacemaker resource id of the VIP."),
-    cfg.ListOpt("fronts", default=["galera", "apache", "glance-api", "nova-api", "neutron-server",
-                                   "cinder-api"],
+    cfg.ListOpt("fronts", default=list(VIP_FRONTS),
                 help="Resources the VIP fronts: it must always run where they run "
-                "(names that are disabled or absent are ignored)."),
+                "(names that are disabled or absent are ignored). The built-in profile's "
+                "services reach the database and the broker through the VIP."),
 ]
 
 arbitrator_group = cfg.OptGroup(
@@ -130,9 +134,9 @@ resource_opts = [
                 help="Resources this one must run with (on the same node)."),
     cfg.BoolOpt("clients_reconnect", default=False,
                 help="What starts after this resource reconnects to it on its own "
-                "(a database, a message broker, a cache): their ordering is kind=Optional, "
-                "kept when both start or stop together, but a restart of this one alone "
-                "restarts none of them."),
+                "(a database, a message broker, a cache): their ordering is "
+                "symmetrical=false, so they start only after it but a restart of this one "
+                "alone stops none of them."),
     _pairs("meta", "Extra meta attributes of the resource."),
     _pairs("clone_meta", "Extra meta attributes of its clone (clone and promotable modes)."),
     cfg.IntOpt("monitor_interval", min=1,

@@ -125,10 +125,13 @@ def wanted_constraints(desc: Description) -> list[WantedConstraint]:
                     r.pcs_id, f"id={cid}"]
             reason = f"{r.name} starts after {dep.name}"
             if dep.clients_reconnect:
-                # a mandatory order restarts r whenever dep restarts on its node
-                attrs["kind"] = "Optional"
-                argv.append("kind=Optional")
-                reason += " (when both start; it reconnects on its own)"
+                # r starts only after dep (its first start waits for it), but a
+                # restart of dep alone restarts nothing: a symmetrical order stops r
+                # before dep stops, and an Optional one does not hold r back at all
+                # when dep's start is in an earlier transition (Galera's promote is)
+                attrs["symmetrical"] = "false"
+                argv.append("symmetrical=false")
+                reason += " (not stopped with it: it reconnects on its own)"
             out.append(WantedConstraint(cid, "order", attrs, tuple(argv), reason))
         for dep_name in r.with_:
             out.append(_colocation(r.name, r.pcs_id, by_name[dep_name],
@@ -283,9 +286,16 @@ def build(desc: Description, existing: Cib | None = None) -> list[Step]:
                   if not ({have.constraints[cid].attrs.get(k) for k in
                            ("first", "then", "rsc", "with-rsc")} & gone)}
     # an order of the same pair under any id, but of another kind: Pacemaker applies
-    # both, and a Mandatory one left beside an Optional one still restarts dependents
+    # both, and a symmetrical one left beside ours still restarts dependents
     orders = {sig[:5]: cid for sig, cid in signatures.items() if sig[0] == "order"}
-    for c in wanted_constraints(desc):
+    wanted = wanted_constraints(desc)
+    for cid in sorted(_made_here(desc, have) - {c.id for c in wanted}):
+        if {have.constraints[cid].attrs.get(k) for k in ("first", "then", "rsc", "with-rsc")} \
+                & gone:
+            continue  # deleting the resource deletes its constraints
+        remove.append(Step("remove", "delete", cid, ("constraint", "delete", cid),
+                           f"{cid}: no longer wanted by the description"))
+    for c in wanted:
         if c.signature() in signatures:
             continue
         other = orders.get(c.signature()[:5])
@@ -300,6 +310,16 @@ def build(desc: Description, existing: Cib | None = None) -> list[Step]:
                                    f"{c.id} changes"))
         steps.append(Step("constraints", "create", c.id, c.argv, c.reason))
     return remove + steps
+
+
+def _made_here(desc: Description, have: Cib) -> set[str]:
+    """The constraints of ``have`` under the ids this module gives to one between two
+    resources of the description: an earlier plan made them. Any other constraint
+    is the operator's and stays."""
+    names = [r.name for r in all_resources(desc)]
+    ids = {f"{kind}-{a}-{word}-{b}" for a in names for b in names if a != b
+           for kind, word in (("order", "then"), ("colocation", "with"))}
+    return ids & set(have.constraints)
 
 
 def secret_params(desc: Description) -> dict[str, frozenset[str]]:

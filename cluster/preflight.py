@@ -184,6 +184,55 @@ def check_endpoints(desc: Description, node: Files) -> list[Finding]:
     return out
 
 
+DATABASE_OPTIONS = (("database", "connection"), ("api_database", "connection"),
+                    ("placement_database", "connection"))
+
+
+def _service_configs(desc: Description) -> list[tuple[str, str]]:
+    """(resource, config file relative to a node's root) of the described services
+    not colocated with Galera: they must reach it through the VIP. Keystone's file is
+    apache's in the profile (its unit has no config parameter)."""
+    galera = {r.name for r in desc.resources if r.agent.endswith(":galera")}
+    out = []
+    for r in desc.resources:
+        if not galera or galera & set(r.with_) or r.name in galera:
+            continue
+        paths = r.params.get("config", "").split()
+        if r.name == "apache" and not paths:
+            paths = ["/" + KEYSTONE_CONF]
+        out += [(r.name, p.lstrip("/")) for p in paths if p.startswith("/")]
+    return out
+
+
+def check_database_reach(desc: Description, nodes: list[Files]) -> list[Finding]:
+    """Every described service that does not run beside its node's Galera names the
+    VIP (its name or address) as its database host."""
+    out = []
+    via_vip = {desc.vip.name, desc.vip.address}
+    for resource, rel in _service_configs(desc):
+        for f in nodes:
+            text = f.read(rel)
+            if text is None:
+                continue
+            try:
+                cp = _ini(text)
+            except configparser.Error:
+                continue  # the service's own start reports a broken file
+            for section, option in DATABASE_OPTIONS:
+                url = cp.get(section, option, fallback=None)
+                if not url:
+                    continue
+                try:
+                    host = urlsplit(url).hostname
+                except ValueError:
+                    host = None
+                if host and host not in via_vip:
+                    out.append(codes.DATABASE_NOT_VIA_VIP(
+                        f"{f.path(rel)} [{section}] {option}", node=f.label,
+                        resource=resource, host=host, vip_name=desc.vip.name))
+    return out
+
+
 def check_vip_name(desc: Description) -> list[Finding]:
     subject = f"[vip] name {desc.vip.name}"
     try:
@@ -327,6 +376,7 @@ def preflight(desc: Description, inputs: Inputs) -> list[Finding]:
     if not inputs.skip_database:
         out += check_endpoints(desc, local)
     out += check_vip_name(desc)
+    out += check_database_reach(desc, nodes)
     coro = inputs.corosync_conf or local.path(COROSYNC_CONF)
     text = None
     try:

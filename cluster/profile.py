@@ -6,11 +6,14 @@ systemd does not run (the machine planning the change is often not a node), and
 the pacestack agent runs the daemon itself when there is no systemd. Distribution
 daemons that need their unit's environment (apache2, memcached, rabbitmq-server)
 keep it through the agent's ``systemd_unit`` parameter.
+
+The services are expected to reach the database, RabbitMQ and Keystone through the
+VIP (the description's ``[vip] name``) and memcached on every controller: nothing
+is tied to its own node's Galera, broker, cache or Keystone.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -23,6 +26,15 @@ CINDER_VOLUME = "ocf:pacestack:cinder-volume"
 
 # the API services a client reaches through the VIP
 API_SERVICES = ("apache", "glance-api", "nova-api", "neutron-server", "cinder-api")
+
+# What the services reach over the network, never on their own node only: the
+# database, the message broker and Keystone through the VIP (the VIP runs with
+# them: the description's default [vip] fronts), memcached on every controller
+# (memcached_servers lists them all), neutron-server and cinder-scheduler over RPC.
+# A service runs beside none of these, and reconnects to them on its own: a restart
+# of one of them on a node restarts nothing else there.
+REACHED_OVER_THE_NETWORK = ("galera", "rabbitmq", "memcached", "apache", "neutron-server",
+                            "cinder-scheduler")
 
 
 def _daemon(binary: str, configs: Sequence[str], user: str, url: str | None = None
@@ -55,9 +67,14 @@ def controller_stack(nodes: Sequence[tuple[str, str]], shared_host: str = "contr
             agent: str = SERVICE) -> Resource:
         # colocated with what it starts after, not only ordered: the scheduler places
         # by colocation, so without it the VIP can stay on a node where an ordering
-        # dependency failed and the services it fronts cannot run (verify finds this)
+        # dependency failed and the services it fronts cannot run (verify finds this).
+        # Not with what the services reach over the network: tied to the node's own
+        # Galera, a mariadbd restart stopped every service of its node, and a
+        # Keystone restart every service after it.
+        with_ = tuple(a for a in after if a not in REACHED_OVER_THE_NETWORK)
         return Resource(name=name, agent=agent, params=params, mode=mode, after=tuple(after),
-                        with_=tuple(after), clone_meta=dict(clone) if mode != "single" else {})
+                        with_=with_, clone_meta=dict(clone) if mode != "single" else {},
+                        clients_reconnect=name in REACHED_OVER_THE_NETWORK)
 
     return [
         Resource(name="galera", agent=GALERA,
@@ -66,12 +83,8 @@ def controller_stack(nodes: Sequence[tuple[str, str]], shared_host: str = "contr
                  mode="promotable", clients_reconnect=True,
                  clone_meta={"interleave": "true", "notify": "true",
                              "promoted-max": str(len(nodes))}),
-        # the services reconnect to the cache, the broker and the database themselves:
-        # a restart of one of them on a node need not restart everything after it
-        dataclasses.replace(svc("memcached", {"systemd_unit": "memcached"}, ()),
-                            clients_reconnect=True),
-        dataclasses.replace(svc("rabbitmq", {"systemd_unit": "rabbitmq-server"}, ()),
-                            clients_reconnect=True),
+        svc("memcached", {"systemd_unit": "memcached"}, ()),
+        svc("rabbitmq", {"systemd_unit": "rabbitmq-server"}, ()),
         # Keystone and Horizon are both WSGI applications of one apache2
         svc("apache", {"systemd_unit": "apache2", "monitor_url": "http://127.0.0.1:5000/v3"},
             ("galera", "memcached")),

@@ -124,6 +124,12 @@ ENDPOINT_NOT_VIP = _code(
     "ENDPOINT_NOT_VIP", ERROR,
     "{service} {interface} endpoint {url} does not use the VIP name {vip_name}",
     service=str, interface=str, url=str, vip_name=str)
+DATABASE_NOT_VIA_VIP = _code(
+    "DATABASE_NOT_VIA_VIP", ERROR,
+    "{node}: {resource} reaches its database at {host}, not through the VIP {vip_name}: "
+    "it is not colocated with Galera, so it may run beside a node whose Galera is not "
+    "Primary (name the VIP, or give [resource:{resource}] with = galera)",
+    node=str, resource=str, host=str, vip_name=str)
 VIP_NAME_UNRESOLVED = _code(
     "VIP_NAME_UNRESOLVED", ERROR, "{vip_name} does not resolve: {error}",
     vip_name=str, error=str)

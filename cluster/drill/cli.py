@@ -32,12 +32,12 @@ def render_table(report: drill.DrillReport) -> str:
                probes, _fmt(s.services_s)]
         if cloud:
             row += [" ".join(f"{n} {_fmt(v)}" for n, v in sorted(s.apis_s.items())) or "-",
-                    _fmt(s.cloud_s)]
+                    f"{_fmt(s.cloud_began_s)}/{_fmt(s.cloud_s)}"]
         rows.append((*row, _fmt(s.rejoin_s), f"{s.writes_acked}", str(len(s.lost_writes)),
                      inst, "ok" if s.ok else "FAILED"))
     head = ["SCENARIO", "VICTIM", "DETECT s", "VIP s", "GALERA s", "PROBES s", "SERVICES s"]
     if cloud:
-        head += ["APIS s", "CLOUD s"]
+        head += ["APIS s", "CLOUD s (began/done)"]
     out = [render.table((*head, "REJOIN s", "ACKED", "LOST", "MAX ACTIVE", "RESULT"), rows)]
     for s in report.scenarios:
         for note in s.notes:
@@ -82,6 +82,7 @@ def timeline_figure(report: drill.DrillReport):
         ax.set_yticks(range(len(series)), list(series))
         marks = [("fault", 0.0, "black"), ("detected", s.detection_s, "tab:orange"),
                  ("services", s.services_s, "tab:blue"),
+                 ("cloud sequence began", s.cloud_began_s, "tab:green"),
                  ("cloud works", s.cloud_s, "tab:cyan")]
         if tl.get("t_back") and tl.get("t0"):
             marks.append(("return", tl["t_back"] - tl["t0"], "tab:purple"))

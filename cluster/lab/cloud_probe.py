@@ -109,18 +109,21 @@ def watch(out: str, interval: float = 0.25) -> None:
     def poll(name: str, url: str) -> None:
         while not stop.is_set():
             t = time.time()
+            error = None
             try:
                 code = requests.get(url, headers=read_headers(name, state["token"]),
                                     timeout=2).status_code
-            except requests.RequestException:
-                code = None
+            except requests.RequestException as exc:
+                code, error = None, type(exc).__name__
             if code == 401:
                 try:
                     sess.invalidate()
                     state["token"] = sess.get_token()
                 except Exception:  # noqa: BLE001, S110 - Keystone down: its own probe says so
                     pass
-            log(kind="api", name=name, ok=code == 200, t=t)
+            # the answer and how long it took: a slow recovery reads from these
+            log(kind="api", name=name, ok=code == 200, t=t, code=code, error=error,
+                took=round(time.time() - t, 3))
             stop.wait(interval)
 
     threads = [threading.Thread(target=poll, args=item, daemon=True) for item in urls.items()]
@@ -223,7 +226,7 @@ def sequence() -> dict:
               "server_status": server.status, "port": port.id, "volume": volume.status,
               "attached_to": attached_to, "detached": detached.status,
               "image_listed": tag in images, "seconds": round(finished - t0, 2),
-              "finished": finished}
+              "started": t0, "finished": finished}
     report["cleanup"] = cleanup(conn)
     return report
 

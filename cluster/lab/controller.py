@@ -32,6 +32,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pacestack.cluster.options import VIP_FRONTS
+
 from pacestack import wsgi_apps
 
 from . import neutron_agents, services
@@ -95,9 +97,10 @@ DAEMONS = {  # resource -> (binary, config files)
 
 
 # Placement is apache's in the profile (so "after apache" covers it); here it is its
-# own resource, and the Nova services that exit without it wait for it too
+# own resource, and the Nova services that exit without it wait for it too. Like
+# Keystone it is reached through the VIP: ordered after, not colocated with
 _AFTER = "rabbitmq, apache, placement-api"
-NEEDS_PLACEMENT = {name: f"after = {_AFTER}\nwith = {_AFTER}\n"
+NEEDS_PLACEMENT = {name: f"after = {_AFTER}\n"
                    for name in ("nova-api", "nova-scheduler", "nova-conductor")}
 
 
@@ -163,18 +166,22 @@ def write_configs(config_dir: Path, state_dir: Path, venv: Path, glance_venv: Pa
     files: dict[str, dict[str, dict[str, str]]] = {
         "keystone.conf": {
             "DEFAULT": {"log_file": "", "use_stderr": "true"},
-            "database": {"connection": db_url(pw, "keystone")},
+            "database": {"connection": db_url(pw, "keystone", hosts.vip_name)},
             "cache": {"enabled": "true", "backend": "oslo_cache.memcache_pool",
                       "memcache_servers": mc},
             "fernet_tokens": {"key_repository": str(config_dir / "fernet-keys")},
             "fernet_receipts": {"key_repository": str(config_dir / "fernet-keys")},
             "credential": {"key_repository": str(config_dir / "credential-keys")},
+            # every lab service signs in as one user, and after a fault each signs in
+            # again: bcrypt's default 12 rounds (0.24 s a check on an idle core here)
+            # queued those behind one gunicorn worker on two shared cores for seconds
+            "identity": {"password_hash_rounds": "4"},
         },
         "placement.conf": {
             "DEFAULT": {"use_stderr": "true"},
             "api": {"auth_strategy": "keystone"},
             "keystone_authtoken": authtoken,
-            "placement_database": {"connection": db_url(pw, "placement")},
+            "placement_database": {"connection": db_url(pw, "placement", hosts.vip_name)},
             "oslo_concurrency": {"lock_path": lock},
         },
         "neutron.conf": {
@@ -197,7 +204,7 @@ def write_configs(config_dir: Path, state_dir: Path, venv: Path, glance_venv: Pa
                         "api_paste_config": str(venv / "etc/neutron/api-paste.ini")},
             "keystone_authtoken": authtoken,
             **RABBIT,
-            "database": {"connection": db_url(pw, "neutron")},
+            "database": {"connection": db_url(pw, "neutron", hosts.vip_name)},
             "oslo_concurrency": {"lock_path": lock},
             "ovn": {"disable_ovn_dhcp_for_baremetal_ports": "true"},
         },
@@ -215,7 +222,7 @@ def write_configs(config_dir: Path, state_dir: Path, venv: Path, glance_venv: Pa
                         "report_interval": "2", "service_down_time": "6"},
             "keystone_authtoken": authtoken,
             **RABBIT,
-            "database": {"connection": db_url(pw, "cinder")},
+            "database": {"connection": db_url(pw, "cinder", hosts.vip_name)},
             "oslo_concurrency": {"lock_path": lock},
             "lvm": {"volume_driver": "cinder.tests.fake_driver.FakeLoggingVolumeDriver",
                     "volume_backend_name": "lvm"},
@@ -230,7 +237,7 @@ def write_configs(config_dir: Path, state_dir: Path, venv: Path, glance_venv: Pa
     if glance_venv is not None:
         files["glance/glance-api.conf"] = {
             "DEFAULT": {"use_stderr": "true", "workers": "1", "transport_url": mq},
-            "database": {"connection": db_url(pw, "glance")},
+            "database": {"connection": db_url(pw, "glance", hosts.vip_name)},
             "keystone_authtoken": authtoken,
             **RABBIT,
             "paste_deploy": {"flavor": "keystone",
@@ -300,8 +307,8 @@ def _nova(hosts: LabHosts, secrets_: Secrets, state_dir: Path, venv: Path, lock:
                                 "host": hosts.arbitrator[0]})
         conf["vnc"]["server_proxyclient_address"] = hosts.arbitrator[1]
     else:
-        conf["database"] = {"connection": db_url(pw, "nova")}
-        conf["api_database"] = {"connection": db_url(pw, "nova_api")}
+        conf["database"] = {"connection": db_url(pw, "nova", hosts.vip_name)}
+        conf["api_database"] = {"connection": db_url(pw, "nova_api", hosts.vip_name)}
         conf["DEFAULT"]["web"] = str(state_dir / "novnc")  # noVNC's files: none here
     return conf
 
@@ -392,8 +399,10 @@ def description(hosts: LabHosts, *, power_dir: Path | None, venv: Path,
     base = services.lab_description(hosts, power_dir=power_dir, venv=None, config_dir=None,
                                     services=False, galera_agent=galera_agent)
     base = base.replace("profile = none", "profile = controller")
-    # the profile's VIP fronts (its default) instead of Galera alone
-    base = "\n".join(ln for ln in base.splitlines() if not ln.startswith("fronts ="))
+    # the profile's VIP fronts (its default), and Placement, its own API here
+    fronts = ", ".join([*VIP_FRONTS, "placement-api"])
+    base = "\n".join(f"fronts = {fronts}" if ln.startswith("fronts =") else ln
+                      for ln in base.splitlines())
     out = [base]
 
     def res(name: str, params: dict[str, str], interval: int, extra: str = "") -> None:
@@ -406,7 +415,8 @@ def description(hosts: LabHosts, *, power_dir: Path | None, venv: Path,
         if name == "glance-api" and glance_venv is None:
             out.append("[resource:glance-api]\nenabled = false\n")
             continue
-        extra = ("agent = ocf:pacestack:openstack-service\nafter = apache\nwith = apache\n"
+        extra = ("agent = ocf:pacestack:openstack-service\nafter = apache\n"
+                 "clients_reconnect = true\n"
                  if name == "placement-api" else NEEDS_PLACEMENT.get(name, ""))
         res(name, api_params(name, venv, glance_venv, config_dir), 5, extra)
     for name in DAEMONS:
@@ -416,13 +426,13 @@ def description(hosts: LabHosts, *, power_dir: Path | None, venv: Path,
             NEEDS_PLACEMENT.get(name, ""))
     service = "agent = ocf:pacestack:openstack-service\n"
     res("openvswitch", neutron_agents.ovs_params(config_dir), 10, service)
-    rpc = "after = neutron-server\nwith = neutron-server\n"
+    # the agents reach it over RPC, as they reach neutron-server in the profile
+    rpc = "after = neutron-server\nclients_reconnect = true\n"
     res("neutron-rpc-server", daemon_params("neutron-rpc-server", venv, config_dir,
                                             glance_venv), 10, service + rpc)
     for name in neutron_agents.AGENTS:
         # the Open vSwitch agent needs its host's switch and the RPC server's answers
-        extra = ("after = neutron-rpc-server, openvswitch\n"
-                 "with = neutron-rpc-server, openvswitch\n"
+        extra = ("after = neutron-rpc-server, openvswitch\nwith = openvswitch\n"
                  if name == "neutron-openvswitch-agent" else "")
         res(name, neutron_agents.agent_params(name, venv, config_dir), 10, extra)
     res("cinder-volume", {"binary": str(venv / "bin" / "cinder-volume"),

@@ -509,7 +509,9 @@ def _configure(lab: Lab, opts, venv, schemas, password, power_dir, config_dir,
         _load_dump(lab, Path(opts.dump))
     elif schemas is not None:
         progress("loading the sample OpenStack databases (the projects' own schemas)")
-        _load_sample(lab, schemas, password)
+        # the whole profile's services reach their databases through the VIP
+        _load_sample(lab, schemas, password,
+                     info.vip_name if info.whole_profile else "127.0.0.1")
     mark("databases loaded")
     if venv is None:
         cluster_conf = Path(info.description)
@@ -709,7 +711,7 @@ def all_running(lab: Lab, placed: dict) -> bool:
                for s in lab.info.single_instance + ["vip"])
 
 
-def _load_sample(lab: Lab, schemas: Path, password: str) -> None:
+def _load_sample(lab: Lab, schemas: Path, password: str, db_host: str) -> None:
     for db in services.DATABASES:
         sql = (schemas / f"{db}.sql").read_text(encoding="utf-8")
         lab.sql(f"CREATE DATABASE IF NOT EXISTS `{db}`;\nUSE `{db}`;\n{sql}", timeout=300)
@@ -722,7 +724,7 @@ def _load_sample(lab: Lab, schemas: Path, password: str) -> None:
         database = url.rsplit("/", 1)[1].split("?")[0]
         # our own random password (URL-safe alphabet) and database names from our dump
         lab.sql("UPDATE nova_api.cell_mappings SET database_connection = "  # noqa: S608
-                f"'{services.db_url(password, database)}' WHERE id = {int(row_id)};")
+                f"'{services.db_url(password, database, db_host)}' WHERE id = {int(row_id)};")
 
 
 def _load_dump(lab: Lab, dump: Path) -> None:

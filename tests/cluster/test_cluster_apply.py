@@ -184,7 +184,7 @@ def test_plan_against_a_hand_built_cib(seed, tmp_path):
     by_target = {s.target: s for s in full}
     by_hand = [by_target["galera"].argv, by_target["memcached"].argv, by_target["apache"].argv,
                ("constraint", "order", "promote", "galera-clone", "then", "start",
-                "apache-clone", "kind=Optional")]
+                "apache-clone", "symmetrical=false")]
     results = pcsrun.run_batch(str(path), by_hand)
     assert [r.rc for r in results] == [0, 0, 0, 0], results[-1].stderr
     assert "order-galera-then-apache" not in cib.read_file(str(path)).constraints
@@ -216,9 +216,9 @@ def test_stickiness_is_set_once_and_an_operators_own_value_is_kept(seed, tmp_pat
                 if s.target == "resource-stickiness"]
 
 
-def test_hand_built_mandatory_order_is_replaced_by_the_optional_one(seed, tmp_path):
-    """A Mandatory order of the same pair under pcs's own id would still restart
-    apache with Galera beside the wanted Optional one: the plan deletes it."""
+def test_hand_built_symmetrical_order_is_replaced_by_the_asymmetrical_one(seed, tmp_path):
+    """A symmetrical order of the same pair under pcs's own id would still restart
+    apache with Galera beside the wanted asymmetrical one: the plan deletes it."""
     path = tmp_path / "cib.xml"
     path.write_text(cib.empty_cib())
     by_target = {s.target: s for s in plan.build(seed)}
@@ -234,8 +234,8 @@ def test_hand_built_mandatory_order_is_replaced_by_the_optional_one(seed, tmp_pa
     orders = [c for c in cib.read_file(str(path)).constraints.values()
               if c.kind == "order" and c.attrs["first"] == "galera-clone"
               and c.attrs["then"] == "apache-clone"]
-    assert [(c.id, c.attrs.get("kind")) for c in orders] == \
-        [("order-galera-then-apache", "Optional")]
+    assert [(c.id, c.attrs.get("kind", "Mandatory"), c.attrs.get("symmetrical"))
+            for c in orders] == [("order-galera-then-apache", "Mandatory", "false")]
     assert plan.build(seed, cib.read_file(str(path))) == []
 
 
@@ -292,26 +292,51 @@ def _monitor_ms(cib_path: str, name: str) -> int:
     return int(ops.get("Promoted", ops.get(""))[:-1]) * 1000
 
 
-@pytest.mark.parametrize("name", ["memcached", "rabbitmq", "galera"])
+@pytest.mark.parametrize("name", ["memcached", "rabbitmq", "galera", "apache",
+                                  "neutron-server", "cinder-scheduler"])
 def test_recovery_of_what_services_reconnect_to_restarts_nothing_else(steady, name):
-    """The services reconnect to memcached, RabbitMQ and their database on their own:
-    a kill -9 of one of them on a node (its monitor finds it dead) recovers only it.
-    A mandatory order after it would stop Keystone and everything after Keystone there
-    first, taking the node's APIs down for the whole restart."""
+    """The services reconnect on their own to memcached, RabbitMQ, their database,
+    Keystone, and (over RPC) neutron-server and cinder-scheduler: a kill -9 of one of
+    them on a node (its monitor finds it dead) recovers only it. A symmetrical order
+    after it would stop everything after it there first, taking the node's APIs
+    down for the whole restart."""
     stops = simulate.monitor_failure_stops(steady, name, "controller01",
                                            _monitor_ms(steady, name))
     assert stops == {name}
 
 
-def test_recovery_of_keystone_still_restarts_what_follows_it(steady):
-    """The orders after apache stay mandatory: the check above sees real restarts."""
-    stops = simulate.monitor_failure_stops(steady, "apache", "controller01",
-                                           _monitor_ms(steady, "apache"))
-    assert {"apache", "glance-api", "nova-api", "cinder-api"} <= stops
+@pytest.mark.parametrize("name", ["galera", "rabbitmq", "memcached", "apache",
+                                  "neutron-server", "cinder-scheduler"])
+def test_a_node_without_what_services_reach_over_the_network_keeps_its_services(
+        steady, tmp_path, name):
+    """The services reach the database and the broker through the VIP and memcached
+    on every controller: when one of these cannot run on controller01 (a mariadbd
+    rejoining has no promotion score yet; a start that failed), every service keeps
+    running there, and the VIP leaves controller01 only for what it fronts."""
+    placed = simulate.resource_failure(steady, str(tmp_path / "out.xml"), name,
+                                       "controller01", max_transitions=3)
+    on_01 = {rid for rid, where in placed.items() if any(n == "controller01" for n, _ in where)}
+    services = {"apache", "glance-api", "nova-api", "nova-conductor", "neutron-server",
+                "neutron-openvswitch-agent", "cinder-api", "cinder-scheduler"} - {name}
+    assert services <= on_01, sorted(services - on_01)
+    assert name not in on_01
+    if name in ("galera", "rabbitmq", "apache", "neutron-server"):
+        assert placed["vip"] == [("controller02", "Started")]
+
+
+def test_recovery_of_the_open_vswitch_agent_still_restarts_what_needs_it(steady):
+    """The node's DHCP, L3 and metadata agents need its own Open vSwitch agent: they
+    stay colocated with it and restart with it (the check above sees real restarts)."""
+    stops = simulate.monitor_failure_stops(steady, "neutron-openvswitch-agent",
+                                           "controller01",
+                                           _monitor_ms(steady, "neutron-openvswitch-agent"))
+    assert {"neutron-openvswitch-agent", "neutron-dhcp-agent", "neutron-l3-agent",
+            "neutron-metadata-agent"} <= stops
 
 
 def test_services_start_after_galera_promote_when_both_start(applied, tmp_path):
-    """An Optional order still holds when both actions are in one transition: on a
+    """The order after Galera's promote holds although the promote comes a transition
+    after the start (no colocation holds apache back any more): on a
     cluster start each node's apache starts after its own Galera is promoted."""
     up, started = str(tmp_path / "up.xml"), str(tmp_path / "started.xml")
     argv = ["-x", applied[1], "--quorum", "true", "-O", up]
@@ -364,3 +389,24 @@ def test_promotable_resource_is_monitored_in_both_roles(seed, applied, tmp_path)
     assert sorted(cib.read_file(str(path)).primitives["galera"].monitor_ops) == \
         [("Promoted", "7s"), ("Unpromoted", "8s")]
     assert not [s for s in plan.build(wanted, cib.read_file(str(path))) if s.target == "galera"]
+
+
+def test_constraints_an_earlier_plan_made_and_the_description_dropped_are_deleted(
+        seed, applied, tmp_path):
+    """A cluster applied when the services ran beside their own node's Galera keeps
+    that colocation unless the plan deletes it: pacestack's own ids between two
+    described resources go; an operator's constraint under any other id stays."""
+    path = tmp_path / "cib.xml"
+    path.write_text(Path(applied[1]).read_text(encoding="utf-8"))
+    old = [("constraint", "colocation", "add", "apache-clone", "with", "Promoted",
+            "galera-clone", "INFINITY", "id=colocation-apache-with-galera"),
+           ("constraint", "colocation", "add", "nova-api-clone", "with", "galera-clone",
+            "100", "id=operators-own")]
+    assert [r.rc for r in pcsrun.run_batch(str(path), old)] == [0, 0]
+    steps = plan.build(seed, cib.read_file(str(path)))
+    assert [(s.action, s.target) for s in steps] == \
+        [("delete", "colocation-apache-with-galera")]
+    assert [r.rc for r in pcsrun.run_batch(str(path), [s.argv for s in steps])] == [0]
+    left = cib.read_file(str(path)).constraints
+    assert "operators-own" in left and "colocation-apache-with-galera" not in left
+    assert plan.build(seed, cib.read_file(str(path))) == []

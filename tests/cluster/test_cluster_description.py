@@ -148,7 +148,7 @@ def test_profile_entries_can_be_overridden_and_disabled(tmp_path):
                                               "notify": "true"}
 
 
-def test_clients_reconnect_makes_the_orders_after_a_resource_optional(tmp_path):
+def test_clients_reconnect_makes_the_orders_after_a_resource_asymmetrical(tmp_path):
     """Set on a resource of one's own, and cleared on a built-in one: the orders
     after it follow, the others stay Mandatory."""
     from pacestack.cluster import plan
@@ -159,13 +159,13 @@ def test_clients_reconnect_makes_the_orders_after_a_resource_optional(tmp_path):
                     .replace("mode = promotable\n", "mode = promotable\nclients_reconnect = true\n")
                     + "\n[resource:rabbitmq]\nclients_reconnect = false\n")
     desc = description.load([str(conf)], check_agents=False)
-    kinds = {c.id: c.attrs.get("kind", "Mandatory") for c in plan.wanted_constraints(desc)
-             if c.kind == "order"}
-    assert kinds["order-db-then-api"] == "Optional"
-    assert kinds["order-galera-then-apache"] == kinds["order-memcached-then-apache"] == \
-        "Optional"
-    assert kinds["order-rabbitmq-then-nova-api"] == "Mandatory"
-    assert kinds["order-apache-then-glance-api"] == "Mandatory"
+    symmetrical = {c.id: c.attrs.get("symmetrical", "true") for c in
+                   plan.wanted_constraints(desc) if c.kind == "order"}
+    assert symmetrical["order-db-then-api"] == "false"
+    assert symmetrical["order-galera-then-apache"] == \
+        symmetrical["order-memcached-then-apache"] == "false"
+    assert symmetrical["order-rabbitmq-then-nova-api"] == "true"
+    assert symmetrical["order-neutron-openvswitch-agent-then-neutron-dhcp-agent"] == "true"
 
 
 def test_config_check_and_sample_understand_the_description(tmp_path):
@@ -176,7 +176,7 @@ def test_config_check_and_sample_understand_the_description(tmp_path):
     assert ("CONFIG_UNKNOWN_OPTION", f"{bad} [resource:api] flavour") in codes
     sample = sample_text()
     for text in ("[cluster]", "[vip]", "[arbitrator]", "#shared_host = controller",
-                 "#fronts = galera,apache", "One key=value per line"):
+                 "#fronts = galera,rabbitmq,apache", "One key=value per line"):
         assert text in sample, text
 
 

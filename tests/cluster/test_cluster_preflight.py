@@ -162,3 +162,48 @@ def test_fencing_and_quorum_warnings(tmp_path):
     assert codes["PEER_NOT_CHECKED"][0].severity.name == "WARNING"
     assert "COROSYNC_TWO_NODE" not in codes
     assert "CINDER_CONF_MISSING" in codes and "KEYSTONE_KEYS_MISSING" in codes
+
+
+def test_services_not_beside_galera_must_reach_it_through_the_vip(tmp_path):
+    """The profile colocates no service with Galera: a nova.conf that names the
+    node's own database would run Nova beside a Galera that may not be Primary. The
+    VIP's name or address passes; a resource described `with = galera` may keep
+    127.0.0.1; the password in the URL never reaches the finding."""
+    conf = tmp_path / "c.conf"
+    conf.write_text(DESC.format(vip="10.0.0.10", name="controller.domain") + """
+[resource:galera]
+agent = ocf:pacestack:galera
+mode = promotable
+clients_reconnect = true
+
+[resource:nova-api]
+agent = ocf:pacestack:openstack-service
+params =
+    config=/etc/nova/nova.conf
+after = galera
+
+[resource:local-api]
+agent = ocf:pacestack:openstack-service
+params =
+    config=/etc/local/local.conf
+after = galera
+with = galera
+""")
+    desc = description.load([str(conf)], check_agents=False)
+    roots = []
+    for name, host in (("controller01", "127.0.0.1"), ("controller02", "10.0.0.10")):
+        root = tmp_path / name
+        (root / "etc/nova").mkdir(parents=True)
+        (root / "etc/nova/nova.conf").write_text(
+            f"[database]\nconnection = mysql+pymysql://nova:s3cret-pw@{host}/nova\n"
+            "[api_database]\nconnection = mysql+pymysql://nova:s3cret-pw@controller.domain"
+            "/nova_api\n")
+        (root / "etc/local").mkdir(parents=True)
+        (root / "etc/local/local.conf").write_text(
+            "[database]\nconnection = mysql+pymysql://x:s3cret-pw@127.0.0.1/x\n")
+        roots.append(preflight.Files(name, root=str(root)))
+    found = preflight.check_database_reach(desc, roots)
+    assert [(f.code, f.subject) for f in found] == [
+        ("DATABASE_NOT_VIA_VIP", f"{roots[0].root}/etc/nova/nova.conf [database] connection")]
+    assert "nova-api reaches its database at 127.0.0.1" in found[0].message
+    assert "s3cret-pw" not in found[0].message + found[0].subject

@@ -30,18 +30,19 @@ def _report(*results: drill.ScenarioResult) -> drill.DrillReport:
 
 def test_table_and_json_carry_each_api_and_the_cloud_sequence():
     r = _scenario(cloud_measured=True, apis_s={"cinder": 7.4, "keystone": 5.5, "nova": 6.0},
-                  cloud_s=21.3, cloud_attempts=3, cloud_error="HTTP 503")
+                  cloud_s=21.3, cloud_began_s=4.1, cloud_attempts=3, cloud_error="HTTP 503")
     report = _report(r)
     table = cli.render_table(report)
     head, _rule, row = table.splitlines()[:3]
     assert "APIS s" in head and "CLOUD s" in head
-    assert "cinder 7.4 keystone 5.5 nova 6.0" in row and " 21.3 " in row and "ok" in row
+    assert "cinder 7.4 keystone 5.5 nova 6.0" in row and " 4.1/21.3 " in row and "ok" in row
     # a sequence that failed before it worked is no note: it did work
     assert "never succeeded" not in table
     data = json.loads(json.dumps(report.to_dict()))
     got = data["scenarios"][0]
     assert got["apis_s"] == {"cinder": 7.4, "keystone": 5.5, "nova": 6.0}
-    assert (got["cloud_s"], got["cloud_attempts"], got["ok"]) == (21.3, 3, True)
+    assert (got["cloud_s"], got["cloud_began_s"], got["cloud_attempts"], got["ok"]) == \
+        (21.3, 4.1, 3, True)
 
 
 def test_a_lab_without_the_whole_controller_keeps_the_old_table():
@@ -73,16 +74,18 @@ def test_each_api_counts_from_its_last_failure_and_the_sequence_from_its_success
         # nova answers once in between: only the answers that stay count
         events.append({"kind": "api", "name": "nova", "ok": i < 0 or i == 30 or i >= 80,
                        "t": t})
-    answers = iter([{"ok": False, "error": "HTTP 503 cinder"}, {"ok": True}])
+    answers = iter([{"ok": False, "error": "HTTP 503 cinder"},
+                    {"ok": True, "started": t0 + 6.5, "finished": t0 + 14.25}])
     loop = scenarios.SequenceLoop(lambda: next(answers), time.time(), 60, pause=0.01)
     loop.run()
-    assert loop.attempts == 2 and loop.done_at is not None
-    loop.done_at = t0 + 14.25
+    assert loop.attempts == 2 and loop.done_at == t0 + 14.25
     r = _scenario()
     d = scenarios.Drill(target=None, work_dir=tmp_path)  # type: ignore[arg-type]
     d._analyse_cloud(r, events, loop, t0, t_back=t0 + 30)
     assert r.cloud_measured and r.apis_s == {"keystone": 5.0, "nova": 8.0}
     assert (r.cloud_s, r.cloud_attempts, r.cloud_error) == (14.25, 2, "HTTP 503 cinder")
+    # from when the sequence that worked began: its own length is not recovery
+    assert r.cloud_began_s == 6.5
     assert r.timeline["apis"]["nova"][10] == (0.0, False)
 
 
