@@ -26,6 +26,7 @@ import tempfile
 from typing import Any
 
 from pacestack.migrate import residue
+from pacestack.migrate.batch import HASH_OVER, Digest
 from pacestack.migrate.journal import _default, _hook
 from pacestack.migrate.model import STEPS, Change, Plan, StepPlan
 from pacestack.migrate.plan import build, no_cyclic_gc
@@ -36,6 +37,7 @@ from pacestack.errors import ConfigError, RuntimeFailure
 
 FORMAT = "pacestack-migrate-plan/1"
 _NATIVE = (str, int, float, bool, type(None))
+_BLOB_OVER = 512  # characters: longer texts are stored after the JSON, as they are
 
 
 def ml2_digest(cloud) -> str:
@@ -76,12 +78,14 @@ def checksums(cloud, conn=None) -> dict[str, Any]:
     return out
 
 
-def _encode(changes: list[Change]) -> tuple[list[dict], list[list]]:
+def _encode(changes: list[Change]) -> tuple[list[dict], list[str], list[list], bytes]:
     """Rows in plan order (batches depend on it), each naming its shape: the columns
-    are listed once per shape, not once per row."""
+    are listed once per shape, not once per row; and the long texts they hold."""
     shapes: list[dict] = []
     index: dict[tuple, int] = {}
+    texts: dict[str, int] = {}  # units and reasons, each written once
     rows: list[list] = []
+    tagged: dict[int, set[int]] = {}
     for c in changes:
         sig = (c.step, c.db, c.table, c.op, tuple(c.key), tuple(c.before), tuple(c.after))
         n = index.get(sig)
@@ -90,18 +94,39 @@ def _encode(changes: list[Change]) -> tuple[list[dict], list[list]]:
             shapes.append({"step": c.step, "db": c.db, "table": c.table, "op": c.op,
                            "key": list(c.key), "before": list(c.before),
                            "after": list(c.after), "tagged": []})
-        rows.append([n, c.unit, c.why, *c.key.values(), *c.before.values(),
+        before = list(c.before.values())
+        for i, v in enumerate(before):
+            # an old value longer than HASH_OVER is only ever compared by its MD5
+            if type(v) is str and len(v) > HASH_OVER:
+                before[i] = Digest(hashlib.md5(v.encode("utf-8"),
+                                               usedforsecurity=False).hexdigest())
+        rows.append([n, texts.setdefault(c.unit, len(texts)),
+                     texts.setdefault(c.why, len(texts)), *c.key.values(), *before,
                      *c.after.values()])
-    # values JSON does not hold (datetimes, decimals, bytes) are tagged as the journal's
-    tagged: dict[int, set[int]] = {}
+    # values JSON does not hold (datetimes, decimals, bytes, digests) are tagged, and so
+    # are long texts, kept as they are after the JSON (an info cache's JSON, escaped
+    # inside a JSON string, would cost loading twice the time)
+    blob: list[bytes] = []
+    size = 0
     for r in rows:
         for i in range(3, len(r)):
-            if not isinstance(r[i], _NATIVE):
+            v = r[i]
+            if type(v) is str:
+                if len(v) > _BLOB_OVER:
+                    raw = v.encode("utf-8", "surrogatepass")
+                    r[i] = {"$blob": [size, len(raw)]}
+                    blob.append(raw)
+                    size += len(raw)
+                    tagged.setdefault(r[0], set()).add(i)
+            elif type(v) is Digest:
                 tagged.setdefault(r[0], set()).add(i)
-                r[i] = _default(r[i])
+                r[i] = {"$md5": str(v)}
+            elif not isinstance(v, _NATIVE):
+                tagged.setdefault(r[0], set()).add(i)
+                r[i] = _default(v)
     for n, cols in tagged.items():
         shapes[n]["tagged"] = sorted(cols)
-    return shapes, rows
+    return shapes, list(texts), rows, b"".join(blob)
 
 
 def save(path: str, cloud, mapping, only: list[str] | None = None,
@@ -117,7 +142,7 @@ def save(path: str, cloud, mapping, only: list[str] | None = None,
     except OSError as exc:
         raise ConfigError(f"{path}: cannot write the plan there ({exc.strerror})") from None
     try:
-        with os.fdopen(fd, "w") as fh:
+        with os.fdopen(fd, "wb") as fh:
             before = checksums(cloud)
             plan = build(cloud, mapping, only=steps, force=force)
             cloud.conn.commit()
@@ -131,13 +156,18 @@ def save(path: str, cloud, mapping, only: list[str] | None = None,
                 raise RuntimeFailure(f"{len(moved)} tables changed while planning "
                                      f"({_few(moved)}): nothing saved; plan again once the "
                                      "cloud is quiet")
-            shapes, rows = _encode(plan.changes)
-            json.dump({"format": FORMAT, "pacestack_version": __version__, "steps": steps,
-                       "force": force, "mapping_digest": mapping_digest(mapping, steps),
-                       "ml2_digest": ml2_digest(cloud), "databases": cloud.databases,
-                       "release": plan.release, "mapping_path": plan.mapping_path,
-                       "checksums": after, "shapes": shapes, "rows": rows},
-                      fh, separators=(",", ":"), allow_nan=False)
+            shapes, texts, rows, blob = _encode(plan.changes)
+            # one line of JSON (escaped: no newline inside), then the long texts
+            head = json.dumps({"format": FORMAT, "pacestack_version": __version__,
+                               "steps": steps, "force": force,
+                               "mapping_digest": mapping_digest(mapping, steps),
+                               "ml2_digest": ml2_digest(cloud), "databases": cloud.databases,
+                               "release": plan.release, "mapping_path": plan.mapping_path,
+                               "checksums": after, "shapes": shapes, "texts": texts,
+                               "rows": rows, "blob_bytes": len(blob)},
+                              separators=(",", ":"), allow_nan=False)
+            fh.write(head.encode("ascii") + b"\n")
+            fh.write(blob)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -166,20 +196,27 @@ def _bad(path: str, what: str) -> ConfigError:
 def load(path: str) -> Saved:
     """The saved plan in path; ConfigError (nothing changed) when it is not one."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            doc = json.load(fh)
+        with open(path, "rb") as fh:
+            data = fh.read()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the saved plan ({exc.strerror})") from None
+    end = data.find(b"\n")
+    try:
+        doc = json.loads(data[:end] if end >= 0 else data)
     except ValueError:
         raise _bad(path, "not JSON") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise _bad(path, "no format " + FORMAT)
     try:
+        blob = memoryview(data)[end + 1:] if end >= 0 else memoryview(b"")
+        if len(blob) != doc["blob_bytes"]:
+            raise ValueError(f"{len(blob)} bytes of long values, not {doc['blob_bytes']}: "
+                             "truncated?")
         steps = [s for s in STEPS if s in doc["steps"]]
         if not steps or len(steps) != len(doc["steps"]):
             raise ValueError("steps")
         with no_cyclic_gc():
-            by_step = _decode(doc["shapes"], doc["rows"])
+            by_step = _decode(doc["shapes"], doc["texts"], doc["rows"], blob)
         plan = Plan([StepPlan(s, by_step.get(s, [])) for s in steps],
                     str(doc["mapping_path"]), release=str(doc["release"]))
         return Saved(path, steps, bool(doc["force"]), str(doc["mapping_digest"]),
@@ -190,8 +227,19 @@ def load(path: str) -> Saved:
         raise _bad(path, " ".join(str(exc).split())[:120] or type(exc).__name__) from None
 
 
-def _decode(shapes: list[dict], rows: list[list]) -> dict[str, list[Change]]:
+def _decode(shapes: list[dict], texts: list[str], rows: list[list], blob: memoryview
+            ) -> dict[str, list[Change]]:
     out: dict[str, list[Change]] = {}
+
+    def tag(v: Any) -> Any:
+        if type(v) is not dict:
+            return v
+        if "$blob" in v:
+            start, n = v["$blob"]
+            if not 0 <= start <= start + n <= len(blob):
+                raise ValueError(f"long value at {start}+{n} is outside the file")
+            return str(blob[start:start + n], "utf-8", "surrogatepass")
+        return _hook(v)
     made = []
     for s in shapes:
         if s["op"] not in ("insert", "update", "delete") or s["step"] not in STEPS:
@@ -202,14 +250,13 @@ def _decode(shapes: list[dict], rows: list[list]) -> dict[str, list[Change]]:
     for r in rows:
         step, dbn, table, op, kc, bc, ac, b0, a0, tagged = made[r[0]]
         if tagged:
-            r = [_hook(v) if i in tagged and isinstance(v, dict) else v
-                 for i, v in enumerate(r)]
+            r = [tag(v) if i in tagged else v for i, v in enumerate(r)]
         if len(r) != a0 + len(ac):
             raise ValueError(f"a row of {dbn}.{table} has {len(r)} fields")
         out.setdefault(step, []).append(Change(
             step, dbn, table, op, dict(zip(kc, r[3:b0], strict=True)),
-            dict(zip(bc, r[b0:a0], strict=True)), dict(zip(ac, r[a0:], strict=True)), str(r[1]),
-            str(r[2])))
+            dict(zip(bc, r[b0:a0], strict=True)), dict(zip(ac, r[a0:], strict=True)),
+            str(texts[r[1]]), str(texts[r[2]])))
     return out
 
 

@@ -117,13 +117,15 @@ def test_bad_saved_plans_are_refused_before_anything(seeded, tmp_path):
     s = seeded
     path = tmp_path / "cutover.plan"
     assert _cli(s, "plan", "--save", str(path)).returncode == 0
-    doc = json.loads(path.read_text())
+    head, _nl, blob = path.read_bytes().partition(b"\n")  # a JSON line, then long texts
+    assert blob  # the seed's info caches are long texts
+    doc = json.loads(head)
     before = s.checksums()
 
-    def refused(text: str | None, *extra: str, match: str) -> None:
+    def refused(text: str | bytes | None, *extra: str, match: str) -> None:
         bad = tmp_path / "bad.plan"
         if text is not None:
-            bad.write_text(text)
+            bad.write_bytes(text if isinstance(text, bytes) else text.encode() + b"\n" + blob)
         out = _cli(s, "apply", "--plan", str(bad if text is not None else path), *extra)
         assert out.returncode == 2, out.stdout + out.stderr
         err = [ln for ln in out.stderr.splitlines() if not ln.startswith("pacestack migrate:")]
@@ -138,6 +140,7 @@ def test_bad_saved_plans_are_refused_before_anything(seeded, tmp_path):
     rows = [list(r) for r in doc["rows"]]
     rows[0].append("extra")
     refused(json.dumps({**doc, "rows": rows}), match="fields")
+    refused(head + b"\n" + blob[:-1] if blob else head, match="truncated")
     refused(None, "--only", "nova", match="--only and --force are the saved plan's")
     (tmp_path / "missing").mkdir()
     out = _cli(s, "apply", "--plan", str(tmp_path / "missing" / "none.plan"))
