@@ -103,6 +103,7 @@ def _encode(changes: list[Change]) -> tuple[list[dict], list[str], list[list], b
         rows.append([n, texts.setdefault(c.unit, len(texts)),
                      texts.setdefault(c.why, len(texts)), *c.key.values(), *before,
                      *c.after.values()])
+    rows = _constants(shapes, rows)
     # values JSON does not hold (datetimes, decimals, bytes, digests) are tagged, and so
     # are long texts, kept as they are after the JSON (an info cache's JSON, escaped
     # inside a JSON string, would cost loading twice the time)
@@ -118,15 +119,51 @@ def _encode(changes: list[Change]) -> tuple[list[dict], list[str], list[list], b
                     blob.append(raw)
                     size += len(raw)
                     tagged.setdefault(r[0], set()).add(i)
-            elif type(v) is Digest:
+            elif not isinstance(v, _NATIVE) or type(v) is Digest:
                 tagged.setdefault(r[0], set()).add(i)
-                r[i] = {"$md5": str(v)}
-            elif not isinstance(v, _NATIVE):
-                tagged.setdefault(r[0], set()).add(i)
-                r[i] = _default(v)
+                r[i] = _scalar(v)
     for n, cols in tagged.items():
         shapes[n]["tagged"] = sorted(cols)
     return shapes, list(texts), rows, b"".join(blob)
+
+
+def _scalar(v: Any) -> Any:
+    if type(v) is Digest:
+        return {"$md5": str(v)}
+    return v if isinstance(v, _NATIVE) else _default(v)
+
+
+def _constants(shapes: list[dict], rows: list[list]) -> list[list]:
+    """An old or new value the same in every row of a shape (a binding's new
+    vif_details, a volume's new host) is written once, in the shape."""
+    by_shape: dict[int, list[list]] = {}
+    for r in rows:
+        by_shape.setdefault(r[0], []).append(r)
+    drop: dict[int, list[int]] = {}
+    for n, members in by_shape.items():
+        sh = shapes[n]
+        first = members[0]
+        start = 3 + len(sh["key"])
+        same = [i for i in range(start, len(first)) if len(members) > 1 and all(
+            type(r[i]) is type(first[i]) and r[i] == first[i] for r in members)]
+        if not same:
+            continue
+        drop[n] = same
+        names = sh["before"] + sh["after"]
+        nb = len(sh["before"])
+        sh["const_before"] = {names[i - start]: _scalar(first[i]) for i in same
+                              if i - start < nb}
+        sh["const_after"] = {names[i - start]: _scalar(first[i]) for i in same
+                             if i - start >= nb}
+        sh["before"] = [c for c in sh["before"] if c not in sh["const_before"]]
+        sh["after"] = [c for c in sh["after"] if c not in sh["const_after"]]
+    if not drop:
+        return rows
+    out = []
+    for r in rows:
+        gone = drop.get(r[0])
+        out.append([v for i, v in enumerate(r) if i not in gone] if gone else r)
+    return out
 
 
 def save(path: str, cloud, mapping, only: list[str] | None = None,
@@ -246,16 +283,20 @@ def _decode(shapes: list[dict], texts: list[str], rows: list[list], blob: memory
             raise ValueError(f"operation {str(s['op'])[:20]!r} of step {str(s['step'])[:20]!r}")
         nk, nb = len(s["key"]), len(s["before"])
         made.append((s["step"], s["db"], s["table"], s["op"], s["key"], s["before"],
-                     s["after"], 3 + nk, 3 + nk + nb, set(s["tagged"])))
+                     s["after"], 3 + nk, 3 + nk + nb, set(s["tagged"]),
+                     {c: tag(v) for c, v in s.get("const_before", {}).items()},
+                     {c: tag(v) for c, v in s.get("const_after", {}).items()}))
     for r in rows:
-        step, dbn, table, op, kc, bc, ac, b0, a0, tagged = made[r[0]]
+        step, dbn, table, op, kc, bc, ac, b0, a0, tagged, cb, ca = made[r[0]]
         if tagged:
             r = [tag(v) if i in tagged else v for i, v in enumerate(r)]
         if len(r) != a0 + len(ac):
             raise ValueError(f"a row of {dbn}.{table} has {len(r)} fields")
+        before = dict(zip(bc, r[b0:a0], strict=True))
+        after = dict(zip(ac, r[a0:], strict=True))
         out.setdefault(step, []).append(Change(
             step, dbn, table, op, dict(zip(kc, r[3:b0], strict=True)),
-            dict(zip(bc, r[b0:a0], strict=True)), dict(zip(ac, r[a0:], strict=True)),
+            {**cb, **before} if cb else before, {**ca, **after} if ca else after,
             str(texts[r[1]]), str(texts[r[2]])))
     return out
 
