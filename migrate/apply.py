@@ -19,6 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from pacestack.migrate import batch as sqlbatch
+from pacestack.migrate import saved as savedmod
 from pacestack.migrate import tables
 from pacestack.migrate.journal import Journal, dumps, writer
 from pacestack.migrate.lanes import Lanes, lock_conflict, server_identity
@@ -39,7 +40,7 @@ class ApplyResult:
     batches: int = 0
     changes: int = 0
     seconds: float = 0.0
-    plan_seconds: float = 0.0  # of seconds: re-planning from the databases as they are now
+    plan_seconds: float = 0.0  # of seconds: planning again, or reading and checking --plan
     connections: int = 1  # writer connections used (lanes.py)
 
     def to_dict(self) -> dict:
@@ -317,13 +318,24 @@ def write_batches(cloud, journal: Journal, run_id: str, result: ApplyResult, *,
 def apply(cloud, mapping, *, only: list[str] | None = None, force: bool = False,
           batch_size: int = 5000, connections: int = 2, progress: Progress | None = None,
           pause_after_batch: float = 0.0, break_lock: str | None = None,
-          lock_stale_after: float | None = None, lock_command: str = "apply") -> ApplyResult:
+          lock_stale_after: float | None = None, lock_command: str = "apply",
+          plan_file: str | None = None) -> ApplyResult:
     """connections: how many batches of independent units may commit at once (each on
     its own connection); 1 writes everything on the run's own connection in plan order.
     break_lock: HOST:PID of a stale run lock to take over (runlock.py); lock_command:
-    what the lock names as its holder's command."""
+    what the lock names as its holder's command. plan_file: a plan saved by
+    ``plan --save`` (saved.py), applied instead of planning again when the databases
+    are still as it saw them (refused otherwise); its steps and force are the plan's."""
     t0 = time.monotonic()
     say = progress or (lambda _m: None)
+    saved = None
+    if plan_file is not None:
+        if only or force:
+            raise ConfigError("--only and --force are the saved plan's: give neither with "
+                              "--plan")
+        say(f"reading plan {plan_file}")
+        saved = savedmod.load(plan_file)  # bad input is refused before anything is touched
+        only, force = saved.steps, saved.force
     check_galera(cloud)
     journal = Journal(cloud)
     journal.ensure_schema()
@@ -339,8 +351,19 @@ def apply(cloud, mapping, *, only: list[str] | None = None, force: bool = False,
         # checksums before this run touched a table (on resume: tables not seen yet),
         # read beside the plan's residue accounting, before anything is written
         known = journal.checksums(run_id) if run_id else {}
-        plan, plan_seconds, aside = plan_with_checksums(cloud, mapping, steps, force, known,
-                                                        say)
+        if saved is not None:
+            if run_id is not None:
+                raise RuntimeFailure(f"run {run_id} was interrupted: continue it with apply "
+                                     "without --plan (it plans again from the databases) or "
+                                     "roll it back")
+            say(f"checking plan {plan_file} against the databases")
+            plan, sums = savedmod.current_plan(cloud, mapping, saved)
+            read: Future = Future()  # read already, under the lock, before any write
+            read.set_result(sums)
+            plan_seconds, aside = time.monotonic() - t0, [read]
+        else:
+            plan, plan_seconds, aside = plan_with_checksums(cloud, mapping, steps, force,
+                                                            known, say)
         result = ApplyResult(run_id, resumed, plan, plan_seconds=plan_seconds)
         if plan.refusals:
             return result

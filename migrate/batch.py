@@ -31,6 +31,11 @@ TMP = "_pacestack_rows"
 HASH_OVER = 64  # characters: longer old values are checked by MD5
 
 
+class Digest(str):
+    """A value held as its MD5 (hex): long texts such as Nova's info cache are compared
+    by digest, so an after-image, or a saved plan's old value, keeps only that."""
+
+
 def _md5(value: str) -> str:
     return hashlib.md5(value.encode("utf-8"), usedforsecurity=False).hexdigest()
 
@@ -235,7 +240,8 @@ def prepare_update(cloud, lit: Literals, db: str, table: str, keys: list[dict],
     tables.check_columns(db, table, cols)
     real = _real(cloud, db, table)
     # long old values (network_info, vif_details) are compared by digest: half the bytes
-    hashed = {c for c in cols if any(isinstance(b.get(c), str) and len(b[c]) > HASH_OVER
+    hashed = {c for c in cols if any(isinstance(b.get(c), str) and
+                                     (len(b[c]) > HASH_OVER or type(b[c]) is Digest)
                                      for b in befores)}
 
     if not len(keys) == len(befores) == len(afters):
@@ -246,8 +252,9 @@ def prepare_update(cloud, lit: Literals, db: str, table: str, keys: list[dict],
         type(b[c]) is type(k[c]) and b[c] == k[c] for b, k in zip(befores, keys, strict=True)))]
     # column by column: the temporary table's rows are zip()ped from these at the end
     news = {c: [a[c] for a in afters] for c in cols}
-    olds = {c: ([None if b[c] is None else _md5(b[c]) for b in befores] if c in hashed
-                else [b[c] for b in befores]) for c in checked}
+    olds = {c: ([b[c] if b[c] is None or type(b[c]) is Digest else _md5(b[c])
+                 for b in befores] if c in hashed else [b[c] for b in befores])
+            for c in checked}
     same_new = {c: v for c in cols if (v := _same_in_all(news[c])) is not _UNSET}
     same_old = {c: v for c in checked if (v := _same_in_all(olds[c])) is not _UNSET}
     var_new = [c for c in cols if c not in same_new]

@@ -106,13 +106,22 @@ def _plan(conf, args) -> int:
     try:
         if args.format != "json":
             _say("reading the cloud's databases")
-        p = planmod.build(cl, mp, only=_only(args), force=args.force)
+        if args.save:
+            from pacestack.migrate import saved
+
+            p, written = saved.save(args.save, cl, mp, only=_only(args), force=args.force)
+        else:
+            p, written = planmod.build(cl, mp, only=_only(args), force=args.force), False
     finally:
         cl.close()
     if args.format == "json":
-        render.print_json(p.to_dict(with_changes=True))
+        render.print_json({**p.to_dict(with_changes=True),
+                           "saved": args.save if written else None})
     else:
         _render_plan(p)
+    if written and args.format != "json":
+        _say(f"plan saved to {args.save}; apply exactly it with: pacestack migrate apply "
+             f"--plan {args.save}")
     return _refused(p, args.format) if p.refusals else 0
 
 
@@ -136,7 +145,8 @@ def _apply(conf, args) -> int:
                            connections=args.connections or conf.migrate.apply_connections,
                            progress=_say, pause_after_batch=args.pause_after_batch,
                            break_lock=args.break_lock,
-                           lock_stale_after=conf.migrate.lock_stale_seconds)
+                           lock_stale_after=conf.migrate.lock_stale_seconds,
+                           plan_file=args.plan)
     finally:
         cl.close()
     if args.format == "json":
@@ -270,6 +280,9 @@ def register(subparsers) -> None:
     p = verbs.add_parser("plan", help="show every row change, refusal and count; write nothing")
     _common(p)
     p.add_argument("--force", action="store_true", help="plan moving instances not stopped")
+    p.add_argument("--save", metavar="FILE",
+                   help="also write the plan to FILE (mode 0600: it holds new values, some "
+                   "secret) for apply --plan FILE; not written when the plan has refusals")
     p.set_defaults(func=_db_errors(_plan))
     p = verbs.add_parser("apply", help="apply the plan in journaled batches")
     _common(p)
@@ -280,6 +293,9 @@ def register(subparsers) -> None:
                    help="batches of independent rows (ports, instances, volumes, endpoints) "
                    "committed at once, each on its own connection; 1 = one connection, "
                    "plan order (default: [migrate] apply_connections, 2)")
+    p.add_argument("--plan", metavar="FILE",
+                   help="apply the plan plan --save wrote to FILE instead of planning again; "
+                   "refused, nothing changed, if any table changed since it was saved")
     p.add_argument("--pause-after-batch", type=float, default=0.0, help=argparse.SUPPRESS)
     _break_lock(p)
     p.set_defaults(func=_db_errors(_apply))

@@ -24,7 +24,7 @@ import uuid
 from typing import Any
 
 from pacestack.migrate import tables
-from pacestack.migrate.batch import HASH_OVER
+from pacestack.migrate.batch import HASH_OVER, Digest
 from pacestack.migrate.runlock import RunLock
 from pacestack.migrate.tables import q
 
@@ -85,11 +85,6 @@ def _hook(obj: dict) -> Any:
         if k == "$md5":
             return Digest(v)
     return obj
-
-
-class Digest(str):
-    """An after-image value journaled as its MD5 (hex): long texts such as Nova's
-    info cache are compared by digest, as apply compares them."""
 
 
 def digest_of(value: Any) -> Any:
