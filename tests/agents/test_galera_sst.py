@@ -88,6 +88,31 @@ t sleep 0.2 | sed 's/^/other /'
     assert got["other"] >= 200, got
 
 
+def test_sleep_shim_spares_the_rsync_daemons_exit_pause_once_the_transfer_is_done(
+        tmp_path):
+    """The joiner's rsync daemon (real rsync) pauses 400 ms on SIGTERM before it
+    exits. Once the donor's file is here the grace ends as soon as the daemon is
+    gone, without that pause; before, the daemon takes its time."""
+    magic = tmp_path / "magic"
+    conf = tmp_path / "rsyncd.conf"
+    conf.write_text(f"pid file = {tmp_path}/rsyncd.pid\nuse chroot = no\n"
+                    f"[sst]\npath = {tmp_path}\n")
+    daemon = (f"rsync --daemon --no-detach --port 0 --address 127.0.0.1 --config {conf} &"
+              "\nd=$!; /usr/bin/sleep 0.3")
+    got = _run_shims(tmp_path, f'''
+# cleanup_pid of a transfer that never completed: SIGTERM, rsync's own pause
+{daemon}
+ps -p $d >/dev/null; kill $d; t sleep 0.5 | sed 's/^/pending /'
+echo done > {magic}
+{daemon}
+ps -p $d >/dev/null; kill $d; t sleep 0.5 | sed 's/^/complete /'
+ps -p $d >/dev/null && echo "alive 1" || :
+''')
+    assert "alive" not in got, got
+    assert got["pending"] >= 350, got
+    assert got["complete"] < 200, got
+
+
 # -- on real Galera ----------------------------------------------------------------------
 def _sst_cluster(galera_factory, monkeypatch, n: int, **extra):
     monkeypatch.setenv("PATH", sst_env(os.environ)["PATH"])
