@@ -299,7 +299,8 @@ class GaleraRecords:
     def _peers_recorded(self, uuid: str) -> int:
         """The highest seqno of history ``uuid`` the other data members recorded (-1:
         none): a record of this node's is worth writing once it passes that."""
-        snap = galera_cib.read(self.environ)
+        # a promote's snapshot, taken just before (the peers' records are not ours)
+        snap = self._snap if self._snap is not None else galera_cib.read(self.environ)
         best = -1
         for m in self.topo.members:
             if m == self.node_name:
