@@ -25,6 +25,7 @@ from pacestack.agents.galera_mysqld import (
 )
 from pacestack.agents.galera_promote import Promotion
 from pacestack.agents.galera_records import (  # the attribute names galera/ reads too
+    ALONE_RECORD_INTERVAL,
     LAST_COMMITTED,
     OVERRIDE,
     OVERRIDE_TTL,
@@ -43,9 +44,9 @@ from pacestack.agents.galera_topology import (
 from pacestack.agents.ocf import Action, OCFError, Parameter
 
 # importable here for galera_sh_monitor.py, galera/ (status, recover) and the tests
-__all__ = ["HEALTHY_STATES", "LAST_COMMITTED", "OVERRIDE", "OVERRIDE_TTL", "POSITION",
-           "PRIMARY", "RECORD_INTERVAL", "GaleraAgent", "Topology", "parse_cluster_address",
-           "parse_host_map", "topology"]
+__all__ = ["ALONE_RECORD_INTERVAL", "HEALTHY_STATES", "LAST_COMMITTED", "OVERRIDE",
+           "OVERRIDE_TTL", "POSITION", "PRIMARY", "RECORD_INTERVAL", "GaleraAgent", "Topology",
+           "parse_cluster_address", "parse_host_map", "topology"]
 
 
 class GaleraAgent(Promotion, ocf.Agent):

@@ -54,8 +54,17 @@ DEPARTED = "departed"            # reboot: node UUIDs the Promoted mariadbd saw 
 DEPARTED_KEPT = 8
 SST_METHODS = "sst-methods"      # reboot: methods this node's mariadbd can donate (a,b,c)
 # a Promoted node records its last committed seqno (a CIB write) when it changed and:
-# its view changed, it holds the newest commits without a data peer, or this long passed
+# its view changed, or this long passed
 RECORD_INTERVAL = 60
+# ... and when it is the only data member left (it alone holds the newest commits):
+# once its position passes what the missing members last recorded, then at most this
+# often. Every record is a change of the CIB's configuration, which aborts the
+# transition in flight (a returning node's start and promote); at one per monitor
+# (1 s) a survivor under writes aborted every transition. Past that first record the
+# later ones only raise the loss gap `pacestack galera recover` shows for the
+# survivor, a floor by design (docs/galera-recover.md): 10 s of commits is the most
+# it understates, as when the Promoted monitor ran every 10 s.
+ALONE_RECORD_INTERVAL = 10
 
 
 def _text(path: str) -> str:
@@ -244,8 +253,10 @@ class GaleraRecords:
 
     def record_running(self, status: dict[str, str], force: bool = False) -> None:
         """Monitor of a Promoted node: record wsrep_last_committed when it moved and the
-        view changed, this node is the only data member left, or RECORD_INTERVAL passed.
-        A file in HA_RSCTMP remembers the last record (no CIB read per monitor)."""
+        view changed or RECORD_INTERVAL passed; as the only data member left, when it
+        first passes what the missing members last recorded, then every
+        ALONE_RECORD_INTERVAL. A file in HA_RSCTMP remembers the last record (no CIB
+        read per monitor); the sh front (galera_sh_monitor.py) applies the same rules."""
         try:
             pos = Position(status["wsrep_cluster_state_uuid"],
                            int(status["wsrep_last_committed"]), "running")
@@ -254,19 +265,27 @@ class GaleraRecords:
             return
         try:
             with open(self._record_file(), encoding="ascii") as fh:
-                uuid, seqno, old_size, _wall, at = fh.read().split()[:5]
-            last = (uuid, int(seqno), int(old_size), float(at))
+                uuid, seqno, old_size, _wall, at, _alone, peers = fh.read().split()[:7]
+            last = (uuid, int(seqno), int(old_size), float(at), int(peers))
         except (OSError, ValueError):
-            last = None
+            last = None  # none, or an older agent's (no peers field): record
         # the boot clock: wall-clock steps neither delay nor hurry a record, and the sh
-        # front (galera_sh_monitor.py) reads the same clock from /proc/uptime
+        # front reads the same clock from /proc/uptime
         now = time.clock_gettime(time.CLOCK_BOOTTIME)
         if last is not None and last[:2] == (pos.uuid, pos.seqno) and not force:
             return
         alone_size = 1 + len(self.topo.arbitrators)
-        if last is not None and last[2] == size and size > alone_size and not force and \
-                now - last[3] < RECORD_INTERVAL:
-            return
+        alone = size <= alone_size
+        if last is not None and last[2] == size and not force:
+            if not alone and now - last[3] < RECORD_INTERVAL:
+                return
+            if alone and last[0] == pos.uuid:
+                if last[1] > last[4]:  # already past the missing members' records
+                    if now - last[3] < ALONE_RECORD_INTERVAL:
+                        return
+                elif pos.seqno <= last[4]:
+                    return  # not past them yet: a record would add nothing
+        peers = self._peers_recorded(pos.uuid) if alone else -1
         try:
             self.record(pos)
         except attributes.AttributeFailure as err:
@@ -274,7 +293,27 @@ class GaleraRecords:
             return
         # the sh front skips Python only while this says no record is due
         with open(self._record_file(), "w", encoding="ascii") as fh:
-            fh.write(f"{pos.uuid} {pos.seqno} {size} {time.time()} {now} {alone_size}\n")
+            fh.write(f"{pos.uuid} {pos.seqno} {size} {time.time()} {now} {alone_size} "
+                     f"{peers}\n")
+
+    def _peers_recorded(self, uuid: str) -> int:
+        """The highest seqno of history ``uuid`` the other data members recorded (-1:
+        none): a record of this node's is worth writing once it passes that."""
+        # a promote's snapshot, taken just before (the peers' records are not ours)
+        snap = self._snap if self._snap is not None else galera_cib.read(self.environ)
+        best = -1
+        for m in self.topo.members:
+            if m == self.node_name:
+                continue
+            raw = snap.get(self._attr(LAST_COMMITTED), m, "forever") if snap is not None \
+                else self._get(LAST_COMMITTED, m, "forever")
+            try:
+                rec = parse_recorded(raw, f"{m}'s last-committed")[0] if raw else None
+            except StateError:
+                rec = None
+            if rec is not None and rec.uuid == uuid:
+                best = max(best, rec.seqno)
+        return best
 
     def _record_stopped(self, m: Mysqld) -> None:
         """A clean shutdown wrote the final seqno to grastate.dat: record it."""

@@ -16,8 +16,11 @@ five variables the front reads:
 - the view is the one the agent noted last (wsrep_cluster_conf_id, the view file
   GaleraRecords.note_view writes): on a view change Python publishes who left;
 - Python would not record the position now: the record file (written by the
-  agent, with the boot-clock time and the "alone" size) holds this position, or
-  the same view size, not alone, and less than RECORD_INTERVAL ago.
+  agent, with the boot-clock time, the "alone" size and the highest seqno the
+  missing members recorded) holds this position, or the same view size and: not
+  alone, less than RECORD_INTERVAL ago; alone (the only data member left), the
+  same history and either that record already past the missing members' and less
+  than ALONE_RECORD_INTERVAL ago, or this position not past them yet.
 
 Then it exits 8 (running Promoted). Anything else, including every failure, goes
 to the Python agent unchanged, which decides and explains; so the front never says
@@ -39,7 +42,7 @@ import re
 import shlex
 
 from pacestack.agents import ocf, sh_monitor
-from pacestack.agents.galera import HEALTHY_STATES, RECORD_INTERVAL
+from pacestack.agents.galera import ALONE_RECORD_INTERVAL, HEALTHY_STATES, RECORD_INTERVAL
 from pacestack.agents.galera_mysqld import CLIENTS, STATUS_VARS
 
 # what the front decides on (the script's case below); the Python agent asks for more
@@ -119,19 +122,25 @@ EOF
     read -r v_conf _ < "$state.view" || [ -n "$v_conf" ] || return 1
     [ "$conf" = "$v_conf" ] || return 1
     # what the agent recorded last: uuid seqno size wall-time boot-time alone-size
-    r_uuid= r_seqno= r_size= r_wall= r_boot= r_alone=
-    read -r r_uuid r_seqno r_size r_wall r_boot r_alone < "$state.recorded" || \\
-        [ -n "$r_alone" ] || return 1
-    case $r_alone in *[!0-9]*|'') return 1 ;; esac  # an older agent's record
+    # and the highest seqno the missing members recorded (-1: none)
+    r_uuid= r_seqno= r_size= r_wall= r_boot= r_alone= r_peers=
+    read -r r_uuid r_seqno r_size r_wall r_boot r_alone r_peers < "$state.recorded" || \\
+        [ -n "$r_peers" ] || return 1
+    case $r_alone in *[!0-9]*|'') return 1 ;; esac
+    case ${{r_peers#-}} in *[!0-9]*|'') return 1 ;; esac  # an older agent's record
     [ "$uuid" = "$r_uuid" ] && [ "$seqno" = "$r_seqno" ] && return 0
     [ "$size" = "$r_size" ] || return 1  # the view changed: Python records
-    [ "$size" -gt "$r_alone" ] || return 1  # alone with the newest commits: Python records
+    case $r_seqno in *[!0-9]*|'') return 1 ;; esac
     r_boot=${{r_boot%%.*}}
     case $r_boot in *[!0-9]*|'') return 1 ;; esac
     read -r up _ < /proc/uptime || return 1
     up=${{up%%.*}}
     # whole seconds on both sides: one second early hands over rather than skip a record
-    [ $((up - r_boot)) -lt {record_interval} ]
+    [ "$size" -gt "$r_alone" ] && {{ [ $((up - r_boot)) -lt {record_interval} ]; return; }}
+    # alone with the newest commits, in the history recorded
+    [ "$uuid" = "$r_uuid" ] || return 1
+    [ "$r_seqno" -gt "$r_peers" ] && {{ [ $((up - r_boot)) -lt {alone_interval} ]; return; }}
+    [ "$seqno" -le "$r_peers" ]  # not past the missing members' records yet
 }}
 
 promoted "$@" 2> /dev/null && exit 8
@@ -159,7 +168,8 @@ def script(agent: type[ocf.Agent], python: str, program: str) -> str:
         binary=_sh_word(defaults["binary"]), pid=_sh_word(defaults["pid"]),
         socket=_sh_word(defaults["socket"]), clients=" ".join(map(shlex.quote, CLIENTS)),
         query=query, healthy="|".join(shlex.quote(s) for s in HEALTHY_STATES),
-        record_interval=int(RECORD_INTERVAL) - 1, python=python, program=program)
+        record_interval=int(RECORD_INTERVAL) - 1,
+        alone_interval=int(ALONE_RECORD_INTERVAL) - 1, python=python, program=program)
 
 
 def _sh_word(text: str) -> str:

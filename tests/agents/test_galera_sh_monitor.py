@@ -107,8 +107,8 @@ def test_healthy_promoted_monitor_is_answered_in_sh_and_no_record_is_skipped(pro
     fronts.record_file("node1").unlink(missing_ok=True)
     # no record yet: Python records the position, then the same position is sh's
     fronts.check("node1", in_sh=False)
-    uuid, seqno, size, _wall, boot, alone = fronts.record("node1")
-    assert (size, alone) == ("3", "1")
+    uuid, seqno, size, _wall, boot, alone, peers = fronts.record("node1")
+    assert (size, alone, peers) == ("3", "1", "-1")
     assert int(seqno) == cluster["node1"].last_committed().seqno
     fronts.check("node1", in_sh=True)
     # commits move the seqno: same view, not alone, recorded just now -> no record due
@@ -117,13 +117,76 @@ def test_healthy_promoted_monitor_is_answered_in_sh_and_no_record_is_skipped(pro
     assert fronts.record("node1")[:2] == [uuid, seqno]
     # RECORD_INTERVAL passed (boot clock): Python records, the front hands over
     old = float(boot) - 61
-    fronts.record_file("node1").write_text(f"{uuid} {seqno} 3 {_wall} {old} 1\n")
+    fronts.record_file("node1").write_text(f"{uuid} {seqno} 3 {_wall} {old} 1 -1\n")
     fronts.check("node1", in_sh=False)
     assert int(fronts.record("node1")[1]) == cluster["node1"].last_committed().seqno
     # a record written by an agent without the front's fields: Python
-    fronts.record_file("node1").write_text(f"{uuid} {seqno} 3 {_wall}\n")
-    fronts.check("node1", in_sh=False)
-    assert len(fronts.record("node1")) == 6
+    for fields in (f"{uuid} {seqno} 3 {_wall}", f"{uuid} {seqno} 3 {_wall} {boot} 1"):
+        fronts.record_file("node1").write_text(fields + "\n")
+        fronts.check("node1", in_sh=False)
+        assert len(fronts.record("node1")) == 7
+
+
+def _recorded(driver: AgentDriver, node: str) -> str:
+    from pacestack.agents import attributes
+
+    return attributes.get("galera-last-committed", node, "forever",
+                          env={**os.environ, "CIB_file": str(driver.cib)}) or ""
+
+
+def test_alone_a_record_is_due_once_past_the_peer_then_every_interval(ocf_provider,
+                                                                      tmp_path):
+    """The only data member left records its position (a CIB configuration change,
+    which aborts Pacemaker's transition in flight) once it passes what the missing
+    peer last recorded, then at most every ALONE_RECORD_INTERVAL: the commits in
+    between are answered in sh and leave the CIB alone. Before, every monitor under
+    writes went to Python and recorded."""
+    from pacestack.agents.galera import ALONE_RECORD_INTERVAL
+
+    cluster = GaleraCluster(2, names=["node1", "node2"])
+    try:
+        driver = AgentDriver(cluster, tmp_path / "cib.xml")
+        driver.recover()
+        fronts = Fronts(tmp_path / "agents", driver)
+        fronts.check("node1", in_sh=False)  # the monitor records the view with node2
+        # node2 leaves cleanly (node1 stays Primary, alone): its stop records its
+        # final position
+        rc, _, err = driver.run("node2", "stop")
+        assert rc == 0, err[-800:]
+        peer = int(_recorded(driver, "node2").split(":")[1])
+        # the view changed: Python records, past node2's record (the view change
+        # itself takes a seqno)
+        fronts.check("node1", in_sh=False)
+        uuid, seqno, size, _wall, boot, alone, peers = fronts.record("node1")
+        assert (size, alone, int(peers)) == ("1", "1", peer), fronts.record("node1")
+        assert int(seqno) > peer
+        cib_seqno = _recorded(driver, "node1")
+        # commits: no record due, in sh, the CIB's record unchanged
+        for i in range(3):
+            cluster.write_rows("node1", "alone", 1 + 2 * i, 2)
+            fronts.check("node1", in_sh=True)
+        assert fronts.record("node1")[1] == seqno
+        assert _recorded(driver, "node1") == cib_seqno
+        # the interval passed (boot clock): Python records the newest position
+        early = float(boot) - ALONE_RECORD_INTERVAL - 1
+        fronts.record_file("node1").write_text(
+            f"{uuid} {seqno} 1 {_wall} {early} 1 {peers}\n")
+        fronts.check("node1", in_sh=False)
+        now = cluster["node1"].last_committed().seqno
+        assert int(fronts.record("node1")[1]) == now
+        assert _recorded(driver, "node1").split(":")[1] == str(now)
+        # a record not yet past the peer's (as if node2 had recorded further): no record
+        # while the position stays at or below it, the first one past it is recorded
+        fresh = fronts.record("node1")
+        fronts.record_file("node1").write_text(" ".join([*fresh[:6], str(now + 2)]) + "\n")
+        cluster.write_rows("node1", "alone", 20, 1)
+        fronts.check("node1", in_sh=True)
+        assert int(fronts.record("node1")[1]) == now
+        cluster.write_rows("node1", "alone", 21, 2)
+        fronts.check("node1", in_sh=False)
+        assert int(fronts.record("node1")[1]) == cluster["node1"].last_committed().seqno
+    finally:
+        cluster.destroy()
 
 
 def test_anything_doubtful_goes_to_python(promoted):

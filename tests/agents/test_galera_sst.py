@@ -1,5 +1,5 @@
 """wsrep_sst_method=pacestack_rsync (agents/sst/): MariaDB's own wsrep_sst_rsync with
-shims that end two of its joiner's waits early.
+shims that end three of its joiner's waits early.
 
 The shims are checked against real bash running the sequences the stock script runs
 (a wait that ends early only once what it waits for has happened; every other
@@ -86,6 +86,49 @@ t sleep 0.2 | sed 's/^/other /'
     assert got["alive"] >= 500, got
     assert got["next"] >= 1000, got
     assert got["other"] >= 200, got
+
+
+def test_sleep_shim_spares_the_rsync_daemons_exit_pause_once_the_transfer_is_done(
+        tmp_path):
+    """The joiner's rsync daemon (real rsync) pauses 400 ms on SIGTERM before it
+    exits. Once the donor's file is here the grace ends as soon as the daemon is
+    gone, without that pause; before, the daemon takes its time."""
+    magic = tmp_path / "magic"
+    conf = tmp_path / "rsyncd.conf"
+    conf.write_text(f"pid file = {tmp_path}/rsyncd.pid\nuse chroot = no\n"
+                    f"[sst]\npath = {tmp_path}\n")
+    daemon = (f"rsync --daemon --no-detach --port 0 --address 127.0.0.1 --config {conf} &"
+              "\nd=$!; /usr/bin/sleep 0.3")
+    got = _run_shims(tmp_path, f'''
+# cleanup_pid of a transfer that never completed: SIGTERM, rsync's own pause
+{daemon}
+ps -p $d >/dev/null; kill $d; t sleep 0.5 | sed 's/^/pending /'
+echo done > {magic}
+{daemon}
+ps -p $d >/dev/null; kill $d; t sleep 0.5 | sed 's/^/complete /'
+ps -p $d >/dev/null && echo "alive 1" || :
+''')
+    assert "alive" not in got, got
+    assert got["pending"] >= 350, got
+    assert got["complete"] < 200, got
+
+
+def test_sleep_shim_ends_the_wait_for_the_rsync_daemon_once_it_listens(tmp_path):
+    """The joiner polls (sleep 0.2) until its rsync daemon (real rsync) listens,
+    which takes tens of ms; a process that never listens gets the full sleep."""
+    conf = tmp_path / "rsyncd.conf"
+    conf.write_text(f"pid file = {tmp_path}/rsyncd.pid\nuse chroot = no\n"
+                    f"[sst]\npath = {tmp_path}\n")
+    got = _run_shims(tmp_path, f'''
+rsync --daemon --no-detach --port 0 --address 127.0.0.1 --config {conf} & d=$!
+ps -p $d >/dev/null; t sleep 0.2 | sed 's/^/rsync /'
+kill -USR1 $d
+/usr/bin/sleep 5 & other=$!
+ps -p $other >/dev/null; t sleep 0.2 | sed 's/^/silent /'
+kill $other
+''')
+    assert got["rsync"] < 150, got
+    assert got["silent"] >= 200, got
 
 
 # -- on real Galera ----------------------------------------------------------------------

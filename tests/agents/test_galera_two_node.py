@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -260,8 +261,10 @@ def test_full_crash_joiner_finds_garbd_back_in_the_primary(galera_factory):
     bootstraps and announces its Primary (its promote returns) only once garbd is
     back in it: a joiner that connects while garbd is still merging in is left out
     of that view and shunned by garbd for gmcast.time_wait (5 s; 4.4 s of the lab's
-    full-crash recovery). node2 then joins by IST, garbd shuns nobody, and every
-    committed row is on both."""
+    full-crash recovery). A new Primary component drops its peer addresses, so node1
+    asks Galera to connect out to garbd rather than wait for garbd's own reconnect
+    (1-1.5 s after its last refused attempt). node2 then joins by IST, garbd shuns
+    nobody, and every committed row is on both."""
     import time
 
     cluster, driver, rows = _formed(galera_factory, garbd=True, two_node_mode=False)
@@ -281,6 +284,15 @@ def test_full_crash_joiner_finds_garbd_back_in_the_primary(galera_factory):
     rc, _, err = driver.run("node1", "promote")
     assert rc == 0, err[-800:]
     size = cluster["node1"].status()["wsrep_cluster_size"]  # when Pacemaker learns of it
+    # node1's Galera was asked to connect to garbd, and garbd was back within one of
+    # Galera's 0.5 s connection checks (plus the handshake and the merge)
+    assert f"inserting address 'tcp://127.0.0.1:{cluster.garbd_port}'" in \
+        Path(cluster["node1"].log_error).read_text(errors="replace"), \
+        "node1 did not ask Galera to connect to garbd"
+    joined = [ln for ln in (cluster.base_dir / "agent.log").read_text(errors="replace")
+              .splitlines() if "joined the new Primary component after" in ln]
+    if joined:  # not logged when garbd was in before the first look
+        assert float(joined[-1].rsplit("after ", 1)[1].rstrip("s")) < 1.0, joined[-1]
     driver.promoted_order.append("node1")
     driver.notify_all("promote", ["node1"])
     assert driver.recover(["node2"], start=False) == ["node2"]

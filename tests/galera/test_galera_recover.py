@@ -140,8 +140,8 @@ def waiting(lab, lab_timings):
     def recorded() -> bool:
         value = attr(lab, "galera-last-committed", C2, "forever", on=C1)
         return bool(value) and int(value.split(":")[1]) == top
-    # the only data member left holds the newest commits: its Promoted monitor (1 s)
-    # records them, and controller01's CIB has the record
+    # the only data member left holds the newest commits: its Promoted monitor records
+    # them (ALONE_RECORD_INTERVAL after its last record), and controller01's CIB has it
     assert proc.wait_for(recorded, 40), attr(lab, "galera-last-committed", C2, "forever")
     # the power cut: both controllers at once; controller02's disk is lost
     lab.crash(C2)
