@@ -72,6 +72,16 @@ class Files:
         except OSError:
             return None
 
+    def ini(self, rel: str) -> configparser.ConfigParser | None:
+        """The file parsed as an INI file; None when it is absent or does not parse."""
+        text = self.read(rel)
+        if text is None:
+            return None
+        try:
+            return _ini(text)
+        except configparser.Error:
+            return None
+
     def glob(self, pattern: str) -> list[str]:
         if self.host is not None:
             out = self._ssh(f"ls -1d /{pattern} 2>/dev/null") or ""
@@ -211,13 +221,9 @@ def check_database_reach(desc: Description, nodes: list[Files]) -> list[Finding]
     via_vip = {desc.vip.name, desc.vip.address}
     for resource, rel in _service_configs(desc):
         for f in nodes:
-            text = f.read(rel)
-            if text is None:
-                continue
-            try:
-                cp = _ini(text)
-            except configparser.Error:
-                continue  # the service's own start reports a broken file
+            cp = f.ini(rel)
+            if cp is None:
+                continue  # absent, or broken: the service's own start reports that
             for section, option in DATABASE_OPTIONS:
                 url = cp.get(section, option, fallback=None)
                 if not url:
@@ -303,12 +309,8 @@ def galera_options(node: Files) -> tuple[dict[str, str], dict[str, str]]:
     values, where = {}, {}
     for pattern in GALERA_GLOBS:
         for rel in node.glob(pattern):
-            text = node.read(rel)
-            if text is None:
-                continue
-            try:
-                cp = _ini(text)
-            except configparser.Error:
+            cp = node.ini(rel)
+            if cp is None:
                 continue
             for section in cp.sections():
                 if section not in GALERA_SECTIONS:
