@@ -36,7 +36,8 @@ class Digest(str):
     by digest, so an after-image, or a saved plan's old value, keeps only that."""
 
 
-def _md5(value: str) -> str:
+def md5_hex(value: str) -> str:
+    """How a long old value is compared: the MD5 (hex) of its UTF-8."""
     return hashlib.md5(value.encode("utf-8"), usedforsecurity=False).hexdigest()
 
 
@@ -252,7 +253,7 @@ def prepare_update(cloud, lit: Literals, db: str, table: str, keys: list[dict],
         type(b[c]) is type(k[c]) and b[c] == k[c] for b, k in zip(befores, keys, strict=True)))]
     # column by column: the temporary table's rows are zip()ped from these at the end
     news = {c: [a[c] for a in afters] for c in cols}
-    olds = {c: ([b[c] if b[c] is None or type(b[c]) is Digest else _md5(b[c])
+    olds = {c: ([b[c] if b[c] is None or type(b[c]) is Digest else md5_hex(b[c])
                  for b in befores] if c in hashed else [b[c] for b in befores])
             for c in checked}
     same_new = {c: v for c in cols if (v := _same_in_all(news[c])) is not _UNSET}

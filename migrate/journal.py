@@ -18,13 +18,12 @@ from __future__ import annotations
 import base64
 import datetime
 import decimal
-import hashlib
 import json
 import uuid
 from typing import Any
 
 from pacestack.migrate import tables
-from pacestack.migrate.batch import HASH_OVER, Digest
+from pacestack.migrate.batch import HASH_OVER, Digest, md5_hex
 from pacestack.migrate.runlock import RunLock
 from pacestack.migrate.tables import q
 
@@ -90,7 +89,7 @@ def _hook(obj: dict) -> Any:
 def digest_of(value: Any) -> Any:
     """How an after-image holds a value: long strings as {"$md5": ...}."""
     if isinstance(value, str) and len(value) > HASH_OVER:
-        return {"$md5": hashlib.md5(value.encode("utf-8"), usedforsecurity=False).hexdigest()}
+        return {"$md5": md5_hex(value)}
     return value
 
 

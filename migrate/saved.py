@@ -26,7 +26,7 @@ import tempfile
 from typing import Any
 
 from pacestack.migrate import residue
-from pacestack.migrate.batch import HASH_OVER, Digest
+from pacestack.migrate.batch import HASH_OVER, Digest, md5_hex
 from pacestack.migrate.journal import _default, _hook
 from pacestack.migrate.model import STEPS, Change, Plan, StepPlan
 from pacestack.migrate.plan import build, no_cyclic_gc
@@ -98,8 +98,7 @@ def _encode(changes: list[Change]) -> tuple[list[dict], list[str], list[list], b
         for i, v in enumerate(before):
             # an old value longer than HASH_OVER is only ever compared by its MD5
             if type(v) is str and len(v) > HASH_OVER:
-                before[i] = Digest(hashlib.md5(v.encode("utf-8"),
-                                               usedforsecurity=False).hexdigest())
+                before[i] = Digest(md5_hex(v))
         rows.append([n, texts.setdefault(c.unit, len(texts)),
                      texts.setdefault(c.why, len(texts)), *c.key.values(), *before,
                      *c.after.values()])
@@ -187,8 +186,7 @@ def save(path: str, cloud, mapping, only: list[str] | None = None,
                 os.unlink(tmp)
                 return plan, False
             after = checksums(cloud)
-            moved = sorted(k for k in after.keys() | before.keys()
-                           if after.get(k) != before.get(k))
+            moved = _moved(before, after)
             if moved:
                 raise RuntimeFailure(f"{len(moved)} tables changed while planning "
                                      f"({_few(moved)}): nothing saved; plan again once the "
@@ -301,6 +299,11 @@ def _decode(shapes: list[dict], texts: list[str], rows: list[list], blob: memory
     return out
 
 
+def _moved(then: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The tables whose checksum differs between two readings (or is in one only)."""
+    return sorted(k for k in now.keys() | then.keys() if now.get(k) != then.get(k))
+
+
 def _few(names: list[str]) -> str:
     return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
@@ -321,8 +324,7 @@ def check(cloud, mapping, saved: Saved, now: dict[str, Any]) -> None:
     if saved.ml2_digest != ml2_digest(cloud) or saved.databases != cloud.databases:
         raise ConfigError(f"{where} was made for other ml2 settings or databases than "
                           "these: plan again")
-    moved = sorted(k for k in now.keys() | saved.checksums.keys()
-                   if now.get(k) != saved.checksums.get(k))
+    moved = _moved(saved.checksums, now)
     if moved:
         raise RuntimeFailure(f"{where} is stale: {len(moved)} tables changed since it was "
                              f"saved ({_few(moved)}); nothing changed, plan again")
