@@ -299,21 +299,16 @@ class GaleraRecords:
     def _peers_recorded(self, uuid: str) -> int:
         """The highest seqno of history ``uuid`` the other data members recorded (-1:
         none): a record of this node's is worth writing once it passes that."""
-        # a promote's snapshot, taken just before (the peers' records are not ours)
-        snap = self._snap if self._snap is not None else galera_cib.read(self.environ)
-        best = -1
-        for m in self.topo.members:
-            if m == self.node_name:
-                continue
-            raw = snap.get(self._attr(LAST_COMMITTED), m, "forever") if snap is not None \
-                else self._get(LAST_COMMITTED, m, "forever")
-            try:
-                rec = parse_recorded(raw, f"{m}'s last-committed")[0] if raw else None
-            except StateError:
-                rec = None
-            if rec is not None and rec.uuid == uuid:
-                best = max(best, rec.seqno)
-        return best
+        # a promote's snapshot, taken just before (the peers' records are not ours);
+        # else one CIB read for them all, not one crm_attribute per member
+        kept = self._snap
+        if kept is None:
+            self._snap = galera_cib.read(self.environ)
+        try:
+            recs = [self.recorded(m) for m in self.topo.members if m != self.node_name]
+        finally:
+            self._snap = kept
+        return max((r.seqno for r in recs if r is not None and r.uuid == uuid), default=-1)
 
     def _record_stopped(self, m: Mysqld) -> None:
         """A clean shutdown wrote the final seqno to grastate.dat: record it."""
