@@ -205,6 +205,7 @@ class Lab:
                 "resources": {rid: [{"node": n, "role": r} for n, r in where]
                               for rid, where in sorted(placed.items())},
                 "garbd": bool(self.info.garbd_pid and proc.is_alive(self.info.garbd_pid)),
+                "whole_profile": self.info.whole_profile,
                 "rabbitmq_arbitrator": bool(self.info.rabbitmq_pid
                                             and proc.is_alive(self.info.rabbitmq_pid)),
                 "migrate_config": self.info.migrate_config,
