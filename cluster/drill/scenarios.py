@@ -79,7 +79,8 @@ class ScenarioResult:
 
     @property
     def ok(self) -> bool:
-        return (self.error is None and not self.lost_writes and not self.messages_lost
+        return (self.error is None and not self.lost_writes
+                and (not self.messages_put or self.messages_lost == 0)
                 and all(n <= 1 for n in self.max_instances.values())
                 and (self.vip_s is not None or not self.vip_answered)
                 and None not in (self.galera_s, self.services_s, self.rejoin_s)

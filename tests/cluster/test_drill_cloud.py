@@ -110,5 +110,8 @@ def test_messages_lost_on_the_quorum_queue_show_and_fail_the_scenario():
     assert "MQ LOST/PUT" in head
     assert " 0/20 " in row_kept and "ok" in row_kept
     assert " 3/20 " in row_lost and "FAILED" in row_lost
-    assert kept.ok and not lost.ok
+    # put but never counted (the cluster did not answer): not ok either
+    uncounted = _scenario(cloud_measured=True, apis_s={"keystone": 5.5}, cloud_s=20.0,
+                          messages_put=20, messages_lost=None)
+    assert kept.ok and not lost.ok and not uncounted.ok
     assert json.loads(json.dumps(lost.to_dict()))["messages_lost"] == 3
