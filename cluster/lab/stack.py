@@ -560,10 +560,10 @@ def _configure_profile(lab: Lab, opts, venv, schemas, password, power_dir, confi
                              schemas / "keystone-keys" if schemas else None)
     for host in cluster.nodes + [cluster.arbitrator]:
         controller.write_cookie(host.root.var_lib_rabbitmq, secrets_.cookie)
-    # the member every controller's broker joins when Pacemaker first starts it
+    # the member every controller's broker joins when Pacemaker first starts it; it
+    # boots while Keystone and Glance are prepared
     progress(f"RabbitMQ: the cluster's first member on {info.arbitrator}")
     start_rabbitmq(lab)
-    await_rabbitmq(cluster.arbitrator, opts.timeout)
     node = cluster.nodes[0]
     progress("Keystone: admin password, catalog; nova's cells on the lab's RabbitMQ")
     keystone_url = f"http://{info.vip_name}:5000/v3/"
@@ -582,6 +582,7 @@ def _configure_profile(lab: Lab, opts, venv, schemas, password, power_dir, confi
             f"'{controller.transport_url(hosts, secrets_)}' WHERE name <> 'cell0';")
     if glance is not None:
         _load_glance(lab, glance, config_dir, progress)
+    await_rabbitmq(cluster.arbitrator, opts.timeout)
     mark("openstack prepared")
     full = Path(info.description)
     full.write_text(controller.description(hosts, power_dir=power_dir, venv=venv,
@@ -686,6 +687,13 @@ def await_rabbitmq(node, timeout: float) -> None:
                              f"(see {node.root.var_log}): {(res.stderr or res.stdout)[-300:]}")
 
 
+def rabbit_member(host: str) -> str:
+    """The RabbitMQ node name of the member on lab host ``host``."""
+    from . import controller
+
+    return controller.RABBIT_NODES.format(host)
+
+
 def rabbitmq_members(lab: Lab, node=None) -> list[str]:
     """The RabbitMQ cluster's running members, as ``node`` (default: the arbitrator's
     member) sees them."""
@@ -698,10 +706,12 @@ def rabbitmq_members(lab: Lab, node=None) -> list[str]:
 
 def grow_quorum_queues(lab: Lab) -> list[str]:
     """Every quorum queue onto every member: a queue declared while a controller's
-    broker was still joining has its replicas on the members then running only.
-    Returns the running members."""
+    broker was still joining has its replicas on the members then running only (the
+    arbitrator's, up first, has them all). Returns the running members."""
     members = rabbitmq_members(lab)
     for member in members:
+        if member == rabbit_member(lab.info.arbitrator):
+            continue
         res = rabbitmqctl(lab.cluster.arbitrator, "rabbitmq-queues", "grow", member, "all")
         if res.returncode != 0:
             raise RuntimeFailure(f"rabbitmq-queues grow {member} all: "
