@@ -1,7 +1,8 @@
 """The whole controller profile in the lab, and the cloud working through a node crash.
 
 One lab for the module (``lab up --whole-profile`` through the library, in a private
-registry): Galera, memcached, RabbitMQ, Keystone (gunicorn in the profile's
+registry): Galera, memcached, RabbitMQ (a cluster with a third member on the
+arbitrator; the services' RPC topics quorum queues), Keystone (gunicorn in the profile's
 ``apache`` place), Glance, Placement, Nova API/scheduler/conductor/novncproxy, the
 Neutron API (ML2 openvswitch) with its RPC server and the Open vSwitch, DHCP, L3 and
 metadata agents over Open vSwitch's userspace datapath, Cinder
