@@ -38,7 +38,7 @@ API's recovery through the VIP, the user sequence's, and beside them the floor:
           the service meanwhile).
 
 Goals: every API within floor + 3 s, the cloud sequence within floor + 10 s, 0
-acknowledged writes lost.
+acknowledged writes lost, 0 messages lost on a quorum queue.
 
     .venv/bin/python bench/cluster_drill.py --whole-profile [--scenarios LIST] [--json]
 """
@@ -161,6 +161,7 @@ def whole_profile(args, cached) -> int:
             rows.append({
                 "scenario": name, "victim": r.victim, "ok": r.ok,
                 "lost_writes": len(r.lost_writes), "vip_s": r.vip_s, "apis_s": r.apis_s,
+                "messages_put": r.messages_put, "messages_lost": r.messages_lost,
                 "cloud_s": r.cloud_s, "cloud_began_s": r.cloud_began_s,
                 "cloud_attempts": r.cloud_attempts, **floor,
                 "apis_within_floor_3s": slowest_api is not None
@@ -191,7 +192,8 @@ def whole_profile(args, cached) -> int:
               f"after {row['cloud_attempts']} attempts (<= floor + 10: done "
               f"{'yes' if row['cloud_within_floor_10s'] else 'NO'}, began "
               f"{'yes' if row['cloud_began_within_floor_10s'] else 'NO'}); "
-              f"lost acknowledged writes {row['lost_writes']}; "
+              f"lost acknowledged writes {row['lost_writes']}; messages lost on a "
+              f"quorum queue {row['messages_lost']} of {row['messages_put']}; "
               f"{'ok' if row['ok'] else 'FAILED: ' + str(row['error'])}")
         if row["cloud_failed_attempt"]:
             print(f"  a failed attempt: {row['cloud_failed_attempt']}")

@@ -56,7 +56,8 @@ def _up(conf, args) -> int:
         return 0
     info = lab.info
     print(f"lab {info.run_id} is up in {info.timings.get('ready', 0):.0f} s: "
-          f"{', '.join(info.nodes)} + {info.arbitrator} (garbd); VIP {info.vip} "
+          f"{', '.join(info.nodes)} + {info.arbitrator} "
+          f"({'garbd, RabbitMQ' if info.whole_profile else 'garbd'}); VIP {info.vip} "
           f"= {info.vip_name}")
     print(f"description applied: {info.description}")
     status = lab.status()
@@ -89,7 +90,10 @@ def _status(conf, args) -> int:
         render.print_json(status)
     else:
         print(f"lab {status['run_id']}: network {status['network']}, VIP {status['vip']} "
-              f"= {status['vip_name']}, garbd {'running' if status['garbd'] else 'down'}")
+              f"= {status['vip_name']}, garbd {'running' if status['garbd'] else 'down'}"
+              + (f", RabbitMQ on the arbitrator "
+                 f"{'running' if status['rabbitmq_arbitrator'] else 'down'}"
+                 if status.get("whole_profile") else ""))
         _print_migrate(status)
         _print_resources(status)
     return 0

@@ -105,7 +105,9 @@ vip_opts = [
 
 arbitrator_group = cfg.OptGroup(
     "arbitrator", title="Galera arbitrator",
-    help="A third host running garbd, so one surviving controller keeps Galera Primary.")
+    help="A third host running garbd, so one surviving controller keeps Galera Primary; "
+    "for the same reason the third member of the RabbitMQ cluster (quorum queues need "
+    "two of three members), outside Pacemaker as garbd is.")
 
 arbitrator_opts = [
     cfg.HostnameOpt("host", help="Its host name (unset: no arbitrator)."),

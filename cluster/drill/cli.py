@@ -32,12 +32,14 @@ def render_table(report: drill.DrillReport) -> str:
                probes, _fmt(s.services_s)]
         if cloud:
             row += [" ".join(f"{n} {_fmt(v)}" for n, v in sorted(s.apis_s.items())) or "-",
-                    f"{_fmt(s.cloud_began_s)}/{_fmt(s.cloud_s)}"]
+                    f"{_fmt(s.cloud_began_s)}/{_fmt(s.cloud_s)}",
+                    f"{'-' if s.messages_lost is None else s.messages_lost}"
+                    f"/{s.messages_put}"]
         rows.append((*row, _fmt(s.rejoin_s), f"{s.writes_acked}", str(len(s.lost_writes)),
                      inst, "ok" if s.ok else "FAILED"))
     head = ["SCENARIO", "VICTIM", "DETECT s", "VIP s", "GALERA s", "PROBES s", "SERVICES s"]
     if cloud:
-        head += ["APIS s", "CLOUD s (began/done)"]
+        head += ["APIS s", "CLOUD s (began/done)", "MQ LOST/PUT"]
     out = [render.table((*head, "REJOIN s", "ACKED", "LOST", "MAX ACTIVE", "RESULT"), rows)]
     for s in report.scenarios:
         for note in s.notes:

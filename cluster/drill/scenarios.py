@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pacestack.cluster.drill.target import Target
+from pacestack.cluster.drill.target import CloudHandle, Target
 
 from pacestack import proc
 from pacestack.errors import ConfigError, RuntimeFailure
@@ -37,6 +37,8 @@ from pacestack.errors import ConfigError, RuntimeFailure
 SCENARIOS = ("node-crash", "peer-crash", "standby", "kill-mariadbd", "kill-service",
              "partition")
 SAMPLE_INTERVAL = 0.25
+# confirmed messages the quorum-queue probe puts in before each fault
+MESSAGES = 20
 Progress = Callable[[str], None]
 
 
@@ -66,6 +68,10 @@ class ScenarioResult:
     writes_acked: int = 0
     writes_failed: int = 0
     lost_writes: list[int] = dataclasses.field(default_factory=list)
+    # confirmed messages put into a quorum queue before the fault, and how many of
+    # them the cluster no longer held once the cloud worked without the victim
+    messages_put: int = 0
+    messages_lost: int | None = None
     max_instances: dict[str, int] = dataclasses.field(default_factory=dict)
     timeline: dict = dataclasses.field(default_factory=dict)
     notes: list[str] = dataclasses.field(default_factory=list)
@@ -74,6 +80,7 @@ class ScenarioResult:
     @property
     def ok(self) -> bool:
         return (self.error is None and not self.lost_writes
+                and (not self.messages_put or self.messages_lost == 0)
                 and all(n <= 1 for n in self.max_instances.values())
                 and (self.vip_s is not None or not self.vip_answered)
                 and None not in (self.galera_s, self.services_s, self.rejoin_s)
@@ -317,6 +324,12 @@ class Drill:
         except Exception as exc:  # noqa: BLE001 - the scenario runs, the report says why
             result.cloud_measured = True
             result.cloud_error = f"cloud probe did not start: {exc}"[:300]
+        queue = f"pacestack-drill-{name}"
+        if cloud_probe is not None and cloud_probe.queue is not None:
+            try:
+                result.messages_put = cloud_probe.queue(queue, MESSAGES) or 0
+            except Exception as exc:  # noqa: BLE001
+                result.notes.append(f"quorum queue not filled: {exc}"[:300])
         sequence = None
         monitor = Monitor(target)
         monitor.start()
@@ -338,6 +351,8 @@ class Drill:
             if sequence is not None:
                 # the victim stays away until the cloud worked without it (or gave up)
                 sequence.join(self.timeout + 200)
+            if result.messages_put:
+                self._count_messages(result, cloud_probe, queue)
             t_back = time.time()
             self.progress(f"{name}: {self._back(name, victim)}")
             self.wait_healthy(timeout=self.timeout)
@@ -366,6 +381,17 @@ class Drill:
             result.error = result.error or f"restore: {exc}"
         self._check_writes(result, probe.events())
         return result
+
+    @staticmethod
+    def _count_messages(r: ScenarioResult, cloud_probe: CloudHandle, queue: str) -> None:
+        """What the quorum queue holds while the victim is still away (a majority of
+        the members): the messages it lost; the queue is deleted."""
+        try:
+            held = cloud_probe.queue(queue, 0)
+        except Exception as exc:  # noqa: BLE001 - not countable: the report says why
+            r.notes.append(f"quorum queue not counted: {exc}"[:300])
+            return
+        r.messages_lost = r.messages_put - (held or 0)
 
     def _fault(self, name: str, victim: str) -> str:
         target = self.target

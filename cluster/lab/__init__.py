@@ -23,7 +23,7 @@ library only. The whole API::
 
 Node.root holds the host's private directories as host paths (etc_corosync,
 var_lib_corosync, var_lib_pacemaker, var_log, var_log_corosync, var_log_pacemaker,
-var_log_mysql, run, etc_mysql, var_lib_mysql, etc_hosts) and host_path(inside).
+var_log_mysql, run, etc_mysql, var_lib_mysql, var_lib_rabbitmq, etc_hosts) and host_path(inside).
 """
 
 from .harness import LabCluster

@@ -91,11 +91,12 @@ def start_watch(lab, out: Path, timeout: float = 60) -> int:
     return pid
 
 
-def queue(lab, put: int = 0) -> int | None:
-    """Publish ``put`` messages to the probe's durable queue through the VIP (0: only
-    look); returns what the broker behind the VIP holds there (None: no such queue)."""
-    argv = [_python(lab), PROBE, "mq-put", str(put)] if put else [_python(lab), PROBE,
-                                                                  "mq-count"]
+def queue(lab, put: int = 0, name: str | None = None, drop: bool = False) -> int | None:
+    """Publish ``put`` messages to the probe's quorum queue through the VIP (0: only
+    look; drop: look, then delete the queue); returns what the cluster holds there
+    (None: no such queue)."""
+    action = ["mq-put", str(put)] if put else ["mq-drop" if drop else "mq-count"]
+    argv = [_python(lab), PROBE, *action, *([name] if name else [])]
     res = lab.cluster.arbitrator.run(argv, env=_env(lab), check=False, timeout=60)
     if res.returncode != 0:
         raise RuntimeFailure(f"queue probe failed: {(res.stderr or res.stdout)[-400:]}")

@@ -6,7 +6,8 @@
                                            # and detached; then deletes what it made
     python cloud_probe.py inventory        # how many of each of those exist
     python cloud_probe.py agents           # Neutron's agents (type, host, alive)
-    python cloud_probe.py mq-put N | mq-count   # messages in a queue behind the VIP
+    python cloud_probe.py mq-put N [Q] | mq-count [Q] | mq-drop [Q]
+                                           # messages in a quorum queue behind the VIP
 
 Credentials come from the environment (OS_AUTH_URL, OS_PASSWORD...), never argv.
 Prints one JSON object on stdout. Standalone: imports only the venv's libraries.
@@ -257,39 +258,47 @@ def cleanup(conn, wait: float = 60) -> dict:
 QUEUE = "pacestack-lab-probe"
 
 
-def mq(action: str, count: int) -> dict:
-    """Publish ``count`` persistent messages to a durable classic queue through the
-    VIP (put), or count what the broker behind the VIP holds there (count)."""
+def mq(action: str, count: int, name: str = QUEUE) -> dict:
+    """Publish ``count`` persistent messages to a quorum queue through the VIP (put),
+    count what the cluster holds there (count), or count it and delete the queue
+    (drop). A quorum queue is the kind the services' RPC topics use: replicated on
+    every RabbitMQ member, a node's loss must not lose a confirmed message."""
     import kombu
 
-    # publisher confirms: put returns once the broker has the messages
+    # publisher confirms: put returns once a majority of the members has the messages
     with kombu.Connection(os.environ["PROBE_TRANSPORT_URL"].replace("rabbit://", "amqp://"),
                           connect_timeout=5,
                           transport_options={"confirm_publish": True}) as conn:
         channel = conn.channel()
-        queue = kombu.Queue(QUEUE, durable=True, channel=channel)
+        queue = kombu.Queue(name, durable=True, channel=channel,
+                            queue_arguments={"x-queue-type": "quorum"})
         if action == "put":
             queue.declare()
             producer = kombu.Producer(channel)
             for i in range(count):
-                producer.publish({"n": i}, routing_key=QUEUE, delivery_mode=2)
+                producer.publish({"n": i}, routing_key=name, delivery_mode=2)
         messages = None  # the broker has no such queue
         deadline = time.monotonic() + 5
         while True:
             try:
-                _name, messages, _consumers = channel.queue_declare(QUEUE, passive=True)
+                _name, messages, _consumers = channel.queue_declare(name, passive=True)
             except conn.channel_errors:
                 break
             # the count lags a confirmed publish by a moment
             if action != "put" or messages >= count or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
-        return {"queue": QUEUE, "messages": messages}
+        if action == "drop" and messages is not None:
+            channel.queue_delete(name)
+        return {"queue": name, "messages": messages}
 
 
 def main(argv: list[str]) -> int:
-    if argv[:1] in (["mq-put"], ["mq-count"]):
-        print(json.dumps(mq(argv[0][3:], int(argv[1]) if len(argv) > 1 else 0)), flush=True)
+    if argv[:1] == ["mq-put"] and len(argv) in (2, 3):
+        print(json.dumps(mq("put", int(argv[1]), *argv[2:])), flush=True)
+        return 0
+    if argv[:1] in (["mq-count"], ["mq-drop"]) and len(argv) <= 2:
+        print(json.dumps(mq(argv[0][3:], 0, *argv[1:])), flush=True)
         return 0
     if argv[:1] == ["apis"]:
         print(json.dumps(apis(float(argv[1]) if len(argv) > 1 else 120)), flush=True)
@@ -311,7 +320,7 @@ def main(argv: list[str]) -> int:
                   flush=True)
         return 0
     print("usage: cloud_probe.py apis [SECONDS] | watch OUT | sequence | inventory "
-          "| agents",
+          "| agents | mq-put N [QUEUE] | mq-count [QUEUE] | mq-drop [QUEUE]",
           file=sys.stderr)
     return 2
 

@@ -9,9 +9,10 @@ What runs where cannot be the Debian default:
   ocf:pacestack:openstack-service (the profile's ``systemd_unit`` is replaced);
 - no apache2: the ``apache`` resource is Keystone under gunicorn; Placement, which
   Debian also serves from apache, is its own ``placement-api`` resource after it;
-- RabbitMQ: one independent broker per controller, every client through the VIP
-  (a two-member quorum queue needs both members, so it would stop with either node;
-  see broker_note()). A failover loses what sat in the dead broker's queues.
+- RabbitMQ: a three-member cluster, both controllers under Pacemaker and a third
+  member on the arbitrator outside it (as garbd), so a quorum queue keeps its
+  majority when either controller goes; the services' queues are quorum queues and
+  every client reaches the cluster through the VIP (see broker_note()).
 - the Neutron API under gunicorn answers HTTP only: the agents' RPC (their state
   reports, port and network sync) is served by ``neutron-rpc-server``, a clone
   beside it; the agents drive Open vSwitch with the userspace datapath, itself a
@@ -105,10 +106,14 @@ NEEDS_PLACEMENT = {name: f"after = {_AFTER}\n"
 
 
 def broker_note() -> str:
-    return ("independent RabbitMQ brokers behind the VIP: a quorum queue on two "
-            "brokers needs both (majority of 2) and stops with either node, so a "
-            "two-node RabbitMQ cluster would take the message bus down on every "
-            "failover; a third member on the arbitrator would fix that")
+    return ("a three-member RabbitMQ cluster (both controllers under Pacemaker, the "
+            "arbitrator's member outside it) behind the VIP: the services' queues are "
+            "quorum queues, replicated on all three, so either controller can go and a "
+            "majority (two of three) still holds every queued message")
+
+
+RABBIT_NODES = "rabbit@{}"
+COOKIE = ".erlang.cookie"
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,8 @@ class Secrets:
     rabbit: str
     admin: str
     metadata: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+    # the Erlang cookie the three RabbitMQ members share (Erlang reads it as an atom)
+    cookie: str = field(default_factory=lambda: secrets.token_hex(20).upper())
 
 
 def transport_url(hosts: LabHosts, secrets_: Secrets) -> str:
@@ -127,13 +134,17 @@ def memcached_servers(hosts: LabHosts) -> str:
     return ",".join(f"{addr}:11211" for _, addr in hosts.nodes)
 
 
-# The brokers behind the VIP are independent: after the VIP moves, a client still
-# connected to the old broker hears of it only when it next sends (the new holder
-# answers with a reset), and a message published to the new broker meanwhile finds
-# no queue there and is dropped (a server create then stays in BUILD). An idle
-# connection sends a heartbeat every threshold / heartbeat_rate (3) seconds: every
-# 3.3 s instead of 20 s with the default 60.
-RABBIT = {"oslo_messaging_rabbit": {"heartbeat_timeout_threshold": "10"}}
+# After the VIP moves, a client still connected to the old node's broker hears of it
+# only when it next sends (the new holder answers with a reset); an idle connection
+# sends a heartbeat every threshold / heartbeat_rate (3) seconds: every 3.3 s instead
+# of 20 s with the default 60. The topic queues (where casts such as a volume create
+# wait for their server) are quorum queues. The reply and fanout queues stay classic:
+# their names are random per process, so as quorum queues each restart would leave
+# three-member Raft groups behind until their 30 min expiry; ``use_queue_manager``
+# would name them per host and process, but every API under gunicorn on a node has
+# the process name "gunicorn" and they would share reply queues.
+RABBIT = {"oslo_messaging_rabbit": {"heartbeat_timeout_threshold": "10",
+                                    "rabbit_quorum_queue": "true"}}
 
 
 def _auth(hosts: LabHosts, secrets_: Secrets) -> dict[str, str]:
@@ -230,9 +241,7 @@ def write_configs(config_dir: Path, state_dir: Path, venv: Path, glance_venv: Pa
         "nova.conf": _nova(hosts, secrets_, state_dir, venv, lock, authtoken, mq),
         "nova-compute.conf": _nova(hosts, secrets_, state_dir, venv, lock, authtoken, mq,
                                    compute=True),
-        "rabbitmq.conf": {"": {"listeners.tcp.default": "5672", "loopback_users": "none",
-                               "default_user": RABBIT_USER, "default_pass": secrets_.rabbit,
-                               "management.tcp.port": "15672"}},
+        "rabbitmq.conf": {"": rabbitmq_conf(hosts, secrets_)},
     }
     if glance_venv is not None:
         files["glance/glance-api.conf"] = {
@@ -364,22 +373,62 @@ def memcached_params() -> dict[str, str]:
             "pid": "/run/pacestack-memcached.pid", "log": "/var/log/pacestack-memcached.log"}
 
 
+def rabbitmq_conf(hosts: LabHosts, secrets_: Secrets) -> dict[str, str]:
+    """The members' rabbitmq.conf: one cluster of the two controllers and the
+    arbitrator. A fresh member joins the first peer that answers in this order; the
+    arbitrator's member starts first (stack.start_rabbitmq), so both controllers
+    join it and never form a cluster of their own."""
+    conf = {"listeners.tcp.default": "5672", "loopback_users": "none",
+            "default_user": RABBIT_USER, "default_pass": secrets_.rabbit,
+            "management.tcp.port": "15672",
+            "cluster_formation.peer_discovery_backend": "classic_config",
+            # the member cut off from the other two stops serving clients (what it
+            # would accept alone, the majority never sees) and rejoins when it can
+            "cluster_partition_handling": "pause_minority"}
+    names = [hosts.arbitrator[0], *(name for name, _ in hosts.nodes)]
+    for i, name in enumerate(names, start=1):
+        conf[f"cluster_formation.classic_config.nodes.{i}"] = RABBIT_NODES.format(name)
+    return conf
+
+
+def rabbitmq_env(config_dir: Path) -> dict[str, str]:
+    """The broker's environment on every member. Its data (membership, quorum-queue
+    logs) and the cookie in HOME are on the node's disk (/var/lib/rabbitmq): a member
+    booted again after a crash rejoins the cluster with what it had."""
+    return {**ctl_env(), "RABBITMQ_MNESIA_BASE": "/var/lib/rabbitmq/mnesia",
+            "RABBITMQ_LOG_BASE": "/var/log",
+            "RABBITMQ_CONFIG_FILE": str(config_dir / "rabbitmq.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(config_dir / "enabled_plugins"),
+            # one scheduler, no busy-waiting: three brokers share two cores here; a
+            # 10 s net tick notices a member cut off within seconds (60 s by default)
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": ("+S 1:1 +sbwt none +sbwtdcpu none "
+                                                    "+sbwtdio none -kernel net_ticktime 10"),
+            "PATH": "/usr/lib/rabbitmq/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+
+
+def write_cookie(var_lib_rabbitmq: Path, cookie: str) -> None:
+    """The shared Erlang cookie in a member's HOME (0400, as Erlang demands)."""
+    path = var_lib_rabbitmq / COOKIE
+    if path.exists():
+        path.chmod(0o600)
+    write_secret(path, cookie)
+    path.chmod(0o400)
+
+
 def rabbitmq_params(config_dir: Path) -> dict[str, str]:
-    # node-private /run (a rebooted node starts an empty broker, as the independent
-    # brokers' design accepts) and directories that exist at boot: HOME holds the
-    # Erlang cookie, the broker makes /run/rabbit@NODE itself
-    env = {"HOME": "/run", "RABBITMQ_MNESIA_BASE": "/run",
-           "RABBITMQ_LOG_BASE": "/var/log",
-           "RABBITMQ_CONFIG_FILE": str(config_dir / "rabbitmq.conf"),
-           "RABBITMQ_ENABLED_PLUGINS_FILE": str(config_dir / "enabled_plugins"),
-           "PATH": "/usr/lib/rabbitmq/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+    env = rabbitmq_env(config_dir)
     return {"binary": "/usr/lib/rabbitmq/bin/rabbitmq-server",
-            "environment": " ".join(f"{k}={v}" for k, v in env.items()),
-            "workdir": "/run", "pid": "/run/pacestack-rabbitmq.pid",
+            "environment": " ".join(shlex.quote(f"{k}={v}") for k, v in env.items()),
+            "workdir": "/var/lib/rabbitmq", "pid": "/run/pacestack-rabbitmq.pid",
             "log": "/var/log/pacestack-rabbitmq.log",
-            # the management listener answers once the broker has booted
+            # the management listener answers once the broker has booted (joined)
             "monitor_url": "http://127.0.0.1:15672/", "monitor_timeout": "5",
             "stop_timeout": "20"}
+
+
+def ctl_env() -> dict[str, str]:
+    """What rabbitmqctl and rabbitmq-queues need on a member: the cookie's HOME."""
+    return {"HOME": "/var/lib/rabbitmq"}
 
 
 def resource_names(glance: bool) -> tuple[list[str], list[str]]:

@@ -30,6 +30,9 @@ MOUNTS = {
     "run": "/run",
     "etc_mysql": "/etc/mysql",
     "var_lib_mysql": "/var/lib/mysql",
+    # the RabbitMQ member's cluster membership and quorum-queue logs outlive a crash,
+    # as on a real disk: a node that boots again rejoins with what it had
+    "var_lib_rabbitmq": "/var/lib/rabbitmq",
     "etc_hosts": "/etc/hosts",
 }
 
@@ -86,6 +89,10 @@ class NodeRoot:
         return self.base / "var_lib_mysql"
 
     @property
+    def var_lib_rabbitmq(self) -> Path:
+        return self.base / "var_lib_rabbitmq"
+
+    @property
     def etc_hosts(self) -> Path:
         return self.base / "etc_hosts"
 
@@ -136,6 +143,7 @@ def populate(root: NodeRoot, hosts_file: str) -> None:
     else:
         _mkdir(root.etc_mysql, 0o755)
     _mkdir(root.var_lib_mysql, 0o755, "mysql", "mysql")
+    _mkdir(root.var_lib_rabbitmq, 0o750)
     root.etc_hosts.write_text(hosts_file, encoding="utf-8")
     os.chmod(root.etc_hosts, 0o644)
     reset_run(root)

@@ -120,6 +120,7 @@ class LabInfo:
     whole_profile: bool = False
     admin_password_file: str | None = None   # Keystone's admin (whole profile)
     compute: str | None = None               # the host running nova-compute
+    rabbitmq_pid: int | None = None          # the arbitrator's RabbitMQ member
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -204,6 +205,9 @@ class Lab:
                 "resources": {rid: [{"node": n, "role": r} for n, r in where]
                               for rid, where in sorted(placed.items())},
                 "garbd": bool(self.info.garbd_pid and proc.is_alive(self.info.garbd_pid)),
+                "whole_profile": self.info.whole_profile,
+                "rabbitmq_arbitrator": bool(self.info.rabbitmq_pid
+                                            and proc.is_alive(self.info.rabbitmq_pid)),
                 "migrate_config": self.info.migrate_config,
                 "migrate_command": (access.exec_hint(self.cluster.node_names[0],
                                                      self.info.migrate_config)
@@ -258,6 +262,8 @@ class Lab:
             raise RuntimeFailure(str(exc)) from None
         if name == self.info.arbitrator:
             self.start_garbd()
+            if self.info.whole_profile:
+                start_rabbitmq(self)
             if self.info.compute == name:
                 start_compute(self)
         return seconds
@@ -552,6 +558,12 @@ def _configure_profile(lab: Lab, opts, venv, schemas, password, power_dir, confi
     state_dir = cluster.dir / "openstack" / "state"
     controller.write_configs(config_dir, state_dir, venv, glance, hosts, secrets_,
                              schemas / "keystone-keys" if schemas else None)
+    for host in cluster.nodes + [cluster.arbitrator]:
+        controller.write_cookie(host.root.var_lib_rabbitmq, secrets_.cookie)
+    # the member every controller's broker joins when Pacemaker first starts it; it
+    # boots while Keystone and Glance are prepared
+    progress(f"RabbitMQ: the cluster's first member on {info.arbitrator}")
+    start_rabbitmq(lab)
     node = cluster.nodes[0]
     progress("Keystone: admin password, catalog; nova's cells on the lab's RabbitMQ")
     keystone_url = f"http://{info.vip_name}:5000/v3/"
@@ -570,6 +582,7 @@ def _configure_profile(lab: Lab, opts, venv, schemas, password, power_dir, confi
             f"'{controller.transport_url(hosts, secrets_)}' WHERE name <> 'cell0';")
     if glance is not None:
         _load_glance(lab, glance, config_dir, progress)
+    await_rabbitmq(cluster.arbitrator, opts.timeout)
     mark("openstack prepared")
     full = Path(info.description)
     full.write_text(controller.description(hosts, power_dir=power_dir, venv=venv,
@@ -591,6 +604,8 @@ def _configure_profile(lab: Lab, opts, venv, schemas, password, power_dir, confi
 
     wait_resources(lab, report, "every service running", opts.timeout)
     mark("services running")
+    members = grow_quorum_queues(lab)
+    progress(f"RabbitMQ cluster: {', '.join(members)}; every quorum queue on each")
     progress(f"Open vSwitch, its agent and nova-compute (fake driver) on {info.arbitrator}")
     start_compute(lab)
     wait_compute(lab, opts.timeout)
@@ -635,6 +650,73 @@ def start_compute(lab: Lab) -> int:
     return arb.start_daemon([str(venv / "bin" / "nova-compute"),
                              "--config-file", str(config_dir / "nova-compute.conf")],
                             "nova-compute.out")
+
+
+def start_rabbitmq(lab: Lab) -> int:
+    """The arbitrator's RabbitMQ member, outside Pacemaker as garbd is; its host PID."""
+    from . import controller
+
+    config_dir = Path(lab.info.config_dir or "")
+    lab.info.rabbitmq_pid = lab.cluster.arbitrator.start_daemon(
+        ["/usr/lib/rabbitmq/bin/rabbitmq-server"], "rabbitmq.out",
+        env=controller.rabbitmq_env(config_dir))
+    lab.save()
+    return lab.info.rabbitmq_pid
+
+
+def rabbitmqctl(node, *args: str, timeout: float = 60):
+    """rabbitmqctl (or rabbitmq-queues, ...: args[0]) on a member, with its cookie."""
+    from . import controller
+
+    return node.run([f"/usr/lib/rabbitmq/bin/{args[0]}", *args[1:]],
+                    env=controller.ctl_env(), check=False, timeout=timeout)
+
+
+def await_rabbitmq(node, timeout: float) -> None:
+    """Until the member on ``node`` has booted (joined its cluster)."""
+    # await_startup gives up at once on a node epmd does not know yet; epmd's own
+    # client is cheap to ask, an Erlang CLI costs a VM each time
+    t0 = time.monotonic()
+    proc.wait_for(lambda: "name rabbit " in node.run(["epmd", "-names"], check=False).stdout,
+                  timeout, interval=1)
+    left = max(5, int(timeout - (time.monotonic() - t0)))
+    res = rabbitmqctl(node, "rabbitmqctl", "await_startup", "--timeout", str(left),
+                      timeout=left + 30)
+    if res.returncode != 0:
+        raise RuntimeFailure(f"RabbitMQ on {node.name} did not start within {timeout:.0f}s "
+                             f"(see {node.root.var_log}): {(res.stderr or res.stdout)[-300:]}")
+
+
+def rabbit_member(host: str) -> str:
+    """The RabbitMQ node name of the member on lab host ``host``."""
+    from . import controller
+
+    return controller.RABBIT_NODES.format(host)
+
+
+def rabbitmq_members(lab: Lab, node=None) -> list[str]:
+    """The RabbitMQ cluster's running members, as ``node`` (default: the arbitrator's
+    member) sees them."""
+    res = rabbitmqctl(node or lab.cluster.arbitrator, "rabbitmqctl", "cluster_status",
+                      "--formatter", "json")
+    if res.returncode != 0:
+        raise RuntimeFailure(f"rabbitmqctl cluster_status: {(res.stderr or res.stdout)[-300:]}")
+    return sorted(json.loads(res.stdout)["running_nodes"])
+
+
+def grow_quorum_queues(lab: Lab) -> list[str]:
+    """Every quorum queue onto every member: a queue declared while a controller's
+    broker was still joining has its replicas on the members then running only (the
+    arbitrator's, up first, has them all). Returns the running members."""
+    members = rabbitmq_members(lab)
+    for member in members:
+        if member == rabbit_member(lab.info.arbitrator):
+            continue
+        res = rabbitmqctl(lab.cluster.arbitrator, "rabbitmq-queues", "grow", member, "all")
+        if res.returncode != 0:
+            raise RuntimeFailure(f"rabbitmq-queues grow {member} all: "
+                                 f"{(res.stderr or res.stdout)[-300:]}")
+    return members
 
 
 def neutron_agents_alive(lab: Lab, within: int = 15) -> dict[tuple[str, str], bool]:

@@ -98,3 +98,20 @@ def test_the_plot_shows_each_api_and_when_the_cloud_worked(tmp_path: Path):
     ax = next(a for a in fig.axes if a.get_title(loc="left"))
     assert "api keystone" in [t.get_text() for t in ax.get_yticklabels()]
     assert "cloud works" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_messages_lost_on_the_quorum_queue_show_and_fail_the_scenario():
+    kept = _scenario(cloud_measured=True, apis_s={"keystone": 5.5}, cloud_s=20.0,
+                     cloud_began_s=3.0, messages_put=20, messages_lost=0)
+    lost = _scenario(cloud_measured=True, apis_s={"keystone": 5.5}, cloud_s=20.0,
+                     cloud_began_s=3.0, messages_put=20, messages_lost=3)
+    table = cli.render_table(_report(kept, lost))
+    head, _rule, row_kept, row_lost = table.splitlines()[:4]
+    assert "MQ LOST/PUT" in head
+    assert " 0/20 " in row_kept and "ok" in row_kept
+    assert " 3/20 " in row_lost and "FAILED" in row_lost
+    # put but never counted (the cluster did not answer): not ok either
+    uncounted = _scenario(cloud_measured=True, apis_s={"keystone": 5.5}, cloud_s=20.0,
+                          messages_put=20, messages_lost=None)
+    assert kept.ok and not lost.ok and not uncounted.ok
+    assert json.loads(json.dumps(lost.to_dict()))["messages_lost"] == 3

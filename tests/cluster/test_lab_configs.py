@@ -51,22 +51,45 @@ for path in sys.argv[1:]:
     conf.register_opts(impl_rabbit.rabbit_opts, group="oslo_messaging_rabbit")
     conf(args=[], default_config_files=[path], project="lab")
     r = conf.oslo_messaging_rabbit
-    out[path] = [r.heartbeat_timeout_threshold, r.heartbeat_rate]
+    out[path] = [r.heartbeat_timeout_threshold, r.heartbeat_rate, r.rabbit_quorum_queue]
 print(json.dumps(out))
 """
 
 
-def test_rabbit_clients_send_a_heartbeat_every_few_seconds(openstack_venv, tmp_path):
-    """Independent brokers behind the VIP: a client still connected to the old
-    broker notices the move only when it sends (the new holder resets it); until
-    then what others publish for it is dropped. Its idle heartbeat is that send."""
+def test_rabbit_clients_use_quorum_queues_and_heartbeat_every_few_seconds(openstack_venv,
+                                                                         tmp_path):
+    """Every service declares its RPC topics as quorum queues (replicated on the three
+    RabbitMQ members). After the VIP moves, a client still connected to the old
+    node's broker notices only when it sends (the new holder resets it): its idle
+    heartbeat is that send."""
     users = _lab_configs(openstack_venv, tmp_path, lambda ini: ini.get(
         "DEFAULT", "transport_url", fallback="").startswith("rabbit://"))
     assert {Path(p).name for p in users} >= {"nova.conf", "nova-compute.conf",
                                              "neutron.conf", "cinder.conf"}
-    for path, (threshold, rate) in _read_in_venv(openstack_venv, READ_RABBIT, users).items():
+    read = _read_in_venv(openstack_venv, READ_RABBIT, users)
+    for path, (threshold, rate, quorum) in read.items():
         # py-amqp sends a heartbeat when nothing was sent for threshold / rate seconds
         assert threshold / rate <= 5, (path, threshold, rate)
+        assert quorum is True, path
+
+
+def test_rabbitmq_members_form_one_cluster_from_the_arbitrator(tmp_path):
+    """rabbitmq.conf: classic peer discovery listing the arbitrator's member first
+    (it starts first, so a fresh controller joins it), partitions paused on the
+    minority side; the shared cookie is a 0400 file, never in the environment."""
+    conf = controller.rabbitmq_conf(HOSTS, controller.Secrets("db", "mq", "admin"))
+    assert conf["cluster_formation.peer_discovery_backend"] == "classic_config"
+    assert [conf[f"cluster_formation.classic_config.nodes.{i}"] for i in (1, 2, 3)] == \
+        ["rabbit@arbitrator", "rabbit@controller01", "rabbit@controller02"]
+    assert conf["cluster_partition_handling"] == "pause_minority"
+    secrets_ = controller.Secrets("db", "mq", "admin")
+    controller.write_cookie(tmp_path, secrets_.cookie)
+    controller.write_cookie(tmp_path, secrets_.cookie)  # again over the 0400 file
+    cookie = tmp_path / controller.COOKIE
+    assert cookie.read_text() == secrets_.cookie and cookie.stat().st_mode & 0o777 == 0o400
+    params = controller.rabbitmq_params(tmp_path)
+    assert secrets_.cookie not in params["environment"]
+    assert "HOME=/var/lib/rabbitmq" in params["environment"]
 
 
 READ_AUTHTOKEN = """

@@ -1,7 +1,8 @@
 """The whole controller profile in the lab, and the cloud working through a node crash.
 
 One lab for the module (``lab up --whole-profile`` through the library, in a private
-registry): Galera, memcached, RabbitMQ, Keystone (gunicorn in the profile's
+registry): Galera, memcached, RabbitMQ (a cluster with a third member on the
+arbitrator; the services' RPC topics quorum queues), Keystone (gunicorn in the profile's
 ``apache`` place), Glance, Placement, Nova API/scheduler/conductor/novncproxy, the
 Neutron API (ML2 openvswitch) with its RPC server and the Open vSwitch, DHCP, L3 and
 metadata agents over Open vSwitch's userspace datapath, Cinder
@@ -14,6 +15,7 @@ victim's return ~2 min).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -23,7 +25,7 @@ from pathlib import Path
 import pytest
 from pacestack.cluster import description as desc_mod
 from pacestack.cluster import drill
-from pacestack.cluster.drill import cli
+from pacestack.cluster.drill import cli, scenarios
 from pacestack.cluster.drill.lab_target import LabTarget
 from pacestack.cluster.lab import cloud, cloud_probe, controller, neutron_agents, stack
 
@@ -141,6 +143,36 @@ def test_cloud_sequence_attaches_a_volume_and_deletes_what_it_made(profile_lab):
     TIMINGS["cloud sequence (s)"] = got["seconds"]
 
 
+MEMBERS = ["rabbit@arbitrator", "rabbit@controller01", "rabbit@controller02"]
+# RPC topics of the profile's services: casts wait in these for their server
+TOPICS = ("conductor", "scheduler", "compute", "cinder-scheduler", "cinder-volume")
+
+
+def _rabbitmqctl(node, *args: str) -> object:
+    res = node.run(["/usr/lib/rabbitmq/bin/rabbitmqctl", *args, "--formatter", "json"],
+                   env={"HOME": "/var/lib/rabbitmq"}, check=False, timeout=60)
+    assert res.returncode == 0, (node.name, res.stderr[-300:])
+    return json.loads(res.stdout)
+
+
+def _members(node) -> list[str]:
+    return sorted(_rabbitmqctl(node, "cluster_status")["running_nodes"])
+
+
+def test_rabbitmq_is_one_cluster_and_the_services_queues_are_quorum_queues(profile_lab):
+    """Both controllers' brokers (under Pacemaker) and the arbitrator's are one
+    RabbitMQ cluster, as each member sees it; the services' RPC topics are quorum
+    queues with a replica on each of the three."""
+    lab = profile_lab
+    for node in [*lab.cluster.nodes, lab.cluster.arbitrator]:
+        assert _members(node) == MEMBERS, node.name
+    queues = {q["name"]: q for q in _rabbitmqctl(lab.cluster.nodes[0], "list_queues",
+                                                 "name", "type", "members")}
+    for topic in TOPICS:
+        assert queues[topic]["type"] == "quorum", queues.get(topic)
+        assert sorted(queues[topic]["members"]) == MEMBERS, queues[topic]
+
+
 def test_node_crash_drill_apis_and_the_cloud_recover(profile_lab):
     """The drill's node-crash scenario on the whole controller: the VIP's node
     powered off, each API and the user sequence measured through the VIP from the
@@ -148,7 +180,7 @@ def test_node_crash_drill_apis_and_the_cloud_recover(profile_lab):
     lab = profile_lab
     inventory = cloud.inventory(lab)
     holder = _where(lab)["vip"][0][0]
-    # independent brokers behind the VIP: what waits in the VIP holder's queues
+    # confirmed messages in a quorum queue before the VIP's node dies
     assert cloud.queue(lab, put=5) == 5
     report = drill.run(LabTarget(lab), ["node-crash"], work_dir=lab.cluster.dir / "drill",
                        timeout=240)
@@ -157,10 +189,16 @@ def test_node_crash_drill_apis_and_the_cloud_recover(profile_lab):
                                    if k not in ("timeline", "lost_writes")}
     print("\n" + cli.render_table(report))
     assert r.victim == holder and r.error is None, r.error
+    # what was queued before the crash is all there, through the VIP on the survivor
+    TIMINGS["quorum queue after failover (5 before)"] = held = cloud.queue(lab)
+    assert held == 5
     assert r.cloud_measured and set(r.apis_s) == set(cloud_probe.APIS), r.apis_s
     assert all(v is not None for v in r.apis_s.values()), r.apis_s
     assert r.cloud_s is not None, (r.cloud_attempts, r.cloud_error)
     assert r.writes_acked > 0 and r.lost_writes == [], r.lost_writes[:20]
+    # the drill's own quorum queue: every confirmed message still there on the two
+    # members left while the victim was down
+    assert (r.messages_put, r.messages_lost) == (scenarios.MESSAGES, 0), r.notes
     assert r.ok, r.to_dict()
     # the successful attempt deleted what the failed ones left behind
     assert cloud.inventory(lab) == inventory
@@ -169,9 +207,7 @@ def test_node_crash_drill_apis_and_the_cloud_recover(profile_lab):
     assert proc.wait_for(lambda: _agents_wanted(lab) <= _agents_alive(lab), 120,
                          interval=2), _agents_alive(lab)
     TIMINGS["agents alive after the drill (s)"] = round(time.monotonic() - t_back, 1)
-    # ... is what a failover loses: the survivor's broker never had it (the victim's,
-    # booted again, may hold them: only where the VIP stayed on the survivor)
-    lost = cloud.queue(lab)
-    TIMINGS["queued messages after failover (5 before)"] = lost
-    if _where(lab)["vip"][0][0] != holder:
-        assert lost in (None, 0)
+    # the victim's broker, booted again, rejoined the cluster with its disk
+    assert proc.wait_for(lambda: _members(lab.cluster.arbitrator) == MEMBERS, 120,
+                         interval=3)
+    assert cloud.queue(lab, drop=True) == 5
