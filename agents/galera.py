@@ -281,7 +281,9 @@ class GaleraAgent(Promotion, ocf.Agent):
 
     def notify(self) -> int:
         # after any promote/demote/start/stop the Primary set may have changed:
-        # Unpromoted nodes re-score so joiners follow the bootstrap node at once
+        # Unpromoted nodes re-score so joiners follow the bootstrap node at once.
+        # What returns SUCCESS here without a change, the sh front answers itself
+        # (galera_sh_monitor.py): keep the two alike
         if self.meta.notify_type == "post" and self._role() == "unpromoted" \
                 and self.mysqld.pid() is None:
             self.refresh_scores(self.topo)
