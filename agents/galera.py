@@ -23,7 +23,7 @@ from pacestack.agents.galera_mysqld import (
     MysqldError,
     wait,
 )
-from pacestack.agents.galera_promote import Promotion
+from pacestack.agents.galera_promote import Promotion, _all_at_once
 from pacestack.agents.galera_records import (  # the attribute names galera/ reads too
     ALONE_RECORD_INTERVAL,
     LAST_COMMITTED,
@@ -199,13 +199,21 @@ class GaleraAgent(Promotion, ocf.Agent):
             self.advertise_sst(m)
             self._set_role("unpromoted")
             return ocf.SUCCESS
-        self._delete("primary")
-        self._check_volume()
-        self.note_death(m)
-        mine = self.detect_position()
+        found: list[Position] = []
+
+        def place() -> None:
+            self._check_volume()
+            self.note_death(m)
+            found.append(self.detect_position())
+
+        # independent CIB writes and the position (maybe a --wsrep-recover) at once:
+        # Pacemaker waits for every action between a failure and the promote
+        _all_at_once([lambda: self._delete("primary"), place],
+                     parallel="CIB_file" not in self.environ)
+        mine = found[0]
         self._check_data_expected(topo, mine)
-        self.advertise_sst(m)
-        self.publish(mine)
+        _all_at_once([lambda: self.advertise_sst(m), lambda: self.publish(mine)],
+                     parallel="CIB_file" not in self.environ)
         self._set_role("unpromoted")
         decision = self.refresh_scores(topo)
         self.log.info("started unpromoted; promote would: %s", decision)
@@ -246,15 +254,18 @@ class GaleraAgent(Promotion, ocf.Agent):
 
     def stop(self) -> int:
         m = self.mysqld
-        self._delete(POSITION)  # a stopped member reports again when it starts
+        # independent CIB writes, at once (each a crm_attribute run)
+        calls = [lambda: self._delete("primary"), self._forget_view,
+                 # whatever starts mariadbd next advertises its own
+                 lambda: self._delete(SST_METHODS), lambda: self._score(None)]
         if m.pid() is None:
             self.note_death(m)
-        elif self._shutdown(m):
-            self._record_stopped(m)
-        self._delete("primary")
-        self._forget_view()
-        self._delete(SST_METHODS)  # whatever starts mariadbd next advertises its own
-        self._score(None)
+            calls.append(lambda: self._delete(POSITION))  # it reports again on start
+        else:
+            self._delete(POSITION)  # before the shutdown: stale from then on
+            if self._shutdown(m):
+                self._record_stopped(m)
+        _all_at_once(calls, parallel="CIB_file" not in self.environ)
         self._set_role(None)
         return ocf.SUCCESS
 
@@ -263,10 +274,13 @@ class GaleraAgent(Promotion, ocf.Agent):
         self._delete(POSITION)  # stale until the recovery below publishes the new one
         if m.pid() is not None:
             self._shutdown(m)
-        self._delete("primary")
-        self._forget_view()
+        found: list[Position] = []
+        # independent CIB writes and the recovery (a --wsrep-recover after a crash) at once
+        _all_at_once([lambda: self._delete("primary"), self._forget_view,
+                      lambda: found.append(self.detect_position())],
+                     parallel="CIB_file" not in self.environ)
         self._set_role("unpromoted")
-        self.publish(self.detect_position())
+        self.publish(found[0])
         self.refresh_scores(self.topo)
         return ocf.SUCCESS
 
@@ -281,7 +295,9 @@ class GaleraAgent(Promotion, ocf.Agent):
 
     def notify(self) -> int:
         # after any promote/demote/start/stop the Primary set may have changed:
-        # Unpromoted nodes re-score so joiners follow the bootstrap node at once
+        # Unpromoted nodes re-score so joiners follow the bootstrap node at once.
+        # What returns SUCCESS here without a change, the sh front answers itself
+        # (galera_sh_monitor.py): keep the two alike
         if self.meta.notify_type == "post" and self._role() == "unpromoted" \
                 and self.mysqld.pid() is None:
             self.refresh_scores(self.topo)

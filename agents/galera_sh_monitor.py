@@ -1,4 +1,5 @@
-"""The sh front of ``ocf:pacestack:galera``: the healthy Promoted monitor without Python.
+"""The sh front of ``ocf:pacestack:galera``: the healthy Promoted monitor, and the
+notifications Python would answer by doing nothing, without Python.
 
 Pacemaker runs the Promoted monitor every few seconds on every controller; Python's
 start-up and imports cost more than the status query itself, and a cheap monitor
@@ -25,6 +26,15 @@ five variables the front reads:
 Then it exits 8 (running Promoted). Anything else, including every failure, goes
 to the Python agent unchanged, which decides and explains; so the front never says
 "running" where Python would not, and never skips a record Python would write.
+
+Notifications: Pacemaker runs one on every instance before and after each start,
+stop, promote and demote of the clone, and waits for all of them before the next
+action (four rounds between a kill -9 of mariadbd and its promote). Python only
+acts on a "post" one on a node whose role marker says Unpromoted (it re-scores
+itself when mariadbd is stopped there); every "pre" one, and a "post" one on a
+Promoted node, it answers 0 without a change. The front answers exactly those
+(same parameter checks as the monitor, no debug logging, and for "post" the node
+name given and the marker readable and Promoted); anything else goes to Python.
 
 Cost: the client is most of it (exec of a C++ program, its character set tables,
 the connection). ``--character-sets-dir=/dev/null`` spares it parsing the XML
@@ -143,6 +153,26 @@ EOF
     [ "$seqno" -le "$r_peers" ]  # not past the missing members' records yet
 }}
 
+# a notification Python answers 0 without a change: every "pre" one, and a "post"
+# one on a Promoted node (only an Unpromoted node re-scores itself)
+notified() {{
+    [ "$#" -eq 1 ] && [ "$1" = notify ] || return 1
+    [ "${{HA_debug:-0}}" = 0 ] || return 1  # debug logging is Python's
+{checks}
+    [ "${{OCF_RESKEY_CRM_meta_notify_type-}}" = post ] || return 0
+    node=${{OCF_RESKEY_CRM_meta_on_node-}}
+    [ -n "$node" ] || return 1  # crm_node -n is Python's
+    base=${{OCF_RESOURCE_INSTANCE-}}
+    base=${{base%%:*}}
+    [ -n "$base" ] || return 1
+    rsctmp=${{HA_RSCTMP-/run/resource-agents}}
+    [ -n "$rsctmp" ] || return 1
+    role=
+    read -r role < "$rsctmp/pacestack-galera-$base-$node.role" || [ -n "$role" ] || return 1
+    [ "$role" = promoted ]
+}}
+
+notified "$@" 2> /dev/null && exit 0
 promoted "$@" 2> /dev/null && exit 8
 exec {python} -IS -c '{program}' "$@"
 """

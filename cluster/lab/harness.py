@@ -261,7 +261,8 @@ class LabCluster:
         another failed, so destroy() finds it."""
         def spawn(node: Node) -> tuple[subprocess.Popen, int]:
             spec = {"hostname": node.name, "binds": node.root.binds(),
-                    "tmpfs": ["/dev/shm"], "sysfs": True}
+                    "tmpfs": ["/dev/shm"], "sysfs": True, "boot_clock": True,
+                    "boot_id": str(node.root.boot_dir / "boot_id")}
             spec_path = node.root.boot_dir / "boot.json"
             spec_path.write_text(json.dumps(spec), encoding="utf-8")
             return netns.boot_holder(node.netns, spec_path, node.root.boot_dir / "boot.log")

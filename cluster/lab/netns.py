@@ -100,9 +100,11 @@ def pids_in_namespaces(kind: str, inodes: set[int]) -> list[int]:
 
 
 def nsenter_argv(pid: int, workdir: str = "/") -> list[str]:
-    """argv prefix that runs a program inside the host held by PID (net+mnt+uts+ipc+pid),
-    in workdir as the host's mount namespace sees it."""
-    return ["nsenter", "-t", str(pid), "-n", "-m", "-u", "-i", "-p", f"--wdns={workdir}", "--"]
+    """argv prefix that runs a program inside the host held by PID
+    (net+mnt+uts+ipc+pid+time: the boot's own clocks), in workdir as the host's
+    mount namespace sees it."""
+    return ["nsenter", "-t", str(pid), "-n", "-m", "-u", "-i", "-p", "-T",
+            f"--wdns={workdir}", "--"]
 
 
 def child_pids(pid: int) -> list[int]:

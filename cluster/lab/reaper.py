@@ -6,7 +6,15 @@ the standard library and starts in a few milliseconds. SPEC is a JSON file::
 
     {"hostname": "controller01",
      "binds": [["/run/pacestack-lab/ID/controller01/run", "/run"], ...],
-     "tmpfs": ["/dev/shm"], "sysfs": true}
+     "tmpfs": ["/dev/shm"], "sysfs": true,
+     "boot_id": "/run/pacestack-lab/ID/controller01/lab/boot_id"}
+
+Each boot is a machine's boot to what runs inside: its own clocks (a time
+namespace whose boot and monotonic clocks start at zero, so /proc/uptime is the
+time since this boot) and its own boot_id (a new random one, written to the
+"boot_id" file and bound over /proc/sys/kernel/random/boot_id). Without them
+every node would share the host kernel's boot, and no program could tell that
+a process it recorded died with the node's last "power cut".
 
 Once the mounts are in place it writes ``ready`` to stdout and closes it, so the
 harness knows the host is "booted". Killing this process with SIGKILL kills
@@ -15,12 +23,19 @@ every process of the PID namespace at once: that is how the lab crashes a node.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import time
+import uuid
+
+CLONE_NEWTIME = 0x80  # linux/sched.h; os.unshare is Python 3.12+
+# argv marker of the reaper re-executed inside its new time namespace
+IN_BOOT_CLOCK = "--in-boot-clock"
 
 
 def _mount(*args: str) -> None:
@@ -30,7 +45,38 @@ def _mount(*args: str) -> None:
         raise OSError(f"mount {' '.join(args)}: {res.stderr.strip()}")
 
 
+def new_clocks(argv: list[str]) -> None:
+    """Re-execute this reaper in a time namespace whose clocks read zero now (a
+    process enters the namespace it unshared at its next exec). The offsets are
+    taken just before they are set, so the node's uptime never overstates the time
+    since this boot began: what died before it died at least that long ago."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWTIME) != 0:
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWTIME) failed")
+    lines = []
+    for name, clock in (("monotonic", time.CLOCK_MONOTONIC),
+                        ("boottime", time.CLOCK_BOOTTIME)):
+        secs, nsecs = divmod(-time.clock_gettime_ns(clock), 10**9)
+        lines.append(f"{name} {secs} {nsecs}\n")
+    with open("/proc/self/timens_offsets", "w", encoding="ascii") as fh:
+        fh.write("".join(lines))
+    os.execv(sys.executable, [sys.executable, "-I", "-S", os.path.abspath(__file__),
+                              argv[1], IN_BOOT_CLOCK])
+
+
+def new_boot_id(path: str) -> None:
+    """A boot_id of this boot's own, read-only as the kernel's is."""
+    with open(path, "w", encoding="ascii") as fh:
+        fh.write(f"{uuid.uuid4()}\n")
+    target = "/proc/sys/kernel/random/boot_id"
+    _mount("--bind", path, target)
+    _mount("-o", "remount,bind,ro", target)
+
+
 def build(spec: dict) -> None:
+    # first: the file lies below the host's /run, which a bind below may hide
+    if spec.get("boot_id"):
+        new_boot_id(spec["boot_id"])
     # The tmpfs and sysfs come first so a bind below /dev/shm or /sys would still work.
     for target in spec.get("tmpfs", []):
         _mount("-t", "tmpfs", "-o", "mode=1777,nosuid,nodev", "tmpfs", target)
@@ -67,6 +113,8 @@ def main(argv: list[str]) -> int:
     with open(argv[1], encoding="utf-8") as fh:
         spec = json.load(fh)
     try:
+        if spec.get("boot_clock") and IN_BOOT_CLOCK not in argv[2:]:
+            new_clocks(argv)  # does not return
         build(spec)
     except OSError as exc:
         print(f"failed: {exc}", flush=True)

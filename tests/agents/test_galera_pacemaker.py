@@ -4,9 +4,13 @@ addresses, garbd in the arbitrator namespace, configured by `pacestack cluster
 apply`). Fencing is off in this lab: a crashed node is simply gone to its peer.
 
 - both controllers Promoted;
+- mariadbd alone killed -9 on controller01 (the node keeps running): Pacemaker
+  restarts it, and the join waits, in the same boot, until controller02 published
+  that the killed incarnation left its view;
 - controller01 power-cut: controller02 stays Primary (with garbd) without a
-  restart, and takes writes; controller01 boots again and rejoins by IST, once
-  controller02 published that the crashed incarnation left its view;
+  restart, and takes writes; controller01 boots again (a new boot_id) and rejoins
+  by IST: its crashed incarnation died before this boot, at least the boot's
+  uptime ago, which counts against Galera's inactive timeout;
 - both power-cut, controller02 the more advanced: Pacemaker brings Galera back
   from controller02 (the agent says so and its mariadbd was the one started
   with --wsrep-new-cluster), every row committed before the crash is on both.
@@ -16,6 +20,7 @@ Time budget: ~2.5 min (lab ~25 s, single crash + rejoin ~40 s, full crash ~60 s)
 
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
@@ -71,6 +76,28 @@ def test_both_promoted_with_garbd(galera_lab):
         assert addr in st.get("wsrep_incoming_addresses", ""), st
 
 
+def test_mariadbd_killed_alone_rejoins_once_the_peer_saw_it_leave(galera_lab):
+    lab = galera_lab
+    healthy_with_garbd(lab)
+    old = mariadbd_cmdline_pid(lab, "controller01")
+    survivor_pid = mariadbd_cmdline_pid(lab, "controller02")
+    c1_log = pacemaker_log(lab, "controller01")
+    said_from = log_size(c1_log)
+    t0 = time.monotonic()
+    proc.signal_pid(old, signal.SIGKILL)
+    assert proc.wait_for(lambda: mariadbd_cmdline_pid(lab, "controller01") not in (None, old)
+                         and primary_of_size(lab, "controller01", 3)
+                         and promoted(lab) == BOTH, 60, interval=0.1), wsrep(lab, "controller01")
+    print(f"mariadbd killed -9: Synced and Promoted again {time.monotonic() - t0:.1f}s later")
+    said = agent_lines(read_from(c1_log, said_from))
+    print("\n".join(said))
+    # the same boot: only the peers' word (or inactive_timeout) ends the eviction wait
+    assert not [ln for ln in said if "died before this boot" in ln], said
+    assert any("controller02 saw the previous incarnation" in ln
+               or ("not waiting" in ln and "seen dead" in ln) for ln in said), said
+    assert mariadbd_cmdline_pid(lab, "controller02") == survivor_pid
+
+
 def test_survivor_stays_primary_and_crashed_node_rejoins_by_ist(galera_lab):
     lab = galera_lab
     healthy_with_garbd(lab)
@@ -101,9 +128,10 @@ def test_survivor_stays_primary_and_crashed_node_rejoins_by_ist(galera_lab):
           f"restart ({took:.1f}s of it waiting for the promote)")
     said = agent_lines(read_from(c1_log, said_from))
     print("\n".join(said))  # the agent's account (-s)
-    # controller02's monitor published that the crashed incarnation left its view:
-    # the join does not wait out evs.inactive_timeout after controller01's boot
-    assert any("controller02 saw the previous incarnation" in ln for ln in said), said
+    # the crashed incarnation ran in the previous boot: it died at least this boot's
+    # uptime ago, and only what remains of evs.inactive_timeout (none, once the node
+    # has been up that long) may be waited for
+    assert any("died before this boot" in ln for ln in said), said
     joined = read_from(c1_error_log, offset)
     assert transfer(joined) == "IST", joined[-3000:]
     assert "Receiving IST" in joined or "IST received" in joined, joined[-3000:]
@@ -147,6 +175,8 @@ def test_full_crash_recovers_from_the_most_advanced_node(galera_lab):
                 if "bootstrapping a new Primary component" in ln or "BOOTSTRAP:" in ln], \
         "\n".join(said["controller01"])
     assert any("promote: JOIN" in ln for ln in said["controller01"]), \
+        "\n".join(said["controller01"])
+    assert any("died before this boot" in ln for ln in said["controller01"]), \
         "\n".join(said["controller01"])
     assert "--wsrep-new-cluster" in (mariadbd_cmdline(lab, "controller02") or [])
     assert "--wsrep-new-cluster" not in (mariadbd_cmdline(lab, "controller01") or [])

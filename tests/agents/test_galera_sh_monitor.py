@@ -313,3 +313,51 @@ def test_view_change_and_dead_server_go_to_python(promoted):
         time.sleep(0.1)
     rc = fronts.check("node1", in_sh=False)
     assert rc not in (0, RUNNING_PROMOTED)
+
+
+def notify(fronts: Fronts, node: str, kind: str, *, in_sh: bool,
+           params: dict | None = None, extra: dict | None = None) -> int:
+    """A clone notification (``kind``: pre or post of a start) on ``node``: which one
+    answered, and the real executable agrees with Python alone."""
+    d = fronts.driver
+    n = d.cluster[node]
+    env = agent_env("galera", "notify", {**d.params(n), **(params or {})}, env=d.meta(),
+                    cib_file=d.cib, resource=d.resource, node=n.name)
+    env.update({"OCF_RESKEY_CRM_meta_notify": "true",
+                "OCF_RESKEY_CRM_meta_notify_type": kind,
+                "OCF_RESKEY_CRM_meta_notify_operation": "start", **(extra or {})})
+
+    def run(argv: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run([*argv, "notify"], env=env, capture_output=True, text=True,
+                              timeout=60, check=False, cwd="/")
+
+    front = run([str(fronts.front_only)])
+    assert front.returncode in (0, HANDED_OVER), front
+    assert (front.returncode == 0) is in_sh, front
+    python = run([sys.executable, "-c", PYTHON_ONLY]).returncode
+    real = run([str(fronts.real)]).returncode
+    assert real == python, f"sh front says {real}, the Python agent {python}"
+    return real
+
+
+def test_notifications_python_answers_without_a_change_are_answered_in_sh(promoted):
+    _cluster, driver, fronts = promoted
+    # every "pre" one, and a "post" one on a Promoted node: nothing for Python to do
+    assert notify(fronts, "node1", "pre", in_sh=True) == 0
+    assert notify(fronts, "node1", "post", in_sh=True) == 0
+    assert notify(fronts, "node1", "pre", in_sh=True,
+                  extra={"OCF_RESKEY_CRM_meta_on_node": ""}) == 0
+    # a "post" one on an Unpromoted node re-scores it (when mariadbd is stopped): Python
+    role = driver.rsctmp / "pacestack-galera-galera-node1.role"
+    role.write_text("unpromoted\n")
+    try:
+        notify(fronts, "node1", "post", in_sh=False)
+        role.unlink()
+        notify(fronts, "node1", "post", in_sh=False)  # no marker: Python's to read
+    finally:
+        role.write_text("promoted\n")
+    # no node name, debug logging, a value Python refuses: Python's
+    notify(fronts, "node1", "post", in_sh=False, extra={"OCF_RESKEY_CRM_meta_on_node": ""})
+    notify(fronts, "node1", "pre", in_sh=False, extra={"HA_debug": "1"})
+    assert notify(fronts, "node1", "pre", in_sh=False,
+                  params={"sync_timeout": "soon"}) not in (0, HANDED_OVER)

@@ -22,6 +22,7 @@ from pacestack.cluster.lab.netns import boot_holder, netns_list, ns_inode
 from pacestack import proc
 
 slow = pytest.mark.slow
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
 
 
 def locate(node, resource: str) -> list[str]:
@@ -175,13 +176,27 @@ def test_nodes_are_isolated_hosts(lab_cluster):
                    "(sys.argv[1], 7777), 5).recv(64).decode())", c2_address])
     assert got.stdout.strip() == "hello from controller02"
     server.wait(10)
+    # each boot is a boot to its programs: a boot_id of its own, clocks from zero
+    host_boot = open("/proc/sys/kernel/random/boot_id", encoding="ascii").read().strip()
+    boots = {n: lab_cluster.node(n).run(["cat", BOOT_ID]).stdout.strip()
+             for n in ("controller01", "controller02", "arbitrator")}
+    assert len(set(boots.values())) == 3 and host_boot not in boots.values(), boots
+    assert arb.run(["sh", "-c", f"echo x > {BOOT_ID}"], check=False).returncode != 0
+    up = float(arb.run(["cat", "/proc/uptime"]).stdout.split()[0])
+    with open("/proc/uptime", encoding="ascii") as fh:
+        assert up < float(fh.read().split()[0]) and up < 600
     # the arbitrator crashes and reboots like any host (no cluster stack on it)
     sleeper = arb.start_daemon(["sleep", "600"], "sleep.out")
+    t0 = time.monotonic()
     lab_cluster.crash("arbitrator")
     assert not proc.is_alive(sleeper) and not arb.booted
     lab_cluster.restart("arbitrator")
     assert arb.run(["hostname"]).stdout.strip() == "arbitrator"
     assert arb.run(["ps", "-e", "--no-headers"]).stdout.count("\n") == 2  # PID 1 and ps
+    assert arb.run(["cat", BOOT_ID]).stdout.strip() not in (host_boot, *boots.values())
+    # the new boot began after the crash: its uptime never claims more
+    up = float(arb.run(["cat", "/proc/uptime"]).stdout.split()[0])
+    assert up <= time.monotonic() - t0, up
 
 
 _ATTACH = """
