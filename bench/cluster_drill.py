@@ -167,7 +167,8 @@ def whole_profile(args, cached) -> int:
                 "lost_writes": len(r.lost_writes), "vip_s": r.vip_s, "apis_s": r.apis_s,
                 "messages_put": r.messages_put, "messages_lost": r.messages_lost,
                 "cloud_s": r.cloud_s, "cloud_began_s": r.cloud_began_s,
-                "cloud_attempts": r.cloud_attempts, "cloud_steps": r.cloud_steps, **floor,
+                "cloud_attempts": r.cloud_attempts, "cloud_steps": r.cloud_steps,
+                "cloud_steps_began": r.cloud_steps_began, **floor,
                 "apis_within_floor_3s": slowest_api is not None
                 and slowest_api <= floor["floor_s"] + 3,
                 "cloud_within_floor_10s": r.cloud_s is not None
@@ -202,7 +203,7 @@ def whole_profile(args, cached) -> int:
               f"{'ok' if row['ok'] else 'FAILED: ' + str(row['error'])}")
         if row["cloud_steps"]:
             print(f"  the sequence that worked, s from its start: "
-                  f"{steps_text(row['cloud_steps'])}")
+                  f"{steps_text(row['cloud_steps'], row['cloud_steps_began'])}")
         if row["cloud_failed_attempt"]:
             print(f"  a failed attempt: {row['cloud_failed_attempt']}")
     return 0
