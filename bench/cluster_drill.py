@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -55,6 +56,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pacestack.cluster import crm_mon, drill  # noqa: E402
+from pacestack.cluster.drill.cli import steps_text  # noqa: E402
 from pacestack.cluster.drill.lab_target import LabTarget  # noqa: E402
 from pacestack.cluster.lab import services, stack  # noqa: E402
 
@@ -151,6 +153,8 @@ def whole_profile(args, cached) -> int:
     try:
         for name in args.scenarios.split(","):
             before = op_history(lab)
+            # the machine is shared: the load beside each scenario's numbers
+            load = [round(x, 2) for x in os.getloadavg()]
             report = drill.run(LabTarget(lab), [name], work_dir=lab.cluster.dir / f"b-{name}",
                                timeout=240,
                                progress=lambda m: print(f"drill: {m}", file=sys.stderr))
@@ -159,11 +163,12 @@ def whole_profile(args, cached) -> int:
             apis = [v for v in r.apis_s.values() if v is not None]
             slowest_api = max(apis) if apis and len(apis) == len(r.apis_s) else None
             rows.append({
-                "scenario": name, "victim": r.victim, "ok": r.ok,
+                "scenario": name, "victim": r.victim, "ok": r.ok, "load": load,
                 "lost_writes": len(r.lost_writes), "vip_s": r.vip_s, "apis_s": r.apis_s,
                 "messages_put": r.messages_put, "messages_lost": r.messages_lost,
                 "cloud_s": r.cloud_s, "cloud_began_s": r.cloud_began_s,
-                "cloud_attempts": r.cloud_attempts, **floor,
+                "cloud_attempts": r.cloud_attempts, "cloud_steps": r.cloud_steps,
+                "cloud_steps_began": r.cloud_steps_began, **floor,
                 "apis_within_floor_3s": slowest_api is not None
                 and slowest_api <= floor["floor_s"] + 3,
                 "cloud_within_floor_10s": r.cloud_s is not None
@@ -185,7 +190,8 @@ def whole_profile(args, cached) -> int:
                         for n, v in sorted(row["apis_s"].items()))
         print(f"{row['scenario']} ({row['victim']}): floor {row['floor_s']} s "
               f"(detection {row['detection_s']} + fencing {row['fencing_s']} + slowest "
-              f"start {row['slowest_start']} {row['slowest_start_s']})")
+              f"start {row['slowest_start']} {row['slowest_start_s']}); load "
+              f"{' '.join(map(str, row['load']))}")
         print(f"  VIP {row['vip_s']}  APIs {apis}  "
               f"(<= floor + 3: {'yes' if row['apis_within_floor_3s'] else 'NO'})")
         print(f"  cloud sequence done {row['cloud_s']} s, began {row['cloud_began_s']} s, "
@@ -195,6 +201,9 @@ def whole_profile(args, cached) -> int:
               f"lost acknowledged writes {row['lost_writes']}; messages lost on a "
               f"quorum queue {row['messages_lost']} of {row['messages_put']}; "
               f"{'ok' if row['ok'] else 'FAILED: ' + str(row['error'])}")
+        if row["cloud_steps"]:
+            print(f"  the sequence that worked, s from its start: "
+                  f"{steps_text(row['cloud_steps'], row['cloud_steps_began'])}")
         if row["cloud_failed_attempt"]:
             print(f"  a failed attempt: {row['cloud_failed_attempt']}")
     return 0

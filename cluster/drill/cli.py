@@ -21,6 +21,14 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+def steps_text(steps: dict[str, float], began: dict[str, float] | None = None) -> str:
+    """``name began-ended`` per step (seconds from the sequence's start), in the order
+    they ended: where the sequence's seconds go."""
+    began = began or {}
+    return " ".join(f"{n} {began[n]:.1f}-{v:.1f}" if n in began else f"{n} {v:.1f}"
+                    for n, v in sorted(steps.items(), key=lambda kv: kv[1]))
+
+
 def render_table(report: drill.DrillReport) -> str:
     # the cloud-level columns only where a scenario measured them (a whole controller)
     cloud = any(s.cloud_measured for s in report.scenarios)
@@ -44,6 +52,9 @@ def render_table(report: drill.DrillReport) -> str:
     for s in report.scenarios:
         for note in s.notes:
             out.append(f"{s.name}: {note}")
+        if s.cloud_steps:
+            out.append(f"{s.name}: cloud sequence steps (s from its start): "
+                       + steps_text(s.cloud_steps, s.cloud_steps_began))
         if s.cloud_measured and s.cloud_s is None and s.cloud_error:
             out.append(f"{s.name}: cloud sequence never succeeded "
                        f"({s.cloud_attempts} attempts): {s.cloud_error}")

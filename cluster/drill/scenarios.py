@@ -63,6 +63,10 @@ class ScenarioResult:
     cloud_began_s: float | None = None
     cloud_attempts: int = 0
     cloud_error: str | None = None      # the last failed attempt's error
+    # the successful sequence's steps: seconds from its start when each ended and
+    # began (steps that need nothing of each other run at once)
+    cloud_steps: dict[str, float] = dataclasses.field(default_factory=dict)
+    cloud_steps_began: dict[str, float] = dataclasses.field(default_factory=dict)
     services_s: float | None = None     # every service healthy on the nodes that are up
     rejoin_s: float | None = None       # the victim back, everything on every node again
     writes_acked: int = 0
@@ -513,6 +517,8 @@ class Drill:
                                if sequence.began_at else None)
             r.cloud_attempts = sequence.attempts
             r.cloud_error = sequence.last_error
+            r.cloud_steps = dict(sequence.report.get("steps") or {})
+            r.cloud_steps_began = dict(sequence.report.get("began") or {})
         r.timeline["apis"] = {n: [(round(t - t0, 2), ok) for t, ok in s]
                               for n, s in apis.items()}
         r.timeline["cloud"] = r.cloud_s

@@ -178,56 +178,142 @@ def agents() -> list[dict]:
              "binary": a.binary} for a in connect().network.agents()]
 
 
+# how often a wait polls a server's or a volume's status: a step's end is seen
+# within this, and the APIs are not flooded on two shared cores
+POLL = 0.3
+
+
+class StepFailed(Exception):
+    """A step of the sequence failed: its name, and what the steps that ended took."""
+
+    def __init__(self, step: str, exc: BaseException, steps: dict, began: dict):
+        super().__init__(f"{step}: {type(exc).__name__}: {exc}")
+        self.step, self.steps, self.began = step, steps, began
+
+
+class Steps:
+    """The sequence's steps, each in a thread of its own once what it needs is
+    there; ``steps`` and ``began`` are seconds from ``t0`` when each ended and began.
+    A step's failure is seen by whoever waits, at once, whatever else still runs."""
+
+    def __init__(self, t0: float):
+        import threading
+
+        self.t0 = t0
+        self.steps: dict[str, float] = {}
+        self.began: dict[str, float] = {}
+        self.failed: StepFailed | None = None
+        self.changed = threading.Event()
+
+    def run(self, name: str, fn, *args):
+        """``fn(*args)`` as step ``name`` in a daemon thread (a failed attempt's
+        process exits without waiting for its other steps); returns its task."""
+        import threading
+
+        task = {"done": False, "value": None}
+
+        def body() -> None:
+            try:
+                task["value"] = fn(*args)
+            except BaseException as exc:  # noqa: BLE001 - the waiter raises it
+                if self.failed is None:
+                    self.failed = StepFailed(name, exc, self.steps, self.began)
+            else:
+                self.steps[name] = round(time.time() - self.t0, 2)
+            task["done"] = True
+            self.changed.set()
+
+        threading.Thread(target=body, daemon=True).start()
+        return task
+
+    def begin(self, name: str) -> None:
+        self.began[name] = round(time.time() - self.t0, 2)
+
+    def wait(self, *tasks) -> list:
+        """Each task's value once all have ended; the first failure raised at once."""
+        while True:
+            self.changed.clear()
+            if self.failed is not None:
+                raise self.failed
+            if all(t["done"] for t in tasks):
+                return [t["value"] for t in tasks]
+            self.changed.wait(0.5)
+
+
 def sequence() -> dict:
     """Network + subnet + port, an image, a server on the lab compute, a volume
     attached to the server and detached again; then everything it made is deleted
-    (with what earlier failed attempts left). ``finished`` (time.time()) is when the
-    user's sequence succeeded, before the untimed clean-up."""
+    (with what earlier failed attempts left). Steps that need nothing of each other
+    run at once, as a user's scripts would: the network, the image and the volume
+    from the start, the server once its image is there, the attachment once both
+    the server and the volume are. ``finished`` (time.time()) is when the user's
+    sequence succeeded, before the untimed clean-up."""
     t0 = time.time()
     conn = connect()
+    conn.authorize()  # one token for every step's thread
     tag = f"{PREFIX}{int(t0 * 1000)}"
-    steps: dict[str, float] = {}
+    run = Steps(t0)
 
-    def step(name: str) -> None:
-        steps[name] = round(time.time() - t0, 2)
+    def network():
+        run.begin("network+port")
+        net = conn.network.create_network(name=tag)
+        conn.network.create_subnet(network_id=net.id, ip_version=4,
+                                   cidr="192.168.77.0/24", name=tag)
+        return conn.network.create_port(network_id=net.id, name=tag)
 
-    net = conn.network.create_network(name=tag)
-    conn.network.create_subnet(network_id=net.id, ip_version=4, cidr="192.168.77.0/24",
-                               name=tag)
-    port = conn.network.create_port(network_id=net.id, name=tag)
-    step("network+port")
-    image = conn.image.create_image(name=tag, data=b"pacestack lab image\n" * 64,
-                                    disk_format="raw", container_format="bare",
-                                    allow_duplicates=True)
-    images = [i.name for i in conn.image.images()]
-    step("image")
-    flavor = conn.compute.find_flavor("lab.tiny")
-    if flavor is None:
-        flavor = conn.compute.create_flavor(name="lab.tiny", ram=64, vcpus=1, disk=1)
-    host = os.environ["PROBE_COMPUTE"]
-    server = conn.compute.create_server(name=tag, image_id=image.id, flavor_id=flavor.id,
-                                        networks="none", availability_zone=f"nova:{host}")
-    server = conn.compute.wait_for_server(server, status="ACTIVE", wait=90, interval=1)
-    step("server")
-    volume = conn.block_storage.create_volume(size=1, name=tag)
-    volume = conn.block_storage.wait_for_status(volume, status="available", wait=60,
-                                                interval=1)
-    step("volume")
-    conn.compute.create_volume_attachment(server, volume_id=volume.id)
-    attached = conn.block_storage.wait_for_status(volume, status="in-use", wait=60,
-                                                  interval=1)
+    def image():
+        run.begin("image")
+        made = conn.image.create_image(name=tag, data=b"pacestack lab image\n" * 64,
+                                       disk_format="raw", container_format="bare",
+                                       allow_duplicates=True)
+        return made, [i.name for i in conn.image.images()]
+
+    def server(image_task):
+        flavor = conn.compute.find_flavor("lab.tiny")
+        if flavor is None:
+            flavor = conn.compute.create_flavor(name="lab.tiny", ram=64, vcpus=1, disk=1)
+        (made, _listed), = run.wait(image_task)
+        run.begin("server")
+        booted = conn.compute.create_server(name=tag, image_id=made.id, flavor_id=flavor.id,
+                                            networks="none",
+                                            availability_zone=f"nova:{os.environ['PROBE_COMPUTE']}")
+        return conn.compute.wait_for_server(booted, status="ACTIVE", wait=90, interval=POLL)
+
+    def volume():
+        run.begin("volume")
+        made = conn.block_storage.create_volume(size=1, name=tag)
+        return conn.block_storage.wait_for_status(made, status="available", wait=60,
+                                                  interval=POLL)
+
+    net_task = run.run("network+port", network)
+    image_task = run.run("image", image)
+    volume_task = run.run("volume", volume)
+    server_task = run.run("server", server, image_task)
+    port, (_image, images), booted, vol = run.wait(net_task, image_task, server_task,
+                                                    volume_task)
+
+    def attach():
+        run.begin("attach")
+        conn.compute.create_volume_attachment(booted, volume_id=vol.id)
+        return conn.block_storage.wait_for_status(vol, status="in-use", wait=60,
+                                                  interval=POLL)
+
+    attached, = run.wait(run.run("attach", attach))
     attached_to = [a.get("server_id") for a in attached.attachments or []]
-    step("attach")
-    conn.compute.delete_volume_attachment(server, volume.id)
-    detached = conn.block_storage.wait_for_status(volume, status="available", wait=60,
-                                                  interval=1)
-    step("detach")
+
+    def detach():
+        run.begin("detach")
+        conn.compute.delete_volume_attachment(booted, vol.id)
+        return conn.block_storage.wait_for_status(vol, status="available", wait=60,
+                                                  interval=POLL)
+
+    detached, = run.wait(run.run("detach", detach))
     finished = time.time()
-    report = {"ok": True, "steps": steps, "server_host": server.compute_host,
-              "server_status": server.status, "port": port.id, "volume": volume.status,
-              "attached_to": attached_to, "detached": detached.status,
-              "image_listed": tag in images, "seconds": round(finished - t0, 2),
-              "started": t0, "finished": finished}
+    report = {"ok": True, "steps": run.steps, "began": run.began,
+              "server_host": booted.compute_host, "server_status": booted.status,
+              "port": port.id, "volume": vol.status, "attached_to": attached_to,
+              "detached": detached.status, "image_listed": tag in images,
+              "seconds": round(finished - t0, 2), "started": t0, "finished": finished}
     report["cleanup"] = cleanup(conn)
     return report
 
@@ -248,7 +334,7 @@ def cleanup(conn, wait: float = 60) -> dict:
                                               attach_status="detached", migration_status=None)
                 getattr(proxy, delete)(res, ignore_missing=True)
                 if kind in ("servers", "volumes"):  # the next kinds depend on them being gone
-                    proxy.wait_for_delete(res, interval=1, wait=wait)
+                    proxy.wait_for_delete(res, interval=POLL, wait=wait)
                 deleted[kind] = deleted.get(kind, 0) + 1
             except Exception as exc:  # noqa: BLE001 - reported, the next kind still goes
                 left.append(f"{kind} {res.id}: {type(exc).__name__}")
@@ -315,6 +401,9 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["sequence"]:
         try:
             print(json.dumps(sequence()), flush=True)
+        except StepFailed as exc:  # which step, and how far the others got
+            print(json.dumps({"ok": False, "error": str(exc)[:500], "steps": dict(exc.steps),
+                              "began": dict(exc.began)}), flush=True)
         except Exception as exc:  # noqa: BLE001 - reported as data, the caller decides
             print(json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}"[:500]}),
                   flush=True)

@@ -45,6 +45,28 @@ def test_table_and_json_carry_each_api_and_the_cloud_sequence():
         (21.3, 4.1, 3, True)
 
 
+def test_the_successful_sequences_steps_show_where_its_seconds_go(tmp_path: Path):
+    """The steps of the attempt that worked, as the probe reported them (seconds from
+    its start when each began and ended), reach the result, its JSON and the table."""
+    report = {"ok": True, "started": 1006.5, "finished": 1014.25,
+              "steps": {"network+port": 0.8, "image": 1.1, "volume": 2.0, "server": 4.9,
+                        "attach": 6.4, "detach": 7.75},
+              "began": {"network+port": 0.1, "image": 0.1, "volume": 0.1, "server": 1.2,
+                        "attach": 4.9, "detach": 6.4}}
+    loop = scenarios.SequenceLoop(lambda: report, time.time(), 60, pause=0.01)
+    loop.run()
+    r = _scenario()
+    scenarios.Drill(target=None, work_dir=tmp_path)._analyse_cloud(  # type: ignore[arg-type]
+        r, [], loop, 1000.0, t_back=1030.0)
+    assert r.cloud_steps == report["steps"] and r.cloud_steps_began == report["began"]
+    r.apis_s = {"keystone": 5.0}
+    table = cli.render_table(_report(r))
+    assert ("node-crash: cloud sequence steps (s from its start): network+port 0.1-0.8 "
+            "image 0.1-1.1 volume 0.1-2.0 server 1.2-4.9 attach 4.9-6.4 detach 6.4-7.8"
+            ) in table, table
+    assert json.loads(json.dumps(r.to_dict()))["cloud_steps"]["server"] == 4.9
+
+
 def test_a_lab_without_the_whole_controller_keeps_the_old_table():
     table = cli.render_table(_report(_scenario()))
     assert "APIS s" not in table and "CLOUD s" not in table

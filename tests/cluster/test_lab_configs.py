@@ -73,6 +73,22 @@ def test_rabbit_clients_use_quorum_queues_and_heartbeat_every_few_seconds(openst
         assert quorum is True, path
 
 
+def test_a_broker_the_vip_left_drops_its_stale_clients_within_seconds(openstack_venv,
+                                                                     tmp_path):
+    """mariadbd killed on the VIP's node: the VIP moves, the broker there keeps
+    running and, hearing nothing of the clients that followed the VIP, keeps their
+    consumers and hands them casts (a server's build) until the negotiated heartbeat
+    (the clients' threshold; RabbitMQ's own is 60) has passed without a frame. Each
+    service negotiates RabbitMQ's lowest recommended 5 s."""
+    users = _lab_configs(openstack_venv, tmp_path, lambda ini: ini.get(
+        "DEFAULT", "transport_url", fallback="").startswith("rabbit://"))
+    read = _read_in_venv(openstack_venv, READ_RABBIT, users)
+    assert {Path(p).name for p in read} >= {"nova.conf", "nova-compute.conf",
+                                            "neutron.conf", "cinder.conf"}
+    for path, (threshold, _rate, _quorum) in read.items():
+        assert threshold == 5, (path, threshold)
+
+
 def test_rabbitmq_members_form_one_cluster_from_the_arbitrator(tmp_path):
     """rabbitmq.conf: classic peer discovery listing the arbitrator's member first
     (it starts first, so a fresh controller joins it), partitions paused on the

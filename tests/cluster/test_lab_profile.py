@@ -127,9 +127,9 @@ def test_neutron_agents_alive_in_the_agent_list(profile_lab):
 
 def test_cloud_sequence_attaches_a_volume_and_deletes_what_it_made(profile_lab):
     """The user sequence through the VIP: the volume is attached to the server (in-use,
-    the server in its attachments) and detached again (available); afterwards the
-    cloud holds as many servers, volumes, ports, subnets, networks and images as
-    before (counted through the APIs)."""
+    the server in its attachments) and detached again (available), the steps that
+    need nothing of each other at once; afterwards the cloud holds as many servers,
+    volumes, ports, subnets, networks and images as before (counted through the APIs)."""
     lab = profile_lab
     before = cloud.inventory(lab)
     got = cloud.sequence(lab)
@@ -137,10 +137,17 @@ def test_cloud_sequence_attaches_a_volume_and_deletes_what_it_made(profile_lab):
     assert got["server_host"] == lab.info.compute and got["image_listed"]
     assert got["attached_to"] and got["detached"] == "available", got
     assert list(got["steps"])[-2:] == ["attach", "detach"], got["steps"]
+    # steps that need nothing of each other ran at once: the volume was made while
+    # the image uploaded and the server booted, the attachment after both
+    steps, began = got["steps"], got["began"]
+    assert began["volume"] < steps["image"] < steps["server"], got
+    assert began["attach"] >= max(steps["server"], steps["volume"]), got
     assert got["cleanup"]["left"] == [], got["cleanup"]
     assert got["cleanup"]["deleted"].get("servers") == 1, got["cleanup"]
     assert cloud.inventory(lab) == before
     TIMINGS["cloud sequence (s)"] = got["seconds"]
+    TIMINGS["cloud sequence steps (began-ended s)"] = {
+        n: f"{began[n]}-{end}" for n, end in steps.items()}
 
 
 MEMBERS = ["rabbit@arbitrator", "rabbit@controller01", "rabbit@controller02"]
