@@ -11,6 +11,7 @@ import time
 
 from pacestack.migrate import apply as applymod
 from pacestack.migrate import rollback as rbmod
+from pacestack.migrate import tables
 
 from pacestack import proc
 from tests.migrate import seed_cloud
@@ -219,6 +220,43 @@ def test_rows_changed_since_plan_are_not_overwritten(seeded):
             applymod.apply_batch(c, j, run, 1, p.changes)
         assert seeded.checksums() == before
         assert c.rows("SELECT COUNT(*) AS n FROM {journal.images}")[0]["n"] == 0
+
+
+def test_guard_refusal_names_the_row_and_writes_nothing(seeded):
+    """A row changed between plan and apply in the middle of a batch (its tables'
+    earlier groups already written in the transaction): the batch is refused naming
+    that row and what changed on it, nothing of it stays, and apply then re-plans
+    and finishes."""
+    import pytest
+    from pacestack.migrate.batch import Stale
+
+    vm_b = seeded.seed.ports["vm-b"]
+    with contextlib.closing(seeded.cloud()) as c:
+        p, j, run = _planned_run(c, seeded)
+        # groups the batch writes before the bindings' (table order), refused with it
+        bindings = tables.order("neutron", "ml2_port_bindings")
+        assert [ch for ch in p.changes if tables.order(ch.db, ch.table) < bindings]
+        seeded.sql("neutron", "UPDATE ml2_port_bindings SET vif_details = '{}' "
+                   "WHERE port_id = %s", [vm_b])
+        before = seeded.checksums()
+        with pytest.raises(Stale) as err:
+            applymod.apply_batch(c, j, run, 1, p.changes)
+        msg = str(err.value)
+        assert msg.startswith("neutron.ml2_port_bindings: 1 of ")
+        assert f"port_id='{vm_b}', host='compute01' (changed vif_details)" in msg
+        assert "run apply again" in msg and len(msg.splitlines()) == 1
+        assert seeded.checksums() == before
+        assert c.rows("SELECT COUNT(*) AS n FROM {journal.images}")[0]["n"] == 0
+        c.conn.commit()
+        j.set_status(run, "rolled_back", finished=True)  # it wrote nothing
+        r = applymod.apply(c, seeded.mapping())
+        assert r.changes == seed_cloud.SEED_CHANGES
+        assert seeded.sql("neutron", "SELECT vif_type FROM ml2_port_bindings WHERE "
+                          "port_id = %s", [vm_b]) == (("ovs",),)
+        rb = rbmod.rollback(c, r.run_id)
+    assert rb.checksums_ok
+    assert seeded.sql("neutron", "SELECT vif_type, vif_details FROM ml2_port_bindings WHERE "
+                      "port_id = %s", [vm_b]) == (("bridge", "{}"),)
 
 
 def test_batches_are_composed_without_the_connection(seeded):
