@@ -259,6 +259,34 @@ def test_guard_refusal_names_the_row_and_writes_nothing(seeded):
                       "port_id = %s", [vm_b]) == (("bridge", "{}"),)
 
 
+def test_long_value_guard_without_convert(seeded):
+    """A long old value (an info cache, utf8mb3) is checked by MD5 of its bytes with
+    no CONVERT: a change of one character is still refused, naming the row."""
+    import pytest
+    from pacestack.migrate.batch import Stale
+
+    vm_a = seeded.seed.instances["vm-a"]
+    with contextlib.closing(seeded.cloud()) as c:
+        p, j, run = _planned_run(c, seeded)
+        caches = [ch for ch in p.changes if ch.table == "instance_info_caches"]
+        assert caches and all(len(ch.before["network_info"]) > 64 for ch in caches)
+        assert "network_info" in applymod.utf8_columns(c, p.changes)[
+            ("nova", "instance_info_caches")]
+        seeded.sql("nova", "UPDATE instance_info_caches SET network_info = "
+                   "REPLACE(network_info, 'fa:16:3e:f9:82:bf', 'fa:16:3e:f9:82:bE') "
+                   "WHERE instance_uuid = %s", [vm_a])
+        cache_id = seeded.sql("nova", "SELECT id FROM instance_info_caches WHERE "
+                              "instance_uuid = %s", [vm_a])[0][0]
+        before = seeded.checksums()
+        assert before != {}
+        with pytest.raises(Stale, match=rf"nova.instance_info_caches: 1 of \d+ rows changed "
+                                        rf"since they were planned \(id={cache_id} "
+                                        r"\(changed network_info\)\)"):
+            applymod.apply_batch(c, j, run, 1, p.changes)
+        assert seeded.checksums() == before
+        assert c.rows("SELECT COUNT(*) AS n FROM {journal.images}")[0]["n"] == 0
+
+
 def test_batches_are_composed_without_the_connection(seeded):
     """apply composes the next batch on a second thread while this one runs: that is
     only safe because composing never touches the connection. Composed with a
@@ -275,9 +303,10 @@ def test_batches_are_composed_without_the_connection(seeded):
         p, j, run = _planned_run(c, seeded)
         lit = sqlbatch.Literals(c.conn)
         columns = applymod.delete_columns(c, p.changes)
+        utf8 = applymod.utf8_columns(c, p.changes)
         real_conn, c.conn = c.conn, Untouchable()
         try:
-            composed = [applymod.prepare_batch(c, lit, run, i + 1, b, columns)
+            composed = [applymod.prepare_batch(c, lit, run, i + 1, b, columns, utf8)
                         for i, b in enumerate(applymod._batches(p.changes, 7))]
         finally:
             c.conn = real_conn
