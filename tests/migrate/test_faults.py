@@ -11,6 +11,7 @@ import time
 
 from pacestack.migrate import apply as applymod
 from pacestack.migrate import rollback as rbmod
+from pacestack.migrate import tables
 
 from pacestack import proc
 from tests.migrate import seed_cloud
@@ -221,6 +222,71 @@ def test_rows_changed_since_plan_are_not_overwritten(seeded):
         assert c.rows("SELECT COUNT(*) AS n FROM {journal.images}")[0]["n"] == 0
 
 
+def test_guard_refusal_names_the_row_and_writes_nothing(seeded):
+    """A row changed between plan and apply in the middle of a batch (its tables'
+    earlier groups already written in the transaction): the batch is refused naming
+    that row and what changed on it, nothing of it stays, and apply then re-plans
+    and finishes."""
+    import pytest
+    from pacestack.migrate.batch import Stale
+
+    vm_b = seeded.seed.ports["vm-b"]
+    with contextlib.closing(seeded.cloud()) as c:
+        p, j, run = _planned_run(c, seeded)
+        # groups the batch writes before the bindings' (table order), refused with it
+        bindings = tables.order("neutron", "ml2_port_bindings")
+        assert [ch for ch in p.changes if tables.order(ch.db, ch.table) < bindings]
+        seeded.sql("neutron", "UPDATE ml2_port_bindings SET vif_details = '{}' "
+                   "WHERE port_id = %s", [vm_b])
+        before = seeded.checksums()
+        with pytest.raises(Stale) as err:
+            applymod.apply_batch(c, j, run, 1, p.changes)
+        msg = str(err.value)
+        assert msg.startswith("neutron.ml2_port_bindings: 1 of ")
+        assert f"port_id='{vm_b}', host='compute01' (changed vif_details)" in msg
+        assert "run apply again" in msg and len(msg.splitlines()) == 1
+        assert seeded.checksums() == before
+        assert c.rows("SELECT COUNT(*) AS n FROM {journal.images}")[0]["n"] == 0
+        c.conn.commit()
+        j.set_status(run, "rolled_back", finished=True)  # it wrote nothing
+        r = applymod.apply(c, seeded.mapping())
+        assert r.changes == seed_cloud.SEED_CHANGES
+        assert seeded.sql("neutron", "SELECT vif_type FROM ml2_port_bindings WHERE "
+                          "port_id = %s", [vm_b]) == (("ovs",),)
+        rb = rbmod.rollback(c, r.run_id)
+    assert rb.checksums_ok
+    assert seeded.sql("neutron", "SELECT vif_type, vif_details FROM ml2_port_bindings WHERE "
+                      "port_id = %s", [vm_b]) == (("bridge", "{}"),)
+
+
+def test_long_value_guard_without_convert(seeded):
+    """A long old value (an info cache, utf8mb3) is checked by MD5 of its bytes with
+    no CONVERT: a change of one character is still refused, naming the row."""
+    import pytest
+    from pacestack.migrate.batch import Stale
+
+    vm_a = seeded.seed.instances["vm-a"]
+    with contextlib.closing(seeded.cloud()) as c:
+        p, j, run = _planned_run(c, seeded)
+        caches = [ch for ch in p.changes if ch.table == "instance_info_caches"]
+        assert caches and all(len(ch.before["network_info"]) > 64 for ch in caches)
+        assert "network_info" in applymod.utf8_columns(c, p.changes)[
+            ("nova", "instance_info_caches")]
+        seeded.sql("nova", "UPDATE instance_info_caches SET network_info = "
+                   "REPLACE(network_info, 'fa:16:3e:f9:82:bf', 'fa:16:3e:f9:82:bE') "
+                   "WHERE instance_uuid = %s", [vm_a])
+        cache_id = seeded.sql("nova", "SELECT id FROM instance_info_caches WHERE "
+                              "instance_uuid = %s", [vm_a])[0][0]
+        before = seeded.checksums()
+        assert before != {}
+        with pytest.raises(Stale, match=rf"nova.instance_info_caches: 1 of \d+ rows changed "
+                                        rf"since they were planned \(id={cache_id} "
+                                        r"\(changed network_info\)\)"):
+            applymod.apply_batch(c, j, run, 1, p.changes)
+        assert seeded.checksums() == before
+        assert c.rows("SELECT COUNT(*) AS n FROM {journal.images}")[0]["n"] == 0
+
+
 def test_batches_are_composed_without_the_connection(seeded):
     """apply composes the next batch on a second thread while this one runs: that is
     only safe because composing never touches the connection. Composed with a
@@ -237,9 +303,10 @@ def test_batches_are_composed_without_the_connection(seeded):
         p, j, run = _planned_run(c, seeded)
         lit = sqlbatch.Literals(c.conn)
         columns = applymod.delete_columns(c, p.changes)
+        utf8 = applymod.utf8_columns(c, p.changes)
         real_conn, c.conn = c.conn, Untouchable()
         try:
-            composed = [applymod.prepare_batch(c, lit, run, i + 1, b, columns)
+            composed = [applymod.prepare_batch(c, lit, run, i + 1, b, columns, utf8)
                         for i, b in enumerate(applymod._batches(p.changes, 7))]
         finally:
             c.conn = real_conn

@@ -61,9 +61,9 @@ def test_barrier_batches_run_alone_and_in_plan_order(seeded, monkeypatch):
     by_number: dict[int, bool] = {}
     real_prepare = applymod.prepare_batch
 
-    def prepare(cloud, lit, run_id, batch_no, changes, row_columns):
+    def prepare(cloud, lit, run_id, batch_no, changes, *args):
         by_number[batch_no] = all(model.independent(c.unit) for c in changes)
-        return real_prepare(cloud, lit, run_id, batch_no, changes, row_columns)
+        return real_prepare(cloud, lit, run_id, batch_no, changes, *args)
 
     def run(cloud, journal, run_id, batch):
         t0 = time.monotonic()
