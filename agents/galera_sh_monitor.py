@@ -67,8 +67,9 @@ _SCRIPT = """\
 # agent's status query; whatever this cannot confirm goes to the Python agent
 # below, which decides and explains. See pacestack/agents/galera_sh_monitor.py.
 
-promoted() {{
-{guard}{checks}
+# $state: where the agent keeps this instance's files (role marker, view, record),
+# from the node name Pacemaker gives and the instance without its clone number
+state_of() {{
     node=${{OCF_RESKEY_CRM_meta_on_node-}}
     [ -n "$node" ] || return 1  # crm_node -n is Python's
     base=${{OCF_RESOURCE_INSTANCE-}}
@@ -77,6 +78,11 @@ promoted() {{
     rsctmp=${{HA_RSCTMP-/run/resource-agents}}
     [ -n "$rsctmp" ] || return 1  # set but empty: Python's path is relative to its cwd
     state=$rsctmp/pacestack-galera-$base-$node
+}}
+
+promoted() {{
+{guard}{checks}
+    state_of || return 1
     role=
     read -r role < "$state.role" || [ -n "$role" ] || return 1
     [ "$role" = promoted ] || return 1
@@ -160,15 +166,9 @@ notified() {{
     [ "${{HA_debug:-0}}" = 0 ] || return 1  # debug logging is Python's
 {checks}
     [ "${{OCF_RESKEY_CRM_meta_notify_type-}}" = post ] || return 0
-    node=${{OCF_RESKEY_CRM_meta_on_node-}}
-    [ -n "$node" ] || return 1  # crm_node -n is Python's
-    base=${{OCF_RESOURCE_INSTANCE-}}
-    base=${{base%%:*}}
-    [ -n "$base" ] || return 1
-    rsctmp=${{HA_RSCTMP-/run/resource-agents}}
-    [ -n "$rsctmp" ] || return 1
+    state_of || return 1
     role=
-    read -r role < "$rsctmp/pacestack-galera-$base-$node.role" || [ -n "$role" ] || return 1
+    read -r role < "$state.role" || [ -n "$role" ] || return 1
     [ "$role" = promoted ]
 }}
 
