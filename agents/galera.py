@@ -23,7 +23,7 @@ from pacestack.agents.galera_mysqld import (
     MysqldError,
     wait,
 )
-from pacestack.agents.galera_promote import Promotion, _all_at_once
+from pacestack.agents.galera_promote import Promotion
 from pacestack.agents.galera_records import (  # the attribute names galera/ reads too
     ALONE_RECORD_INTERVAL,
     LAST_COMMITTED,
@@ -208,12 +208,10 @@ class GaleraAgent(Promotion, ocf.Agent):
 
         # independent CIB writes and the position (maybe a --wsrep-recover) at once:
         # Pacemaker waits for every action between a failure and the promote
-        _all_at_once([lambda: self._delete("primary"), place],
-                     parallel="CIB_file" not in self.environ)
+        self._at_once([lambda: self._delete("primary"), place])
         mine = found[0]
         self._check_data_expected(topo, mine)
-        _all_at_once([lambda: self.advertise_sst(m), lambda: self.publish(mine)],
-                     parallel="CIB_file" not in self.environ)
+        self._at_once([lambda: self.advertise_sst(m), lambda: self.publish(mine)])
         self._set_role("unpromoted")
         decision = self.refresh_scores(topo)
         self.log.info("started unpromoted; promote would: %s", decision)
@@ -265,7 +263,7 @@ class GaleraAgent(Promotion, ocf.Agent):
             self._delete(POSITION)  # before the shutdown: stale from then on
             if self._shutdown(m):
                 self._record_stopped(m)
-        _all_at_once(calls, parallel="CIB_file" not in self.environ)
+        self._at_once(calls)
         self._set_role(None)
         return ocf.SUCCESS
 
@@ -276,9 +274,8 @@ class GaleraAgent(Promotion, ocf.Agent):
             self._shutdown(m)
         found: list[Position] = []
         # independent CIB writes and the recovery (a --wsrep-recover after a crash) at once
-        _all_at_once([lambda: self._delete("primary"), self._forget_view,
-                      lambda: found.append(self.detect_position())],
-                     parallel="CIB_file" not in self.environ)
+        self._at_once([lambda: self._delete("primary"), self._forget_view,
+                       lambda: found.append(self.detect_position())])
         self._set_role("unpromoted")
         self.publish(found[0])
         self.refresh_scores(self.topo)

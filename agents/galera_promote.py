@@ -77,7 +77,7 @@ def _all_at_once(calls, *, parallel: bool = True) -> None:
         for c in calls:
             c()
         return
-    from concurrent.futures import ThreadPoolExecutor  # promote only
+    from concurrent.futures import ThreadPoolExecutor  # not on the monitor's path
 
     with ThreadPoolExecutor(max_workers=len(calls)) as pool:
         futures = [pool.submit(c) for c in calls]
@@ -103,6 +103,12 @@ class Promotion(GaleraRecords):
     # the PID of the mariadbd this promote spawned: while it starts, mariadbd rewrites
     # its pid file, and _finish_promote() must not take that moment for a death
     _child: int | None
+
+    def _at_once(self, calls) -> None:
+        """Independent CIB writes (and work beside them) in parallel under a live CIB,
+        whose daemon orders the writers; one after another on a CIB file (ocf-tester),
+        where crm_attribute rewrites the whole file and parallel writers lose updates."""
+        _all_at_once(calls, parallel="CIB_file" not in self.environ)
 
     def promote(self) -> int:
         self.validate_all()
@@ -317,12 +323,10 @@ class Promotion(GaleraRecords):
                                                 f"{self._death_reason(m)}")
         self._set_role("promoted")
         # the CIB updates are independent of each other: one read, then all at once
-        # (one after another they were ~1-2 s of every promote on a loaded node);
-        # the CIB daemon orders them, but crm_attribute on a CIB file (ocf-tester)
-        # reads, changes and rewrites the whole file, so parallel writers lose updates
+        # (one after another they were ~1-2 s of every promote on a loaded node)
         snap = self._snap = galera_cib.read(self.environ)
         try:
-            _all_at_once([
+            self._at_once([
                 lambda: self._set(PRIMARY, "1"),
                 # a running node's position moves: wsrep_last_committed
                 lambda: self._delete(POSITION),
@@ -334,7 +338,7 @@ class Promotion(GaleraRecords):
                 # the view it joined: the members a later departure is told from
                 lambda: self.note_view(m, seen, published=snap is None or snap.get(
                     self._attr(DEPARTED), self.node_name) is not None),
-            ], parallel="CIB_file" not in self.environ)
+            ])
         finally:
             self._snap = None
         self.log.info("promoted: Primary and %s, cluster size %s",
