@@ -5,7 +5,7 @@ operator found after importing the old cloud's database: stopped, on the old
 host compute01, their ports bound ``bridge`` in Neutron and in Nova's info
 caches; the old cloud's record is a copy of its nova and neutron databases.
 
-Time budget: ~75 s stack start-up, ~40 s seeding, ~3-4 min of rehoming.
+Time budget: ~20-25 s stack start-up, ~25-40 s seeding, ~3-4 min of rehoming.
 """
 
 from __future__ import annotations

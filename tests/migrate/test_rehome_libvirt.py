@@ -72,6 +72,10 @@ def start_stack(host: hv.ComputeHost, server, venv: Path, dump: Path) -> NovaSta
     conf = hv.nova_compute_config(host, venv, s.etc)
     # no OVS agent here to report the port up: no vif-plugged event would come
     conf["DEFAULT"]["vif_plugging_timeout"] = "0"
+    # on SIGTERM the libvirt driver's nova-compute never finished its graceful stop:
+    # the teardown waited out the fixture's 20 s before SIGKILL; oslo.service exits
+    # by itself after this many seconds
+    conf["DEFAULT"]["graceful_shutdown_timeout"] = "3"
     s.host_config = {"compute05": conf}
     try:
         s.start()

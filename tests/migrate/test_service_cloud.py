@@ -40,14 +40,20 @@ def svc(openstack_mariadb, openstack_release, service_cloud_dirs, tmp_path):
 
 
 def all_checksums(s: Seeded) -> dict[str, object]:
-    """CHECKSUM TABLE of every table of every service database."""
+    """CHECKSUM TABLE of every table of every service database (one connection and one
+    statement per database: ~500 tables, a connection each took 16 s on a busy host)."""
     out = {}
-    for name, db in s.os.db_names.items():
-        for (table,) in s.os.server.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
-                "AND table_type = 'BASE TABLE'", (db,)):
-            out[f"{name}.{table}"] = s.os.server.execute(
-                f"CHECKSUM TABLE `{db}`.`{table}`")[0][1]
+    conn = s.os.server.connect()
+    with conn, conn.cursor() as cur:
+        for name, db in s.os.db_names.items():
+            cur.execute("SELECT table_name FROM information_schema.tables WHERE "
+                        "table_schema = %s AND table_type = 'BASE TABLE'", (db,))
+            names = sorted(t for (t,) in cur.fetchall())
+            if not names:
+                continue
+            cur.execute("CHECKSUM TABLE " + ", ".join(f"`{db}`.`{t}`" for t in names))
+            for qualified, checksum in cur.fetchall():
+                out[f"{name}.{qualified.split('.', 1)[1]}"] = checksum
     return out
 
 
@@ -55,19 +61,22 @@ def old_host_rows(s: Seeded) -> list[tuple[str, str, str, list]]:
     """(database, table, column, values) of every text column still naming the old
     controller or a moved compute (report aid, not the migrate residue scan)."""
     found = []
-    for name, db in s.os.db_names.items():
-        cols = s.os.server.execute(
-            "SELECT c.table_name, c.column_name FROM information_schema.columns c "
-            "JOIN information_schema.tables t ON t.table_schema = c.table_schema "
-            "AND t.table_name = c.table_name AND t.table_type = 'BASE TABLE' "
-            "WHERE c.table_schema = %s AND c.data_type IN "
-            "('varchar', 'char', 'text', 'mediumtext', 'longtext')", (db,))
-        for table, column in cols:
-            values = s.os.server.execute(
-                f"SELECT LEFT(`{column}`, 90) FROM `{db}`.`{table}` WHERE `{column}` REGEXP "  # noqa: S608
-                "'(^|[^a-z0-9-])(old-control|compute01)([^a-z0-9-]|$)'")
-            if values:
-                found.append((name, table, column, [v for (v,) in values]))
+    conn = s.os.server.connect()
+    with conn, conn.cursor() as cur:
+        for name, db in s.os.db_names.items():
+            cur.execute(
+                "SELECT c.table_name, c.column_name FROM information_schema.columns c "
+                "JOIN information_schema.tables t ON t.table_schema = c.table_schema "
+                "AND t.table_name = c.table_name AND t.table_type = 'BASE TABLE' "
+                "WHERE c.table_schema = %s AND c.data_type IN "
+                "('varchar', 'char', 'text', 'mediumtext', 'longtext')", (db,))
+            for table, column in cur.fetchall():
+                cur.execute(
+                    f"SELECT LEFT(`{column}`, 90) FROM `{db}`.`{table}` WHERE `{column}` "  # noqa: S608
+                    "REGEXP '(^|[^a-z0-9-])(old-control|compute01)([^a-z0-9-]|$)'")
+                values = cur.fetchall()
+                if values:
+                    found.append((name, table, column, [v for (v,) in values]))
     return found
 
 
@@ -243,9 +252,10 @@ def test_service_cloud_cutover(svc):
     for row in residue:
         print("  ", *row)
     # a live row naming the old host in a column no step covers: verify fails on it
+    # (the projects' own checks ran above; without them the exit is the residue's alone)
     svc.sql("keystone", "UPDATE endpoint SET extra = '{\"was\": \"http://old-control:5000/\"}' "
                         "WHERE url = 'https://cloud.example:8774/v2.1'")
-    r = svc.cli("verify", "--mapping", mp, "--format", "json")
+    r = svc.cli("verify", "--skip-upstream", "--mapping", mp, "--format", "json")
     planted = {f["subject"] for f in json.loads(r.stdout)["findings"]
                if f["code"] == "RESIDUE_UNCOVERED"}
     assert r.returncode != 0 and planted - uncovered == {"keystone.endpoint.extra"}, planted
