@@ -12,7 +12,7 @@ What runs where cannot be the Debian default:
 - RabbitMQ: a three-member cluster, both controllers under Pacemaker and a third
   member on the arbitrator outside it (as garbd), so a quorum queue keeps its
   majority when either controller goes; the services' queues are quorum queues and
-  every client reaches the cluster through the VIP (see broker_note()).
+  every client lists the three members (see transport_url()).
 - the Neutron API under gunicorn answers HTTP only: the agents' RPC (their state
   reports, port and network sync) is served by ``neutron-rpc-server``, a clone
   beside it; the agents drive Open vSwitch with the userspace datapath, itself a
@@ -109,7 +109,8 @@ def broker_note() -> str:
     return ("a three-member RabbitMQ cluster (both controllers under Pacemaker, the "
             "arbitrator's member outside it) behind the VIP: the services' queues are "
             "quorum queues, replicated on all three, so either controller can go and a "
-            "majority (two of three) still holds every queued message")
+            "majority (two of three) still holds every queued message; the clients list "
+            "the three members, not the VIP")
 
 
 RABBIT_NODES = "rabbit@{}"
@@ -126,26 +127,37 @@ class Secrets:
     cookie: str = field(default_factory=lambda: secrets.token_hex(20).upper())
 
 
+def rabbit_hosts(hosts: LabHosts) -> list[str]:
+    """The RabbitMQ members a client may use: the arbitrator's and both controllers'."""
+    return [hosts.arbitrator[0], *(name for name, _ in hosts.nodes)]
+
+
 def transport_url(hosts: LabHosts, secrets_: Secrets) -> str:
-    return f"rabbit://{RABBIT_USER}:{secrets_.rabbit}@{hosts.vip_name}:5672/"
+    """oslo.messaging's several-host URL naming every member, not the VIP: a client
+    stays on its broker while that runs (oslo.messaging shuffles the list, so the
+    clients spread over the three). Through the VIP, a VIP move alone (mariadbd
+    killed, the broker there still running) stranded every consumer on the broker
+    the VIP left until heartbeats dropped them, with the casts it had handed them;
+    a member that stops or dies drops its clients, which move on to the next."""
+    return "rabbit://" + ",".join(f"{RABBIT_USER}:{secrets_.rabbit}@{host}:5672"
+                                  for host in rabbit_hosts(hosts)) + "/"
 
 
 def memcached_servers(hosts: LabHosts) -> str:
     return ",".join(f"{addr}:11211" for _, addr in hosts.nodes)
 
 
-# After the VIP moves, a client still connected to the old node's broker hears of it
-# only when it next sends (the new holder answers with a reset); an idle connection
-# sends a heartbeat every threshold / heartbeat_rate (3) seconds: every 1.7 s instead
-# of 20 s with the default 60. The old node's broker, still running (mariadbd killed
-# there, the VIP moved), hears nothing of those clients: it keeps their consumers on
-# the topic queues and hands them casts (a server's build) that wait unacknowledged
-# until the negotiated heartbeat (this threshold) has passed once or twice without a
-# frame: 10-20 s with 10, 5-10 s with 5, RabbitMQ's lowest recommended value (below
-# it a loaded client is dropped falsely). The topic queues (where casts such as a
-# volume create wait for their server) are quorum queues. The reply and fanout queues stay classic:
-# their names are random per process, so as quorum queues each restart would leave
-# three-member Raft groups behind until their 30 min expiry; ``use_queue_manager``
+# A client of a member whose node crashed hears nothing (no host answers for the dead
+# address, no reset): it notices by the heartbeat, which py-amqp sends when nothing
+# was sent for threshold / heartbeat_rate (3) seconds and declares the connection
+# dead after the threshold without a frame from the broker: 5-10 s with 5, RabbitMQ's
+# lowest recommended value (below it a loaded client is dropped falsely; 60 by
+# default). A broker likewise drops a client gone silent after the negotiated
+# heartbeat, handing the casts it held unacknowledged to other consumers. The topic
+# queues (where casts such as a server's build or a volume create wait for their
+# server) are quorum queues. The reply and fanout queues stay classic: their names
+# are random per process, so as quorum queues each restart would leave three-member
+# Raft groups behind until their 30 min expiry; ``use_queue_manager``
 # would name them per host and process, but every API under gunicorn on a node has
 # the process name "gunicorn" and they would share reply queues.
 RABBIT = {"oslo_messaging_rabbit": {"heartbeat_timeout_threshold": "5",
@@ -390,8 +402,7 @@ def rabbitmq_conf(hosts: LabHosts, secrets_: Secrets) -> dict[str, str]:
             # the member cut off from the other two stops serving clients (what it
             # would accept alone, the majority never sees) and rejoins when it can
             "cluster_partition_handling": "pause_minority"}
-    names = [hosts.arbitrator[0], *(name for name, _ in hosts.nodes)]
-    for i, name in enumerate(names, start=1):
+    for i, name in enumerate(rabbit_hosts(hosts), start=1):
         conf[f"cluster_formation.classic_config.nodes.{i}"] = RABBIT_NODES.format(name)
     return conf
 
