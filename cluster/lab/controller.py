@@ -164,6 +164,13 @@ RABBIT = {"oslo_messaging_rabbit": {"heartbeat_timeout_threshold": "5",
                                     "rabbit_quorum_queue": "true"}}
 
 
+# A TERMed Nova or Cinder service stops taking RPCs and finishes those it holds (the
+# conductor's part of a server's build: a standby stops it mid-build) for up to this
+# long; ocf:pacestack:openstack-service waits as long before it kills. oslo.service's
+# 60 s would hold a standby that long behind a service stuck on a lost reply.
+GRACEFUL = {"graceful_shutdown_timeout": "20"}
+
+
 def _auth(hosts: LabHosts, secrets_: Secrets) -> dict[str, str]:
     """keystoneauth options of the lab's services (the bootstrap admin is every
     service's user: one account to set up, same code paths)."""
@@ -247,7 +254,8 @@ def write_configs(config_dir: Path, state_dir: Path, venv: Path, glance_venv: Pa
                         "backup_posix_path": str(state_dir / "cinder/backup"),
                         # a fast heartbeat: the agent's services-table check sees a
                         # dead cinder-volume within seconds
-                        "report_interval": "2", "service_down_time": "6"},
+                        "report_interval": "2", "service_down_time": "6",
+                        **GRACEFUL},
             "keystone_authtoken": authtoken,
             **RABBIT,
             "database": {"connection": db_url(pw, "cinder", hosts.vip_name)},
@@ -307,7 +315,7 @@ def _nova(hosts: LabHosts, secrets_: Secrets, state_dir: Path, venv: Path, lock:
     conf: dict[str, dict[str, str]] = {
         "DEFAULT": {"transport_url": mq, "use_stderr": "true",
                     "state_path": str(state_dir / "nova"), "osapi_compute_workers": "1",
-                    "metadata_workers": "1"},
+                    "metadata_workers": "1", **GRACEFUL},
         "api": {"auth_strategy": "keystone"},
         "wsgi": {"api_paste_config": str(venv / "etc/nova/api-paste.ini")},
         "keystone_authtoken": authtoken,

@@ -209,3 +209,23 @@ def test_migrate_rewrites_every_member_of_a_cell_transport_url():
     new = rewrite_hosts_url(url, {"controller01": "ctl-a", "controller02": "ctl-b"})
     assert new == ("rabbit://openstack:mq@arbitrator:5672,openstack:mq@ctl-a:5672,"
                    "openstack:mq@ctl-b:5672/")
+
+
+def test_nova_and_cinder_services_stop_after_their_rpcs_within_the_agents_wait(
+        openstack_venv, tmp_path):
+    """A standby TERMs nova-conductor mid-build: oslo.service finishes the RPCs in hand
+    for graceful_shutdown_timeout, and the agent (which reads it from the same files)
+    waits that long within the stop operation's 120 s."""
+    from pacestack.agents.openstack_service import OpenStackServiceAgent
+
+    etc = tmp_path / "etc"
+    controller.write_configs(etc, tmp_path / "state", openstack_venv, None, HOSTS,
+                             controller.Secrets("db", "mq", "admin"), None)
+    for resource in ("nova-conductor", "nova-scheduler", "cinder-scheduler"):
+        params = controller.daemon_params(resource, openstack_venv, etc)
+        agent = OpenStackServiceAgent(
+            {"OCF_RESKEY_binary": params["binary"], "OCF_RESKEY_config": params["config"],
+             "OCF_RESKEY_stop_timeout": params["stop_timeout"],
+             "OCF_RESKEY_CRM_meta_timeout": "120000"}, action="stop")
+        assert agent.graceful_seconds() == 20, resource
+        assert agent.stop_seconds() == 22, resource
