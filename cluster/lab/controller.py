@@ -60,6 +60,12 @@ class Wsgi:
     env: tuple[tuple[str, str], ...]   # (variable, value relative to the config dir)
     argv: tuple[str, ...] = ()          # the sys.argv the app parses itself
     glance: bool = False                # from the Glance venv
+    # gunicorn's sync workers each serve one request at a time. Nova's and Neutron's
+    # requests wait on other APIs and on RPC (a server's show asks Neutron, a network
+    # create notifies the DHCP agents): on one worker, after a node crash, the cloud's
+    # own calls held each for ~2 s while the drill's reads queued behind them and
+    # timed out, seconds after the API had answered again
+    workers: int = 1
 
 
 WSGI = {
@@ -72,10 +78,12 @@ WSGI = {
     "nova-api": Wsgi("nova-api", 8774, "/",
                      (("OS_NOVA_CONFIG_DIR", ""),
                       # the app loads its paste pipeline from the first file
-                      ("OS_NOVA_CONFIG_FILES", "nova-api-paste.ini;nova.conf"))),
+                      ("OS_NOVA_CONFIG_FILES", "nova-api-paste.ini;nova.conf")),
+                     workers=2),
     "neutron-server": Wsgi("neutron", 9696, "/",
                            (("OS_NEUTRON_CONFIG_DIR", ""),
-                            ("OS_NEUTRON_CONFIG_FILES", "neutron.conf;ml2_conf.ini"))),
+                            ("OS_NEUTRON_CONFIG_FILES", "neutron.conf;ml2_conf.ini")),
+                           workers=2),
     "cinder-api": Wsgi("cinder-api", 8776, "/", (), argv=("--config-file", "cinder.conf")),
 }
 GLANCE_APP = wsgi_apps.WsgiApp("glance.wsgi.api")
@@ -364,7 +372,7 @@ def api_params(resource: str, venv: Path, glance_venv: Path | None,
         env.append(f"{var}={shlex.quote(value)}")
     return {
         "binary": str(root / "bin" / "gunicorn"),
-        "extra_args": (f"--no-control-socket --bind 0.0.0.0:{api.port} --workers 1 "
+        "extra_args": (f"--no-control-socket --bind 0.0.0.0:{api.port} --workers {api.workers} "
                        f"--timeout 120 --graceful-timeout 3 --chdir {config_dir} "
                        f"{_shim(resource)}:application"),
         "environment": " ".join(env),
@@ -447,7 +455,11 @@ def rabbitmq_params(config_dir: Path) -> dict[str, str]:
             "log": "/var/log/pacestack-rabbitmq.log",
             # the management listener answers once the broker has booted (joined)
             "monitor_url": "http://127.0.0.1:15672/", "monitor_timeout": "5",
-            "stop_timeout": "20"}
+            "stop_timeout": "20",
+            # a member back from a crash is in no quorum queue declared while it was
+            # away (RabbitMQ 3.10 does not grow them itself): without it such a queue
+            # would stop with the next loss of either other member
+            "after_start": "/usr/lib/rabbitmq/bin/rabbitmq-queues grow rabbit@%n all"}
 
 
 def ctl_env() -> dict[str, str]:

@@ -180,6 +180,36 @@ def test_rabbitmq_is_one_cluster_and_the_services_queues_are_quorum_queues(profi
         assert sorted(queues[topic]["members"]) == MEMBERS, queues[topic]
 
 
+def _queue_members(node, name: str) -> list[str] | None:
+    queues = {q["name"]: q for q in _rabbitmqctl(node, "list_queues", "name", "members")}
+    return sorted(queues[name]["members"]) if name in queues else None
+
+
+def test_a_rabbitmq_member_back_joins_quorum_queues_declared_while_it_was_away(profile_lab):
+    """RabbitMQ killed on the controller without the VIP: a quorum queue declared
+    while it is down has the two members left; Pacemaker starts it again and its
+    after_start (rabbitmq-queues grow) adds it, so the queue survives the next loss
+    of either other member."""
+    lab = profile_lab
+    holder = _where(lab)["vip"][0][0]
+    other = next(n for n in lab.cluster.nodes if n.name != holder)
+    arb = lab.cluster.arbitrator
+    LabTarget(lab).kill(other.name, "rabbitmq")
+    assert proc.wait_for(lambda: f"rabbit@{other.name}" not in _members(arb), 30,
+                         interval=0.5)
+    name = "pacestack-lab-grow"
+    assert cloud.queue(lab, put=1, name=name) == 1
+    assert _queue_members(arb, name) == sorted(set(MEMBERS) - {f"rabbit@{other.name}"})
+    t0 = time.monotonic()
+    assert proc.wait_for(lambda: _members(arb) == MEMBERS, 120, interval=2)
+    assert proc.wait_for(lambda: _queue_members(arb, name) == MEMBERS, 60, interval=2), \
+        _queue_members(arb, name)
+    TIMINGS["rabbitmq -9: back in the quorum queue (s)"] = round(time.monotonic() - t0, 1)
+    assert cloud.queue(lab, name=name, drop=True) == 1
+    lab.observer().run(["crm_resource", "--cleanup", "--resource", "rabbitmq"],
+                       check=False, timeout=60)
+
+
 def test_node_crash_drill_apis_and_the_cloud_recover(profile_lab):
     """The drill's node-crash scenario on the whole controller: the VIP's node
     powered off, each API and the user sequence measured through the VIP from the
