@@ -19,8 +19,8 @@ What runs where cannot be the Debian default:
   clone (``openvswitch``) where a real node's systemd would start it
   (neutron_agents.py).
 
-Every client reaches its own node's Galera member on 127.0.0.1 and everything
-else through the VIP's name, as on a real pair.
+Every client reaches the database, Keystone and the APIs through the VIP's name,
+RabbitMQ on its three members and memcached on both controllers, as on a real pair.
 """
 
 from __future__ import annotations
