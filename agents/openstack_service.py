@@ -85,12 +85,6 @@ SERVICE_PARAMETERS = [
               "graceful_shutdown_timeout (oslo.service: how long a TERMed service may "
               "finish the RPCs it is handling): that plus 2 s, within the stop's timeout.",
               type=int, default=20),
-    Parameter("after_start", "Command after start",
-              "A command (split like a shell would, %n replaced by this node's name) run "
-              "with the service's environment once it is healthy after a start, e.g. "
-              "rabbitmq-queues grow rabbit@%n all: a RabbitMQ member back from a crash "
-              "rejoins no quorum queue declared while it was away. Its failure is "
-              "logged and does not fail the start."),
     Parameter("systemd_unit", "systemd unit",
               "Manage this unit through systemctl instead of daemonizing the binary."),
 ]
@@ -260,7 +254,6 @@ class OpenStackServiceAgent(ocf.Agent):
         if p.monitor_url:
             self._validate_url(p.monitor_url)
         self.service_env()
-        self.after_start_argv()
         if not p.systemd_unit:
             self.service_argv(self.binary_path() or p.binary)
         return ocf.SUCCESS
@@ -387,40 +380,7 @@ class OpenStackServiceAgent(ocf.Agent):
             raise OCFError(ocf.ERR_GENERIC, str(err)) from None
         pid, self.log_id = started.pid, started.log_id
         self.log.info(f"started {' '.join(argv)} as pid {pid}")
-        rc = self._wait_healthy(pid, deadline)
-        self.after_start(deadline)
-        return rc
-
-    def after_start_argv(self) -> list[str]:
-        import shlex
-
-        try:
-            argv = shlex.split(self.params.after_start or "")
-        except ValueError as err:
-            raise OCFError(ocf.ERR_CONFIGURED, f"after_start: {err}") from None
-        return [a.replace("%n", self.node_name) if "%n" in a else a for a in argv]
-
-    def after_start(self, deadline: float) -> None:
-        """Run after_start once the service is healthy; a failure is only logged:
-        the service runs, what the command adds is a repair the next start retries."""
-        import subprocess
-
-        argv = self.after_start_argv()
-        if not argv:
-            return
-        timeout = max(1.0, min(30.0, deadline - time.monotonic()))
-        try:
-            done = subprocess.run(argv, capture_output=True, text=True, check=False,
-                                  env=self.service_env(), timeout=timeout)
-        except (OSError, subprocess.TimeoutExpired) as err:
-            self.log.warning(f"after_start {argv[0]}: {err}")
-            return
-        if done.returncode != 0:
-            detail = (done.stderr or done.stdout).strip().splitlines()
-            self.log.warning(f"after_start {argv[0]} exited {done.returncode}"
-                             + (f": {detail[-1]}" if detail else ""))
-        else:
-            self.log.info(f"after_start {argv[0]} done")
+        return self._wait_healthy(pid, deadline)
 
     def before_start(self) -> None:
         """Hook for subclasses (cinder-volume writes its host override here)."""

@@ -455,11 +455,7 @@ def rabbitmq_params(config_dir: Path) -> dict[str, str]:
             "log": "/var/log/pacestack-rabbitmq.log",
             # the management listener answers once the broker has booted (joined)
             "monitor_url": "http://127.0.0.1:15672/", "monitor_timeout": "5",
-            "stop_timeout": "20",
-            # a member back from a crash is in no quorum queue declared while it was
-            # away (RabbitMQ 3.10 does not grow them itself): without it such a queue
-            # would stop with the next loss of either other member
-            "after_start": "/usr/lib/rabbitmq/bin/rabbitmq-queues grow rabbit@%n all"}
+            "stop_timeout": "20"}
 
 
 def ctl_env() -> dict[str, str]:

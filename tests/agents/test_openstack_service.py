@@ -148,28 +148,6 @@ def test_stop_lets_the_service_finish_within_its_graceful_shutdown_timeout(svc, 
     assert "killed" not in (tmp_path / "ha.log").read_text()
 
 
-def test_after_start_runs_once_healthy_with_the_node_name_and_never_fails_it(svc, tmp_path):
-    """after_start (the lab's RabbitMQ: rabbitmq-queues grow rabbit@%n all) runs
-    with the service's environment after a start, %n the node's name; its failure
-    leaves the started service running and the start successful."""
-    out = tmp_path / "after"
-    params = {**svc, "environment": "SVC_NAME=api",
-              "after_start": f"/bin/sh -c 'echo grow rabbit@%n $SVC_NAME >> {out}'"}
-    rc, _, err = agent("start", params, node="controller01")
-    assert rc == 0, err
-    assert out.read_text() == "grow rabbit@controller01 api\n"
-    assert agent("stop", params)[0] == 0
-    log = tmp_path / "ha.log"
-    failing = {**params, "after_start": "/bin/sh -c 'echo no quorum queues >&2; exit 3'"}
-    rc, _, err = agent("start", failing, node="controller01",
-                       env={"HA_LOGFILE": str(log)})
-    assert rc == 0, err
-    assert agent("monitor", failing)[0] == 0
-    assert "after_start /bin/sh exited 3: no quorum queues" in log.read_text()
-    rc, _, err = agent("validate-all", {**params, "after_start": "grow 'unclosed"})
-    assert rc == 6 and "after_start" in exit_reason(err)
-
-
 def test_exit_during_start_fails_with_the_log_tail(svc):
     rc, _, err = agent("start", {**svc, "extra_args": "--exit-now"})
     assert rc == 1
