@@ -173,10 +173,14 @@ RABBIT = {"oslo_messaging_rabbit": {"heartbeat_timeout_threshold": "5",
 
 
 # A TERMed Nova or Cinder service stops taking RPCs and finishes those it holds (the
-# conductor's part of a server's build: a standby stops it mid-build) for up to this
-# long; ocf:pacestack:openstack-service waits as long before it kills. oslo.service's
-# 60 s would hold a standby that long behind a service stuck on a lost reply.
+# conductor's part of a server's build: a standby stops it mid-build) for up to
+# graceful_shutdown_timeout; ocf:pacestack:openstack-service waits as long before it
+# kills. Nova's manager waits for its tasks manager_shutdown_timeout less 20 s of
+# cleanup (and only graceful - 10 s when that is shorter: with graceful 20 it waited
+# 0 s and failed the build it held), so 40 gives a build 20 s. Nova's own 180/160
+# would hold a standby minutes behind a task stuck on a lost reply.
 GRACEFUL = {"graceful_shutdown_timeout": "20"}
+NOVA_GRACEFUL = {"graceful_shutdown_timeout": "50", "manager_shutdown_timeout": "40"}
 
 
 def _auth(hosts: LabHosts, secrets_: Secrets) -> dict[str, str]:
@@ -323,7 +327,7 @@ def _nova(hosts: LabHosts, secrets_: Secrets, state_dir: Path, venv: Path, lock:
     conf: dict[str, dict[str, str]] = {
         "DEFAULT": {"transport_url": mq, "use_stderr": "true",
                     "state_path": str(state_dir / "nova"), "osapi_compute_workers": "1",
-                    "metadata_workers": "1", **GRACEFUL},
+                    "metadata_workers": "1", **NOVA_GRACEFUL},
         "api": {"auth_strategy": "keystone"},
         "wsgi": {"api_paste_config": str(venv / "etc/nova/api-paste.ini")},
         "keystone_authtoken": authtoken,

@@ -211,21 +211,36 @@ def test_migrate_rewrites_every_member_of_a_cell_transport_url():
                    "openstack:mq@ctl-b:5672/")
 
 
+READ_NOVA_SHUTDOWN = """
+import json, sys
+from nova import conf, service
+conf.CONF(["--config-file", sys.argv[1]], project="nova")
+wait = service.Service._get_manager_shutdown_timeout(None)
+print(json.dumps({"manager": wait, "tasks": wait - min(20, wait),
+                  "graceful": conf.CONF.graceful_shutdown_timeout}))
+"""
+
+
 def test_nova_and_cinder_services_stop_after_their_rpcs_within_the_agents_wait(
         openstack_venv, tmp_path):
-    """A standby TERMs nova-conductor mid-build: oslo.service finishes the RPCs in hand
-    for graceful_shutdown_timeout, and the agent (which reads it from the same files)
-    waits that long within the stop operation's 120 s."""
+    """A standby TERMs nova-conductor mid-build: Nova's own code gives its in-progress
+    tasks time to finish (with graceful_shutdown_timeout 20 it gave them 0 s and the
+    build failed), and the agent, which reads graceful_shutdown_timeout from the same
+    files, waits that long within the stop operation's 120 s."""
     from pacestack.agents.openstack_service import OpenStackServiceAgent
 
     etc = tmp_path / "etc"
     controller.write_configs(etc, tmp_path / "state", openstack_venv, None, HOSTS,
                              controller.Secrets("db", "mq", "admin"), None)
-    for resource in ("nova-conductor", "nova-scheduler", "cinder-scheduler"):
+    nova = _read_in_venv(openstack_venv, READ_NOVA_SHUTDOWN, [str(etc / "nova.conf")])
+    assert nova["tasks"] >= 15 and nova["graceful"] >= nova["manager"] + 10, nova
+    for resource, graceful in (("nova-conductor", nova["graceful"]),
+                               ("nova-scheduler", nova["graceful"]),
+                               ("cinder-scheduler", 20)):
         params = controller.daemon_params(resource, openstack_venv, etc)
         agent = OpenStackServiceAgent(
             {"OCF_RESKEY_binary": params["binary"], "OCF_RESKEY_config": params["config"],
              "OCF_RESKEY_stop_timeout": params["stop_timeout"],
              "OCF_RESKEY_CRM_meta_timeout": "120000"}, action="stop")
-        assert agent.graceful_seconds() == 20, resource
-        assert agent.stop_seconds() == 22, resource
+        assert agent.graceful_seconds() == graceful, resource
+        assert agent.stop_seconds() == graceful + 2, resource
