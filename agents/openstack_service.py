@@ -80,7 +80,11 @@ SERVICE_PARAMETERS = [
               "HTTP(S) URL checked by monitor, e.g. http://127.0.0.1:5000/v3 or oslo.middleware's "
               "/healthcheck; 2xx and 3xx are healthy. Start waits until it answers."),
     Parameter("monitor_timeout", "Health check timeout (seconds)", type=int, default=10),
-    Parameter("stop_timeout", "Seconds between TERM and KILL on stop", type=int, default=20),
+    Parameter("stop_timeout", "Seconds between TERM and KILL on stop",
+              "At least this long; longer when the config files set [DEFAULT] "
+              "graceful_shutdown_timeout (oslo.service: how long a TERMed service may "
+              "finish the RPCs it is handling): that plus 2 s, within the stop's timeout.",
+              type=int, default=20),
     Parameter("systemd_unit", "systemd unit",
               "Manage this unit through systemctl instead of daemonizing the binary."),
 ]
@@ -162,6 +166,38 @@ class OpenStackServiceAgent(ocf.Agent):
 
     def identity_configs(self) -> list[str]:
         return self.configs
+
+    def graceful_seconds(self) -> int | None:
+        """``[DEFAULT] graceful_shutdown_timeout`` of the config files (the last file
+        that sets it wins, as in oslo.config): after TERM an oslo.service daemon stops
+        taking RPCs and finishes those it holds (a server's build in nova-conductor)
+        for up to this long; a KILL before loses them, acknowledged to the broker.
+        0 is oslo.service's endless wait. None: not set, or unreadable."""
+        import configparser
+
+        found = None
+        for path in self.configs:
+            parser = configparser.RawConfigParser(strict=False, interpolation=None)
+            try:
+                parser.read(path, encoding="utf-8")
+                value = parser.get("DEFAULT", "graceful_shutdown_timeout", fallback=None)
+            except (OSError, configparser.Error, UnicodeDecodeError):
+                continue
+            if value is not None and value.strip().isdigit():
+                found = int(value.strip())
+        return found
+
+    def stop_seconds(self) -> float:
+        """TERM to KILL: stop_timeout, or the service's own graceful shutdown plus its
+        exit when that is longer, within what Pacemaker gives the stop."""
+        wait = float(self.params.stop_timeout)
+        limit = max(0.0, self.op_seconds(120) - 5.0)
+        graceful = self.graceful_seconds()
+        if graceful == 0:
+            wait = limit
+        elif graceful is not None:
+            wait = max(wait, graceful + 2.0)
+        return min(wait, limit)
 
     # -- systemd mode -------------------------------------------------------------
     def systemctl(self, action: str) -> int:
@@ -383,7 +419,7 @@ class OpenStackServiceAgent(ocf.Agent):
             return ocf.SUCCESS
         st = self.state()
         if st.running:
-            timeout = min(float(p.stop_timeout), max(0.0, self.op_seconds(120) - 5.0))
+            timeout = self.stop_seconds()
             if sp.stop_service(st.pid, timeout):
                 self.log.info(f"stopped {p.binary} (pid {st.pid})")
             else:

@@ -25,8 +25,12 @@ def _env(lab) -> dict[str, str]:
     password = Path(info.admin_password_file).read_text(encoding="utf-8").strip()
     nova = configparser.ConfigParser(interpolation=None)
     nova.read(Path(info.config_dir or "") / "nova.conf")
+    # the services' URL names every member; the probe's queue is reached through the VIP
+    # (kombu separates alternates with ";", not ","): the first member's credentials
+    userinfo = nova.get("DEFAULT", "transport_url").split("://", 1)[1].split(",")[0]
+    userinfo = userinfo.rpartition("@")[0]
     # the environment, never argv: the admin password, the broker's
-    return {"PROBE_TRANSPORT_URL": nova.get("DEFAULT", "transport_url"),
+    return {"PROBE_TRANSPORT_URL": f"rabbit://{userinfo}@{info.vip_name}:5672/",
             "OS_AUTH_URL": f"http://{info.vip_name}:5000/v3", "OS_USERNAME": controller.ADMIN,
             "OS_PASSWORD": password, "OS_PROJECT_NAME": controller.ADMIN,
             "PROBE_COMPUTE": info.compute or info.arbitrator}

@@ -12,15 +12,15 @@ What runs where cannot be the Debian default:
 - RabbitMQ: a three-member cluster, both controllers under Pacemaker and a third
   member on the arbitrator outside it (as garbd), so a quorum queue keeps its
   majority when either controller goes; the services' queues are quorum queues and
-  every client reaches the cluster through the VIP (see broker_note()).
+  every client lists the three members (see transport_url()).
 - the Neutron API under gunicorn answers HTTP only: the agents' RPC (their state
   reports, port and network sync) is served by ``neutron-rpc-server``, a clone
   beside it; the agents drive Open vSwitch with the userspace datapath, itself a
   clone (``openvswitch``) where a real node's systemd would start it
   (neutron_agents.py).
 
-Every client reaches its own node's Galera member on 127.0.0.1 and everything
-else through the VIP's name, as on a real pair.
+Every client reaches the database, Keystone and the APIs through the VIP's name,
+RabbitMQ on its three members and memcached on both controllers, as on a real pair.
 """
 
 from __future__ import annotations
@@ -60,6 +60,12 @@ class Wsgi:
     env: tuple[tuple[str, str], ...]   # (variable, value relative to the config dir)
     argv: tuple[str, ...] = ()          # the sys.argv the app parses itself
     glance: bool = False                # from the Glance venv
+    # gunicorn's sync workers each serve one request at a time. Nova's and Neutron's
+    # requests wait on other APIs and on RPC (a server's show asks Neutron, a network
+    # create notifies the DHCP agents): on one worker, after a node crash, the cloud's
+    # own calls held each for ~2 s while the drill's reads queued behind them and
+    # timed out, seconds after the API had answered again
+    workers: int = 1
 
 
 WSGI = {
@@ -72,10 +78,12 @@ WSGI = {
     "nova-api": Wsgi("nova-api", 8774, "/",
                      (("OS_NOVA_CONFIG_DIR", ""),
                       # the app loads its paste pipeline from the first file
-                      ("OS_NOVA_CONFIG_FILES", "nova-api-paste.ini;nova.conf"))),
+                      ("OS_NOVA_CONFIG_FILES", "nova-api-paste.ini;nova.conf")),
+                     workers=2),
     "neutron-server": Wsgi("neutron", 9696, "/",
                            (("OS_NEUTRON_CONFIG_DIR", ""),
-                            ("OS_NEUTRON_CONFIG_FILES", "neutron.conf;ml2_conf.ini"))),
+                            ("OS_NEUTRON_CONFIG_FILES", "neutron.conf;ml2_conf.ini")),
+                           workers=2),
     "cinder-api": Wsgi("cinder-api", 8776, "/", (), argv=("--config-file", "cinder.conf")),
 }
 GLANCE_APP = wsgi_apps.WsgiApp("glance.wsgi.api")
@@ -109,7 +117,8 @@ def broker_note() -> str:
     return ("a three-member RabbitMQ cluster (both controllers under Pacemaker, the "
             "arbitrator's member outside it) behind the VIP: the services' queues are "
             "quorum queues, replicated on all three, so either controller can go and a "
-            "majority (two of three) still holds every queued message")
+            "majority (two of three) still holds every queued message; the clients list "
+            "the three members, not the VIP")
 
 
 RABBIT_NODES = "rabbit@{}"
@@ -126,30 +135,52 @@ class Secrets:
     cookie: str = field(default_factory=lambda: secrets.token_hex(20).upper())
 
 
+def rabbit_hosts(hosts: LabHosts) -> list[str]:
+    """The RabbitMQ members a client may use: the arbitrator's and both controllers'."""
+    return [hosts.arbitrator[0], *(name for name, _ in hosts.nodes)]
+
+
 def transport_url(hosts: LabHosts, secrets_: Secrets) -> str:
-    return f"rabbit://{RABBIT_USER}:{secrets_.rabbit}@{hosts.vip_name}:5672/"
+    """oslo.messaging's several-host URL naming every member, not the VIP: a client
+    stays on its broker while that runs (oslo.messaging shuffles the list, so the
+    clients spread over the three). Through the VIP, a VIP move alone (mariadbd
+    killed, the broker there still running) stranded every consumer on the broker
+    the VIP left until heartbeats dropped them, with the casts it had handed them;
+    a member that stops or dies drops its clients, which move on to the next."""
+    return "rabbit://" + ",".join(f"{RABBIT_USER}:{secrets_.rabbit}@{host}:5672"
+                                  for host in rabbit_hosts(hosts)) + "/"
 
 
 def memcached_servers(hosts: LabHosts) -> str:
     return ",".join(f"{addr}:11211" for _, addr in hosts.nodes)
 
 
-# After the VIP moves, a client still connected to the old node's broker hears of it
-# only when it next sends (the new holder answers with a reset); an idle connection
-# sends a heartbeat every threshold / heartbeat_rate (3) seconds: every 1.7 s instead
-# of 20 s with the default 60. The old node's broker, still running (mariadbd killed
-# there, the VIP moved), hears nothing of those clients: it keeps their consumers on
-# the topic queues and hands them casts (a server's build) that wait unacknowledged
-# until the negotiated heartbeat (this threshold) has passed once or twice without a
-# frame: 10-20 s with 10, 5-10 s with 5, RabbitMQ's lowest recommended value (below
-# it a loaded client is dropped falsely). The topic queues (where casts such as a
-# volume create wait for their server) are quorum queues. The reply and fanout queues stay classic:
-# their names are random per process, so as quorum queues each restart would leave
-# three-member Raft groups behind until their 30 min expiry; ``use_queue_manager``
+# A client of a member whose node crashed hears nothing (no host answers for the dead
+# address, no reset): it notices by the heartbeat, which py-amqp sends when nothing
+# was sent for threshold / heartbeat_rate (3) seconds and declares the connection
+# dead after the threshold without a frame from the broker: 5-10 s with 5, RabbitMQ's
+# lowest recommended value (below it a loaded client is dropped falsely; 60 by
+# default). A broker likewise drops a client gone silent after the negotiated
+# heartbeat, handing the casts it held unacknowledged to other consumers. The topic
+# queues (where casts such as a server's build or a volume create wait for their
+# server) are quorum queues. The reply and fanout queues stay classic: their names
+# are random per process, so as quorum queues each restart would leave three-member
+# Raft groups behind until their 30 min expiry; ``use_queue_manager``
 # would name them per host and process, but every API under gunicorn on a node has
 # the process name "gunicorn" and they would share reply queues.
 RABBIT = {"oslo_messaging_rabbit": {"heartbeat_timeout_threshold": "5",
                                     "rabbit_quorum_queue": "true"}}
+
+
+# A TERMed Nova or Cinder service stops taking RPCs and finishes those it holds (the
+# conductor's part of a server's build: a standby stops it mid-build) for up to
+# graceful_shutdown_timeout; ocf:pacestack:openstack-service waits as long before it
+# kills. Nova's manager waits for its tasks manager_shutdown_timeout less 20 s of
+# cleanup (and only graceful - 10 s when that is shorter: with graceful 20 it waited
+# 0 s and failed the build it held), so 40 gives a build 20 s. Nova's own 180/160
+# would hold a standby minutes behind a task stuck on a lost reply.
+GRACEFUL = {"graceful_shutdown_timeout": "20"}
+NOVA_GRACEFUL = {"graceful_shutdown_timeout": "50", "manager_shutdown_timeout": "40"}
 
 
 def _auth(hosts: LabHosts, secrets_: Secrets) -> dict[str, str]:
@@ -235,7 +266,8 @@ def write_configs(config_dir: Path, state_dir: Path, venv: Path, glance_venv: Pa
                         "backup_posix_path": str(state_dir / "cinder/backup"),
                         # a fast heartbeat: the agent's services-table check sees a
                         # dead cinder-volume within seconds
-                        "report_interval": "2", "service_down_time": "6"},
+                        "report_interval": "2", "service_down_time": "6",
+                        **GRACEFUL},
             "keystone_authtoken": authtoken,
             **RABBIT,
             "database": {"connection": db_url(pw, "cinder", hosts.vip_name)},
@@ -295,7 +327,7 @@ def _nova(hosts: LabHosts, secrets_: Secrets, state_dir: Path, venv: Path, lock:
     conf: dict[str, dict[str, str]] = {
         "DEFAULT": {"transport_url": mq, "use_stderr": "true",
                     "state_path": str(state_dir / "nova"), "osapi_compute_workers": "1",
-                    "metadata_workers": "1"},
+                    "metadata_workers": "1", **NOVA_GRACEFUL},
         "api": {"auth_strategy": "keystone"},
         "wsgi": {"api_paste_config": str(venv / "etc/nova/api-paste.ini")},
         "keystone_authtoken": authtoken,
@@ -344,7 +376,7 @@ def api_params(resource: str, venv: Path, glance_venv: Path | None,
         env.append(f"{var}={shlex.quote(value)}")
     return {
         "binary": str(root / "bin" / "gunicorn"),
-        "extra_args": (f"--no-control-socket --bind 0.0.0.0:{api.port} --workers 1 "
+        "extra_args": (f"--no-control-socket --bind 0.0.0.0:{api.port} --workers {api.workers} "
                        f"--timeout 120 --graceful-timeout 3 --chdir {config_dir} "
                        f"{_shim(resource)}:application"),
         "environment": " ".join(env),
@@ -390,8 +422,7 @@ def rabbitmq_conf(hosts: LabHosts, secrets_: Secrets) -> dict[str, str]:
             # the member cut off from the other two stops serving clients (what it
             # would accept alone, the majority never sees) and rejoins when it can
             "cluster_partition_handling": "pause_minority"}
-    names = [hosts.arbitrator[0], *(name for name, _ in hosts.nodes)]
-    for i, name in enumerate(names, start=1):
+    for i, name in enumerate(rabbit_hosts(hosts), start=1):
         conf[f"cluster_formation.classic_config.nodes.{i}"] = RABBIT_NODES.format(name)
     return conf
 

@@ -131,6 +131,23 @@ def test_stop_escalates_to_kill(svc, tmp_path):
     assert "ignored TERM for 1s: killed" in log.read_text()
 
 
+def test_stop_lets_the_service_finish_within_its_graceful_shutdown_timeout(svc, tmp_path):
+    """An oslo.service daemon TERMed finishes the RPCs it holds (nova-conductor a
+    server's build) for up to [DEFAULT] graceful_shutdown_timeout: the stop waits
+    that long plus its exit, not only stop_timeout, else the build is lost."""
+    Path(svc["config"]).write_text("[DEFAULT]\ngraceful_shutdown_timeout = 6\n")
+    params = {**svc, "extra_args": "--term-after 3", "stop_timeout": 1}
+    assert agent("start", params)[0] == 0
+    pid = proc.read_pidfile(svc["pid"])
+    started = time.monotonic()
+    rc, _, err = agent("stop", params, env={"HA_LOGFILE": str(tmp_path / "ha.log")})
+    assert rc == 0, err
+    assert 3.0 <= time.monotonic() - started < 6
+    assert not proc.is_alive(pid)
+    assert "finished the work in hand" in Path(svc["log"]).read_text()
+    assert "killed" not in (tmp_path / "ha.log").read_text()
+
+
 def test_exit_during_start_fails_with_the_log_tail(svc):
     rc, _, err = agent("start", {**svc, "extra_args": "--exit-now"})
     assert rc == 1

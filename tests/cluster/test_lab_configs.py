@@ -167,3 +167,80 @@ def test_every_api_and_openstack_daemon_finds_the_memcache_client(
                          env={"PYTHONPATH": str(extras)}, capture_output=True, text=True,
                          timeout=60, check=True)
     assert "stand-in" in res.stdout
+
+
+READ_TRANSPORT = """
+import json, sys
+import configparser
+from oslo_config import cfg
+import oslo_messaging
+out = {}
+for path in sys.argv[1:]:
+    ini = configparser.ConfigParser(interpolation=None)
+    ini.read(path)
+    url = oslo_messaging.TransportURL.parse(cfg.CONF, ini.get("DEFAULT", "transport_url"))
+    out[path] = [[h.hostname, h.port, h.username] for h in url.hosts]
+print(json.dumps(out))
+"""
+
+
+def test_rabbit_clients_list_the_three_members_not_the_vip(openstack_venv, tmp_path):
+    """oslo.messaging reads every transport_url as the three RabbitMQ members: a VIP
+    move alone (mariadbd killed, the broker there still running) leaves each client
+    on the broker it has, and a member that goes sends its clients to the next."""
+    users = _lab_configs(openstack_venv, tmp_path, lambda ini: ini.get(
+        "DEFAULT", "transport_url", fallback="").startswith("rabbit://"))
+    read = _read_in_venv(openstack_venv, READ_TRANSPORT, users)
+    assert {Path(p).name for p in read} >= {"nova.conf", "nova-compute.conf",
+                                            "neutron.conf", "cinder.conf"}
+    for path, hosts in read.items():
+        assert hosts == [["arbitrator", 5672, controller.RABBIT_USER],
+                         ["controller01", 5672, controller.RABBIT_USER],
+                         ["controller02", 5672, controller.RABBIT_USER]], path
+
+
+def test_migrate_rewrites_every_member_of_a_cell_transport_url():
+    """The cell mapping's transport_url, as the lab writes it, keeps its three members
+    through migrate's host rewrite (each mapped host replaced, credentials kept)."""
+    from pacestack.migrate.nova import rewrite_hosts_url, url_hosts
+
+    url = controller.transport_url(HOSTS, controller.Secrets("db", "mq", "admin"))
+    assert url_hosts(url) == ["arbitrator", "controller01", "controller02"]
+    new = rewrite_hosts_url(url, {"controller01": "ctl-a", "controller02": "ctl-b"})
+    assert new == ("rabbit://openstack:mq@arbitrator:5672,openstack:mq@ctl-a:5672,"
+                   "openstack:mq@ctl-b:5672/")
+
+
+READ_NOVA_SHUTDOWN = """
+import json, sys
+from nova import conf, service
+conf.CONF(["--config-file", sys.argv[1]], project="nova")
+wait = service.Service._get_manager_shutdown_timeout(None)
+print(json.dumps({"manager": wait, "tasks": wait - min(20, wait),
+                  "graceful": conf.CONF.graceful_shutdown_timeout}))
+"""
+
+
+def test_nova_and_cinder_services_stop_after_their_rpcs_within_the_agents_wait(
+        openstack_venv, tmp_path):
+    """A standby TERMs nova-conductor mid-build: Nova's own code gives its in-progress
+    tasks time to finish (with graceful_shutdown_timeout 20 it gave them 0 s and the
+    build failed), and the agent, which reads graceful_shutdown_timeout from the same
+    files, waits that long within the stop operation's 120 s."""
+    from pacestack.agents.openstack_service import OpenStackServiceAgent
+
+    etc = tmp_path / "etc"
+    controller.write_configs(etc, tmp_path / "state", openstack_venv, None, HOSTS,
+                             controller.Secrets("db", "mq", "admin"), None)
+    nova = _read_in_venv(openstack_venv, READ_NOVA_SHUTDOWN, [str(etc / "nova.conf")])
+    assert nova["tasks"] >= 15 and nova["graceful"] >= nova["manager"] + 10, nova
+    for resource, graceful in (("nova-conductor", nova["graceful"]),
+                               ("nova-scheduler", nova["graceful"]),
+                               ("cinder-scheduler", 20)):
+        params = controller.daemon_params(resource, openstack_venv, etc)
+        agent = OpenStackServiceAgent(
+            {"OCF_RESKEY_binary": params["binary"], "OCF_RESKEY_config": params["config"],
+             "OCF_RESKEY_stop_timeout": params["stop_timeout"],
+             "OCF_RESKEY_CRM_meta_timeout": "120000"}, action="stop")
+        assert agent.graceful_seconds() == graceful, resource
+        assert agent.stop_seconds() == graceful + 2, resource

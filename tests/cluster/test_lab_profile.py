@@ -180,6 +180,53 @@ def test_rabbitmq_is_one_cluster_and_the_services_queues_are_quorum_queues(profi
         assert sorted(queues[topic]["members"]) == MEMBERS, queues[topic]
 
 
+def _queue_members(node, name: str) -> list[str] | None:
+    queues = {q["name"]: q for q in _rabbitmqctl(node, "list_queues", "name", "members")}
+    return sorted(queues[name]["members"]) if name in queues else None
+
+
+def _raft(node, name: str) -> dict[str, tuple[str, int]]:
+    """member -> (Raft state, commit index) of a quorum queue, as rabbitmq-queues sees it."""
+    res = node.run(["/usr/lib/rabbitmq/bin/rabbitmq-queues", "quorum_status", name,
+                    "--formatter", "json"], env={"HOME": "/var/lib/rabbitmq"}, check=False,
+                   timeout=60)
+    if res.returncode != 0:
+        return {}
+    return {row["Node Name"]: (row["Raft State"], row["Commit Index"])
+            for row in json.loads(res.stdout)}
+
+
+def test_a_rabbitmq_member_back_serves_quorum_queues_declared_while_it_was_away(profile_lab):
+    """RabbitMQ killed on the controller without the VIP: a quorum queue declared
+    while it is down names all three members; Pacemaker starts it again and its
+    replica of that queue follows the leader, caught up, so the queue survives the
+    next loss of either other member."""
+    lab = profile_lab
+    holder = _where(lab)["vip"][0][0]
+    other = next(n for n in lab.cluster.nodes if n.name != holder)
+    arb = lab.cluster.arbitrator
+    LabTarget(lab).kill(other.name, "rabbitmq")
+    assert proc.wait_for(lambda: f"rabbit@{other.name}" not in _members(arb), 30,
+                         interval=0.5)
+    name = "pacestack-lab-grow"
+    assert cloud.queue(lab, put=1, name=name) == 1
+    TIMINGS["quorum queue declared with a member down: members"] = _queue_members(arb, name)
+    TIMINGS["... its Raft states while down"] = _raft(arb, name)
+    t0 = time.monotonic()
+    assert proc.wait_for(lambda: _members(arb) == MEMBERS, 120, interval=2)
+
+    def caught_up() -> bool:
+        raft = _raft(arb, name)
+        return (sorted(raft) == MEMBERS and len({c for _, c in raft.values()}) == 1
+                and all(state in ("leader", "follower") for state, _ in raft.values()))
+
+    assert proc.wait_for(caught_up, 60, interval=2), _raft(arb, name)
+    TIMINGS["rabbitmq -9: its replica caught up (s)"] = round(time.monotonic() - t0, 1)
+    assert cloud.queue(lab, name=name, drop=True) == 1
+    lab.observer().run(["crm_resource", "--cleanup", "--resource", "rabbitmq"],
+                       check=False, timeout=60)
+
+
 def test_node_crash_drill_apis_and_the_cloud_recover(profile_lab):
     """The drill's node-crash scenario on the whole controller: the VIP's node
     powered off, each API and the user sequence measured through the VIP from the
