@@ -327,7 +327,10 @@ def _nova(hosts: LabHosts, secrets_: Secrets, state_dir: Path, venv: Path, lock:
     conf: dict[str, dict[str, str]] = {
         "DEFAULT": {"transport_url": mq, "use_stderr": "true",
                     "state_path": str(state_dir / "nova"), "osapi_compute_workers": "1",
-                    "metadata_workers": "1", **NOVA_GRACEFUL},
+                    "metadata_workers": "1", **NOVA_GRACEFUL,
+                    # Nova starts a service's periodic tasks after a random 0-60 s;
+                    # the scheduler's host discovery is one, and lab up waits for it
+                    "periodic_fuzzy_delay": "0"},
         "api": {"auth_strategy": "keystone"},
         "wsgi": {"api_paste_config": str(venv / "etc/nova/api-paste.ini")},
         "keystone_authtoken": authtoken,

@@ -217,7 +217,8 @@ from nova import conf, service
 conf.CONF(["--config-file", sys.argv[1]], project="nova")
 wait = service.Service._get_manager_shutdown_timeout(None)
 print(json.dumps({"manager": wait, "tasks": wait - min(20, wait),
-                  "graceful": conf.CONF.graceful_shutdown_timeout}))
+                  "graceful": conf.CONF.graceful_shutdown_timeout,
+                  "fuzzy": conf.CONF.periodic_fuzzy_delay}))
 """
 
 
@@ -244,3 +245,13 @@ def test_nova_and_cinder_services_stop_after_their_rpcs_within_the_agents_wait(
              "OCF_RESKEY_CRM_meta_timeout": "120000"}, action="stop")
         assert agent.graceful_seconds() == graceful, resource
         assert agent.stop_seconds() == graceful + 2, resource
+
+
+def test_nova_runs_its_periodic_tasks_at_once(openstack_venv, tmp_path):
+    """lab up waits for the scheduler's host discovery, a periodic task: Nova's
+    default first delay is a random 0-60 s."""
+    etc = tmp_path / "etc"
+    controller.write_configs(etc, tmp_path / "state", openstack_venv, None, HOSTS,
+                             controller.Secrets("db", "mq", "admin"), None)
+    nova = _read_in_venv(openstack_venv, READ_NOVA_SHUTDOWN, [str(etc / "nova.conf")])
+    assert nova["fuzzy"] == 0, nova
