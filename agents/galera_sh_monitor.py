@@ -31,10 +31,14 @@ Notifications: Pacemaker runs one on every instance before and after each start,
 stop, promote and demote of the clone, and waits for all of them before the next
 action (four rounds between a kill -9 of mariadbd and its promote). Python only
 acts on a "post" one on a node whose role marker says Unpromoted (it re-scores
-itself when mariadbd is stopped there); every "pre" one, and a "post" one on a
-Promoted node, it answers 0 without a change. The front answers exactly those
-(same parameter checks as the monitor, no debug logging, and for "post" the node
-name given and the marker readable and Promoted); anything else goes to Python.
+itself when mariadbd is stopped there), and on a "pre" one of a peer's promote on a
+Promoted node (it waits for its view to drop the peer's killed incarnation and
+publishes the departure, GaleraRecords.see_off); every other "pre" one, and a
+"post" one on a Promoted node, it answers 0 without a change. The front answers
+those (same parameter checks as the monitor, no debug logging, the node name given
+and the marker readable, and for a peer's promote a view noted last that holds no
+more than this node and the arbitrators, so no peer incarnation can be in it);
+anything else goes to Python.
 
 Cost: the client is most of it (exec of a C++ program, its character set tables,
 the connection). ``--character-sets-dir=/dev/null`` spares it parsing the XML
