@@ -12,9 +12,10 @@ monitor runs every second, through the sh front galera_sh_monitor.py).
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Mapping
 
-from pacestack.agents import galera_cib, ocf
+from pacestack.agents import attributes, galera_cib, ocf
 from pacestack.agents.galera_mysqld import (
     HEALTHY_STATES,
     SST_METHOD,
@@ -303,11 +304,17 @@ class GaleraAgent(Promotion, ocf.Agent):
         elif meta.notify_type == "pre" and meta.notify_operation == "promote" \
                 and self._role() == "promoted":
             m = self.mysqld
-            inactive = iso_seconds(m.provider_option("evs.inactive_timeout"),
-                                   INACTIVE_DEFAULT)
-            # never the notification's own timeout: a failed notify fails the transition
-            timeout = meta.timeout_ms / 1000 if meta.timeout_ms else 30.0
-            self.see_off(m, meta.promote, max(0.0, min(inactive, timeout - 5.0)))
+            # only speed (the joiner's own eviction wait is the safety): a failure
+            # here must not fail the notification, which fails the transition
+            try:
+                inactive = iso_seconds(m.provider_option("evs.inactive_timeout"),
+                                       INACTIVE_DEFAULT)
+                timeout = meta.timeout_ms / 1000 if meta.timeout_ms else 30.0
+                self.see_off(m, meta.promote, max(0.0, min(inactive, timeout - 5.0)))
+            except (OSError, subprocess.SubprocessError, MysqldError,
+                    attributes.AttributeFailure) as err:
+                self.log.warning("cannot see %s's previous incarnation off: %s",
+                                 ", ".join(meta.promote), err)
         return ocf.SUCCESS
 
     def _death_reason(self, m: Mysqld) -> str:
