@@ -12,18 +12,20 @@ monitor runs every second, through the sh front galera_sh_monitor.py).
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Mapping
 
-from pacestack.agents import galera_cib, ocf
+from pacestack.agents import attributes, galera_cib, ocf
 from pacestack.agents.galera_mysqld import (
     HEALTHY_STATES,
     SST_METHOD,
     SST_METHOD_RE,
     Mysqld,
     MysqldError,
+    iso_seconds,
     wait,
 )
-from pacestack.agents.galera_promote import Promotion
+from pacestack.agents.galera_promote import INACTIVE_DEFAULT, Promotion
 from pacestack.agents.galera_records import (  # the attribute names galera/ reads too
     ALONE_RECORD_INTERVAL,
     LAST_COMMITTED,
@@ -295,9 +297,24 @@ class GaleraAgent(Promotion, ocf.Agent):
         # Unpromoted nodes re-score so joiners follow the bootstrap node at once.
         # What returns SUCCESS here without a change, the sh front answers itself
         # (galera_sh_monitor.py): keep the two alike
-        if self.meta.notify_type == "post" and self._role() == "unpromoted" \
+        meta = self.meta
+        if meta.notify_type == "post" and self._role() == "unpromoted" \
                 and self.mysqld.pid() is None:
             self.refresh_scores(self.topo)
+        elif meta.notify_type == "pre" and meta.notify_operation == "promote" \
+                and self._role() == "promoted":
+            m = self.mysqld
+            # only speed (the joiner's own eviction wait is the safety): a failure
+            # here must not fail the notification, which fails the transition
+            try:
+                inactive = iso_seconds(m.provider_option("evs.inactive_timeout"),
+                                       INACTIVE_DEFAULT)
+                timeout = meta.timeout_ms / 1000 if meta.timeout_ms else 30.0
+                self.see_off(m, meta.promote, max(0.0, min(inactive, timeout - 5.0)))
+            except (OSError, subprocess.SubprocessError, MysqldError,
+                    attributes.AttributeFailure) as err:
+                self.log.warning("cannot see %s's previous incarnation off: %s",
+                                 ", ".join(meta.promote), err)
         return ocf.SUCCESS
 
     def _death_reason(self, m: Mysqld) -> str:

@@ -65,6 +65,9 @@ RECORD_INTERVAL = 60
 # survivor, a floor by design (docs/galera-recover.md): 10 s of commits is the most
 # it understates, as when the Promoted monitor ran every 10 s.
 ALONE_RECORD_INTERVAL = 10
+# seconds between a Promoted node's looks at its own view while a peer's promote waits
+# for it to drop that peer's killed incarnation (see_off): one status query each
+SEE_OFF_POLL = 0.05
 
 
 def _text(path: str) -> str:
@@ -508,6 +511,56 @@ class GaleraRecords:
                          for n in peers):
             return peers
         return None
+
+    def see_off(self, m: Mysqld, peers: list[str], budget: float) -> list[str]:
+        """Before a peer's promote, on a Promoted node: a peer whose own agent reports
+        its mariadbd stopped (its position attribute) while its last incarnation is
+        still in this node's view was killed and is being evicted, and its promote
+        waits (peers_saw_leave) until this node publishes that it left. Publish it
+        as the view drops it, instead of at the next monitor: Pacemaker holds that
+        promote until this returns, so the joiner finds the word at once. At most
+        ``budget`` seconds; any doubt returns at once (the joiner's own wait stays
+        the safety). The incarnation UUIDs still in the view when it gave up."""
+        others = [p for p in peers if p != self.node_name and p in self.topo.members]
+        if not others or m.pid() is None:
+            return []
+        snap = galera_cib.read(self.environ)
+        if snap is None:
+            return []
+        dead = set()
+        for p in others:
+            if snap.get(self._attr(POSITION), p) is None:
+                continue  # running, or not placed: no dead incarnation to see off
+            inc = (snap.get(self._attr(INCARNATION), p, "forever") or "").split()
+            if inc:
+                dead.add(inc[0])
+        if not dead:
+            return []
+        end = time.monotonic() + budget
+        started = time.monotonic()
+        while True:
+            try:
+                status = m.status(timeout=5)
+            except MysqldError:
+                return []
+            if status.get("wsrep_cluster_status") != "Primary":
+                return []
+            self.note_view(m, status)
+            saved = self._saved_view()
+            if saved is None or saved[2] is None or saved[1] != status.get("wsrep_gcomm_uuid"):
+                return []  # nothing this node could claim
+            held = sorted(dead & set(saved[2]))
+            if not held:
+                if time.monotonic() - started > SEE_OFF_POLL:
+                    self.log.info("view %s: %s left before %s's promote (%.1fs)", saved[0],
+                                  ", ".join(sorted(dead)), ", ".join(others),
+                                  time.monotonic() - started)
+                return []
+            if time.monotonic() >= end:
+                self.log.info("%s still in this node's view after %.1fs: %s's promote "
+                              "waits on its own", ", ".join(held), budget, ", ".join(others))
+                return held
+            time.sleep(SEE_OFF_POLL)
 
     # -- the role marker (Unpromoted = started with mariadbd stopped) ------------------
     def _role_file(self) -> str:

@@ -31,10 +31,14 @@ Notifications: Pacemaker runs one on every instance before and after each start,
 stop, promote and demote of the clone, and waits for all of them before the next
 action (four rounds between a kill -9 of mariadbd and its promote). Python only
 acts on a "post" one on a node whose role marker says Unpromoted (it re-scores
-itself when mariadbd is stopped there); every "pre" one, and a "post" one on a
-Promoted node, it answers 0 without a change. The front answers exactly those
-(same parameter checks as the monitor, no debug logging, and for "post" the node
-name given and the marker readable and Promoted); anything else goes to Python.
+itself when mariadbd is stopped there), and on a "pre" one of a peer's promote on a
+Promoted node (it waits for its view to drop the peer's killed incarnation and
+publishes the departure, GaleraRecords.see_off); every other "pre" one, and a
+"post" one on a Promoted node, it answers 0 without a change. The front answers
+those (same parameter checks as the monitor, no debug logging, the node name given
+and the marker readable, and for a peer's promote a view noted last that holds no
+more than this node and the arbitrators, so no peer incarnation can be in it);
+anything else goes to Python.
 
 Cost: the client is most of it (exec of a C++ program, its character set tables,
 the connection). ``--character-sets-dir=/dev/null`` spares it parsing the XML
@@ -159,17 +163,49 @@ EOF
     [ "$seqno" -le "$r_peers" ]  # not past the missing members' records yet
 }}
 
-# a notification Python answers 0 without a change: every "pre" one, and a "post"
-# one on a Promoted node (only an Unpromoted node re-scores itself)
+# a notification Python answers 0 without a change: every "pre" one but a peer's
+# promote on a Promoted node that may still see the peer's killed incarnation, and a
+# "post" one on a Promoted node (only an Unpromoted node re-scores itself)
 notified() {{
     [ "$#" -eq 1 ] && [ "$1" = notify ] || return 1
     [ "${{HA_debug:-0}}" = 0 ] || return 1  # debug logging is Python's
 {checks}
-    [ "${{OCF_RESKEY_CRM_meta_notify_type-}}" = post ] || return 0
+    if [ "${{OCF_RESKEY_CRM_meta_notify_type-}}" != post ]; then
+        [ "${{OCF_RESKEY_CRM_meta_notify_operation-}}" = promote ] || return 0
+        pre_promote
+        return
+    fi
     state_of || return 1
     role=
     read -r role < "$state.role" || [ -n "$role" ] || return 1
     [ "$role" = promoted ]
+}}
+
+# before a peer's promote on a Promoted node, Python waits until this node's view
+# drops the peer's killed incarnation and publishes that it left (GaleraRecords.see_off):
+# only when the view the agent noted last holds more than this node and the
+# arbitrators (the "alone" size of its record) can that incarnation be in it
+pre_promote() {{
+    state_of || return 1
+    role=
+    read -r role < "$state.role" || [ -n "$role" ] || return 1
+    [ "$role" = promoted ] || return 0
+    others=
+    for p in ${{OCF_RESKEY_CRM_meta_notify_promote_uname-}}; do
+        [ "$p" = "$node" ] || others=1
+    done
+    [ -n "$others" ] || return 0
+    v_members=
+    read -r _ _ v_members _ < "$state.view" || [ -n "$v_members" ] || return 1
+    case $v_members in *[!0-9a-f,-]*|'') return 1 ;; esac
+    r_alone=
+    read -r _ _ _ _ _ r_alone _ < "$state.recorded" || [ -n "$r_alone" ] || return 1
+    case $r_alone in *[!0-9]*|'') return 1 ;; esac
+    n=1 rest=$v_members
+    while case $rest in *,*) ;; *) false ;; esac; do
+        rest=${{rest#*,}} n=$((n + 1))
+    done
+    [ "$n" -le "$r_alone" ]
 }}
 
 notified "$@" 2> /dev/null && exit 0

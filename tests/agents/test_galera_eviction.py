@@ -186,3 +186,18 @@ def test_the_peer_publishing_it_during_the_wait_ends_it(agent, monkeypatch):
     monkeypatch.setattr(galera_promote, "time", clock)
     a._await_eviction(a.mysqld, DEAD, time.monotonic() + 300)
     assert 1.0 <= sum(clock.slept) < 2.0, clock.slept
+
+
+def test_a_failing_look_before_a_peers_promote_never_fails_the_notification(agent,
+                                                                            monkeypatch):
+    """Seeing a peer's killed incarnation off before its promote is speed only (the
+    joiner's own wait is the safety): without the tools it needs (my_print_defaults
+    here) the notification still answers 0, as a failed one fails the transition."""
+    a, _ = agent
+    env = {**a.environ, "OCF_RESKEY_CRM_meta_notify_type": "pre",
+           "OCF_RESKEY_CRM_meta_notify_operation": "promote",
+           "OCF_RESKEY_CRM_meta_notify_promote_uname": "node2"}
+    notified = GaleraAgent(env, "notify")
+    notified._set_role("promoted")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert notified.notify() == 0

@@ -280,6 +280,38 @@ def _gone(pid: int) -> bool:
         return True
 
 
+PEER_PROMOTE = {"OCF_RESKEY_CRM_meta_notify_operation": "promote",
+                "OCF_RESKEY_CRM_meta_notify_promote_uname": "node2"}
+
+
+def test_a_peers_promote_goes_to_python_while_the_view_may_hold_its_incarnation(promoted):
+    """Before a peer's promote, a Promoted node whose last noted view holds more than
+    itself and the arbitrators hands over: Python sees a killed incarnation of that
+    peer off (GaleraRecords.see_off). node2 runs (no position reported), so Python
+    answers at once; alone in its view, or not Promoted, the front answers."""
+    _cluster, driver, fronts = promoted
+    rc, reason = driver.monitor("node1")  # notes the current view (its peers in it)
+    assert rc == RUNNING_PROMOTED, reason
+    view = driver.rsctmp / "pacestack-galera-galera-node1.view"
+    saved = view.read_text()
+    conf, me, members, departed = saved.split()
+    assert len(members.split(",")) >= 2, saved
+    assert notify(fronts, "node1", "pre", in_sh=False, extra=PEER_PROMOTE) == 0
+    assert notify(fronts, "node1", "pre", in_sh=True,
+                  extra={**PEER_PROMOTE,
+                         "OCF_RESKEY_CRM_meta_notify_promote_uname": "node1"}) == 0
+    role = driver.rsctmp / "pacestack-galera-galera-node1.role"
+    try:
+        view.write_text(f"{conf} {me} {me} {departed}\n")  # alone with no arbitrator
+        assert notify(fronts, "node1", "pre", in_sh=True, extra=PEER_PROMOTE) == 0
+        view.write_text(saved)
+        role.write_text("unpromoted\n")
+        assert notify(fronts, "node1", "pre", in_sh=True, extra=PEER_PROMOTE) == 0
+    finally:
+        view.write_text(saved)
+        role.write_text("promoted\n")
+
+
 def test_view_change_and_dead_server_go_to_python(promoted):
     cluster, _driver, fronts = promoted
     fronts.check("node1", in_sh=True)

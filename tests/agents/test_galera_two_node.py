@@ -310,3 +310,48 @@ def test_full_crash_joiner_finds_garbd_back_in_the_primary(galera_factory):
     assert cluster["node2"].ist_or_sst() == "IST"
     for node in ("node1", "node2"):
         assert cluster.rows(node, "two") == rows
+
+
+def test_survivor_sees_the_killed_incarnation_off_before_the_peers_promote(galera_factory):
+    """node2's mariadbd is killed and Pacemaker's recovery reaches node2's promote
+    before node1 and garbd evicted the old incarnation (evs.suspect_timeout 1.5 s):
+    node1's pre-promote notification waits until its view drops that incarnation
+    and publishes that it left, so node2's promote finds the word at once instead
+    of polling until node1's next monitor."""
+    import time
+
+    from pacestack.agents.galera_state import Position, format_report
+
+    cluster, driver, _rows = _formed(galera_factory, garbd=True, two_node_mode=False)
+    old = cluster["node2"].status()["wsrep_gcomm_uuid"]
+    rc, reason = driver.monitor("node1")  # notes the view node2's incarnation is in
+    assert rc == 8, reason
+    pos = cluster["node2"].last_committed()
+    cluster.kill9(["node2"], settle=False)
+    t0 = time.monotonic()
+    # node2's own start publishes its position (mariadbd stopped) before its promote
+    driver.set_attr("galera-position", "node2",
+                    format_report(Position(pos.uuid, pos.seqno, "recovered")))
+    env = {"OCF_RESKEY_CRM_meta_notify_type": "pre",
+           "OCF_RESKEY_CRM_meta_notify_operation": "promote",
+           "OCF_RESKEY_CRM_meta_notify_promote_uname": "node2",
+           "OCF_RESKEY_CRM_meta_notify_promoted_uname": "node1"}
+    rc, _, err = driver.run("node1", "notify", env=env, timeout_ms=30000)
+    took = time.monotonic() - t0
+    assert rc == 0, err[-800:]
+    assert old in (driver.attr("galera-departed", "node1") or "").split(), \
+        f"node1's pre-promote notification returned after {took:.1f}s without the word"
+    assert cluster["node1"].status()["wsrep_cluster_size"] == "2"
+    assert took < 3.0 + 1.5, took  # never past evs.inactive_timeout (3 s) and start-up
+    print(f"\npre-promote notification on node1 returned after {took:.2f}s")
+    rc, reason = driver.monitor("node2")
+    assert rc == 1, reason  # the first sighting of the death
+    log = cluster.base_dir / "agent.log"
+    seen = len(log.read_text(errors="replace"))
+    rc, _, err = driver.run("node2", "promote")
+    assert rc == 0, err[-800:]
+    ended = [ln for ln in log.read_text(errors="replace")[seen:].splitlines()
+             if f"node1 saw the previous incarnation {old} leave" in ln]
+    assert ended, log.read_text(errors="replace")[seen:][-1500:]
+    # on its first look (one CIB read; 0.5 s once on a loaded host)
+    assert float(ended[-1].split("(after ")[1].split("s")[0]) < 1.0, ended
