@@ -60,7 +60,8 @@ def _commit(cloud, journal: Journal, changes: list[Change], what: str) -> str:
         with conn.cursor() as cur:
             run_id = journal.start_run(digest, STEPS, cur=cur)
             prepared = applymod.prepare_batch(cloud, sqlbatch.Literals(conn), run_id, 1,
-                                              changes, applymod.delete_columns(cloud, changes))
+                                              changes, applymod.delete_columns(cloud, changes),
+                                              applymod.utf8_columns(cloud, changes))
             sqlbatch.run(cur, prepared.stmts)
             journal.write_images(cur, run_id, 1, prepared.images)
             journal.count_batch(cur, run_id, prepared.changes)

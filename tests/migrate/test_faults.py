@@ -287,6 +287,29 @@ def test_long_value_guard_without_convert(seeded):
         assert c.rows("SELECT COUNT(*) AS n FROM {journal.images}")[0]["n"] == 0
 
 
+def test_rollback_finds_a_long_value_changed_by_one_character(seeded):
+    """rollback compares a long value the run wrote (an info cache, utf8mb3) by MD5 of
+    its bytes, without CONVERT, as apply journaled it: an untouched cache matches its
+    after-image, one edited by a single non-ASCII character after the run does not,
+    and rollback refuses, naming that row only."""
+    vm_a = seeded.seed.instances["vm-a"]
+    with contextlib.closing(seeded.cloud()) as c:
+        r = applymod.apply(c, seeded.mapping())
+        assert r.changes == seed_cloud.SEED_CHANGES
+        seeded.sql("nova", "UPDATE instance_info_caches SET network_info = "
+                   "REPLACE(network_info, '\"address\"', '\"addr\u00e9ss\"') "
+                   "WHERE instance_uuid = %s", [vm_a])
+        cache_id = seeded.sql("nova", "SELECT id FROM instance_info_caches WHERE "
+                              "instance_uuid = %s", [vm_a])[0][0]
+        after = seeded.checksums()
+        rb = rbmod.rollback(c, r.run_id)
+    assert rb.refused and rb.rows == 0
+    assert [(x.table, x.key, x.state, [d["column"] for d in x.columns])
+            for x in rb.conflicts] == [("nova.instance_info_caches", {"id": cache_id},
+                                        "changed", ["network_info"])]
+    assert seeded.checksums() == after
+
+
 def test_batches_are_composed_without_the_connection(seeded):
     """apply composes the next batch on a second thread while this one runs: that is
     only safe because composing never touches the connection. Composed with a
