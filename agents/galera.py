@@ -317,6 +317,18 @@ class GaleraAgent(Promotion, ocf.Agent):
                                  ", ".join(meta.promote), err)
         return ocf.SUCCESS
 
+    def _withdraw_promotion(self) -> None:
+        """This node's mariadbd died while Promoted: no promotion score until it has
+        recovered. With the score, Pacemaker's recovery plans the instance Promoted
+        here again, so what runs with Promoted Galera (the VIP) stays on this node
+        through the demote's crash recovery, the stop and the start, refusing every
+        connection; without it, the same transition moves the VIP to a Promoted peer.
+        The demote re-scores this node once its position is known."""
+        try:
+            self._score(None)
+        except attributes.AttributeFailure as err:  # the failure below still goes out
+            self.log.warning("could not withdraw the promotion score: %s", err)
+
     def _death_reason(self, m: Mysqld) -> str:
         tail = m.log_tail()
         if "Reversing history" in tail:
@@ -331,6 +343,7 @@ class GaleraAgent(Promotion, ocf.Agent):
         if pid is None:
             self.note_death(m)
             if role == "promoted":
+                self._withdraw_promotion()
                 raise OCFError(ocf.ERR_GENERIC, f"mariadbd is not running: "
                                                 f"{self._death_reason(m)}")
             if role == "unpromoted":

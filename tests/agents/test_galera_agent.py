@@ -168,3 +168,25 @@ def test_position_attribute_is_never_stale(agent_executables, one_node, tmp_path
         f"{state['uuid']}:{state['seqno']}:grastate"
     assert driver.run(node.name, "stop")[0] == 0
     assert driver.attr("galera-position", node.name) is None
+
+
+def test_a_promoted_node_whose_mariadbd_died_withdraws_its_promotion_score(
+        agent_executables, one_node, tmp_path):
+    """mariadbd killed on a Promoted node: the monitor's failure withdraws the node's
+    promotion score, so Pacemaker's recovery plans the instance Unpromoted and moves
+    what runs with Promoted Galera (the VIP) to a Promoted peer in that transition,
+    instead of leaving it here, refusing connections, through the demote's crash
+    recovery, the stop and the start. The demote scores the node again."""
+    cluster, node = one_node
+    driver = AgentDriver(cluster, tmp_path / "cib.xml")
+    driver.start()
+    assert driver.recover(start=False) == [node.name]
+    assert driver.monitor(node.name)[0] == 8
+    score = f"master-{driver.resource}"
+    driver.set_attr(score, node.name, "1000")  # as Pacemaker last saw it: promotable
+    cluster.kill9([node.name])
+    rc, reason = driver.monitor(node.name)
+    assert rc == 1 and "mariadbd is not running" in (reason or ""), (rc, reason)
+    assert driver.attr(score, node.name) is None
+    assert driver.run(node.name, "demote")[0] == 0
+    assert driver.attr(score, node.name) is not None
