@@ -259,6 +259,14 @@ def test_guard_refusal_names_the_row_and_writes_nothing(seeded):
                       "port_id = %s", [vm_b]) == (("bridge", "{}"),)
 
 
+def _edit_info_cache(seeded, instance: str, old: str, new: str) -> int:
+    """Another writer edits ``instance``'s info cache: the id of its row."""
+    seeded.sql("nova", "UPDATE instance_info_caches SET network_info = "
+               "REPLACE(network_info, %s, %s) WHERE instance_uuid = %s", [old, new, instance])
+    return seeded.sql("nova", "SELECT id FROM instance_info_caches WHERE "
+                      "instance_uuid = %s", [instance])[0][0]
+
+
 def test_long_value_guard_without_convert(seeded):
     """A long old value (an info cache, utf8mb3) is checked by MD5 of its bytes with
     no CONVERT: a change of one character is still refused, naming the row."""
@@ -272,11 +280,7 @@ def test_long_value_guard_without_convert(seeded):
         assert caches and all(len(ch.before["network_info"]) > 64 for ch in caches)
         assert "network_info" in applymod.utf8_columns(c, p.changes)[
             ("nova", "instance_info_caches")]
-        seeded.sql("nova", "UPDATE instance_info_caches SET network_info = "
-                   "REPLACE(network_info, 'fa:16:3e:f9:82:bf', 'fa:16:3e:f9:82:bE') "
-                   "WHERE instance_uuid = %s", [vm_a])
-        cache_id = seeded.sql("nova", "SELECT id FROM instance_info_caches WHERE "
-                              "instance_uuid = %s", [vm_a])[0][0]
+        cache_id = _edit_info_cache(seeded, vm_a, "fa:16:3e:f9:82:bf", "fa:16:3e:f9:82:bE")
         before = seeded.checksums()
         assert before != {}
         with pytest.raises(Stale, match=rf"nova.instance_info_caches: 1 of \d+ rows changed "
@@ -296,11 +300,7 @@ def test_rollback_finds_a_long_value_changed_by_one_character(seeded):
     with contextlib.closing(seeded.cloud()) as c:
         r = applymod.apply(c, seeded.mapping())
         assert r.changes == seed_cloud.SEED_CHANGES
-        seeded.sql("nova", "UPDATE instance_info_caches SET network_info = "
-                   "REPLACE(network_info, '\"address\"', '\"addr\u00e9ss\"') "
-                   "WHERE instance_uuid = %s", [vm_a])
-        cache_id = seeded.sql("nova", "SELECT id FROM instance_info_caches WHERE "
-                              "instance_uuid = %s", [vm_a])[0][0]
+        cache_id = _edit_info_cache(seeded, vm_a, '"address"', '"addr\u00e9ss"')
         after = seeded.checksums()
         rb = rbmod.rollback(c, r.run_id)
     assert rb.refused and rb.rows == 0
