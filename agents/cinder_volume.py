@@ -24,6 +24,7 @@ from pacestack.agents.openstack_service import (
     PID_DIR,
     SERVICE_PARAMETERS,
     OpenStackServiceAgent,
+    plain_options,
     split_list,
 )
 
@@ -117,24 +118,7 @@ def read_config_plain(configs: Sequence[str]) -> CinderConfig:
     """The same facts with configparser (monitor path: no oslo.config). Later
     files override earlier ones, as with oslo.config; [DEFAULT] is a plain
     section here, not a fallback for the others."""
-    import configparser
-
-    parser = configparser.RawConfigParser(strict=False, interpolation=None,
-                                          default_section="\0none")
-    parser.optionxform = str  # type: ignore[assignment,method-assign]
-    for path in configs:
-        try:
-            with open(path, encoding="utf-8") as fh:
-                parser.read_file(fh, source=path)
-        except (OSError, configparser.Error, UnicodeDecodeError):
-            continue  # validate-all reports unreadable files; monitor keeps going
-
-    def get(section: str, option: str) -> str | None:
-        if parser.has_section(section) and parser.has_option(section, option):
-            value = parser.get(section, option).strip()
-            return value or None
-        return None
-
+    get = plain_options(configs)
     backends = split_list(get("DEFAULT", "enabled_backends"))
     try:
         down = int(get("DEFAULT", "service_down_time") or DEFAULT_SERVICE_DOWN_TIME)

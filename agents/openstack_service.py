@@ -17,12 +17,42 @@ from pacestack.agents import ocf
 from pacestack.agents import service_process as sp
 from pacestack.agents.ocf import Action, OCFError, Parameter
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
 PID_DIR = "/run/pacestack"
 
 
 def split_list(value: str | None) -> list[str]:
     """``a.conf b.conf`` or ``a.conf,b.conf`` → ["a.conf", "b.conf"]."""
     return [item for item in (value or "").replace(",", " ").split() if item]
+
+
+def plain_options(configs: Sequence[str]) -> Callable[[str, str], str | None]:
+    """Options of oslo.config files read with configparser (the agents' paths import
+    no oslo.config): later files override earlier ones, as with oslo.config;
+    [DEFAULT] is a plain section, not a fallback for the others; unreadable files
+    are skipped (validate-all reports them). The getter gives a value stripped, or
+    None when unset or empty."""
+    import configparser
+
+    parser = configparser.RawConfigParser(strict=False, interpolation=None,
+                                          default_section="\0none")
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    for path in configs:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                parser.read_file(fh, source=path)
+        except (OSError, configparser.Error, UnicodeDecodeError):
+            continue
+
+    def get(section: str, option: str) -> str | None:
+        if parser.has_section(section) and parser.has_option(section, option):
+            return parser.get(section, option).strip() or None
+        return None
+
+    return get
 
 
 def readable_by(path: str, user: str, group: str | None = None) -> bool:
@@ -173,19 +203,8 @@ class OpenStackServiceAgent(ocf.Agent):
         taking RPCs and finishes those it holds (a server's build in nova-conductor)
         for up to this long; a KILL before loses them, acknowledged to the broker.
         0 is oslo.service's endless wait. None: not set, or unreadable."""
-        import configparser
-
-        found = None
-        for path in self.configs:
-            parser = configparser.RawConfigParser(strict=False, interpolation=None)
-            try:
-                parser.read(path, encoding="utf-8")
-                value = parser.get("DEFAULT", "graceful_shutdown_timeout", fallback=None)
-            except (OSError, configparser.Error, UnicodeDecodeError):
-                continue
-            if value is not None and value.strip().isdigit():
-                found = int(value.strip())
-        return found
+        value = plain_options(self.configs)("DEFAULT", "graceful_shutdown_timeout")
+        return int(value) if value is not None and value.isdigit() else None
 
     def stop_seconds(self) -> float:
         """TERM to KILL: stop_timeout, or the service's own graceful shutdown plus its
