@@ -84,11 +84,16 @@ state_of() {{
     state=$rsctmp/pacestack-galera-$base-$node
 }}
 
-promoted() {{
-{guard}{checks}
+# $role: this instance's role marker (promoted, unpromoted), with $state set
+role_of() {{
     state_of || return 1
     role=
-    read -r role < "$state.role" || [ -n "$role" ] || return 1
+    read -r role < "$state.role" || [ -n "$role" ]
+}}
+
+promoted() {{
+{guard}{checks}
+    role_of || return 1
     [ "$role" = promoted ] || return 1
     binary=${{OCF_RESKEY_binary-{binary}}}
     name=${{binary##*/}}
@@ -175,9 +180,7 @@ notified() {{
         pre_promote
         return
     fi
-    state_of || return 1
-    role=
-    read -r role < "$state.role" || [ -n "$role" ] || return 1
+    role_of || return 1
     [ "$role" = promoted ]
 }}
 
@@ -186,9 +189,7 @@ notified() {{
 # only when the view the agent noted last holds more than this node and the
 # arbitrators (the "alone" size of its record) can that incarnation be in it
 pre_promote() {{
-    state_of || return 1
-    role=
-    read -r role < "$state.role" || [ -n "$role" ] || return 1
+    role_of || return 1
     [ "$role" = promoted ] || return 0
     others=
     for p in ${{OCF_RESKEY_CRM_meta_notify_promote_uname-}}; do
