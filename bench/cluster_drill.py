@@ -134,6 +134,9 @@ def keep_logs(lab: stack.Lab, dest: Path) -> None:
     for node in hosts:
         shutil.copytree(node.root.var_log, dest / node.name, dirs_exist_ok=True,
                         ignore_dangling_symlinks=True)
+        # what the lab starts outside Pacemaker (nova-compute) logs in its boot dir
+        for out in node.root.boot_dir.glob("*.out"):
+            shutil.copyfile(out, dest / node.name / out.name)
     for work in lab.cluster.dir.glob("b-*"):
         shutil.copytree(work, dest / work.name, dirs_exist_ok=True,
                         ignore_dangling_symlinks=True)
