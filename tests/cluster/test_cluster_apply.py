@@ -426,7 +426,7 @@ def _standby_graph(steady: str, node: str, tmp_path: Path) -> ET.Element:
                   value="on")
     tree.write(scratch)
     graph = tmp_path / "graph.xml"
-    subprocess.run(["crm_simulate", "-x", str(scratch), "-S", "-G", str(graph)],
+    subprocess.run(["crm_simulate", "-x", str(scratch), "-G", str(graph)],
                    capture_output=True, check=True, timeout=120,
                    env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
     return ET.parse(graph).getroot()
