@@ -129,9 +129,14 @@ def keep_logs(lab: stack.Lab, dest: Path) -> None:
     """Each node's /var/log and the drill's work directories, copied before the
     teardown deletes them: the services' own logs explain a slow recovery."""
     dest.mkdir(parents=True, exist_ok=True)
-    for node in lab.cluster.nodes:
+    # the arbitrator's too: nova-compute runs there
+    hosts = [*lab.cluster.nodes, *([lab.cluster.arbitrator] if lab.cluster.arbitrator else [])]
+    for node in hosts:
         shutil.copytree(node.root.var_log, dest / node.name, dirs_exist_ok=True,
                         ignore_dangling_symlinks=True)
+        # what the lab starts outside Pacemaker (nova-compute) logs in its boot dir
+        for out in node.root.boot_dir.glob("*.out"):
+            shutil.copyfile(out, dest / node.name / out.name)
     for work in lab.cluster.dir.glob("b-*"):
         shutil.copytree(work, dest / work.name, dirs_exist_ok=True,
                         ignore_dangling_symlinks=True)
@@ -151,11 +156,13 @@ def whole_profile(args, cached) -> int:
         raise
     rows = []
     try:
-        for name in args.scenarios.split(","):
+        for i, name in enumerate(args.scenarios.split(",")):
             before = op_history(lab)
             # the machine is shared: the load beside each scenario's numbers
             load = [round(x, 2) for x in os.getloadavg()]
-            report = drill.run(LabTarget(lab), [name], work_dir=lab.cluster.dir / f"b-{name}",
+            # a scenario named twice (standby,standby) gets a directory per run
+            report = drill.run(LabTarget(lab), [name],
+                               work_dir=lab.cluster.dir / f"b-{i}-{name}",
                                timeout=240,
                                progress=lambda m: print(f"drill: {m}", file=sys.stderr))
             r = report.scenarios[0]

@@ -138,7 +138,8 @@ resource_opts = [
                 help="What starts after this resource reconnects to it on its own "
                 "(a database, a message broker, a cache): their ordering is "
                 "symmetrical=false, so they start only after it but a restart of this one "
-                "alone stops none of them."),
+                "alone stops none of them; an Optional stop order still stops them first "
+                "when one transition stops both on a node (standby)."),
     _pairs("meta", "Extra meta attributes of the resource."),
     _pairs("clone_meta", "Extra meta attributes of its clone (clone and promotable modes)."),
     cfg.IntOpt("monitor_interval", min=1,

@@ -133,6 +133,8 @@ def wanted_constraints(desc: Description) -> list[WantedConstraint]:
                 argv.append("symmetrical=false")
                 reason += " (not stopped with it: it reconnects on its own)"
             out.append(WantedConstraint(cid, "order", attrs, tuple(argv), reason))
+            if dep.clients_reconnect and dep.mode != "promotable":
+                out.append(_drain_order(r, dep))
         for dep_name in r.with_:
             out.append(_colocation(r.name, r.pcs_id, by_name[dep_name],
                                    f"{r.name} runs with {dep_name}"))
@@ -161,6 +163,23 @@ def vip_colocations(desc: Description) -> list[str]:
     present = [n for n in desc.vip.fronts if desc.resource(n) is not None]
     implied = set().union(*(_runs_with(desc, n) for n in present)) if present else set()
     return [n for n in present if n not in implied]
+
+
+def _drain_order(r: Resource, dep: Resource) -> WantedConstraint:
+    """When one transition stops both ``r`` and ``dep`` on a node (standby, a planned
+    move), ``r`` stops first: a TERMed service finishes the requests it holds (its
+    RPCs, its replies) while the broker, Keystone and memcached of its node still run;
+    stopped the other way round it drained with its node's broker gone and lost the
+    work it held. Optional: a stop of ``dep`` alone (a restart, a failure) waits for
+    nothing and stops nothing. Not for a promotable ``dep`` (Galera): its clients
+    reach it through the VIP, which leaves the node at the start of the transition."""
+    cid = f"order-{r.name}-then-{dep.name}"
+    attrs = {"first": r.pcs_id, "first-action": "stop", "then": dep.pcs_id,
+             "then-action": "stop", "kind": "Optional", "symmetrical": "false"}
+    argv = ("constraint", "order", "stop", r.pcs_id, "then", "stop", dep.pcs_id,
+            "kind=Optional", "symmetrical=false", f"id={cid}")
+    return WantedConstraint(cid, "order", attrs, argv,
+                            f"{r.name} stops before {dep.name} when both stop on a node")
 
 
 def _colocation(name: str, pcs_id: str, dep: Resource, reason: str) -> WantedConstraint:

@@ -150,6 +150,8 @@ after = galera, apache
         ("resources", "create", "heat-api"),
         ("constraints", "create", "order-galera-then-heat-api"),
         ("constraints", "create", "order-apache-then-heat-api"),
+        # apache reconnects: heat-api stops first only when both stop on a node
+        ("constraints", "create", "order-heat-api-then-apache"),
     ]
     assert steps[1].argv == ("resource", "update", "nova-api",
                              "monitor_url=http://127.0.0.1:8774/healthcheck")
@@ -410,3 +412,67 @@ def test_constraints_an_earlier_plan_made_and_the_description_dropped_are_delete
     left = cib.read_file(str(path)).constraints
     assert "operators-own" in left and "colocation-apache-with-galera" not in left
     assert plan.build(seed, cib.read_file(str(path))) == []
+
+
+def _standby_graph(steady: str, node: str, tmp_path: Path) -> ET.Element:
+    """The transition graph the scheduler computes when ``node`` is put in standby."""
+    scratch = tmp_path / "standby.xml"
+    tree = ET.parse(steady)
+    entry = next(n for n in tree.getroot().iter("node") if n.get("uname") == node)
+    attrs = entry.find("instance_attributes")
+    if attrs is None:
+        attrs = ET.SubElement(entry, "instance_attributes", id=f"nodes-{entry.get('id')}")
+    ET.SubElement(attrs, "nvpair", id=f"nodes-{entry.get('id')}-standby", name="standby",
+                  value="on")
+    tree.write(scratch)
+    graph = tmp_path / "graph.xml"
+    subprocess.run(["crm_simulate", "-x", str(scratch), "-G", str(graph)],
+                   capture_output=True, check=True, timeout=120,
+                   env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    return ET.parse(graph).getroot()
+
+
+def _waits_for(graph: ET.Element) -> dict[tuple[str, str, str], set[tuple[str, str, str]]]:
+    """(primitive, operation, node) of each resource action -> every resource action
+    it waits for in the graph, through pseudo actions (a clone's stopped)."""
+    names: dict[str, tuple[str, str, str] | None] = {}
+    inputs: dict[str, list[str]] = {}
+    for synapse in graph.findall("synapse"):
+        for action in synapse.find("action_set"):
+            prim = action.find("primitive")
+            names[action.get("id")] = (
+                (prim.get("id").split(":")[0], action.get("operation"), action.get("on_node"))
+                if action.tag == "rsc_op" and prim is not None else None)
+            inputs[action.get("id")] = [t.get("id") for trig in synapse.iter("trigger")
+                                        for t in trig]
+    out: dict[tuple[str, str, str], set[tuple[str, str, str]]] = {}
+    for aid, name in names.items():
+        if name is None:
+            continue
+        seen: set[str] = set()
+        todo = list(inputs.get(aid, []))
+        while todo:
+            cur = todo.pop()
+            if cur not in seen:
+                seen.add(cur)
+                todo.extend(inputs.get(cur, []))
+        out[name] = {names[a] for a in seen if names.get(a) is not None}
+    return out
+
+
+def test_a_standby_stops_the_services_before_what_they_reach_on_that_node(steady, tmp_path):
+    """A planned standby stops the node's RPC servers before its broker, Keystone and
+    memcached: a TERMed service finishes the requests it holds with them still there
+    (stopped first, they took the node's broker from under a draining nova-conductor
+    and cinder-volume). Galera is not held: its clients reach it through the VIP,
+    which leaves first."""
+    waits = _waits_for(_standby_graph(steady, "controller01", tmp_path))
+    node = "controller01"
+    for dep in ("rabbitmq", "apache", "memcached"):
+        before = waits[(dep, "stop", node)]
+        for service in ("nova-conductor", "nova-scheduler", "nova-api", "cinder-scheduler"):
+            assert (service, "stop", node) in before, (dep, service)
+    if ("cinder-volume", "stop", node) in waits:  # the single instance ran there
+        assert ("cinder-volume", "stop", node) in waits[("cinder-scheduler", "stop", node)]
+    demote = waits[("galera", "demote", node)]
+    assert not any(k[0].startswith("nova-") for k in demote), sorted(demote)
