@@ -325,27 +325,17 @@ class GaleraAgent(Promotion, ocf.Agent):
                   for n in meta.notify_unames[op]}
         return acting == {self.node_name}
 
-    def _left_stopped(self) -> None:
-        """This node's mariadbd died while Promoted: leave the instance as stop leaves
-        it, so the monitor can say "not running" (OCF_NOT_RUNNING, which Pacemaker
-        recovers by start and promote alone; a failure would cost a demote, a stop and
-        their four notification rounds, a second on the lab's kill -9): no Primary
-        flag a peer could count on, no position, no advertised donor methods. No
-        promotion score until it has recovered: with the score, Pacemaker's recovery
-        plans the instance Promoted here again, so what runs with Promoted Galera (the
-        VIP) stays on this node, refusing every connection, until the promote is
-        done; without it, the same transition moves the VIP to a Promoted peer. The
-        start places the node and scores it again."""
-        calls = [lambda: self._delete("primary"), self._forget_view,
-                 lambda: self._delete(SST_METHODS), lambda: self._delete(POSITION),
-                 lambda: self._score(None)]
+    def _withdraw_promotion(self) -> None:
+        """This node's mariadbd died while Promoted: no promotion score until it has
+        recovered. With the score, Pacemaker's recovery plans the instance Promoted
+        here again, so what runs with Promoted Galera (the VIP) stays on this node
+        through the demote's crash recovery, the stop and the start, refusing every
+        connection; without it, the same transition moves the VIP to a Promoted peer.
+        The demote re-scores this node once its position is known."""
         try:
-            self._at_once(calls)
-        except attributes.AttributeFailure as err:
-            # the instance is not what stop leaves: fail it, so Pacemaker stops it
-            raise OCFError(ocf.ERR_GENERIC, f"mariadbd is not running, and clearing "
-                                            f"its records failed: {err}") from None
-        self._set_role(None)
+            self._score(None)
+        except attributes.AttributeFailure as err:  # the failure below still goes out
+            self.log.warning("could not withdraw the promotion score: %s", err)
 
     def _death_reason(self, m: Mysqld) -> str:
         tail = m.log_tail()
@@ -361,9 +351,9 @@ class GaleraAgent(Promotion, ocf.Agent):
         if pid is None:
             self.note_death(m)
             if role == "promoted":
-                reason = self._death_reason(m)
-                self._left_stopped()
-                raise OCFError(ocf.NOT_RUNNING, f"mariadbd is not running: {reason}")
+                self._withdraw_promotion()
+                raise OCFError(ocf.ERR_GENERIC, f"mariadbd is not running: "
+                                                f"{self._death_reason(m)}")
             if role == "unpromoted":
                 if not self.is_probe:
                     self.refresh_scores(self.topo)

@@ -29,7 +29,7 @@ to the Python agent unchanged, which decides and explains; so the front never sa
 
 Notifications: Pacemaker runs one on every instance before and after each start,
 stop, promote and demote of the clone, and waits for all of them before the next
-action (three rounds between a kill -9 of mariadbd and its promote). Python only
+action (four rounds between a kill -9 of mariadbd and its promote). Python only
 acts on a "post" one on a node whose role marker says Unpromoted (it re-scores
 itself when mariadbd is stopped there, unless the transition starts, stops,
 promotes or demotes that node alone: its own action scored it), and on a "pre" one

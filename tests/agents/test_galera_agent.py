@@ -172,12 +172,11 @@ def test_position_attribute_is_never_stale(agent_executables, one_node, tmp_path
 
 def test_a_promoted_node_whose_mariadbd_died_withdraws_its_promotion_score(
         agent_executables, one_node, tmp_path):
-    """mariadbd killed on a Promoted node: the monitor withdraws the node's promotion
-    score, so Pacemaker's recovery plans the instance Unpromoted and moves what runs
-    with Promoted Galera (the VIP) to a Promoted peer in that transition, instead of
-    leaving it here, refusing connections, until the promote. It leaves the instance
-    as stop does and says "not running", so that recovery is a start (which scores
-    the node again) and a promote, without a demote and a stop."""
+    """mariadbd killed on a Promoted node: the monitor's failure withdraws the node's
+    promotion score, so Pacemaker's recovery plans the instance Unpromoted and moves
+    what runs with Promoted Galera (the VIP) to a Promoted peer in that transition,
+    instead of leaving it here, refusing connections, through the demote's crash
+    recovery, the stop and the start. The demote scores the node again."""
     cluster, node = one_node
     driver = AgentDriver(cluster, tmp_path / "cib.xml")
     driver.start()
@@ -185,14 +184,9 @@ def test_a_promoted_node_whose_mariadbd_died_withdraws_its_promotion_score(
     assert driver.monitor(node.name)[0] == 8
     score = f"master-{driver.resource}"
     driver.set_attr(score, node.name, "1000")  # as Pacemaker last saw it: promotable
-    assert driver.attr(f"{driver.resource}-primary", node.name) == "1"
     cluster.kill9([node.name])
     rc, reason = driver.monitor(node.name)
-    assert rc == 7 and "mariadbd is not running" in (reason or ""), (rc, reason)
+    assert rc == 1 and "mariadbd is not running" in (reason or ""), (rc, reason)
     assert driver.attr(score, node.name) is None
-    # what stop clears: no peer counts on this node as Primary or placed
-    assert driver.attr(f"{driver.resource}-primary", node.name) is None
-    assert driver.attr(f"{driver.resource}-position", node.name) is None
-    assert driver.monitor(node.name)[0] == 7  # stopped, as Pacemaker now takes it
-    assert driver.run(node.name, "start")[0] == 0
+    assert driver.run(node.name, "demote")[0] == 0
     assert driver.attr(score, node.name) is not None
