@@ -299,7 +299,7 @@ class GaleraAgent(Promotion, ocf.Agent):
         # (galera_sh_monitor.py): keep the two alike
         meta = self.meta
         if meta.notify_type == "post" and self._role() == "unpromoted" \
-                and self.mysqld.pid() is None:
+                and not self._only_mine(meta) and self.mysqld.pid() is None:
             self.refresh_scores(self.topo)
         elif meta.notify_type == "pre" and meta.notify_operation == "promote" \
                 and self._role() == "promoted":
@@ -316,6 +316,14 @@ class GaleraAgent(Promotion, ocf.Agent):
                 self.log.warning("cannot see %s's previous incarnation off: %s",
                                  ", ".join(meta.promote), err)
         return ocf.SUCCESS
+
+    def _only_mine(self, meta: ocf.Meta) -> bool:
+        """The transition starts, stops, promotes or demotes this node only: its own
+        action scored it at its end, and no peer changed, so a re-score would find
+        what that one did."""
+        acting = {n for op in ("start", "stop", "promote", "demote")
+                  for n in meta.notify_unames[op]}
+        return acting == {self.node_name}
 
     def _withdraw_promotion(self) -> None:
         """This node's mariadbd died while Promoted: no promotion score until it has

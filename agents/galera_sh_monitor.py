@@ -31,14 +31,15 @@ Notifications: Pacemaker runs one on every instance before and after each start,
 stop, promote and demote of the clone, and waits for all of them before the next
 action (four rounds between a kill -9 of mariadbd and its promote). Python only
 acts on a "post" one on a node whose role marker says Unpromoted (it re-scores
-itself when mariadbd is stopped there), and on a "pre" one of a peer's promote on a
-Promoted node (it waits for its view to drop the peer's killed incarnation and
-publishes the departure, GaleraRecords.see_off); every other "pre" one, and a
-"post" one on a Promoted node, it answers 0 without a change. The front answers
-those (same parameter checks as the monitor, no debug logging, the node name given
-and the marker readable, and for a peer's promote a view noted last that holds no
-more than this node and the arbitrators, so no peer incarnation can be in it);
-anything else goes to Python.
+itself when mariadbd is stopped there, unless the transition starts, stops,
+promotes or demotes that node alone: its own action scored it), and on a "pre" one
+of a peer's promote on a Promoted node (it waits for its view to drop the peer's
+killed incarnation and publishes the departure, GaleraRecords.see_off); every
+other "pre" one, and a "post" one on a Promoted node, it answers 0 without a
+change. The front answers those (same parameter checks as the monitor, no debug
+logging, the node name given and the marker readable, and for a peer's promote a
+view noted last that holds no more than this node and the arbitrators, so no peer
+incarnation can be in it); anything else goes to Python.
 
 Cost: the client is most of it (exec of a C++ program, its character set tables,
 the connection). ``--character-sets-dir=/dev/null`` spares it parsing the XML
@@ -169,8 +170,9 @@ EOF
 }}
 
 # a notification Python answers 0 without a change: every "pre" one but a peer's
-# promote on a Promoted node that may still see the peer's killed incarnation, and a
-# "post" one on a Promoted node (only an Unpromoted node re-scores itself)
+# promote on a Promoted node that may still see the peer's killed incarnation, a
+# "post" one on a Promoted node (only an Unpromoted node re-scores itself), and one on
+# an Unpromoted node of a transition that acts on that node alone
 notified() {{
     [ "$#" -eq 1 ] && [ "$1" = notify ] || return 1
     [ "${{HA_debug:-0}}" = 0 ] || return 1  # debug logging is Python's
@@ -181,7 +183,19 @@ notified() {{
         return
     fi
     role_of || return 1
-    [ "$role" = promoted ]
+    [ "$role" = promoted ] && return 0
+    [ "$role" = unpromoted ] || return 1
+    # an Unpromoted node re-scores itself, unless the transition acts on it alone
+    # (GaleraAgent._only_mine): its own action scored it at its end
+    acting=0
+    for n in ${{OCF_RESKEY_CRM_meta_notify_start_uname-}} \
+             ${{OCF_RESKEY_CRM_meta_notify_stop_uname-}} \
+             ${{OCF_RESKEY_CRM_meta_notify_promote_uname-}} \
+             ${{OCF_RESKEY_CRM_meta_notify_demote_uname-}}; do
+        [ "$n" = "$node" ] || return 1
+        acting=1
+    done
+    [ "$acting" = 1 ]
 }}
 
 # before a peer's promote on a Promoted node, Python waits until this node's view

@@ -80,6 +80,16 @@ ML2_CONF = {
 }
 
 
+# /etc/mysql/conf.d in each node: mariadbd started from the default files (as
+# mysql_install_db starts it) keeps its temporary files in the node's own /dev/shm,
+# not in the machine's /tmp, for the reason galera_conf() gives
+PRIVATE_TMPDIR_CNF = """\
+# written by pacestack lab: a node-private tmpdir for mariadbd run without --defaults-file
+[mysqld]
+tmpdir = /dev/shm
+"""
+
+
 def galera_conf(hosts: LabHosts, node: str, address: str) -> str:
     """The node's standalone my.cnf for ocf:pacestack:galera (passed as --defaults-file)."""
     return f"""\

@@ -490,6 +490,12 @@ def _configure(lab: Lab, opts, venv, schemas, password, power_dir, config_dir,
         conf = node.root.etc_mysql / Path(services.GALERA_CONF).name
         conf.write_text(services.galera_conf(hosts, node.name, node.address), encoding="utf-8")
         os.chmod(conf, 0o644)
+        # what reads the default files instead (resource-agents' galera runs
+        # mysql_install_db with --datadir only) gets a node-private tmpdir too
+        tmp = node.root.etc_mysql / "conf.d" / "pacestack-lab-tmpdir.cnf"
+        tmp.parent.mkdir(mode=0o755, exist_ok=True)
+        tmp.write_text(services.PRIVATE_TMPDIR_CNF, encoding="utf-8")
+        os.chmod(tmp, 0o644)
     if power_dir is not None:
         power_dir.mkdir(mode=0o700)
         for name in cluster.node_names:

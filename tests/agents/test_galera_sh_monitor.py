@@ -384,6 +384,13 @@ def test_notifications_python_answers_without_a_change_are_answered_in_sh(promot
     role.write_text("unpromoted\n")
     try:
         notify(fronts, "node1", "post", in_sh=False)
+        # ... unless the transition acts on that node alone: its action scored it
+        own = {"OCF_RESKEY_CRM_meta_notify_start_uname": "node1 "}
+        assert notify(fronts, "node1", "post", in_sh=True, extra=own) == 0
+        notify(fronts, "node1", "post", in_sh=False,
+               extra={"OCF_RESKEY_CRM_meta_notify_start_uname": "node1 node2"})
+        notify(fronts, "node1", "post", in_sh=False,
+               extra={**own, "OCF_RESKEY_CRM_meta_notify_stop_uname": "node2"})
         role.unlink()
         notify(fronts, "node1", "post", in_sh=False)  # no marker: Python's to read
     finally:
