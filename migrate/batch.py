@@ -317,18 +317,11 @@ def prepare_update(cloud, lit: Literals, db: str, table: str, keys: list[dict],
     if not len(keys) == len(befores) == len(afters):
         raise ValueError("keys, befores and afters differ in length")
     # small rows share one journal row (see PACKED); a group too big for one is cut
-    sizes = None if hashed or len(keys) < 2 else _packed_sizes(pk, cols, keys, befores,
-                                                                afters)
-    if sizes is not None and sum(sizes) > PACK_CHARS:
-        parts, start, size = [], 0, 0
-        for i, n in enumerate(sizes):
-            if size and size + n > PACK_CHARS:
-                parts.append((start, i))
-                start, size = i, 0
-            size += n
-        parts.append((start, len(sizes)))
-        return [s for a, b in parts for s in prepare_update(
-            cloud, lit, db, table, keys[a:b], befores[a:b], afters[a:b], cols, image, utf8)]
+    per = None if hashed or len(keys) < 2 else _pack_rows(pk, cols, keys, befores, afters)
+    if per is not None and len(keys) > per:
+        return [s for a in range(0, len(keys), per) for s in prepare_update(
+            cloud, lit, db, table, keys[a:a + per], befores[a:a + per], afters[a:a + per],
+            cols, image, utf8)]
     # a key column whose old value is the key itself (a binding's host) is checked by
     # the join already: no guard, no old-value column for it
     checked = [c for c in cols if not (c in pk and c not in hashed and all(
@@ -385,7 +378,7 @@ def prepare_update(cloud, lit: Literals, db: str, table: str, keys: list[dict],
     stale = (f"{db}.{table}: {{missing}} of {len(keys)} rows changed since they were "
              "planned{rows}; run apply again to re-plan")
     diagnose = _diagnose(real, pk, flags, guard_params, checked)
-    if sizes is not None:
+    if per is not None:
         stmts.append(_packed_image(journal_t, args, real, pk, cols, same_new, var_new, long_new,
                                    utf8, guards, guard_params, len(keys), stale, diagnose))
     else:
@@ -416,36 +409,31 @@ def prepare_update(cloud, lit: Literals, db: str, table: str, keys: list[dict],
 PACKED = "updates"
 PACK_CHARS = 1_000_000  # about how much a packed image holds: rollback reads it whole
 _PACK_KEY = 255  # characters: a longer key value leaves its group journaled row by row
-_SCALARS = (type(None), bool, int, float, decimal.Decimal, datetime.date, datetime.timedelta)
+_PACKABLE = frozenset((str, type(None), bool, int, float, decimal.Decimal, datetime.datetime,
+                       datetime.date, datetime.timedelta))
 
 
-def _packed_sizes(pk: Sequence[str], cols: Sequence[str], keys: list[dict],
-                  befores: list[dict], afters: list[dict]) -> list[int] | None:
-    """About how many characters each row takes in a packed image; None when a value
-    could be large or is not a plain scalar (bytes, a long key): row by row then."""
-    out = []
-    for k, b, a in zip(keys, befores, afters, strict=True):
-        n = 0
-        for values, most in (((k[c] for c in pk), _PACK_KEY), ((b[c] for c in cols), HASH_OVER)):
-            for v in values:
-                if type(v) is str:
-                    if len(v) > most:
-                        return None
-                    n += len(v) + 4
-                elif isinstance(v, _SCALARS):
-                    n += 24
-                else:
-                    return None
-        for c in cols:  # new values: a long one is held as its MD5
-            v = a[c]
-            if type(v) is str:
-                n += min(len(v), HASH_OVER) + 4
-            elif isinstance(v, _SCALARS):
-                n += 24
-            else:
+def _pack_rows(pk: Sequence[str], cols: Sequence[str], keys: list[dict],
+               befores: list[dict], afters: list[dict]) -> int | None:
+    """How many of the rows one packed image holds at most (each counted as wide as
+    the widest); None when a value could be large or is not a plain scalar (bytes, a
+    long key): row by row then. Column by column, as the group's values are many."""
+    width = 0
+    for rows, names, most in ((keys, pk, _PACK_KEY), (befores, cols, HASH_OVER),
+                              (afters, cols, None)):
+        for c in names:
+            values = [r[c] for r in rows]
+            kinds = set(map(type, values))
+            if not kinds <= _PACKABLE:
                 return None
-        out.append(n)
-    return out
+            n = 24
+            if str in kinds:
+                longest = max(len(v) for v in values if type(v) is str)
+                if most is not None and longest > most:
+                    return None
+                n = max(n, min(longest, HASH_OVER) + 4)  # a long new value: its MD5
+            width += n
+    return max(1, PACK_CHARS // width)
 
 
 def _packed_image(journal_t: str, args: Sequence, real: str, pk: Sequence[str],
