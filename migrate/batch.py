@@ -16,6 +16,8 @@ the server works through the current one (see apply.py).
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import decimal
 import hashlib
 import re
 from collections.abc import Collection, Iterable, Sequence
@@ -76,6 +78,11 @@ class Diagnose:
     params: Sequence
     keys: Sequence[str]
     checked: Sequence[str]
+    # how many rows fail (count_params: its parameters), asked when the statement's
+    # count is not of rows (a packed image: 1 or 0)
+    count_sql: str = ""
+    count_params: Sequence = ()
+    rows: bool = False
 
 
 _NAMED = 3  # offending rows named in the message
@@ -105,8 +112,12 @@ def run(cur, stmts: Iterable[Stmt]) -> None:
         if s.count:
             n = cur.fetchone()[0]
         if s.expect is not None and n != s.expect:
+            missing = s.expect - n
+            if s.diagnose and s.diagnose.rows:
+                cur.execute(s.diagnose.count_sql, list(s.diagnose.count_params))
+                missing = cur.fetchone()[0]
             which = _offenders(cur, s.diagnose) if s.diagnose else ""
-            raise Stale(s.stale.format(missing=s.expect - n, got=n,
+            raise Stale(s.stale.format(missing=missing, got=n,
                                        rows=f" ({which})" if which else ""))
 
 
@@ -305,6 +316,12 @@ def prepare_update(cloud, lit: Literals, db: str, table: str, keys: list[dict],
 
     if not len(keys) == len(befores) == len(afters):
         raise ValueError("keys, befores and afters differ in length")
+    # small rows share one journal row (see PACKED); a group too big for one is cut
+    per = None if hashed or len(keys) < 2 else _pack_rows(pk, cols, keys, befores, afters)
+    if per is not None and len(keys) > per:
+        return [s for a in range(0, len(keys), per) for s in prepare_update(
+            cloud, lit, db, table, keys[a:a + per], befores[a:a + per], afters[a:a + per],
+            cols, image, utf8)]
     # a key column whose old value is the key itself (a binding's host) is checked by
     # the join already: no guard, no old-value column for it
     checked = [c for c in cols if not (c in pk and c not in hashed and all(
@@ -358,24 +375,99 @@ def prepare_update(cloud, lit: Literals, db: str, table: str, keys: list[dict],
                           else new_value(c, after_params))
         for c in cols)
     journal_t, args = image
-    # one statement copies the before-images of the rows still as planned and locks them;
-    # a row someone changed since the plan is missing from the count
-    stmts.append(Stmt(
-        f"INSERT INTO {journal_t} (run_id, batch, db, tbl, op, key_after, "  # noqa: S608
-        f"row_before, cols, row_after) SELECT %s, %s, %s, %s, 'update', "
-        f"JSON_OBJECT({key_json}), JSON_OBJECT({before_json}), %s, JSON_OBJECT({after_json}) "
-        f"FROM {real} t JOIN {q(TMP)} c ON {_join(pk)} WHERE {' AND '.join(guards)} FOR UPDATE",
-        list(args[:4]) + key_params + [args[4]] + after_params + guard_params,
-        expect=len(keys),
-        stale=f"{db}.{table}: {{missing}} of {len(keys)} rows changed since they were "
-              "planned{rows}; run apply again to re-plan",
-        diagnose=_diagnose(real, pk, flags, guard_params, checked)))
+    stale = (f"{db}.{table}: {{missing}} of {len(keys)} rows changed since they were "
+             "planned{rows}; run apply again to re-plan")
+    diagnose = _diagnose(real, pk, flags, guard_params, checked)
+    if per is not None:
+        stmts.append(_packed_image(journal_t, args, real, pk, cols, same_new, var_new, long_new,
+                                   utf8, guards, guard_params, len(keys), stale, diagnose))
+    else:
+        # one statement copies the before-images of the rows still as planned and locks
+        # them; a row someone changed since the plan is missing from the count
+        stmts.append(Stmt(
+            f"INSERT INTO {journal_t} (run_id, batch, db, tbl, op, key_after, "  # noqa: S608
+            f"row_before, cols, row_after) SELECT %s, %s, %s, %s, 'update', "
+            f"JSON_OBJECT({key_json}), JSON_OBJECT({before_json}), %s, "
+            f"JSON_OBJECT({after_json}) FROM {real} t JOIN {q(TMP)} c ON {_join(pk)} "
+            f"WHERE {' AND '.join(guards)} FOR UPDATE",
+            list(args[:4]) + key_params + [args[4]] + after_params + guard_params,
+            expect=len(keys), stale=stale, diagnose=diagnose))
     set_params: list = []
     sets = ", ".join(f"t.{q(c)} = {new_value(c, set_params)}" for c in cols)
     stmts.append(Stmt(f"UPDATE {real} t JOIN {q(TMP)} c ON {_join(pk)} "  # noqa: S608
                       f"SET {sets}", set_params or None, expect=len(keys),
                       stale=f"{db}.{table}: {{got}} rows changed, {len(keys)} planned"))
     return stmts
+
+
+# A group of small rows (no long old value) is journaled as one row, op PACKED: its
+# key_after a header (the key columns, the new values every row shares, which new
+# values are held as MD5), its row_before a JSON array with one array per row: the
+# key after the update, the old values of cols, the other new values. One journal
+# row instead of thousands costs the server a third of the time per changed row.
+# Older pacestacks do not know the op and refuse the run with nothing changed.
+PACKED = "updates"
+PACK_CHARS = 1_000_000  # about how much a packed image holds: rollback reads it whole
+_PACK_KEY = 255  # characters: a longer key value leaves its group journaled row by row
+_PACKABLE = frozenset((str, type(None), bool, int, float, decimal.Decimal, datetime.datetime,
+                       datetime.date, datetime.timedelta))
+
+
+def _pack_rows(pk: Sequence[str], cols: Sequence[str], keys: list[dict],
+               befores: list[dict], afters: list[dict]) -> int | None:
+    """How many of the rows one packed image holds at most (each counted as wide as
+    the widest); None when a value could be large or is not a plain scalar (bytes, a
+    long key): row by row then. Column by column, as the group's values are many."""
+    width = 0
+    for rows, names, most in ((keys, pk, _PACK_KEY), (befores, cols, HASH_OVER),
+                              (afters, cols, None)):
+        for c in names:
+            values = [r[c] for r in rows]
+            kinds = set(map(type, values))
+            if not kinds <= _PACKABLE:
+                return None
+            n = 24
+            if str in kinds:
+                longest = max(len(v) for v in values if type(v) is str)
+                if most is not None and longest > most:
+                    return None
+                n = max(n, min(longest, HASH_OVER) + 4)  # a long new value: its MD5
+            width += n
+    return max(1, PACK_CHARS // width)
+
+
+def _packed_image(journal_t: str, args: Sequence, real: str, pk: Sequence[str],
+                  cols: Sequence[str], same_new: dict, var_new: Sequence[str],
+                  long_new: Collection[str], utf8: Collection[str], guards: Sequence[str],
+                  guard_params: Sequence, n: int, stale: str, diagnose: Diagnose) -> Stmt:
+    """The one INSERT journaling a group as a PACKED row (see PACKED); it inserts
+    nothing unless every row is still as planned (HAVING COUNT)."""
+    from pacestack.migrate.journal import digest_of, dumps
+
+    header = dumps({"pk": list(pk), "vary": list(var_new), "md5": sorted(long_new),
+                    "same": {c: digest_of(v) for c, v in same_new.items()}})
+    key_params: list = []
+    row = []
+    for k in pk:
+        if k in same_new:
+            key_params.append(same_new[k])
+            row.append("%s")
+        else:
+            row.append(f"c.{q('v_' + k)}" if k in cols else f"c.{q('k_' + k)}")
+    row += [f"t.{q(c)}" for c in cols]
+    row += [_md5(f"c.{q('v_' + c)}", c in utf8) if c in long_new else f"c.{q('v_' + c)}"
+            for c in var_new]
+    return Stmt(
+        # the aggregate's length limit is the session's group_concat_max_len (1 MB by
+        # default): raised for this statement so it can never cut an image short
+        "SET STATEMENT group_concat_max_len = 4294967295 FOR "  # noqa: S608
+        f"INSERT INTO {journal_t} (run_id, batch, db, tbl, op, key_after, "
+        f"row_before, cols) SELECT %s, %s, %s, %s, '{PACKED}', %s, "
+        f"JSON_ARRAYAGG(JSON_ARRAY({', '.join(row)})), %s "
+        f"FROM {real} t JOIN {q(TMP)} c ON {_join(pk)} WHERE {' AND '.join(guards)} "
+        "HAVING COUNT(*) = %s FOR UPDATE",
+        list(args[:4]) + [header] + key_params + [args[4]] + list(guard_params) + [n],
+        expect=1, stale=stale, diagnose=dataclasses.replace(diagnose, rows=True))
 
 
 def _diagnose(real: str, pk: Sequence[str], flags: Sequence[str], params: Sequence,
@@ -387,7 +479,9 @@ def _diagnose(real: str, pk: Sequence[str], flags: Sequence[str], params: Sequen
     where = f"t.{q(pk[0])} IS NULL" + (f" OR NOT ({' AND '.join(flags)})" if flags else "")
     return Diagnose(f"SELECT {select} FROM {q(TMP)} c LEFT JOIN {real} t "  # noqa: S608
                     f"ON {_join(pk)} WHERE {where} LIMIT {_NAMED}",
-                    list(params) * 2 if flags else [], list(pk), list(checked))
+                    list(params) * 2 if flags else [], list(pk), list(checked),
+                    f"SELECT COUNT(*) FROM {q(TMP)} c LEFT JOIN {real} t "  # noqa: S608
+                    f"ON {_join(pk)} WHERE {where}", list(params) if flags else [])
 
 
 def prepare_delete(cloud, lit: Literals, db: str, table: str, keys: list[dict],

@@ -6,7 +6,9 @@
   rolled-back one never does; with it the after-image (what the run wrote; long
   values as their MD5), so rollback can tell a row changed since from one that
   still holds the run's work. ``restored``: 0 to do, 1 restored, 2 kept as it was
-  found (changed since; rollback --force).
+  found (changed since; rollback --force). An update of many small rows is one
+  packed image (op ``updates``, batch.PACKED) holding all of them; ``images()``
+  hands them out one per row all the same, each named (seq, index).
 - ``checksums``: CHECKSUM TABLE of every table a run touches, taken before the
   run changes it; rollback compares against them.
 - ``run_lock``: the row that keeps two runs (apply, rollback) apart on every
@@ -16,6 +18,7 @@
 from __future__ import annotations
 
 import base64
+import collections
 import datetime
 import decimal
 import json
@@ -23,7 +26,7 @@ import uuid
 from typing import Any
 
 from pacestack.migrate import tables
-from pacestack.migrate.batch import HASH_OVER, Digest, md5_hex
+from pacestack.migrate.batch import HASH_OVER, PACKED, Digest, md5_hex
 from pacestack.migrate.runlock import RunLock
 from pacestack.migrate.tables import q
 
@@ -55,6 +58,9 @@ _SCHEMA = (
     ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
     # journals made before after-images were kept
     "ALTER TABLE images ADD COLUMN IF NOT EXISTS row_after MEDIUMTEXT NULL",
+    # a packed image (batch.PACKED) holds a group of rows in one: how many of them a
+    # forced rollback kept as it found them (NULL: one, for a single-row image)
+    "ALTER TABLE images ADD COLUMN IF NOT EXISTS kept_rows INT NULL",
 )
 
 
@@ -230,7 +236,7 @@ class Journal:
             try:
                 cols = loads(k["cols"])
                 if not tables.whitelisted(k["db"], k["tbl"]) or \
-                        k["op"] not in ("insert", "update", "delete"):
+                        k["op"] not in ("insert", "update", "delete", PACKED):
                     raise ValueError(what)
                 if k["db"] not in self.cloud.databases:  # a nova cell no longer mapped here
                     raise ValueError(f"{what}, a database this cloud does not have")
@@ -253,11 +259,14 @@ class Journal:
 
     def images(self, run_id: str, batch: int | None = None,
                with_before: bool = True) -> list[dict]:
-        """The images still to restore: of one batch, or (None) of the whole run;
-        with_before False leaves the before-images on the server (row_before None)."""
+        """The images still to restore, one per row: of one batch, or (None) of the
+        whole run; with_before False leaves the before-images on the server (row_before
+        None; a packed image's are read with its keys, which it holds alongside). Each
+        is named by ``seq``: (journal row, index of the row in it)."""
         import pymysql.cursors
 
-        before = "row_before" if with_before else "NULL AS row_before"
+        before = "row_before" if with_before else \
+            f"IF(op = '{PACKED}', row_before, NULL) AS row_before"
         sql = self.cloud.sql("SELECT seq, batch, db, tbl, op, key_after, " + before +  # noqa: S608
                              ", cols, row_after FROM {journal.images} WHERE run_id = %s AND "
                              "restored = 0" + ("" if batch is None else " AND batch = %s") +
@@ -266,30 +275,65 @@ class Journal:
         with self.cloud.conn.cursor(pymysql.cursors.DictCursor) as c:
             c.execute(sql, args)
             rows = list(c.fetchall())
+        out = []
         for r in rows:
             try:
                 r["key_after"] = loads(r["key_after"])
                 r["row_before"] = loads(r["row_before"])
                 r["cols"] = loads(r["cols"])
                 r["row_after"] = loads(r["row_after"])
-            except ValueError:
+                if r["op"] == PACKED:
+                    out += _unpack(r, with_before)
+                else:
+                    r["seq"] = (r["seq"], 0)
+                    out.append(r)
+            except (ValueError, TypeError, KeyError, IndexError, AttributeError):
                 raise ConfigError(f"run {run_id}: journal image {r['seq']} is not JSON this "
                                   f"pacestack ({__version__}) can read") from None
-        return rows
+        return out
 
     def kept(self, run_id: str) -> int:
         """Rows a forced rollback left as it found them."""
-        return self.cloud.rows("SELECT COUNT(*) AS n FROM {journal.images} WHERE run_id = %s "
-                               "AND restored = 2", [run_id])[0]["n"]
+        return int(self.cloud.rows("SELECT COALESCE(SUM(COALESCE(kept_rows, 1)), 0) AS n "
+                                   "FROM {journal.images} WHERE run_id = %s AND restored = 2",
+                                   [run_id])[0]["n"])
 
-    def mark_restored(self, cur, run_id: str, batch: int, kept: list[int] = ()) -> None:
-        """The batch is done; ``kept``: the images (seq) left as found, changed since."""
+    def mark_restored(self, cur, run_id: str, batch: int,
+                      kept: list[tuple[int, int]] = ()) -> None:
+        """The batch is done; ``kept``: the rows (images' seq) left as found, changed
+        since. A packed image with any of them is marked kept, with how many."""
         if kept:
-            cur.execute(self.cloud.sql("UPDATE {journal.images} SET restored = 2 "
-                                       "WHERE run_id = %s AND seq IN %s"), [run_id, tuple(kept)])
+            many = collections.Counter(seq for seq, _i in kept)
+            cur.executemany(self.cloud.sql("UPDATE {journal.images} SET restored = 2, "
+                                           "kept_rows = %s WHERE run_id = %s AND seq = %s"),
+                            [(n, run_id, seq) for seq, n in sorted(many.items())])
         cur.execute(self.cloud.sql("UPDATE {journal.images} SET restored = 1 "
                                    "WHERE run_id = %s AND batch = %s AND restored = 0"),
                     [run_id, batch])
+
+
+def _unpack(image: dict, with_before: bool) -> list[dict]:
+    """A packed image (batch.PACKED) as one image per row, as a single-row one reads."""
+    head, cols = image["key_after"], image["cols"]
+    pk, vary, md5 = head["pk"], head["vary"], set(head["md5"])
+    if not all(isinstance(x, list) for x in (pk, vary, cols, image["row_before"])):
+        raise ValueError("not a packed image")
+    same = head["same"]
+    n_pk, n_cols = len(pk), len(cols)
+    out = []
+    for i, row in enumerate(image["row_before"]):
+        if len(row) != n_pk + n_cols + len(vary):
+            raise ValueError("packed row of another shape")
+        after = dict(same)
+        for c, v in zip(vary, row[n_pk + n_cols:], strict=True):
+            after[c] = Digest(v) if c in md5 and v is not None else v
+        out.append({"seq": (image["seq"], i), "batch": image["batch"], "db": image["db"],
+                    "tbl": image["tbl"], "op": "update", "cols": cols,
+                    "key_after": dict(zip(pk, row[:n_pk], strict=True)),
+                    "row_before": dict(zip(cols, row[n_pk:n_pk + n_cols], strict=True))
+                    if with_before else None,
+                    "row_after": after})
+    return out
 
 
 def applied_before(cloud) -> bool:

@@ -47,7 +47,7 @@ def _shown(value: Any) -> Any:
 @dataclasses.dataclass
 class Conflict:
     """A row that no longer holds what the run wrote."""
-    seq: int  # the journal image
+    seq: tuple[int, int]  # the journal image, and the row's index in a packed one
     batch: int
     table: str  # db.table
     op: str  # what the run did: update | insert | delete
@@ -103,7 +103,7 @@ def _check(cloud, cur, images: list[dict], lock: bool) -> tuple[list[Conflict], 
     newest: dict[tuple, int] = {}
     for im in images:
         k = (im["db"], im["tbl"], json.dumps(im["key_after"], sort_keys=True, default=str))
-        newest[k] = max(newest.get(k, -1), im["seq"])
+        newest[k] = max(newest.get(k, im["seq"]), im["seq"])
 
     def sig(im):
         after = im["row_after"] or {}

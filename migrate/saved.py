@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 from pacestack.migrate import residue
@@ -228,8 +229,37 @@ def _bad(path: str, what: str) -> ConfigError:
     return ConfigError(f"{path}: not a plan saved by pacestack migrate plan --save ({what})")
 
 
-def load(path: str) -> Saved:
-    """The saved plan in path; ConfigError (nothing changed) when it is not one."""
+@dataclasses.dataclass
+class Reading:
+    """A saved plan read and its JSON parsed: what it was made with is known, its
+    changes not yet decoded (``finish``, the longer half: on another thread while the
+    caller waits on the server)."""
+    path: str
+    steps: list[str]
+    force: bool
+    doc: dict
+    blob: memoryview
+
+    def finish(self) -> Saved:
+        """The saved plan; ConfigError (nothing changed) when its rows are not a plan's."""
+        doc = self.doc
+        try:
+            with no_cyclic_gc():
+                by_step = _decode(doc["shapes"], doc["texts"], doc["rows"], self.blob)
+            plan = Plan([StepPlan(s, by_step.get(s, [])) for s in self.steps],
+                        str(doc["mapping_path"]), release=str(doc["release"]))
+            return Saved(self.path, self.steps, self.force, str(doc["mapping_digest"]),
+                         str(doc["ml2_digest"]), dict(doc["databases"]),
+                         dict(doc["checksums"]), plan, str(doc["pacestack_version"]))
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            # a whitelist refusal (ValueError) names the table or column itself
+            raise _bad(self.path, " ".join(str(exc).split())[:120] or type(exc).__name__) \
+                from None
+
+
+def read(path: str) -> Reading:
+    """The first half of ``load``: the file read, its JSON parsed and its format, size
+    and steps checked; ConfigError (nothing changed) when it is not a saved plan."""
     try:
         with open(path, "rb") as fh:
             data = fh.read()
@@ -250,16 +280,14 @@ def load(path: str) -> Saved:
         steps = [s for s in STEPS if s in doc["steps"]]
         if not steps or len(steps) != len(doc["steps"]):
             raise ValueError("steps")
-        with no_cyclic_gc():
-            by_step = _decode(doc["shapes"], doc["texts"], doc["rows"], blob)
-        plan = Plan([StepPlan(s, by_step.get(s, [])) for s in steps],
-                    str(doc["mapping_path"]), release=str(doc["release"]))
-        return Saved(path, steps, bool(doc["force"]), str(doc["mapping_digest"]),
-                     str(doc["ml2_digest"]), dict(doc["databases"]), dict(doc["checksums"]),
-                     plan, str(doc["pacestack_version"]))
+        return Reading(path, steps, bool(doc["force"]), doc, blob)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-        # a whitelist refusal (ValueError) names the table or column itself
         raise _bad(path, " ".join(str(exc).split())[:120] or type(exc).__name__) from None
+
+
+def load(path: str) -> Saved:
+    """The saved plan in path; ConfigError (nothing changed) when it is not one."""
+    return read(path).finish()
 
 
 def _decode(shapes: list[dict], texts: list[str], rows: list[list], blob: memoryview
@@ -335,9 +363,13 @@ def check(cloud, mapping, saved: Saved, now: dict[str, Any]) -> None:
                              f"saved ({_few(moved)}); nothing changed, plan again")
 
 
-def current_plan(cloud, mapping, saved: Saved) -> tuple[Plan, dict]:
+def current_plan(cloud, mapping, saved: Saved | Callable[[], Saved]
+                 ) -> tuple[Plan, dict]:
     """The saved plan once the databases are checked (under the run lock) to be as it
-    saw them, and the before-run checksums of the tables it writes."""
+    saw them, and the before-run checksums of the tables it writes. ``saved`` may be
+    a function giving it (Reading.finish, running on another thread meanwhile)."""
     now = checksums(cloud)
+    if callable(saved):
+        saved = saved()
     check(cloud, mapping, saved, now)
     return saved.plan, {(d, t): now[f"{d}.{t}"] for d, t in saved.plan.tables()}

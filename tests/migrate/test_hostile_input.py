@@ -257,6 +257,10 @@ CASES = [
     Case("rollback-garbage-image", 2, ("is not JSON",), argv=ROLLBACK,
          setup=_journal_run("0.1.0", "done", [("nova", "instances", "update", "{not json",
                                                '["host"]')])),
+    # a packed image (many rows in one) without its rows
+    Case("rollback-empty-packed-image", 2, ("is not JSON",), argv=ROLLBACK,
+         setup=_journal_run("0.1.0", "done", [("nova", "instances", "updates",
+                                               '{"pk": ["id"], "vary": []}', '["host"]')])),
     # -- servers that answer garbage or hang (a TCP stand-in) ----------------------------
     Case("admin-server-garbage", 1, ("does not speak the MySQL protocol",), conf=_fake_admin,
          fake="garbage", seconds=15),
@@ -442,6 +446,37 @@ def test_journal_from_before_versions_were_recorded(seeded):
     run_id = r.stdout.split()[1].rstrip(":")
     assert server.execute("SELECT pacestack_version FROM runs WHERE run_id = %s", [run_id],
                           database=jdb) == [(__version__,)]
+    r = seeded.cli("rollback", run_id)
+    assert r.returncode == 0, r.stderr
+    assert seeded.checksums() == before
+
+
+def test_journal_of_single_row_images_rolls_back(seeded):
+    """A run journaled one image per row, as pacestack wrote every update before
+    groups of small rows were packed into one image, rolls back to the byte."""
+    import contextlib
+
+    from pacestack.migrate.batch import PACKED, Digest
+    from pacestack.migrate.journal import dumps
+    server, jdb = seeded.os.server, seeded.journal_db
+    before = seeded.checksums()
+    r = seeded.cli("apply", "--mapping", str(seeded.mapping_path))
+    assert r.returncode == 0, r.stderr
+    run_id = r.stdout.split()[1].rstrip(":")
+    packed = [s for (s,) in server.execute("SELECT seq FROM images WHERE run_id = %s AND "
+                                           "op = %s", [run_id, PACKED], database=jdb)]
+    assert packed  # the seed's bindings, levels and instances at least
+    with contextlib.closing(seeded.cloud()) as c:
+        rows = [im for im in Journal(c).images(run_id) if im["seq"][0] in packed]
+    for im in rows:
+        after = {k: {"$md5": str(v)} if isinstance(v, Digest) else v
+                 for k, v in im["row_after"].items()}
+        server.execute("INSERT INTO images (run_id, batch, db, tbl, op, key_after, row_before, "
+                       "cols, row_after) VALUES (%s, %s, %s, %s, 'update', %s, %s, %s, %s)",
+                       [run_id, im["batch"], im["db"], im["tbl"], dumps(im["key_after"]),
+                        dumps(im["row_before"]), dumps(im["cols"]), dumps(after)], database=jdb)
+    server.execute("DELETE FROM images WHERE run_id = %s AND op = %s", [run_id, PACKED],
+                   database=jdb)
     r = seeded.cli("rollback", run_id)
     assert r.returncode == 0, r.stderr
     assert seeded.checksums() == before
