@@ -219,15 +219,6 @@ def table_checksums_aside(cloud, keys) -> Future | None:
         pool.shutdown(wait=False)
 
 
-def _aside(fn: Callable[[], object]) -> Future:
-    """fn on a thread of its own; its result (or exception) in the future."""
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aside")
-    try:
-        return pool.submit(fn)
-    finally:
-        pool.shutdown(wait=False)
-
-
 def interrupted_run(journal: Journal, digest: str) -> str | None:
     """The run an interrupted apply left to continue (None: start a new one); refuses
     one this apply cannot continue (rolling back, other version, other mapping)."""
@@ -347,17 +338,14 @@ def apply(cloud, mapping, *, only: list[str] | None = None, force: bool = False,
     are still as it saw them (refused otherwise); its steps and force are the plan's."""
     t0 = time.monotonic()
     say = progress or (lambda _m: None)
-    saved: Future | None = None
+    saved = None
     if plan_file is not None:
         if only or force:
             raise ConfigError("--only and --force are the saved plan's: give neither with "
                               "--plan")
         say(f"reading plan {plan_file}")
-        reading = savedmod.read(plan_file)  # not a plan file: refused before anything
-        only, force = reading.steps, reading.force
-        # its changes are decoded (client CPU) while the server checks, locks and
-        # checksums; rows that are no plan's are refused after that, with nothing written
-        saved = _aside(reading.finish)
+        saved = savedmod.load(plan_file)  # bad input is refused before anything is touched
+        only, force = saved.steps, saved.force
     check_galera(cloud)
     journal = Journal(cloud)
     journal.ensure_schema()
@@ -379,7 +367,7 @@ def apply(cloud, mapping, *, only: list[str] | None = None, force: bool = False,
                                      "without --plan (it plans again from the databases) or "
                                      "roll it back")
             say(f"checking plan {plan_file} against the databases")
-            plan, sums = savedmod.current_plan(cloud, mapping, saved.result)
+            plan, sums = savedmod.current_plan(cloud, mapping, saved)
             read: Future = Future()  # read already, under the lock, before any write
             read.set_result(sums)
             plan_seconds, aside = time.monotonic() - t0, [read]

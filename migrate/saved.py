@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
 from typing import Any
 
 from pacestack.migrate import residue
@@ -229,37 +228,8 @@ def _bad(path: str, what: str) -> ConfigError:
     return ConfigError(f"{path}: not a plan saved by pacestack migrate plan --save ({what})")
 
 
-@dataclasses.dataclass
-class Reading:
-    """A saved plan read and its JSON parsed: what it was made with is known, its
-    changes not yet decoded (``finish``, the longer half: on another thread while the
-    caller waits on the server)."""
-    path: str
-    steps: list[str]
-    force: bool
-    doc: dict
-    blob: memoryview
-
-    def finish(self) -> Saved:
-        """The saved plan; ConfigError (nothing changed) when its rows are not a plan's."""
-        doc = self.doc
-        try:
-            with no_cyclic_gc():
-                by_step = _decode(doc["shapes"], doc["texts"], doc["rows"], self.blob)
-            plan = Plan([StepPlan(s, by_step.get(s, [])) for s in self.steps],
-                        str(doc["mapping_path"]), release=str(doc["release"]))
-            return Saved(self.path, self.steps, self.force, str(doc["mapping_digest"]),
-                         str(doc["ml2_digest"]), dict(doc["databases"]),
-                         dict(doc["checksums"]), plan, str(doc["pacestack_version"]))
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-            # a whitelist refusal (ValueError) names the table or column itself
-            raise _bad(self.path, " ".join(str(exc).split())[:120] or type(exc).__name__) \
-                from None
-
-
-def read(path: str) -> Reading:
-    """The first half of ``load``: the file read, its JSON parsed and its format, size
-    and steps checked; ConfigError (nothing changed) when it is not a saved plan."""
+def load(path: str) -> Saved:
+    """The saved plan in path; ConfigError (nothing changed) when it is not one."""
     try:
         with open(path, "rb") as fh:
             data = fh.read()
@@ -280,14 +250,16 @@ def read(path: str) -> Reading:
         steps = [s for s in STEPS if s in doc["steps"]]
         if not steps or len(steps) != len(doc["steps"]):
             raise ValueError("steps")
-        return Reading(path, steps, bool(doc["force"]), doc, blob)
+        with no_cyclic_gc():
+            by_step = _decode(doc["shapes"], doc["texts"], doc["rows"], blob)
+        plan = Plan([StepPlan(s, by_step.get(s, [])) for s in steps],
+                    str(doc["mapping_path"]), release=str(doc["release"]))
+        return Saved(path, steps, bool(doc["force"]), str(doc["mapping_digest"]),
+                     str(doc["ml2_digest"]), dict(doc["databases"]), dict(doc["checksums"]),
+                     plan, str(doc["pacestack_version"]))
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        # a whitelist refusal (ValueError) names the table or column itself
         raise _bad(path, " ".join(str(exc).split())[:120] or type(exc).__name__) from None
-
-
-def load(path: str) -> Saved:
-    """The saved plan in path; ConfigError (nothing changed) when it is not one."""
-    return read(path).finish()
 
 
 def _decode(shapes: list[dict], texts: list[str], rows: list[list], blob: memoryview
@@ -363,13 +335,9 @@ def check(cloud, mapping, saved: Saved, now: dict[str, Any]) -> None:
                              f"saved ({_few(moved)}); nothing changed, plan again")
 
 
-def current_plan(cloud, mapping, saved: Saved | Callable[[], Saved]
-                 ) -> tuple[Plan, dict]:
+def current_plan(cloud, mapping, saved: Saved) -> tuple[Plan, dict]:
     """The saved plan once the databases are checked (under the run lock) to be as it
-    saw them, and the before-run checksums of the tables it writes. ``saved`` may be
-    a function giving it (Reading.finish, running on another thread meanwhile)."""
+    saw them, and the before-run checksums of the tables it writes."""
     now = checksums(cloud)
-    if callable(saved):
-        saved = saved()
     check(cloud, mapping, saved, now)
     return saved.plan, {(d, t): now[f"{d}.{t}"] for d, t in saved.plan.tables()}
