@@ -26,7 +26,8 @@ lint: venv
 
 # The OpenStack projects' pinned venv and synced schemas, built once per pin set
 # into $(PACESTACK_CACHE) for every release of the test matrix (about 1.5 min per
-# release cold, seconds warm).
+# release cold, seconds warm), and Glance's venv with the memcache client the
+# whole-profile lab runs (the first release's run builds it, ~2 min cold).
 OPENSTACK_RELEASES = 2026.2 2025.1 2024.1
 openstack-cache: system venv
 	for release in $(OPENSTACK_RELEASES); do \

@@ -143,10 +143,11 @@ def keep_logs(lab: stack.Lab, dest: Path) -> None:
 
 
 def whole_profile(args, cached) -> int:
-    from pacestack.cluster.lab import controller
+    from tests.fixtures import openstack_build
 
+    glance = openstack_build.ensure_glance_venv(
+        log=lambda m: print(f"cache: {m}", file=sys.stderr))
     registry = stack.private_registry("bench")
-    glance = controller.cached_glance()
     try:
         lab = stack.up(stack.UpOptions(venv=cached[0], schemas=cached[1], registry=registry,
                                        whole_profile=True, glance_venv=glance, timeout=300),

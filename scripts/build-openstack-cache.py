@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Prewarm the OpenStack test cache: the pinned venv, the synced-schema dump and
-the old cloud the services wrote for the cutover tests (tests/migrate/service_cloud).
+the old cloud the services wrote for the cutover tests (tests/migrate/service_cloud),
+and Glance's venv with the memcache client the whole-profile lab runs.
 
 `make` calls it before pytest so the first test does not pay for the build;
 the fixtures build the same thing on demand when it was not run. Prints the
@@ -40,6 +41,9 @@ def main() -> int:
                                       lambda: start_tmpfs_server("svcbuild"), log=log,
                                       release=release)
     cloud_seconds = time.monotonic() - started
+    started = time.monotonic()
+    glance = build.ensure_glance_venv(log=log)
+    glance_seconds = time.monotonic() - started
     print(json.dumps({
         "release": release,
         "venv": str(venv),
@@ -51,6 +55,8 @@ def main() -> int:
         "service_cloud": str(cloud),
         "service_cloud_ready_seconds": round(cloud_seconds, 1),
         "service_cloud_cold_build": service_cloud.read_timings(cloud),
+        "glance_venv": str(glance),
+        "glance_ready_seconds": round(glance_seconds, 1),
     }, indent=2))
     return 0
 

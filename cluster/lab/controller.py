@@ -564,9 +564,15 @@ def memcache_client(glance_venv: Path | None) -> Path | None:
     return extras if extras is not None and (extras / "memcache.py").is_file() else None
 
 
+def glance_ready(venv: Path) -> bool:
+    return (venv / "bin" / "glance-manage").exists() and (venv / "bin" / "gunicorn").exists()
+
+
 def cached_glance() -> Path | None:
+    """The newest Glance venv under $PACESTACK_CACHE (glance-<release>/venv, built by
+    scripts/build-openstack-cache.py)."""
     base = Path(os.environ.get("PACESTACK_CACHE", "/var/cache/pacestack"))
     for venv in sorted(base.glob("glance-*/venv"), reverse=True):
-        if (venv / "bin" / "glance-manage").exists() and (venv / "bin" / "gunicorn").exists():
+        if glance_ready(venv):
             return venv
     return None

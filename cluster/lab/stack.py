@@ -350,10 +350,30 @@ def _check_inputs(opts: UpOptions):
         wsgi_apps.release_of_venv(venv)  # a release whose APIs the lab cannot serve: refused
         if opts.whole_profile and opts.dump is not None:
             raise ConfigError("--whole-profile builds on the sample schemas, not --from-dump")
+        if opts.whole_profile:
+            _check_glance(opts)
         if opts.dump is None and (schemas is None or not (schemas / "keystone.sql").is_file()):
             raise ConfigError("no sample schemas cached: run scripts/build-openstack-cache.py "
                               "or pass --from-dump")
     return path, desc, venv, schemas
+
+
+def _check_glance(opts: UpOptions) -> None:
+    """The whole profile runs Glance from its venv and every service's memcache
+    client from extras/ beside it: without them the services fail to start."""
+    from . import controller
+
+    glance = Path(opts.glance_venv) if opts.glance_venv else controller.cached_glance()
+    if glance is not None and controller.glance_ready(glance) and \
+            controller.memcache_client(glance):
+        return
+    base = Path(os.environ.get("PACESTACK_CACHE", "/var/cache/pacestack"))
+    where = glance or base / "glance-*/venv"
+    missing = ("the memcache client (python-memcached in extras/ beside it)"
+               if glance is not None and controller.glance_ready(glance)
+               else "the Glance venv (glance-manage, gunicorn) and the memcache client")
+    raise ConfigError(f"--whole-profile needs {missing}, not found at {where}: build "
+                      "them with `make openstack-cache` (scripts/build-openstack-cache.py)")
 
 
 def _ensure_agents() -> list[str]:

@@ -56,7 +56,8 @@ def _snapshot_mounts() -> str:
     return Path("/proc/mounts").read_text()
 
 
-def test_bad_input_refused_and_nothing_changed(env, registry, openstack_dump, tmp_path):
+def test_bad_input_refused_and_nothing_changed(env, registry, openstack_venv, openstack_dump,
+                                               tmp_path):
     mounts = _snapshot_mounts()
     netns = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
     # not root: setpriv drops to nobody, as an operator who forgot sudo
@@ -82,6 +83,27 @@ def test_bad_input_refused_and_nothing_changed(env, registry, openstack_dump, tm
     assert res.stderr == (f"pacestack: error: {venv}: keystone 24.0.0 is not a release "
                           "pacestack knows the WSGI entry points of; known: 2024.1, 2025.1, "
                           "2026.2\n")
+    # the whole profile on a machine whose cache lacks Glance's venv or the memcache
+    # client: one line naming what is missing and what builds it
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    whole = ["lab", "up", "--whole-profile", "--openstack-venv", str(openstack_venv),
+             "--sample-schemas", str(openstack_dump.parent)]
+    hint = "build them with `make openstack-cache` (scripts/build-openstack-cache.py)\n"
+    res = run(whole, {**env, "PACESTACK_CACHE": str(cache)})
+    assert res.returncode == 2, res
+    assert res.stderr == ("pacestack: error: --whole-profile needs the Glance venv "
+                          "(glance-manage, gunicorn) and the memcache client, not found at "
+                          f"{cache}/glance-*/venv: {hint}")
+    glance_bin = cache / "glance-2025.1" / "venv" / "bin"
+    glance_bin.mkdir(parents=True)
+    for tool in ("glance-manage", "gunicorn"):
+        (glance_bin / tool).touch()
+    res = run(whole, {**env, "PACESTACK_CACHE": str(cache)})
+    assert res.returncode == 2, res
+    assert res.stderr == ("pacestack: error: --whole-profile needs the memcache client "
+                          "(python-memcached in extras/ beside it), not found at "
+                          f"{glance_bin.parent}: {hint}")
     res = run(["lab", "status"], env)
     assert res.returncode == 1 and "no lab is running here" in res.stderr
     res = run(["lab", "crash", "controller01"], env)

@@ -16,39 +16,20 @@ victim's return ~2 min).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from pacestack.cluster import description as desc_mod
 from pacestack.cluster import drill
 from pacestack.cluster.drill import cli, scenarios
 from pacestack.cluster.drill.lab_target import LabTarget
-from pacestack.cluster.lab import cloud, cloud_probe, controller, neutron_agents, stack
+from pacestack.cluster.lab import cloud, cloud_probe, neutron_agents, stack
 
 from pacestack import proc
+from tests.fixtures import openstack_build
 
 TIMINGS: dict[str, object] = {}
-CONSTRAINTS = Path(__file__).parents[1] / "fixtures" / "openstack-constraints-2025.1.txt"
-
-
-def glance_venv() -> Path:
-    """Glance 2025.1 in a venv of its own beside the OpenStack cache, plus
-    python-memcached for ``memcached_servers`` (the pinned venvs lack it): built once."""
-    base = Path(os.environ.get("PACESTACK_CACHE", "/var/cache/pacestack")) / "glance-2025.1"
-    venv = base / "venv"
-    if controller.cached_glance() == venv and controller.memcache_client(venv):
-        return venv
-    subprocess.run(["python3", "-m", "venv", str(venv)], check=True, timeout=120)
-    pins = ["glance==30.0.0", "PyMySQL==1.1.1", "gunicorn==27.0.1", "python-memcached==1.62"]
-    pip = [str(venv / "bin" / "pip"), "install", "-q"]
-    subprocess.run([*pip, *pins, "-c", str(CONSTRAINTS)], check=True, timeout=900)
-    subprocess.run([*pip, "--target", str(base / "extras"), "python-memcached==1.62"],
-                   check=True, timeout=300)
-    return venv
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +39,7 @@ def profile_lab(ocf_provider, openstack_venv, openstack_dump) -> Iterator[stack.
     t0 = time.monotonic()
     lab = stack.up(stack.UpOptions(whole_profile=True, venv=openstack_venv,
                                    schemas=openstack_dump.parent, registry=registry,
-                                   glance_venv=glance_venv(),
+                                   glance_venv=openstack_build.ensure_glance_venv(),
                                    timeout=300), messages.append)
     TIMINGS["lab up"] = round(time.monotonic() - t0, 1)
     lab.progress = messages  # type: ignore[attr-defined]

@@ -5,10 +5,6 @@ through its APIs: servers on their new host, ports bound ovs on br-int with the
 new MTU, a stopped server starting on its new host, a volume attaching and
 detaching, migrated VLANs/VNIs refused to new networks, nothing up on an old host.
 
-With PACESTACK_NEW_CLOUD_LAB naming a JSON file (scripts/demo.py writes it), the
-module runs on a cutover made elsewhere instead: `make demo` runs it inside the
-lab's controller01 on the cutover it just made in the lab's Galera (LabCutover).
-
 Time budget (measured, busy 2-core machine): ~10 s seed, apply, verify and update_cell;
 33-45 s stack start; 5-10 s for all the checks; ~55-85 s for the module.
 """
@@ -16,97 +12,24 @@ Time budget (measured, busy 2-core machine): ~10 s seed, apply, verify and updat
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
-import pymysql
 import pytest
 
 from pacestack import proc
 from tests.fixtures import openstack as ostack
-from tests.fixtures import openstack_build as build
 from tests.fixtures.new_cloud import NewCloud, start_new_cloud
 from tests.migrate import seed_cloud
 from tests.migrate.conftest import Seeded, write_conf
 
 TIMES: dict[str, float] = {}
 OLD_RABBIT_SECRET = "old-rabbit-s3cret"
-LAB_ENV = "PACESTACK_NEW_CLOUD_LAB"
-
-
-class LabDatabases:
-    """A running MariaDB/Galera member the tests did not start (the lab's, seen from
-    inside its node), with the client calls the fixtures use of a MariaDBServer."""
-
-    def __init__(self, user: str, password: str, host: str = "127.0.0.1", port: int = 3306):
-        self.user, self.password, self.host, self.port = user, password, host, port
-
-    def url(self, database: str | None = None) -> str:
-        return f"mysql+pymysql://{self.user}:{self.password}@{self.host}:{self.port}/" \
-            f"{database or ''}"
-
-    def connect(self, database: str | None = None, **kw):
-        return pymysql.connect(host=self.host, port=self.port, user=self.user,
-                               password=self.password, database=database,
-                               charset="utf8mb4", autocommit=True, **kw)
-
-    def execute(self, sql: str, args=None, database: str | None = None) -> list[tuple]:
-        conn = self.connect(database)
-        with conn, conn.cursor() as cur:
-            cur.execute(sql, args)
-            return list(cur.fetchall())
-
-
-def lab_cutover(spec_path: Path) -> Seeded:
-    """The cutover the spec describes (its databases, seed, mapping, pacestack.conf),
-    with config files of its own so the new side's tuning leaves the lab's alone."""
-    spec = json.loads(spec_path.read_text())
-    server = LabDatabases(spec["db_user"], Path(spec["db_password_file"]).read_text().strip())
-    cloud = ostack.Cloud(server, Path(spec["venv"]), Path(spec["schemas"]) / "dump.sql",
-                         prefix="lab")
-    cloud.db_names = {name: name for name in ostack.SERVICES}
-    build.write_configs(cloud.config_dir, {n: cloud.url(n) for n in ostack.SERVICES},
-                        cloud.state_dir, cloud.venv)
-    for sub in ("fernet-keys", "credential-keys"):
-        shutil.copytree(Path(spec["keys_dir"]) / sub, cloud.config_dir / sub)
-    cloud.config_file("ml2_conf.ini").write_text(Path(spec["ml2"]).read_text())
-    return Seeded(cloud, seed_cloud.Seed(**spec["seed"]), Path(spec["conf"]),
-                  Path(spec["mapping"]), Path(spec["ml2"]), spec["journal"])
 
 
 @pytest.fixture(scope="module")
-def new_cloud(request, tmp_path_factory) -> Iterator[tuple[Seeded, NewCloud]]:
-    spec = os.environ.get(LAB_ENV)
-    if not spec:
-        yield request.getfixturevalue("seed_new_cloud")
-        return
-    spec_path = Path(spec)
-    seeded = lab_cutover(spec_path)
-    stack = None
-    try:
-        t = time.monotonic()
-        stack = start_new_cloud(seeded.os, seeded.mapping())
-        TIMES["stack_start"] = round(time.monotonic() - t, 2)
-        yield seeded, stack
-    finally:
-        if stack is not None:
-            stack.stop()
-            logs = spec_path.parent / "new-cloud-logs"  # they outlive the stack
-            logs.mkdir(exist_ok=True)
-            for log in [*stack.base_dir.glob("*.log"), *seeded.os.base_dir.glob("*.log")]:
-                shutil.copy(log, logs / log.name)
-            stack.cleanup()
-        shutil.rmtree(seeded.os.base_dir, ignore_errors=True)  # never the lab's databases
-        print("\nnew cloud smoke timings:", json.dumps(
-            {**TIMES, "stack": stack.timings if stack else None}))
-
-
-@pytest.fixture(scope="module")
-def seed_new_cloud(openstack_mariadb, openstack_venv, openstack_dump,
-                   tmp_path_factory) -> Iterator[tuple[Seeded, NewCloud]]:
+def new_cloud(openstack_mariadb, openstack_venv, openstack_dump,
+              tmp_path_factory) -> Iterator[tuple[Seeded, NewCloud]]:
     """The seed's cloud, migrated by `pacestack migrate apply`, running as the new cloud."""
     tmp = tmp_path_factory.mktemp("newcloud")
     cloud = ostack.Cloud(openstack_mariadb, openstack_venv, openstack_dump)
