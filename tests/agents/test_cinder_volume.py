@@ -143,12 +143,13 @@ def on(node, action, params, **kw):
 
 
 def amqp_connections(port: int) -> int:
-    """Established TCP connections to the broker's port (from /proc/net/tcp)."""
+    """Established TCP connections to the broker's port (/proc/net/tcp and tcp6)."""
     count = 0
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if fields[3] == "01" and int(fields[2].split(":")[1], 16) == port:
-            count += 1
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "01" and int(fields[2].split(":")[1], 16) == port:
+                count += 1
     return count
 
 
@@ -163,6 +164,10 @@ def test_failover_keeps_one_set_of_controller_rows(cloud, rabbit, controllers):
     assert rc == 0, f"{err}\n{Path(c1['log']).read_text()[-3000:]}"
     first = rows(cloud)
     assert set(first) == {"controller@fake1", "controller@fake2"}
+    # the service row is written before the RPC server connects: give it time
+    deadline = time.monotonic() + 30
+    while amqp_connections(rabbit.port) == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert amqp_connections(rabbit.port) > 0, "cinder-volume must talk to the real RabbitMQ"
     assert on("controller01", "monitor", c1)[0] == 0
     # the probe on the other node sees nothing running there
