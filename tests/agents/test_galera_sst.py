@@ -99,7 +99,8 @@ def test_sleep_shim_spares_the_rsync_daemons_exit_pause_once_the_transfer_is_don
                     f"[sst]\npath = {tmp_path}\n")
     daemon = (f"rsync --daemon --no-detach --port 0 --address 127.0.0.1 --config {conf} &"
               "\nd=$!; /usr/bin/sleep 0.3")
-    got = _run_shims(tmp_path, f'''
+    script = f'''
+rm -f {magic}
 # cleanup_pid of a transfer that never completed: SIGTERM, rsync's own pause
 {daemon}
 ps -p $d >/dev/null; kill $d; t sleep 0.5 | sed 's/^/pending /'
@@ -107,9 +108,16 @@ echo done > {magic}
 {daemon}
 ps -p $d >/dev/null; kill $d; t sleep 0.5 | sed 's/^/complete /'
 ps -p $d >/dev/null && echo "alive 1" || :
-''')
-    assert "alive" not in got, got
-    assert got["pending"] >= 350, got
+'''
+    # the shim's SIGUSR1 overtakes the pause only when it arrives before rsync's
+    # SIGTERM handler runs (the lower signal is delivered first); on a loaded machine
+    # rsync may get there first, and the grace lasts as long as without the shim
+    for _ in range(3):
+        got = _run_shims(tmp_path, script)
+        assert "alive" not in got, got
+        assert got["pending"] >= 350, got
+        if got["complete"] < 200:
+            break
     assert got["complete"] < 200, got
 
 
@@ -135,7 +143,14 @@ kill $other
 def _sst_cluster(galera_factory, monkeypatch, n: int, **extra):
     monkeypatch.setenv("PATH", sst_env(os.environ)["PATH"])
     config = {"wsrep_sst_method": SST_METHOD, **extra}
-    return galera_factory(n, extra_config=config)
+    cluster = galera_factory(n, extra_config=config)
+    # the method's state directories of this cluster's transfers, apart from those of
+    # any other Galera running here (mariadbd passes its environment on)
+    tmp = cluster.base_dir / "tmp"
+    tmp.mkdir(exist_ok=True)
+    tmp.chmod(0o1777)  # like /tmp: mariadbd runs as mysql
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    return cluster
 
 
 def _spawn(node) -> subprocess.Popen:
@@ -162,8 +177,8 @@ def _state_dirs() -> set[str]:
 
 @pytest.mark.slow
 def test_full_sst_and_ist_join_through_pacestack_rsync(galera_factory, monkeypatch):
-    before = _state_dirs()
     cluster = _sst_cluster(galera_factory, monkeypatch, 2)
+    before = _state_dirs()
     cluster.start_all()  # node2 joins by a full SST
     assert cluster["node2"].ist_or_sst() == "SST"
     assert "Running: 'wsrep_sst_pacestack_rsync --role 'joiner'" in _this_run(cluster["node2"])
