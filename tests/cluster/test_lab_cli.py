@@ -110,7 +110,10 @@ def test_bad_input_refused_and_nothing_changed(env, registry, openstack_venv, op
     assert res.returncode == 1 and "no lab is running here" in res.stderr
     # nothing was made: no run registered, no namespace, no mount
     assert not list(registry.glob("*.json")) if registry.exists() else True
-    assert (set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()) <= netns
+    extra = (set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()) - netns
+    assert not extra, {ns: [proc.cmdline(int(pid)) for pid in subprocess.run(
+        ["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()]
+        for ns in extra}
     assert _snapshot_mounts() == mounts
 
 
