@@ -32,11 +32,12 @@ NEW_MTU = 1422  # the seed's: VXLAN on the new network
 
 
 @pytest.fixture
-def host(tmp_path):
+def host(tmp_path_factory):
     missing = hv.available()
     if missing:
         pytest.fail(missing)
-    compute = hv.ComputeHost(tmp_path / "compute05")
+    # a short base: libvirtd's socket path must fit a sockaddr_un
+    compute = hv.ComputeHost(tmp_path_factory.mktemp("hv") / "compute05")
     try:
         yield compute.start()
     finally:
