@@ -33,9 +33,13 @@ openstack-cache: system venv
 	for release in $(OPENSTACK_RELEASES); do \
 	    $(PY) scripts/build-openstack-cache.py --release $$release || exit 1; done
 
-# The whole suite: real MariaDB, Galera, OpenStack schemas, Pacemaker in namespaces.
+# The whole suite: real MariaDB, Galera, OpenStack schemas, Pacemaker in namespaces,
+# on two workers: most of its time is spent waiting on those services (tests/conftest.py
+# keeps each module on one worker and the namespace-making modules one after another).
+TEST_WORKERS ?= 2
 test: system venv lint openstack-cache
-	$(VENV)/bin/pytest -q --durations=30 $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadgroup \
+	    --durations=30 $(PYTEST_ARGS)
 
 test-fast: venv
 	$(VENV)/bin/pytest -q -m 'not slow' $(PYTEST_ARGS)

@@ -3,6 +3,7 @@
 import ast
 import configparser
 import pathlib
+import re
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PARTS = {"agents": "pacestack.agents", "cluster": "pacestack.cluster",
@@ -96,3 +97,20 @@ def _imports_of(node, path: pathlib.Path) -> list[str]:
         top, *rest = path.relative_to(ROOT).with_suffix("").parts[:-node.level]
         return [".".join([PARTS[top], *rest, node.module])]
     return [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+
+
+# what makes network namespaces: the lab's fixtures and commands, the hypervisor's host
+_MAKES_NAMESPACES = re.compile(r'\b(lab_cluster\w*|galera_lab|drill_lab|profile_lab|'
+                               r'stack\.up\(|LabCluster|Hypervisor|hypervisor as hv)\b|'
+                               r'"netns"|"lab", "up"')
+
+
+def test_every_module_that_makes_namespaces_runs_in_the_one_at_a_time_group():
+    from tests.conftest import NAMESPACE_MODULES
+
+    found = {str(p.relative_to(ROOT)) for p in (ROOT / "tests").rglob("test_*.py")
+             if p != pathlib.Path(__file__).resolve()  # this one only names them
+             and _MAKES_NAMESPACES.search(p.read_text())}
+    assert found - NAMESPACE_MODULES == set(), \
+        "add to NAMESPACE_MODULES in tests/conftest.py"
+    assert all((ROOT / m).is_file() for m in NAMESPACE_MODULES)
