@@ -110,11 +110,13 @@ class PreparedBatch:
 
 def prepare_batch(cloud, lit: sqlbatch.Literals, run_id: str, batch_no: int,
                   changes: list[Change], row_columns: dict[tuple[str, str], list[str]],
-                  utf8: dict[tuple[str, str], frozenset[str]] | None = None
+                  utf8: dict[tuple[str, str], frozenset[str]] | None = None,
+                  movable: dict[tuple[str, str], list[str] | None] | None = None
                   ) -> PreparedBatch:
     """The statements of one batch, composed without touching the connection: one
-    set-based group per signature, in table order. ``row_columns`` and ``utf8``: what
-    delete_columns and utf8_columns read on the connection's thread."""
+    set-based group per signature, in table order. ``row_columns``, ``utf8`` and
+    ``movable``: what delete_columns, utf8_columns and movable_columns read on the
+    connection's thread."""
     images: list[tuple] = []
     stmts: list[sqlbatch.Stmt] = []
     groups: dict[tuple, list[Change]] = {}
@@ -132,7 +134,8 @@ def prepare_batch(cloud, lit: sqlbatch.Literals, run_id: str, batch_no: int,
             stmts += sqlbatch.prepare_update(cloud, lit, db, table, [c.key for c in grp],
                                              [c.before for c in grp], [c.after for c in grp],
                                              list(cols), image,
-                                             (utf8 or {}).get((db, table), frozenset()))
+                                             (utf8 or {}).get((db, table), frozenset()),
+                                             (movable or {}).get((db, table)))
         else:
             stmts += sqlbatch.prepare_delete(cloud, lit, db, table, [c.key for c in grp], image,
                                              row_columns[(db, table)])
@@ -178,12 +181,20 @@ def utf8_columns(cloud, changes: list[Change]) -> dict[tuple[str, str], frozense
                                                           if c.op == "update"}}
 
 
+def movable_columns(cloud, changes: list[Change]) -> dict[tuple[str, str], list[str] | None]:
+    """batch.movable_columns of every table rows are updated in where an update may
+    write a primary key column (the whitelist says which)."""
+    return {k: sqlbatch.movable_columns(cloud, *k) for k in {
+        (c.db, c.table) for c in changes if c.op == "update"} if tables.writes_key(*k)}
+
+
 def apply_batch(cloud, journal: Journal, run_id: str, batch_no: int,
                 changes: list[Change]) -> None:
     """Compose and run one batch on this thread."""
     run_batch(cloud, journal, run_id, prepare_batch(
         cloud, sqlbatch.Literals(cloud.conn), run_id, batch_no, changes,
-        delete_columns(cloud, changes), utf8_columns(cloud, changes)))
+        delete_columns(cloud, changes), utf8_columns(cloud, changes),
+        movable_columns(cloud, changes)))
 
 
 def table_checksums(cloud, keys, conn=None) -> dict[tuple[str, str], object]:
@@ -291,9 +302,11 @@ def write_batches(cloud, journal: Journal, run_id: str, result: ApplyResult, *,
     lit = sqlbatch.Literals(cloud.conn)
     row_columns = delete_columns(cloud, changes)  # server questions: on this thread
     utf8 = utf8_columns(cloud, changes)
+    movable = movable_columns(cloud, changes)
 
     def compose(i: int) -> PreparedBatch:
-        return prepare_batch(cloud, lit, run_id, first + i, batches[i], row_columns, utf8)
+        return prepare_batch(cloud, lit, run_id, first + i, batches[i], row_columns, utf8,
+                             movable)
 
     def done(finished: list[list[Change]]) -> None:
         for b in finished:

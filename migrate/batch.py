@@ -3,9 +3,11 @@
 Identifiers come from tables.TABLES (whitelisted, quoted); every value travels
 as a parameter. A group of changes becomes: one temporary table of keys and
 new values filled with executemany, one ``SELECT ... FOR UPDATE`` for the
-before-images, one ``UPDATE ... JOIN`` (or ``DELETE ... JOIN``). The new values
-sit in the temporary table, so MariaDB's left-to-right SET order cannot make
-one assignment see another's result.
+before-images, one ``UPDATE ... JOIN`` (or ``DELETE ... JOIN``; rows whose
+primary key changes are moved by ``INSERT ... SELECT`` and ``DELETE ... JOIN``
+where the table allows it, see movable_columns). The new values sit in the
+temporary table, so MariaDB's left-to-right SET order cannot make one
+assignment see another's result.
 
 Composing is kept apart from running: ``prepare_*`` return the statements of a
 group as data (``Stmt``), touching neither the connection nor the database, and
@@ -290,6 +292,40 @@ def utf8_columns(cloud, db: str, table: str) -> frozenset[str]:
     return _UTF8_COLUMNS[key]
 
 
+_MOVABLE: dict[tuple[str, str], list[str] | None] = {}
+
+
+def movable_columns(cloud, db: str, table: str) -> list[str] | None:
+    """The table's columns when an update that changes a row's primary key may be
+    made as an INSERT of the moved row and a DELETE of the old one; None otherwise.
+    InnoDB moves such a row all the same (a primary key is where a row is stored),
+    but a multi-table UPDATE also buffers each row and reads it again. Only where the
+    two are the same to everything else: no foreign key refers to the table (the
+    DELETE would fire its ON DELETE), no unique key but the primary one (a moved row
+    inserted beside its old self would collide there), no trigger, no generated
+    column, no column an UPDATE sets by itself (ON UPDATE)."""
+    real = cloud.databases[db]
+    key = (real, table)
+    if key not in _MOVABLE:
+        cols = cloud.rows("SELECT column_name AS c, extra AS x, is_generated AS g FROM "
+                          "information_schema.columns WHERE table_schema = %s AND "
+                          "table_name = %s ORDER BY ordinal_position", [real, table])
+        refs = cloud.rows("SELECT 1 AS x FROM information_schema.referential_constraints "
+                          "WHERE unique_constraint_schema = %s AND referenced_table_name = %s "
+                          "LIMIT 1", [real, table])
+        trig = cloud.rows("SELECT 1 AS x FROM information_schema.triggers WHERE "
+                          "event_object_schema = %s AND event_object_table = %s LIMIT 1",
+                          [real, table])
+        unique = cloud.rows("SELECT 1 AS x FROM information_schema.statistics WHERE "
+                            "table_schema = %s AND table_name = %s AND non_unique = 0 AND "
+                            "index_name <> 'PRIMARY' LIMIT 1", [real, table])
+        plain = all(r["g"] == "NEVER" and "on update" not in (r["x"] or "").lower()
+                    for r in cols)
+        _MOVABLE[key] = [r["c"] for r in cols] if cols and plain and not refs and \
+            not trig and not unique else None
+    return _MOVABLE[key]
+
+
 def _md5(expr: str, utf8: bool) -> str:
     """How the server computes md5_hex of a text: over its UTF-8 bytes."""
     return f"MD5({expr})" if utf8 else f"MD5(CONVERT({expr} USING utf8mb4))"
@@ -297,7 +333,8 @@ def _md5(expr: str, utf8: bool) -> str:
 
 def prepare_update(cloud, lit: Literals, db: str, table: str, keys: list[dict],
                    befores: list[dict], afters: list[dict], cols: Sequence[str],
-                   image: tuple, utf8: Collection[str] = ()) -> list[Stmt]:
+                   image: tuple, utf8: Collection[str] = (),
+                   movable: Sequence[str] | None = None) -> list[Stmt]:
     """Check the rows still hold the planned old values (locking them), copy their
     before-images into the journal server-side, then update: no row data makes a
     round trip through the client except the new values.
@@ -305,7 +342,9 @@ def prepare_update(cloud, lit: Literals, db: str, table: str, keys: list[dict],
     A new or old value that is the same in every row of the group (vif_type, the
     ovs vif_details, a volume's new host) travels once, as a parameter, instead
     of once per row in the temporary table. ``utf8``: the columns ``utf8_columns``
-    names (read on the connection's thread); the others are converted before MD5."""
+    names (read on the connection's thread); the others are converted before MD5.
+    ``movable``: what ``movable_columns`` answered for the table; with it, rows whose
+    primary key changes are moved by INSERT and DELETE instead of an UPDATE."""
     pk = tables.pk(db, table)
     tables.check_columns(db, table, cols)
     real = _real(cloud, db, table)
@@ -321,7 +360,7 @@ def prepare_update(cloud, lit: Literals, db: str, table: str, keys: list[dict],
     if per is not None and len(keys) > per:
         return [s for a in range(0, len(keys), per) for s in prepare_update(
             cloud, lit, db, table, keys[a:a + per], befores[a:a + per], afters[a:a + per],
-            cols, image, utf8)]
+            cols, image, utf8, movable)]
     # a key column whose old value is the key itself (a binding's host) is checked by
     # the join already: no guard, no old-value column for it
     checked = [c for c in cols if not (c in pk and c not in hashed and all(
@@ -393,11 +432,54 @@ def prepare_update(cloud, lit: Literals, db: str, table: str, keys: list[dict],
             list(args[:4]) + key_params + [args[4]] + after_params + guard_params,
             expect=len(keys), stale=stale, diagnose=diagnose))
     set_params: list = []
+    if movable and _moves(pk, cols, keys, afters):
+        # the moved rows first (no row of the group is at a new key: see _moves), then
+        # the old ones go; every row is locked and checked by the image above
+        names = list(movable)
+        select = ", ".join(new_value(c, set_params) if c in cols else f"t.{q(c)}"
+                           for c in names)
+        stmts.append(Stmt(f"INSERT INTO {real} ({', '.join(q(c) for c in names)}) "  # noqa: S608
+                          f"SELECT {select} FROM {real} t JOIN {q(TMP)} c ON {_join(pk)}",
+                          set_params or None, expect=len(keys),
+                          stale=f"{db}.{table}: {{got}} rows moved, {len(keys)} planned"))
+        stmts.append(Stmt(f"DELETE t FROM {real} t JOIN {q(TMP)} c ON {_join(pk)}",  # noqa: S608
+                          expect=len(keys),
+                          stale=f"{db}.{table}: {{got}} rows moved, {len(keys)} planned"))
+        return stmts
     sets = ", ".join(f"t.{q(c)} = {new_value(c, set_params)}" for c in cols)
     stmts.append(Stmt(f"UPDATE {real} t JOIN {q(TMP)} c ON {_join(pk)} "  # noqa: S608
                       f"SET {sets}", set_params or None, expect=len(keys),
                       stale=f"{db}.{table}: {{got}} rows changed, {len(keys)} planned"))
     return stmts
+
+
+def _as_server_sees(values: list) -> list | None:
+    """A key column's values as the server's collation compares them, or as near as
+    can be told here: printable ASCII case and trailing spaces aside (``_ci``, PAD
+    SPACE), other scalars as they are; None for any other text."""
+    if not any(type(v) is str for v in values):
+        return values
+    if not all(type(v) is str for v in values):
+        return None
+    text = "".join(values)
+    if not (text.isascii() and text.isprintable()):
+        return None
+    return [v.rstrip(" ").lower() for v in values]
+
+
+def _moves(pk: Sequence[str], cols: Sequence[str], keys: list[dict],
+           afters: list[dict]) -> bool:
+    """Whether the group changes primary keys and no row's new key is, to the server,
+    any row's old one: a chain of renames or a change of case only, which only an
+    UPDATE (in the right order) can make."""
+    if not any(c in pk for c in cols):
+        return False
+    was = [_as_server_sees([k[c] for k in keys]) for c in pk]
+    new = [_as_server_sees([a[c] for a in afters]) if c in cols else was[i]
+           for i, c in enumerate(pk)]
+    if any(v is None for v in was + new):
+        return False
+    return set(zip(*was, strict=True)).isdisjoint(zip(*new, strict=True))
 
 
 # A group of small rows (no long old value) is journaled as one row, op PACKED: its

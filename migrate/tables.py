@@ -80,6 +80,12 @@ def pk(db: str, table: str) -> tuple[str, ...]:
     return TABLES[(schema_of(db), table)][0]
 
 
+def writes_key(db: str, table: str) -> bool:
+    """Whether a change may write a column of the table's primary key."""
+    key, allowed = TABLES[(schema_of(db), table)]
+    return any(c in allowed for c in key)
+
+
 def check_columns(db: str, table: str, columns) -> None:
     allowed_pk, allowed = TABLES[(schema_of(db), table)]
     for col in columns:

@@ -327,9 +327,10 @@ def test_batches_are_composed_without_the_connection(seeded):
         lit = sqlbatch.Literals(c.conn)
         columns = applymod.delete_columns(c, p.changes)
         utf8 = applymod.utf8_columns(c, p.changes)
+        movable = applymod.movable_columns(c, p.changes)
         real_conn, c.conn = c.conn, Untouchable()
         try:
-            composed = [applymod.prepare_batch(c, lit, run, i + 1, b, columns, utf8)
+            composed = [applymod.prepare_batch(c, lit, run, i + 1, b, columns, utf8, movable)
                         for i, b in enumerate(applymod._batches(p.changes, 7))]
         finally:
             c.conn = real_conn
@@ -340,3 +341,53 @@ def test_batches_are_composed_without_the_connection(seeded):
         c.conn.commit()
         rb = rbmod.rollback(c, run)
     assert rb.checksums_ok and rb.rows == seed_cloud.SEED_CHANGES
+
+
+def test_key_changing_updates_move_rows(seeded):
+    """An update that changes a primary key (a port binding's host) is made as an
+    INSERT of the moved rows and a DELETE of the old ones, only on a table no foreign
+    key refers to, and only when no row of the group moves onto another's old key;
+    apply then rollback gives back every row exactly."""
+    from pacestack.migrate import batch as sqlbatch
+
+    before = seeded.checksums()
+    with contextlib.closing(seeded.cloud()) as c:
+        p, j, run = _planned_run(c, seeded)
+        movable = applymod.movable_columns(c, p.changes)
+        assert {"port_id", "host", "vif_type", "vif_details", "status"} <= set(
+            movable[("neutron", "ml2_port_bindings")])
+        assert movable[("neutron", "ml2_port_binding_levels")]
+        # ports: the bindings' foreign keys refer to it, a DELETE would cascade; a DHCP
+        # agent's network binding: a moved row would meet its old self in a unique key
+        assert sqlbatch.movable_columns(c, "neutron", "ports") is None
+        assert sqlbatch.movable_columns(c, "neutron", "networkdhcpagentbindings") is None
+        prepared = applymod.prepare_batch(
+            c, sqlbatch.Literals(c.conn), run, 1, p.changes, applymod.delete_columns(c, p.changes),
+            applymod.utf8_columns(c, p.changes), movable)
+        bindings = [s.sql.split(" ")[0] for s in prepared.stmts
+                    if "`ml2_port_bindings` t JOIN" in s.sql and "JSON_" not in s.sql]
+        # the update's INSERT and DELETE (after the seed's deleted leftover binding)
+        assert bindings[-2:] == ["INSERT", "DELETE"] and "UPDATE" not in bindings, bindings
+        applymod.run_batch(c, j, run, prepared)
+        c.conn.commit()
+        assert seeded.sql("neutron", "SELECT COUNT(*) FROM ml2_port_bindings WHERE "
+                          "vif_type = 'bridge'") == ((0,),)
+        rb = rbmod.rollback(c, run)
+    assert rb.checksums_ok and rb.rows == seed_cloud.SEED_CHANGES
+    assert seeded.checksums() == before
+
+
+def test_a_chain_of_key_changes_is_an_update():
+    """A group where one row moves onto the key another row leaves (a rename chain),
+    or onto its own key to the server's collation (case), keeps the single UPDATE:
+    inserting first would collide with that row."""
+    from pacestack.migrate import batch as sqlbatch
+
+    pk = ("port_id", "host")
+    keys = [{"port_id": "p1", "host": "a"}, {"port_id": "p1", "host": "b"}]
+    assert sqlbatch._moves(pk, ["host"], keys[:1], [{"host": "b"}])
+    assert not sqlbatch._moves(pk, ["host"], keys, [{"host": "b"}, {"host": "c"}])
+    assert not sqlbatch._moves(pk, ["vif_type"], keys, [{"vif_type": "ovs"}] * 2)
+    # the same key to a case-insensitive collation, or text that cannot be told
+    assert not sqlbatch._moves(pk, ["host"], keys[:1], [{"host": "A "}])
+    assert not sqlbatch._moves(pk, ["host"], keys[:1], [{"host": "h\u00f4te"}])
