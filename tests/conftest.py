@@ -146,12 +146,9 @@ def pytest_testnodedown(node, error):
     out = getattr(node, "workeroutput", {})
     _LEAKS.extend(out.get("pacestack_leaks", []))
     for name, value in out.get("pacestack_timings", {}).items():
-        if name not in timings.TIMINGS:
-            timings.TIMINGS[name] = value
-        elif isinstance(value, list) and isinstance(timings.TIMINGS[name], list):
-            timings.TIMINGS[name].extend(value)
-        else:  # one value a worker (a fixture of each) measured: keep each
-            timings.TIMINGS[name] = [*_as_list(timings.TIMINGS[name]), *_as_list(value)]
+        # a name two workers measured (a session fixture of each): keep every value
+        timings.TIMINGS[name] = [*_as_list(timings.TIMINGS[name]), *_as_list(value)] \
+            if name in timings.TIMINGS else value
 
 
 def _as_list(value) -> list:

@@ -165,10 +165,8 @@ def test_failover_keeps_one_set_of_controller_rows(cloud, rabbit, controllers):
     first = rows(cloud)
     assert set(first) == {"controller@fake1", "controller@fake2"}
     # the service row is written before the RPC server connects: give it time
-    deadline = time.monotonic() + 30
-    while amqp_connections(rabbit.port) == 0 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert amqp_connections(rabbit.port) > 0, "cinder-volume must talk to the real RabbitMQ"
+    assert proc.wait_for(lambda: amqp_connections(rabbit.port) > 0, 30), \
+        "cinder-volume must talk to the real RabbitMQ"
     assert on("controller01", "monitor", c1)[0] == 0
     # the probe on the other node sees nothing running there
     assert on("controller02", "monitor", c2, interval_ms=0)[0] == 7

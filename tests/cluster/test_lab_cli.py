@@ -56,10 +56,14 @@ def _snapshot_mounts() -> str:
     return Path("/proc/mounts").read_text()
 
 
+def _netns() -> set[str]:
+    return set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
+
+
 def test_bad_input_refused_and_nothing_changed(env, registry, openstack_venv, openstack_dump,
                                                tmp_path):
     mounts = _snapshot_mounts()
-    netns = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
+    netns = _netns()
     # not root: setpriv drops to nobody, as an operator who forgot sudo
     res = run(["lab", "up"], env, prefix=["setpriv", "--reuid=nobody", "--regid=nogroup",
                                           "--clear-groups"])
@@ -110,7 +114,7 @@ def test_bad_input_refused_and_nothing_changed(env, registry, openstack_venv, op
     assert res.returncode == 1 and "no lab is running here" in res.stderr
     # nothing was made: no run registered, no namespace, no mount
     assert not list(registry.glob("*.json")) if registry.exists() else True
-    extra = (set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()) - netns
+    extra = _netns() - netns
     assert not extra, {ns: [proc.cmdline(int(pid)) for pid in subprocess.run(
         ["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()]
         for ns in extra}
