@@ -151,7 +151,7 @@ def test_nodes_are_isolated_hosts(lab_cluster):
     c1 = lab_cluster.node("controller01")
     assert c1.run(["hostname"]).stdout.strip() == "controller01"
     # own PID namespace: PID 1 is the reaper, the other node's corosync is invisible
-    ps = c1.run(["ps", "-eo", "pid=,args="]).stdout
+    ps = c1.run(["ps", "-eo", "pid=,args=", "--cols", "4096"]).stdout
     assert ps.splitlines()[0].split()[0] == "1" and "reaper.py" in ps.splitlines()[0]
     assert ps.count("corosync -f") == 1
     # own /run, seen on the host under the node's root only
