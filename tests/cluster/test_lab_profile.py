@@ -16,6 +16,7 @@ victim's return ~2 min).
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Iterator
 
@@ -206,6 +207,41 @@ def test_a_rabbitmq_member_back_serves_quorum_queues_declared_while_it_was_away(
     assert cloud.queue(lab, name=name, drop=True) == 1
     lab.observer().run(["crm_resource", "--cleanup", "--resource", "rabbitmq"],
                        check=False, timeout=60)
+
+
+def test_the_arbitrators_broker_killed_the_cloud_and_its_queues_work_on(profile_lab):
+    """RabbitMQ killed -9 on the arbitrator (outside Pacemaker, as garbd): the two
+    controllers' members are a majority of every quorum queue, so what was confirmed
+    before is all there, a publish is confirmed and the user sequence works while it
+    is down; started again, its member rejoins and its replica catches up."""
+    lab = profile_lab
+    arb, c1 = lab.cluster.arbitrator, lab.cluster.nodes[0]
+    name = "pacestack-lab-arb"
+    assert cloud.queue(lab, put=5, name=name) == 5
+    beams = [p for p in arb.pids()
+             if proc.cmdline(p) and proc.cmdline(p)[0].endswith("beam.smp")]
+    assert beams, "no RabbitMQ (beam.smp) on the arbitrator"
+    for pid in beams:
+        proc.signal_pid(pid, signal.SIGKILL)
+    assert proc.wait_for(lambda: "rabbit@arbitrator" not in _members(c1), 30, interval=0.5)
+    try:
+        assert cloud.queue(lab, name=name) == 5
+        assert cloud.queue(lab, put=1, name=name) == 6
+        got = cloud.sequence(lab)
+        assert got["ok"], got
+        TIMINGS["cloud sequence, arbitrator's broker down (s)"] = got["seconds"]
+    finally:
+        stack.start_rabbitmq(lab)
+        stack.await_rabbitmq(arb, 120)
+    assert proc.wait_for(lambda: _members(c1) == MEMBERS, 60, interval=2)
+
+    def caught_up() -> bool:
+        raft = _raft(c1, name)
+        return (sorted(raft) == MEMBERS and len({c for _, c in raft.values()}) == 1
+                and all(state in ("leader", "follower") for state, _ in raft.values()))
+
+    assert proc.wait_for(caught_up, 60, interval=2), _raft(c1, name)
+    assert cloud.queue(lab, name=name, drop=True) == 6
 
 
 def test_node_crash_drill_apis_and_the_cloud_recover(profile_lab):
