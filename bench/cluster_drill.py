@@ -41,6 +41,7 @@ Goals: every API within floor + 3 s, the cloud sequence within floor + 10 s, 0
 acknowledged writes lost, 0 messages lost on a quorum queue.
 
     .venv/bin/python bench/cluster_drill.py --whole-profile [--scenarios LIST] [--json]
+        [--service-debug --keep-logs DIR]   # the services at debug level, logs kept
 """
 
 from __future__ import annotations
@@ -150,7 +151,8 @@ def whole_profile(args, cached) -> int:
     registry = stack.private_registry("bench")
     try:
         lab = stack.up(stack.UpOptions(venv=cached[0], schemas=cached[1], registry=registry,
-                                       whole_profile=True, glance_venv=glance, timeout=300),
+                                       whole_profile=True, glance_venv=glance, timeout=300,
+                                       service_debug=args.service_debug),
                        progress=lambda m: print(f"lab: {m}", file=sys.stderr))
     except BaseException:
         stack.remove_registry(registry)  # a failed lab up leaves its registry behind
@@ -225,6 +227,10 @@ def main() -> int:
                     help="the whole controller, every scenario once, with the cloud probe")
     ap.add_argument("--keep-logs", metavar="DIR",
                     help="with --whole-profile: copy the nodes' logs here before teardown")
+    ap.add_argument("--service-debug", action="store_true",
+                    help="the lab's OpenStack services log at debug level (lab up "
+                    "--service-debug); with --keep-logs to read them. Debug logging "
+                    "slows the services: not for the numbers this bench reports")
     ap.add_argument("--scenarios", default="node-crash,standby,partition,kill-service,"
                     "kill-mariadbd", help="with --whole-profile: comma-separated")
     args = ap.parse_args()
@@ -242,7 +248,8 @@ def main() -> int:
 
 def node_crash_rounds(args: argparse.Namespace, cached: tuple) -> int:
     registry = stack.private_registry("bench")
-    lab = stack.up(stack.UpOptions(venv=cached[0], schemas=cached[1], registry=registry),
+    lab = stack.up(stack.UpOptions(venv=cached[0], schemas=cached[1], registry=registry,
+                                   service_debug=args.service_debug),
                    progress=lambda m: print(f"lab: {m}", file=sys.stderr))
     rounds = []
     try:

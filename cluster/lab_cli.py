@@ -49,7 +49,8 @@ def _up(conf, args) -> int:
         venv=Path(args.openstack_venv) if args.openstack_venv else None,
         schemas=Path(args.sample_schemas) if args.sample_schemas else None,
         services=not args.no_services, cinder_volume=not args.no_cinder_volume,
-        fencing=not args.no_fencing, whole_profile=args.whole_profile)
+        fencing=not args.no_fencing, whole_profile=args.whole_profile,
+        service_debug=args.service_debug)
     lab = stack.up(opts, _progress)
     if args.format == "json":
         render.print_json(lab.status())
@@ -62,8 +63,20 @@ def _up(conf, args) -> int:
     print(f"description applied: {info.description}")
     status = lab.status()
     _print_migrate(status)
+    _print_debug(lab)
     _print_resources(status)
     return 0
+
+
+def _print_debug(lab: stack.Lab) -> None:
+    if not lab.info.service_debug:
+        return
+    hosts = [*lab.cluster.nodes, lab.cluster.arbitrator]
+    compute = (f"; the compute's in {lab.cluster.arbitrator.root.boot_dir}/*.out"
+               if lab.info.compute else "")
+    print("services log at debug level (--service-debug): "
+          "/var/log/pacestack-<service>.log in each node, here "
+          + ", ".join(str(h.root.var_log) for h in hosts) + compute)
 
 
 def _print_migrate(status: dict) -> None:
@@ -85,7 +98,8 @@ def _print_resources(status: dict) -> None:
 
 
 def _status(conf, args) -> int:
-    status = stack.Lab.find().status()
+    lab = stack.Lab.find()
+    status = lab.status()
     if args.format == "json":
         render.print_json(status)
     else:
@@ -95,6 +109,7 @@ def _status(conf, args) -> int:
                  f"{'running' if status['rabbitmq_arbitrator'] else 'down'}"
                  if status.get("whole_profile") else ""))
         _print_migrate(status)
+        _print_debug(lab)
         _print_resources(status)
     return 0
 
@@ -158,6 +173,17 @@ def register(subparsers) -> None:
                    help="every service of the controller profile (memcached, RabbitMQ, "
                    "Keystone, Glance, Placement, Nova, Neutron server, Cinder) and a "
                    "nova-compute with the fake driver on the arbitrator")
+    p.add_argument("--service-debug", action="store_true",
+                   help="every OpenStack service the lab runs logs at debug level "
+                   "(oslo.log's [DEFAULT] debug = true in each config the lab writes): "
+                   "the services' own and oslo.messaging's debug lines, to follow a "
+                   "request or an RPC through a failover. The logs are "
+                   "/var/log/pacestack-<service>.log in each node (`lab status` names "
+                   "the directories; the compute's nova-compute and Open vSwitch agent "
+                   "write *.out in the arbitrator's lab dir); `lab down` deletes them, "
+                   "`bench/cluster_drill.py --whole-profile --service-debug --keep-logs "
+                   "DIR` copies them first. Off by default: debug logs are large and slow "
+                   "the services")
     commands.add_format_argument(p)
     p.set_defaults(func=_up)
 

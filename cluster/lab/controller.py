@@ -193,8 +193,11 @@ def _auth(hosts: LabHosts, secrets_: Secrets) -> dict[str, str]:
 
 
 def write_configs(config_dir: Path, state_dir: Path, venv: Path, glance_venv: Path | None,
-                  hosts: LabHosts, secrets_: Secrets, keys_dir: Path | None) -> None:
-    """Config files of every service (0600: they hold passwords)."""
+                  hosts: LabHosts, secrets_: Secrets, keys_dir: Path | None, *,
+                  debug: bool = False) -> None:
+    """Config files of every service (0600: they hold passwords). ``debug``: every
+    service (the compute's too: nova-compute.conf and the agents' files are written
+    here) logs at debug level, oslo.messaging's lines included."""
     config_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(config_dir, 0o700)
     for sub in ("neutron", "cinder", "nova", "lock", "glance/images", "glance/staging",
@@ -300,12 +303,12 @@ def write_configs(config_dir: Path, state_dir: Path, venv: Path, glance_venv: Pa
         (config_dir / "glance").mkdir(exist_ok=True)
         os.chmod(config_dir / "glance", 0o700)
     for name, sections in files.items():
-        text = _ini(sections)
+        text = _ini(sections, debug)
         if name == "rabbitmq.conf":  # sysctl-style, no section header
             text = text.replace("[]\n", "")
         write_secret(config_dir / name, text)
     neutron_agents.write(config_dir, venv, hosts.vip_name, secrets_.metadata,
-                         [*hosts.nodes, hosts.arbitrator], write_secret)
+                         [*hosts.nodes, hosts.arbitrator], write_secret, debug)
     shutil.copyfile(venv / "etc/nova/api-paste.ini", config_dir / "nova-api-paste.ini")
     (config_dir / "enabled_plugins").write_text("[rabbitmq_management].\n", encoding="utf-8")
     if keys_dir is not None:

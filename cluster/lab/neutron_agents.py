@@ -121,10 +121,11 @@ def configs(vip_name: str, metadata_secret: str) -> dict[str, dict[str, dict[str
 
 
 def write(config_dir: Path, venv: Path, vip_name: str, metadata_secret: str,
-          hosts: list[tuple[str, str]], writer) -> None:
-    """Every agent file, each host's tunnel file and the two scripts."""
+          hosts: list[tuple[str, str]], writer, debug: bool = False) -> None:
+    """Every agent file, each host's tunnel file and the two scripts (``debug``: the
+    agents log at debug level)."""
     for name, sections in configs(vip_name, metadata_secret).items():
-        writer(config_dir / name, _ini(sections))
+        writer(config_dir / name, _ini(sections, debug))
     for host, address in hosts:
         writer(config_dir / f"openvswitch_agent-{host}.ini", _ini(host_file(address)))
     for name, text in ((OVS_SCRIPT, ovs_script()),

@@ -138,9 +138,15 @@ def garbd_argv(hosts: LabHosts) -> list[str]:
             "--log", "/var/log/garbd.log"]
 
 
-def _ini(sections: dict[str, dict[str, str]]) -> str:
+def _ini(sections: dict[str, dict[str, str]], debug: bool = False) -> str:
+    """INI text. ``debug``: oslo.log's ``[DEFAULT] debug = true`` where the file has a
+    [DEFAULT]: every lab OpenStack config is rendered here, and each service reads
+    one file with a [DEFAULT] (its others, ML2's or a host's tunnel file, beside it;
+    RabbitMQ's sysctl-style file has none)."""
     out = []
     for section, values in sections.items():
+        if debug and section == "DEFAULT":
+            values = {**values, "debug": "true"}
         out.append(f"[{section}]")
         out += [f"{k} = {v}" for k, v in values.items()]
         out.append("")
@@ -159,9 +165,10 @@ def db_url(password: str, database: str, host: str = "127.0.0.1") -> str:
 
 
 def write_openstack_configs(config_dir: Path, state_dir: Path, venv: Path, password: str,
-                            keys_dir: Path | None) -> dict[str, Path]:
+                            keys_dir: Path | None, *, debug: bool = False) -> dict[str, Path]:
     """Config files of the services in the lab (mode 0600: they hold the DB password).
-    Every node's services reach their own node's Galera member on 127.0.0.1."""
+    Every node's services reach their own node's Galera member on 127.0.0.1.
+    ``debug``: the services log at debug level."""
     config_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(config_dir, 0o700)
     for sub in ("neutron", "cinder", "nova", "lock"):
@@ -213,7 +220,7 @@ def write_openstack_configs(config_dir: Path, state_dir: Path, venv: Path, passw
     }
     paths = {}
     for name, sections in files.items():
-        write_secret(config_dir / name, _ini(sections))
+        write_secret(config_dir / name, _ini(sections, debug))
         paths[name] = config_dir / name
     if keys_dir is not None:
         import shutil

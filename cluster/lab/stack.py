@@ -93,6 +93,8 @@ class UpOptions:
     # every service of the controller profile (controller.py) and a fake compute
     whole_profile: bool = False
     glance_venv: Path | None = None      # default: the cache's glance-*/venv
+    # oslo.log's debug level in every OpenStack service's config (large, slower logs)
+    service_debug: bool = False
 
 
 @dataclass
@@ -121,6 +123,7 @@ class LabInfo:
     admin_password_file: str | None = None   # Keystone's admin (whole profile)
     compute: str | None = None               # the host running nova-compute
     rabbitmq_pid: int | None = None          # the arbitrator's RabbitMQ member
+    service_debug: bool = False              # the services log at debug level
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -206,6 +209,7 @@ class Lab:
                               for rid, where in sorted(placed.items())},
                 "garbd": bool(self.info.garbd_pid and proc.is_alive(self.info.garbd_pid)),
                 "whole_profile": self.info.whole_profile,
+                "service_debug": self.info.service_debug,
                 "rabbitmq_arbitrator": bool(self.info.rabbitmq_pid
                                             and proc.is_alive(self.info.rabbitmq_pid)),
                 "migrate_config": self.info.migrate_config,
@@ -448,7 +452,8 @@ def _build(opts, src, desc, venv, schemas, registry, progress) -> Lab:
                    services=list(services.APIS) if venv else [],
                    single_instance=["cinder-volume"] if (venv and opts.cinder_volume) else [],
                    dump=str(opts.dump) if opts.dump else None, installed_agents=installed,
-                   timings=timings, whole_profile=bool(opts.whole_profile and venv))
+                   timings=timings, whole_profile=bool(opts.whole_profile and venv),
+                   service_debug=bool(opts.service_debug and venv))
     lab = Lab(cluster, info)
     lab.save()
     try:
@@ -554,7 +559,8 @@ def _configure(lab: Lab, opts, venv, schemas, password, power_dir, config_dir,
                            progress, mark)
         return
     services.write_openstack_configs(config_dir, cluster.dir / "openstack" / "state", venv,
-                                     password, schemas / "keystone-keys" if schemas else None)
+                                     password, schemas / "keystone-keys" if schemas else None,
+                                     debug=info.service_debug)
     full = Path(info.description)
     full.write_text(services.lab_description(
         hosts, power_dir=power_dir, venv=venv, config_dir=config_dir, services=True,
@@ -583,7 +589,8 @@ def _configure_profile(lab: Lab, opts, venv, schemas, password, power_dir, confi
     lab.save()
     state_dir = cluster.dir / "openstack" / "state"
     controller.write_configs(config_dir, state_dir, venv, glance, hosts, secrets_,
-                             schemas / "keystone-keys" if schemas else None)
+                             schemas / "keystone-keys" if schemas else None,
+                             debug=info.service_debug)
     for host in cluster.nodes + [cluster.arbitrator]:
         controller.write_cookie(host.root.var_lib_rabbitmq, secrets_.cookie)
     # the member every controller's broker joins when Pacemaker first starts it; it

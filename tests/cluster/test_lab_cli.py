@@ -375,3 +375,60 @@ def test_rehearse_a_cutover_of_a_service_written_dump(env, registry, ocf_provide
     gone = run(["lab", "down"], env)
     assert gone.returncode == 0, gone.stderr
     assert not Path(conf).exists()
+
+
+def test_service_debug_reaches_lab_up_and_lab_status(monkeypatch, capsys, tmp_path):
+    """In-process, no lab built: `lab up --service-debug` asks stack.up for services at
+    debug level (and without it not), and `lab status` of such a lab says so, in JSON
+    and in text with the log directories."""
+    from pacestack.cluster.lab import stack
+    from pacestack.cluster.lab.nodes import NodeRoot
+
+    from pacestack.cli import main
+    from pacestack.errors import RuntimeFailure
+
+    asked = []
+
+    def up(opts, progress):
+        asked.append(opts)
+        raise RuntimeFailure("stopped before building anything")
+
+    monkeypatch.setattr(stack, "up", up)
+    no_conf = ["--config-dir", str(tmp_path)]  # not the machine's pacestack.conf
+    assert main([*no_conf, "lab", "up", "--whole-profile", "--service-debug"]) == 1
+    assert main([*no_conf, "lab", "up"]) == 1
+    assert [(o.service_debug, o.whole_profile) for o in asked] == [(True, True),
+                                                                   (False, False)]
+
+    class Host:
+        def __init__(self, name):
+            self.name, self.booted, self.root = name, False, NodeRoot(tmp_path / name)
+
+    class Cluster:
+        nodes = [Host("controller01"), Host("controller02")]
+        arbitrator = Host("arbitrator")
+        node_names = ["controller01", "controller02"]
+
+        def describe(self):
+            return {"dir": str(tmp_path), "network": "10.99.1.0/24", "hosts": []}
+
+    info = stack.LabInfo(run_id="r1", nodes=Cluster.node_names, arbitrator="arbitrator",
+                         vip="10.99.1.9", vip_name="controller.domain", description="d",
+                         source_description="s", venv="v", config_dir="c", power_dir=None,
+                         db_password_file="p", services=[], single_instance=[], dump=None,
+                         whole_profile=True, compute="arbitrator", service_debug=True)
+    # what an older lab saved (no service_debug) still loads
+    old = {k: v for k, v in info.to_dict().items() if k != "service_debug"}
+    assert stack.LabInfo(**old).service_debug is False
+    monkeypatch.setattr(stack.Lab, "find", classmethod(lambda cls: cls(Cluster(), info)))
+    capsys.readouterr()
+    assert main([*no_conf, "lab", "status", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["service_debug"] is True
+    assert main([*no_conf, "lab", "status"]) == 0
+    out = capsys.readouterr().out
+    assert "services log at debug level" in out
+    assert str(tmp_path / "controller02" / "var_log") in out
+    assert str(tmp_path / "arbitrator" / "lab") + "/*.out" in out
+    info.service_debug = False
+    assert main([*no_conf, "lab", "status"]) == 0
+    assert "debug" not in capsys.readouterr().out

@@ -255,3 +255,107 @@ def test_nova_runs_its_periodic_tasks_at_once(openstack_venv, tmp_path):
                              controller.Secrets("db", "mq", "admin"), None)
     nova = _read_in_venv(openstack_venv, READ_NOVA_SHUTDOWN, [str(etc / "nova.conf")])
     assert nova["fuzzy"] == 0, nova
+
+
+# each service's config files as oslo.config reads them, with oslo.log's options
+READ_DEBUG = """
+import json, sys
+from oslo_config import cfg
+from oslo_log import log
+out = {}
+for service, paths in json.loads(sys.argv[1]).items():
+    conf = cfg.ConfigOpts()
+    log.register_options(conf)
+    conf(args=[], default_config_files=paths, project="lab")
+    out[service] = conf.debug
+print(json.dumps(out))
+"""
+# the file an API reads in its OS_*_CONFIG_DIR when given no OS_*_CONFIG_FILES
+DIR_ONLY = {"placement-api": "placement.conf", "glance-api": "glance-api.conf"}
+
+
+def _service_files(etc: Path) -> dict[str, list[str]]:
+    """Every OpenStack process of the whole-profile lab -> the files it reads, from the
+    lab's own tables: the APIs' environment and argv, the daemons' and agents'
+    config parameters, and the compute's command lines (stack.start_compute)."""
+    from pacestack.cluster.lab import neutron_agents
+
+    out: dict[str, list[str]] = {}
+    for name, api in controller.WSGI.items():
+        env = dict(api.env)
+        names = [f for var, rel in env.items() if var.endswith("_FILES")
+                 for f in rel.split(";")] + [a for a in api.argv if a.endswith(".conf")]
+        if not names:
+            names = [DIR_ONLY[name]]  # a new API that reads only a directory: say which file
+        base = etc / next((rel for var, rel in env.items() if var.endswith("_DIR")), "")
+        out[name] = [str(base / f) for f in names if not f.endswith("paste.ini")]
+    for name in controller.DAEMONS:
+        out[name] = controller.daemon_params(name, Path("/venv"), etc)["config"].split()
+    for name in neutron_agents.AGENTS:
+        out[name] = neutron_agents.agent_params(name, Path("/venv"), etc)["config"].split()
+    out["cinder-volume"] = [str(etc / "cinder.conf")]
+    argv = neutron_agents.agent_argv("neutron-openvswitch-agent", Path("/venv"), etc)
+    out["compute: neutron-openvswitch-agent"] = [
+        *(a for a in argv if a.endswith((".conf", ".ini"))),
+        str(etc / f"openvswitch_agent-{HOSTS.arbitrator[0]}.ini")]  # the wrapper's
+    out["compute: nova-compute"] = [str(etc / "nova-compute.conf")]
+    return out
+
+
+def test_service_debug_sets_oslo_log_debug_in_every_service_config(openstack_venv, tmp_path):
+    """``lab up --service-debug``: every OpenStack process the whole profile runs
+    (APIs, daemons, agents, the compute's) reads debug = true from its own files, as
+    oslo.config merges them; without it none does and no file names debug.
+    RabbitMQ's file is not an oslo.config one and stays as it was."""
+    glance = tmp_path / "glance" / "venv"
+    wanted: dict[str, list[str]] = {}
+    written: dict[bool, dict[str, configparser.ConfigParser]] = {}
+    for debug in (True, False):
+        etc = tmp_path / str(debug) / "etc"
+        controller.write_configs(etc, tmp_path / str(debug) / "state", openstack_venv, glance,
+                                 HOSTS, controller.Secrets("db", "mq", "admin"), None,
+                                 debug=debug)
+        files = {}
+        for path in sorted([*etc.rglob("*.conf"), *etc.rglob("*.ini")]):
+            if path.name in ("rabbitmq.conf", "nova-api-paste.ini"):
+                continue
+            ini = configparser.ConfigParser(interpolation=None)
+            ini.read(path)
+            files[str(path.relative_to(etc))] = ini
+        written[debug] = files
+        wanted.update({f"{debug} {name}": paths
+                       for name, paths in _service_files(etc).items()})
+        assert "debug" not in (etc / "rabbitmq.conf").read_text()
+    assert {"keystone.conf", "glance/glance-api.conf", "placement.conf", "nova.conf",
+            "nova-compute.conf", "neutron.conf", "cinder.conf", "openvswitch_agent.ini",
+            "dhcp_agent.ini", "l3_agent.ini", "metadata_agent.ini"} <= \
+        {name for name, ini in written[True].items() if ini.defaults()}
+    for name, ini in written[True].items():
+        if ini.defaults():  # configparser's view of a file's [DEFAULT]
+            assert ini.getboolean("DEFAULT", "debug"), name
+    for name, ini in written[False].items():
+        assert "debug" not in ini.defaults() and \
+            not any(ini.has_option(s, "debug") for s in ini.sections()), name
+    for paths in wanted.values():
+        assert all(Path(p).is_file() for p in paths), paths
+    # every resource of the lab but the three that are no OpenStack service, and the
+    # compute's two
+    clones, singles = controller.resource_names(glance=True)
+    assert {f"True {n}" for n in [*clones, *singles]
+            if n not in ("memcached", "rabbitmq", "openvswitch")} | \
+        {"True compute: nova-compute", "True compute: neutron-openvswitch-agent"} == \
+        {k for k in wanted if k.startswith("True ")}
+    read = _read_in_venv(openstack_venv, READ_DEBUG, [json.dumps(wanted)])
+    assert read.keys() == wanted.keys()
+    assert {k: v for k, v in read.items() if v != k.startswith("True ")} == {}
+
+
+def test_service_debug_in_the_small_labs_configs(openstack_venv, tmp_path):
+    """The small lab (Keystone, the Neutron API, cinder-volume) logs at debug level too."""
+    for debug in (True, False):
+        paths = services.write_openstack_configs(tmp_path / str(debug), tmp_path / "state",
+                                                 openstack_venv, "db", None, debug=debug)
+        for name in ("keystone.conf", "neutron.conf", "cinder.conf"):
+            ini = configparser.ConfigParser(interpolation=None)
+            ini.read(paths[name])
+            assert ini.getboolean("DEFAULT", "debug", fallback=False) is debug, name
