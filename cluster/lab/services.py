@@ -138,15 +138,28 @@ def garbd_argv(hosts: LabHosts) -> list[str]:
             "--log", "/var/log/garbd.log"]
 
 
+# oslo.log's own default_log_levels, but oslo.messaging at DEBUG: its lines name each
+# RPC's msg_id and reply queue, which is what a lost call is traced by (oslo.log keeps
+# it at INFO even with debug = true)
+DEBUG_LOG_LEVELS = ",".join((
+    "amqp=WARN", "amqplib=WARN", "boto=WARN", "qpid=WARN", "sqlalchemy=WARN", "suds=INFO",
+    "oslo.messaging=DEBUG", "oslo_messaging=DEBUG", "iso8601=WARN",
+    "requests.packages.urllib3.connectionpool=WARN", "urllib3.connectionpool=WARN",
+    "websocket=WARN", "requests.packages.urllib3.util.retry=WARN", "urllib3.util.retry=WARN",
+    "keystonemiddleware=WARN", "routes.middleware=WARN", "stevedore=WARN", "taskflow=WARN",
+    "keystoneauth=WARN", "oslo.cache=INFO", "oslo_policy=INFO", "dogpile.core.dogpile=INFO"))
+
+
 def _ini(sections: dict[str, dict[str, str]], debug: bool = False) -> str:
-    """INI text. ``debug``: oslo.log's ``[DEFAULT] debug = true`` where the file has a
-    [DEFAULT]: every lab OpenStack config is rendered here, and each service reads
-    one file with a [DEFAULT] (its others, ML2's or a host's tunnel file, beside it;
-    RabbitMQ's sysctl-style file has none)."""
+    """INI text. ``debug``: oslo.log's ``[DEFAULT] debug = true`` (and oslo.messaging's
+    lines, DEBUG_LOG_LEVELS) where the file has a [DEFAULT]: every lab OpenStack
+    config is rendered here, and each service reads one file with a [DEFAULT] (its
+    others, ML2's or a host's tunnel file, beside it; RabbitMQ's sysctl-style file has
+    none)."""
     out = []
     for section, values in sections.items():
         if debug and section == "DEFAULT":
-            values = {**values, "debug": "true"}
+            values = {**values, "debug": "true", "default_log_levels": DEBUG_LOG_LEVELS}
         out.append(f"[{section}]")
         out += [f"{k} = {v}" for k, v in values.items()]
         out.append("")
