@@ -155,8 +155,8 @@ class LabTarget(Target):
             except Exception as exc:  # noqa: BLE001 - a failed attempt is data
                 return {"ok": False, "error": str(exc).splitlines()[0][:200]}
 
-        def queue(name: str, put: int) -> int | None:
-            return cloud.queue(self.lab, put=put, name=name, drop=not put)
+        def queue(name: str, put: int, drop: bool = True) -> int | None:
+            return cloud.queue(self.lab, put=put, name=name, drop=drop and not put)
 
         return CloudHandle(out, lambda: proc.terminate(pid, timeout=10), sequence, queue)
 

@@ -39,6 +39,8 @@ SCENARIOS = ("node-crash", "peer-crash", "standby", "kill-mariadbd", "kill-servi
 SAMPLE_INTERVAL = 0.25
 # confirmed messages the quorum-queue probe puts in before each fault
 MESSAGES = 20
+# how long a short count of the quorum queue is read again before it counts as lost
+COUNT_SETTLE = 20.0
 Progress = Callable[[str], None]
 
 
@@ -387,14 +389,32 @@ class Drill:
         return result
 
     @staticmethod
-    def _count_messages(r: ScenarioResult, cloud_probe: CloudHandle, queue: str) -> None:
+    def _count_messages(r: ScenarioResult, cloud_probe: CloudHandle, queue: str,
+                        settle: float = COUNT_SETTLE) -> None:
         """What the quorum queue holds while the victim is still away (a majority of
-        the members): the messages it lost; the queue is deleted."""
-        try:
-            held = cloud_probe.queue(queue, 0)
-        except Exception as exc:  # noqa: BLE001 - not countable: the report says why
-            r.notes.append(f"quorum queue not counted: {exc}"[:300])
+        the members): the messages it lost; then the queue is deleted. A leader just
+        elected (the victim's broker may still be stopping) can answer a count before
+        it has applied its log, so the count is read again until it shows every
+        message or ``settle`` seconds pass, and the highest is taken."""
+        held: int | None = None
+        last_error = ""
+        deadline = time.monotonic() + settle
+        while True:
+            try:
+                count = cloud_probe.queue(queue, 0, False)
+                held = count if held is None else max(held, count or 0)
+            except Exception as exc:  # noqa: BLE001 - read again; the report says why
+                last_error = str(exc)
+            if (held is not None and held >= r.messages_put) or time.monotonic() > deadline:
+                break
+            time.sleep(1.0)
+        if held is None and last_error:
+            r.notes.append(f"quorum queue not counted: {last_error}"[:300])
             return
+        if held is not None and held < r.messages_put:
+            r.notes.append(f"quorum queue held {held} of {r.messages_put} for {settle:g} s")
+        with contextlib.suppress(Exception):
+            cloud_probe.queue(queue, 0)  # counts once more and deletes it
         r.messages_lost = r.messages_put - (held or 0)
 
     def _fault(self, name: str, victim: str) -> str:

@@ -157,10 +157,10 @@ class CloudHandle(ProbeHandle):
     """The cloud-level probe of a target that runs the whole controller: its API
     watch's events (``kind: api``) in ``out``, and ``sequence()`` (the user's
     sequence through the VIP: network, port, image, server, volume; a dict with
-    ``ok`` and, when not ok, ``error``); ``queue(name, put)``, where the target has a
-    RabbitMQ cluster, publishes ``put`` confirmed messages to a quorum queue through
-    the VIP, or with put 0 counts what it holds and deletes it (the count: None
-    when there is no such queue)."""
+    ``ok`` and, when not ok, ``error``); ``queue(name, put, drop=True)``, where the
+    target has a RabbitMQ cluster, publishes ``put`` confirmed messages to a quorum
+    queue through the VIP, or with put 0 counts what it holds and (drop) deletes it
+    (the count: None when there is no such queue)."""
 
     def __init__(self, out: Path, stop, sequence, queue=None) -> None:
         super().__init__(out, stop)

@@ -137,3 +137,54 @@ def test_messages_lost_on_the_quorum_queue_show_and_fail_the_scenario():
                           messages_put=20, messages_lost=None)
     assert kept.ok and not lost.ok and not uncounted.ok
     assert json.loads(json.dumps(lost.to_dict()))["messages_lost"] == 3
+
+
+class _Queue:
+    """The quorum queue as the drill's CloudHandle reaches it: counts in order (an
+    exception stands for a broker that did not answer), then the same as the last."""
+
+    def __init__(self, *counts):
+        self.counts = list(counts)
+        self.calls: list[tuple[int, bool]] = []
+
+    def __call__(self, name: str, put: int, drop: bool = True):
+        self.calls.append((put, drop))
+        value = self.counts.pop(0) if len(self.counts) > 1 else self.counts[0]
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+
+def _handle(queue: _Queue):
+    from pacestack.cluster.drill.target import CloudHandle
+
+    return CloudHandle(Path("/nonexistent"), lambda: None, lambda: {}, queue)
+
+
+def test_a_count_read_right_after_a_leader_change_is_read_again_before_the_delete():
+    """A leader just elected answered 0 for a queue holding all 20 (seen in a standby
+    drill, where the drill then deleted the queue and reported 20 lost): the count is
+    read again, without deleting, until it shows them all; only then is it deleted."""
+    r = _scenario(messages_put=20)
+    queue = _Queue(0, RuntimeError("broker stopping"), 20)
+    scenarios.Drill._count_messages(r, _handle(queue), "q", settle=10)
+    assert r.messages_lost == 0 and r.notes == []
+    assert queue.calls == [(0, False), (0, False), (0, False), (0, True)]
+
+
+def test_a_short_count_that_stays_short_is_lost_and_said():
+    r = _scenario(messages_put=20)
+    queue = _Queue(17)
+    t0 = time.monotonic()
+    scenarios.Drill._count_messages(r, _handle(queue), "q", settle=1.5)
+    assert 1.5 <= time.monotonic() - t0 < 5
+    assert r.messages_lost == 3
+    assert r.notes == ["quorum queue held 17 of 20 for 1.5 s"]
+    assert queue.calls[-1] == (0, True) and all(c == (0, False) for c in queue.calls[:-1])
+
+
+def test_a_queue_never_counted_is_no_loss_claimed():
+    r = _scenario(messages_put=20)
+    queue = _Queue(RuntimeError("no broker answers"))
+    scenarios.Drill._count_messages(r, _handle(queue), "q", settle=1)
+    assert r.messages_lost is None and "no broker answers" in r.notes[0]
