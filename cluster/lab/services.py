@@ -138,16 +138,20 @@ def garbd_argv(hosts: LabHosts) -> list[str]:
             "--log", "/var/log/garbd.log"]
 
 
-# oslo.log's own default_log_levels, but oslo.messaging at DEBUG: its lines name each
+# oslo.log's own default_log_levels and the ones Neutron and Nova add to them (a
+# config file's list replaces both), but oslo.messaging at DEBUG: its lines name each
 # RPC's msg_id and reply queue, which is what a lost call is traced by (oslo.log keeps
-# it at INFO even with debug = true)
+# it at INFO even with debug = true). The Open vSwitch agent's OpenFlow controller
+# (os_ken) at DEBUG logs every message, and the agents stopped reporting.
 DEBUG_LOG_LEVELS = ",".join((
     "amqp=WARN", "amqplib=WARN", "boto=WARN", "qpid=WARN", "sqlalchemy=WARN", "suds=INFO",
     "oslo.messaging=DEBUG", "oslo_messaging=DEBUG", "iso8601=WARN",
     "requests.packages.urllib3.connectionpool=WARN", "urllib3.connectionpool=WARN",
     "websocket=WARN", "requests.packages.urllib3.util.retry=WARN", "urllib3.util.retry=WARN",
     "keystonemiddleware=WARN", "routes.middleware=WARN", "stevedore=WARN", "taskflow=WARN",
-    "keystoneauth=WARN", "oslo.cache=INFO", "oslo_policy=INFO", "dogpile.core.dogpile=INFO"))
+    "keystoneauth=WARN", "oslo.cache=INFO", "oslo_policy=INFO", "dogpile.core.dogpile=INFO",
+    "OFPHandler=INFO", "OfctlService=INFO", "os_ken.base.app_manager=INFO",
+    "os_ken.controller.controller=INFO", "glanceclient=WARN", "oslo.privsep.daemon=INFO"))
 
 
 def _ini(sections: dict[str, dict[str, str]], debug: bool = False) -> str:
