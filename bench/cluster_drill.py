@@ -173,7 +173,8 @@ def whole_profile(args, cached) -> int:
             apis = [v for v in r.apis_s.values() if v is not None]
             slowest_api = max(apis) if apis and len(apis) == len(r.apis_s) else None
             rows.append({
-                "scenario": name, "victim": r.victim, "ok": r.ok, "load": load,
+                "scenario": name, "victim": r.victim, "ok": r.ok, "failures": r.failures(),
+                "load": load,
                 "lost_writes": len(r.lost_writes), "vip_s": r.vip_s, "apis_s": r.apis_s,
                 "messages_put": r.messages_put, "messages_lost": r.messages_lost,
                 "cloud_s": r.cloud_s, "cloud_began_s": r.cloud_began_s,
@@ -210,7 +211,7 @@ def whole_profile(args, cached) -> int:
               f"{'yes' if row['cloud_began_within_floor_10s'] else 'NO'}); "
               f"lost acknowledged writes {row['lost_writes']}; messages lost on a "
               f"quorum queue {row['messages_lost']} of {row['messages_put']}; "
-              f"{'ok' if row['ok'] else 'FAILED: ' + str(row['error'])}")
+              f"{'ok' if row['ok'] else 'FAILED: ' + '; '.join(row['failures'])}")
         if row["cloud_steps"]:
             print(f"  the sequence that worked, s from its start: "
                   f"{steps_text(row['cloud_steps'], row['cloud_steps_began'])}")

@@ -58,8 +58,9 @@ def render_table(report: drill.DrillReport) -> str:
         if s.cloud_measured and s.cloud_s is None and s.cloud_error:
             out.append(f"{s.name}: cloud sequence never succeeded "
                        f"({s.cloud_attempts} attempts): {s.cloud_error}")
-        if s.error:
-            out.append(f"{s.name}: error: {s.error}")
+        reasons = s.failures()
+        if reasons:
+            out.append(f"{s.name}: FAILED: {'; '.join(reasons)}")
     out.append(f"drill {'OK' if report.ok else 'FAILED'}: {len(report.scenarios)} scenarios "
                f"in {report.seconds:.0f} s (times from the fault; corosync token "
                f"{report.token_ms} ms)")

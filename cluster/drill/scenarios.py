@@ -83,20 +83,38 @@ class ScenarioResult:
     notes: list[str] = dataclasses.field(default_factory=list)
     error: str | None = None
 
+    def failures(self) -> list[str]:
+        """Why the scenario failed, one phrase a reason ([] when it passed)."""
+        out = [self.error] if self.error is not None else []
+        if self.lost_writes:
+            out.append(f"{len(self.lost_writes)} acknowledged writes lost")
+        if self.messages_put and self.messages_lost != 0:
+            out.append("quorum queue not counted" if self.messages_lost is None
+                       else f"{self.messages_lost} of {self.messages_put} queued messages lost")
+        out += [f"{rid} ran {n} times at once" for rid, n in sorted(self.max_instances.items())
+                if n > 1]
+        if self.vip_s is None and self.vip_answered:
+            out.append("the VIP never answered again")
+        out += [f"{what} never recovered" for what, value in
+                (("Galera", self.galera_s), ("the services", self.services_s),
+                 ("the victim's rejoin", self.rejoin_s)) if value is None]
+        if self.cloud_measured:
+            if self.cloud_s is None:
+                out.append("the cloud sequence never worked again")
+            if not self.apis_s:
+                out.append("no API measured")
+            out += [f"{api} API never answered again"
+                    for api, value in sorted(self.apis_s.items()) if value is None]
+        return out
+
     @property
     def ok(self) -> bool:
-        return (self.error is None and not self.lost_writes
-                and (not self.messages_put or self.messages_lost == 0)
-                and all(n <= 1 for n in self.max_instances.values())
-                and (self.vip_s is not None or not self.vip_answered)
-                and None not in (self.galera_s, self.services_s, self.rejoin_s)
-                and (not self.cloud_measured or (
-                    self.cloud_s is not None and bool(self.apis_s)
-                    and None not in self.apis_s.values())))
+        return not self.failures()
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["ok"] = self.ok
+        d["failures"] = self.failures()
         return d
 
 

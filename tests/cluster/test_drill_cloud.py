@@ -136,6 +136,10 @@ def test_messages_lost_on_the_quorum_queue_show_and_fail_the_scenario():
     uncounted = _scenario(cloud_measured=True, apis_s={"keystone": 5.5}, cloud_s=20.0,
                           messages_put=20, messages_lost=None)
     assert kept.ok and not lost.ok and not uncounted.ok
+    # each failed scenario says why, in the table's lines and the JSON
+    assert "node-crash: FAILED: 3 of 20 queued messages lost" in table
+    assert uncounted.failures() == ["quorum queue not counted"] and kept.failures() == []
+    assert json.loads(json.dumps(lost.to_dict()))["failures"] == ["3 of 20 queued messages lost"]
     assert json.loads(json.dumps(lost.to_dict()))["messages_lost"] == 3
 
 
