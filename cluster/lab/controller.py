@@ -95,13 +95,23 @@ CATALOG = {
     "neutron-server": ("network", "neutron", ""),
     "cinder-api": ("volumev3", "cinderv3", "/v3/%(project_id)s"),
 }
+# The RPC servers' own file, read after their project's: oslo.messaging's queue
+# manager. Without it, a stopping server's close() deletes its fanout queue and, while
+# it waits for the broker's answer, reads the deliveries its topic consumer (still
+# registered, its listener already stopped) was handed meanwhile; the RPC listener
+# acknowledges each on receipt and drops it (a server's build lost in a standby: the
+# README's RabbitMQ part). With it, close() deletes no queue, the closing channel
+# ignores those deliveries and the broker hands them to another server. Not for the
+# APIs: under gunicorn every worker would share one reply queue (RABBIT above).
+RPC_SERVER_CONF = "rpc-server.conf"
 DAEMONS = {  # resource -> (binary, config files)
-    "nova-scheduler": ("nova-scheduler", ("nova.conf",)),
-    "nova-conductor": ("nova-conductor", ("nova.conf",)),
+    "nova-scheduler": ("nova-scheduler", ("nova.conf", RPC_SERVER_CONF)),
+    "nova-conductor": ("nova-conductor", ("nova.conf", RPC_SERVER_CONF)),
     "nova-novncproxy": ("nova-novncproxy", ("nova.conf",)),
-    "cinder-scheduler": ("cinder-scheduler", ("cinder.conf",)),
-    "cinder-backup": ("cinder-backup", ("cinder.conf",)),
-    "neutron-rpc-server": ("neutron-rpc-server", ("neutron.conf", "ml2_conf.ini")),
+    "cinder-scheduler": ("cinder-scheduler", ("cinder.conf", RPC_SERVER_CONF)),
+    "cinder-backup": ("cinder-backup", ("cinder.conf", RPC_SERVER_CONF)),
+    "neutron-rpc-server": ("neutron-rpc-server",
+                           ("neutron.conf", "ml2_conf.ini", RPC_SERVER_CONF)),
 }
 
 
@@ -259,6 +269,7 @@ def write_configs(config_dir: Path, state_dir: Path, venv: Path, glance_venv: Pa
             "ovn": {"disable_ovn_dhcp_for_baremetal_ports": "true"},
         },
         "ml2_conf.ini": services.ML2_CONF,
+        RPC_SERVER_CONF: {"oslo_messaging_rabbit": {"use_queue_manager": "true"}},
         "cinder.conf": {
             "DEFAULT": {**common, "state_path": str(state_dir / "cinder"),
                         "enabled_backends": "lvm", "host": "controller",
@@ -527,7 +538,8 @@ def description(hosts: LabHosts, *, power_dir: Path | None, venv: Path,
                  if name == "neutron-openvswitch-agent" else "")
         res(name, neutron_agents.agent_params(name, venv, config_dir), 10, extra)
     res("cinder-volume", {"binary": str(venv / "bin" / "cinder-volume"),
-                          "config": str(config_dir / "cinder.conf"), "host": "controller",
+                          "config": f"{config_dir / 'cinder.conf'} "
+                                    f"{config_dir / RPC_SERVER_CONF}", "host": "controller",
                           "log": "/var/log/pacestack-cinder-volume.log"}, 10)
     for name, why in DISABLED.items():
         out.append(f"# {name}: {why}\n[resource:{name}]\nenabled = false\n")

@@ -293,7 +293,7 @@ def _service_files(etc: Path) -> dict[str, list[str]]:
         out[name] = controller.daemon_params(name, Path("/venv"), etc)["config"].split()
     for name in neutron_agents.AGENTS:
         out[name] = neutron_agents.agent_params(name, Path("/venv"), etc)["config"].split()
-    out["cinder-volume"] = [str(etc / "cinder.conf")]
+    out["cinder-volume"] = [str(etc / "cinder.conf"), str(etc / controller.RPC_SERVER_CONF)]
     argv = neutron_agents.agent_argv("neutron-openvswitch-agent", Path("/venv"), etc)
     out["compute: neutron-openvswitch-agent"] = [
         *(a for a in argv if a.endswith((".conf", ".ini"))),
@@ -360,3 +360,34 @@ def test_service_debug_in_the_small_labs_configs(openstack_venv, tmp_path):
             ini = configparser.ConfigParser(interpolation=None)
             ini.read(paths[name])
             assert ini.getboolean("DEFAULT", "debug", fallback=False) is debug, name
+
+
+READ_QUEUE_MANAGER = """
+import json, sys
+from oslo_config import cfg
+from oslo_messaging._drivers import impl_rabbit
+out = {}
+for service, paths in json.loads(sys.argv[1]).items():
+    conf = cfg.ConfigOpts()
+    conf.register_opts(impl_rabbit.rabbit_opts, group="oslo_messaging_rabbit")
+    conf(args=[], default_config_files=paths, project="lab")
+    out[service] = conf.oslo_messaging_rabbit.use_queue_manager
+print(json.dumps(out))
+"""
+
+
+def test_the_rpc_servers_and_only_they_use_the_queue_manager(openstack_venv, tmp_path):
+    """The daemons that serve RPC topics (conductor, schedulers, cinder-volume and
+    -backup, the Neutron RPC server) read use_queue_manager = true, as oslo.messaging
+    merges their files: their close() then deletes no fanout queue, whose wait read
+    and acknowledged what the broker had handed the stopped listener. The APIs (under
+    gunicorn: one process name for every worker) and the rest do not."""
+    etc = tmp_path / "etc"
+    controller.write_configs(etc, tmp_path / "state", openstack_venv, tmp_path / "glance",
+                             HOSTS, controller.Secrets("db", "mq", "admin"), None)
+    read = _read_in_venv(openstack_venv, READ_QUEUE_MANAGER,
+                         [json.dumps(_service_files(etc))])
+    assert sorted(k for k, v in read.items() if v) == [
+        "cinder-backup", "cinder-scheduler", "cinder-volume", "neutron-rpc-server",
+        "nova-conductor", "nova-scheduler"]
+    assert not any(read[name] for name in controller.WSGI)
