@@ -192,3 +192,12 @@ def test_a_queue_never_counted_is_no_loss_claimed():
     queue = _Queue(RuntimeError("no broker answers"))
     scenarios.Drill._count_messages(r, _handle(queue), "q", settle=1)
     assert r.messages_lost is None and "no broker answers" in r.notes[0]
+
+
+def test_a_queue_that_took_fewer_messages_than_the_drill_put_fails_the_scenario():
+    """A put the broker did not confirm (it answered no count) is no silent pass:
+    without the messages there is nothing the scenario could have lost."""
+    r = _scenario(cloud_measured=True, apis_s={"keystone": 5.5}, cloud_s=20.0,
+                  cloud_began_s=3.0, messages_wanted=20, messages_put=0)
+    assert not r.ok
+    assert r.failures() == ["the quorum queue confirmed 0 of 20 messages before the fault"]
