@@ -118,8 +118,8 @@ class ScenarioResult:
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        d["ok"] = self.ok
         d["failures"] = self.failures()
+        d["ok"] = not d["failures"]
         return d
 
 

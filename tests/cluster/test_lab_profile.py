@@ -178,6 +178,14 @@ def _raft(node, name: str) -> dict[str, tuple[str, int]]:
             for row in json.loads(res.stdout)}
 
 
+def _caught_up(node, name: str) -> bool:
+    """Every member's replica of quorum queue ``name`` at one commit index, each a
+    leader or a follower, as ``node`` sees it."""
+    raft = _raft(node, name)
+    return (sorted(raft) == MEMBERS and len({c for _, c in raft.values()}) == 1
+            and all(state in ("leader", "follower") for state, _ in raft.values()))
+
+
 def test_a_rabbitmq_member_back_serves_quorum_queues_declared_while_it_was_away(profile_lab):
     """RabbitMQ killed on the controller without the VIP: a quorum queue declared
     while it is down names all three members; Pacemaker starts it again and its
@@ -196,13 +204,7 @@ def test_a_rabbitmq_member_back_serves_quorum_queues_declared_while_it_was_away(
     TIMINGS["... its Raft states while down"] = _raft(arb, name)
     t0 = time.monotonic()
     assert proc.wait_for(lambda: _members(arb) == MEMBERS, 120, interval=2)
-
-    def caught_up() -> bool:
-        raft = _raft(arb, name)
-        return (sorted(raft) == MEMBERS and len({c for _, c in raft.values()}) == 1
-                and all(state in ("leader", "follower") for state, _ in raft.values()))
-
-    assert proc.wait_for(caught_up, 60, interval=2), _raft(arb, name)
+    assert proc.wait_for(lambda: _caught_up(arb, name), 60, interval=2), _raft(arb, name)
     TIMINGS["rabbitmq -9: its replica caught up (s)"] = round(time.monotonic() - t0, 1)
     assert cloud.queue(lab, name=name, drop=True) == 1
     lab.observer().run(["crm_resource", "--cleanup", "--resource", "rabbitmq"],
@@ -234,13 +236,7 @@ def test_the_arbitrators_broker_killed_the_cloud_and_its_queues_work_on(profile_
         stack.start_rabbitmq(lab)
         stack.await_rabbitmq(arb, 120)
     assert proc.wait_for(lambda: _members(c1) == MEMBERS, 60, interval=2)
-
-    def caught_up() -> bool:
-        raft = _raft(c1, name)
-        return (sorted(raft) == MEMBERS and len({c for _, c in raft.values()}) == 1
-                and all(state in ("leader", "follower") for state, _ in raft.values()))
-
-    assert proc.wait_for(caught_up, 60, interval=2), _raft(c1, name)
+    assert proc.wait_for(lambda: _caught_up(c1, name), 60, interval=2), _raft(c1, name)
     assert cloud.queue(lab, name=name, drop=True) == 6
 
 
