@@ -95,15 +95,7 @@ CATALOG = {
     "neutron-server": ("network", "neutron", ""),
     "cinder-api": ("volumev3", "cinderv3", "/v3/%(project_id)s"),
 }
-# The RPC servers' own file, read after their project's: oslo.messaging's queue
-# manager. Without it, a stopping server's close() deletes its fanout queue and, while
-# it waits for the broker's answer, reads the deliveries its topic consumer (still
-# registered, its listener already stopped) was handed meanwhile; the RPC listener
-# acknowledges each on receipt and drops it (a server's build lost in a standby: the
-# README's RabbitMQ part). With it, close() deletes no queue, the closing channel
-# ignores those deliveries and the broker hands them to another server. Not for the
-# APIs: under gunicorn every worker would share one reply queue (RABBIT above).
-RPC_SERVER_CONF = "rpc-server.conf"
+RPC_SERVER_CONF = services.RPC_SERVER_CONF
 DAEMONS = {  # resource -> (binary, config files)
     "nova-scheduler": ("nova-scheduler", ("nova.conf", RPC_SERVER_CONF)),
     "nova-conductor": ("nova-conductor", ("nova.conf", RPC_SERVER_CONF)),

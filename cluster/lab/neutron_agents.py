@@ -23,7 +23,7 @@ import os
 import shlex
 from pathlib import Path
 
-from .services import _ini
+from .services import RPC_SERVER_CONF, _ini
 
 OVS_SCRIPT = "lab-openvswitch"
 OVS_AGENT_SCRIPT = "lab-neutron-openvswitch-agent"
@@ -154,9 +154,14 @@ def _exe(resource: str, venv: Path, config_dir: Path) -> Path:
 
 def agent_argv(resource: str, venv: Path, config_dir: Path) -> list[str]:
     """The agent's command line outside Pacemaker (the compute host's)."""
-    return [str(_exe(resource, venv, config_dir)), "--config-file",
-            str(config_dir / "neutron.conf"), "--config-file",
-            str(config_dir / AGENTS[resource][1])]
+    argv = [str(_exe(resource, venv, config_dir))]
+    for name in _config_files(resource):
+        argv += ["--config-file", str(config_dir / name)]
+    return argv
+
+
+def _config_files(resource: str) -> tuple[str, str, str]:
+    return ("neutron.conf", AGENTS[resource][1], RPC_SERVER_CONF)
 
 
 def agent_params(resource: str, venv: Path, config_dir: Path) -> dict[str, str]:
@@ -164,7 +169,7 @@ def agent_params(resource: str, venv: Path, config_dir: Path) -> dict[str, str]:
     # (its OpenFlow controller's threads): killed after 5 s, not after 15
     stop = "5" if resource == "neutron-openvswitch-agent" else "10"
     return {"binary": str(_exe(resource, venv, config_dir)),
-            "config": f"{config_dir / 'neutron.conf'} {config_dir / AGENTS[resource][1]}",
+            "config": " ".join(str(config_dir / n) for n in _config_files(resource)),
             "environment": _path(venv),
             "pid": f"/run/pacestack-{resource}.pid",
             "log": f"/var/log/pacestack-{resource}.log", "stop_timeout": stop}

@@ -136,6 +136,24 @@ socket = /run/mysqld/mysqld.sock
 """
 
 
+# The RPC servers' own file, read after their project's: oslo.messaging's queue
+# manager, for the controllers' RPC daemons, the Neutron agents and nova-compute.
+# Without it, a stopping server's close() deletes its fanout queue and, while it
+# waits for the broker's answer, reads the deliveries its topic consumer (still
+# registered, its listener already stopped) was handed meanwhile; the RPC listener
+# acknowledges each on receipt and drops it (a server's build lost in a standby: the
+# README's RabbitMQ part). With it, close() deletes no queue, the closing channel
+# ignores those deliveries and the broker hands them to another server. Not for the
+# APIs: under gunicorn every worker would share one reply queue (controller.RABBIT).
+RPC_SERVER_CONF = "rpc-server.conf"
+
+# garbd.log: the line of a view that makes garbd a member of a Primary component
+GARBD_PRIMARY = "view(view_id(PRIM,"
+# garbd.log: garbd 26.4 now and then exits at once, failing to read its own gcomm
+# thread's scheduling parameters (ESRCH): a race inside garbd, gone on a new start
+GARBD_RACE = "thread_get_schedparam"
+
+
 def garbd_argv(hosts: LabHosts) -> list[str]:
     peers = ",".join(a for _, a in hosts.nodes)
     return ["/usr/bin/garbd", "--address", f"gcomm://{peers}", "--group", hosts.cluster_name,

@@ -33,6 +33,8 @@ from .harness import LabCluster
 from .netns import LabError
 
 STACK_FILE = "stack.json"
+# starts of garbd before its exit is an error (services.GARBD_RACE)
+GARBD_ATTEMPTS = 3
 Progress = Callable[[str], None]
 HERE = Path(__file__).resolve()
 PACESTACK = str(Path(sys.executable).with_name("pacestack"))
@@ -161,6 +163,16 @@ def find_labs(registry: Path | None = None) -> list[tuple[dict, Path]]:
     return out
 
 
+def _text_after(path: Path, offset: int) -> str:
+    """What a log file gained past ``offset`` ("" while it does not exist)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            return fh.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
 class Lab:
     """A running lab: the LabCluster plus what runs on it."""
 
@@ -272,10 +284,35 @@ class Lab:
                 start_compute(self)
         return seconds
 
-    def start_garbd(self) -> None:
+    def start_garbd(self, *, require_primary: bool = False, timeout: float = 20) -> None:
+        """Start garbd on the arbitrator and wait until it is in a Primary component
+        (or ``timeout``: after a crash there may be no Primary to join; with
+        ``require_primary`` that is an error). garbd 26.4 now and then exits at once,
+        failing to read its own gcomm thread's scheduling parameters (a race inside
+        garbd): it is started again, up to GARBD_ATTEMPTS times."""
         arb = self.cluster.arbitrator
-        self.info.garbd_pid = arb.start_daemon(services.garbd_argv(self._hosts()), "garbd.out")
-        self.save()
+        log = arb.root.var_log / "garbd.log"
+        for attempt in range(1, GARBD_ATTEMPTS + 1):
+            offset = log.stat().st_size if log.exists() else 0
+            try:
+                pid = arb.start_daemon(services.garbd_argv(self._hosts()), "garbd.out")
+            except LabError:
+                pid = None
+            if pid is not None:
+                self.info.garbd_pid = pid
+                self.save()
+                proc.wait_for(lambda p=pid, o=offset: not proc.is_alive(p)
+                              or services.GARBD_PRIMARY in _text_after(log, o),
+                              timeout, interval=0.1)
+                if proc.is_alive(pid):
+                    if require_primary and services.GARBD_PRIMARY not in _text_after(log, offset):
+                        raise RuntimeFailure(f"garbd on {arb.name} joined no Primary "
+                                             f"component within {timeout:.0f}s (see {log})")
+                    return
+            said = _text_after(log, offset)
+            if services.GARBD_RACE not in said or attempt == GARBD_ATTEMPTS:
+                last = said.strip().splitlines()[-1:] or ["nothing in its log"]
+                raise RuntimeFailure(f"garbd on {arb.name} exited at once: {last[0]}")
 
     def _hosts(self) -> services.LabHosts:
         arb = self.cluster.arbitrator
@@ -538,7 +575,7 @@ def _configure(lab: Lab, opts, venv, schemas, password, power_dir, config_dir,
                    opts.timeout)
     mark("galera promoted")
     progress("Galera is Primary on both controllers; garbd joins from the arbitrator")
-    lab.start_garbd()
+    lab.start_garbd(require_primary=True)
     lab.sql(f"CREATE USER IF NOT EXISTS '{services.DB_USER}'@'%' IDENTIFIED BY "
             f"'{password}';\nGRANT ALL ON *.* TO '{services.DB_USER}'@'%' WITH GRANT OPTION;\n")
     if opts.dump is not None:
@@ -680,9 +717,14 @@ def start_compute(lab: Lab) -> int:
     arb.start_daemon([str(config_dir / neutron_agents.OVS_SCRIPT)], "openvswitch.out")
     arb.start_daemon(neutron_agents.agent_argv("neutron-openvswitch-agent", venv, config_dir),
                      "neutron-openvswitch-agent.out", env=neutron_agents.compute_env(venv))
-    return arb.start_daemon([str(venv / "bin" / "nova-compute"),
-                             "--config-file", str(config_dir / "nova-compute.conf")],
-                            "nova-compute.out")
+    return arb.start_daemon(nova_compute_argv(venv, config_dir), "nova-compute.out")
+
+
+def nova_compute_argv(venv: Path, config_dir: Path) -> list[str]:
+    """The compute host's nova-compute command line."""
+    return [str(venv / "bin" / "nova-compute"),
+            "--config-file", str(config_dir / "nova-compute.conf"),
+            "--config-file", str(config_dir / services.RPC_SERVER_CONF)]
 
 
 def start_rabbitmq(lab: Lab) -> int:

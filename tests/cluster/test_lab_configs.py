@@ -9,7 +9,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from pacestack.cluster.lab import controller, services
+from pacestack.cluster.lab import controller, services, stack
 
 HOSTS = services.LabHosts(nodes=(("controller01", "10.0.0.11"), ("controller02", "10.0.0.12")),
                           arbitrator=("arbitrator", "10.0.0.13"), vip="10.0.0.10",
@@ -298,7 +298,8 @@ def _service_files(etc: Path) -> dict[str, list[str]]:
     out["compute: neutron-openvswitch-agent"] = [
         *(a for a in argv if a.endswith((".conf", ".ini"))),
         str(etc / f"openvswitch_agent-{HOSTS.arbitrator[0]}.ini")]  # the wrapper's
-    out["compute: nova-compute"] = [str(etc / "nova-compute.conf")]
+    out["compute: nova-compute"] = [a for a in stack.nova_compute_argv(Path("/venv"), etc)
+                                    if a.endswith(".conf")]
     return out
 
 
@@ -377,10 +378,11 @@ print(json.dumps(out))
 
 
 def test_the_rpc_servers_and_only_they_use_the_queue_manager(openstack_venv, tmp_path):
-    """The daemons that serve RPC topics (conductor, schedulers, cinder-volume and
-    -backup, the Neutron RPC server) read use_queue_manager = true, as oslo.messaging
-    merges their files: their close() then deletes no fanout queue, whose wait read
-    and acknowledged what the broker had handed the stopped listener. The APIs (under
+    """The processes that serve RPC topics (conductor, schedulers, cinder-volume and
+    -backup, the Neutron RPC server, the Neutron agents on the controllers and the
+    compute, nova-compute) read use_queue_manager = true, as oslo.messaging merges
+    their files: their close() then deletes no fanout queue, whose wait read and
+    acknowledged what the broker had handed the stopped listener. The APIs (under
     gunicorn: one process name for every worker) and the rest do not."""
     etc = tmp_path / "etc"
     controller.write_configs(etc, tmp_path / "state", openstack_venv, tmp_path / "glance",
@@ -388,6 +390,9 @@ def test_the_rpc_servers_and_only_they_use_the_queue_manager(openstack_venv, tmp
     read = _read_in_venv(openstack_venv, READ_QUEUE_MANAGER,
                          [json.dumps(_service_files(etc))])
     assert sorted(k for k, v in read.items() if v) == [
-        "cinder-backup", "cinder-scheduler", "cinder-volume", "neutron-rpc-server",
-        "nova-conductor", "nova-scheduler"]
+        "cinder-backup", "cinder-scheduler", "cinder-volume",
+        "compute: neutron-openvswitch-agent", "compute: nova-compute",
+        "neutron-dhcp-agent", "neutron-l3-agent", "neutron-metadata-agent",
+        "neutron-openvswitch-agent", "neutron-rpc-server", "nova-conductor",
+        "nova-scheduler"]
     assert not any(read[name] for name in controller.WSGI)
