@@ -575,11 +575,16 @@ def glance_ready(venv: Path) -> bool:
     return (venv / "bin" / "glance-manage").exists() and (venv / "bin" / "gunicorn").exists()
 
 
+# written into a cached Glance venv after everything else: a build that died midway
+# (pip installs one package after another) leaves no marker and is never used
+GLANCE_COMPLETE = ".pacestack-complete"
+
+
 def cached_glance() -> Path | None:
-    """The newest Glance venv under $PACESTACK_CACHE (glance-<release>/venv, built by
-    scripts/build-openstack-cache.py)."""
+    """The newest complete Glance venv under $PACESTACK_CACHE (glance-<release>/venv,
+    built by scripts/build-openstack-cache.py)."""
     base = Path(os.environ.get("PACESTACK_CACHE", "/var/cache/pacestack"))
     for venv in sorted(base.glob("glance-*/venv"), reverse=True):
-        if glance_ready(venv):
+        if (venv / GLANCE_COMPLETE).is_file() and glance_ready(venv):
             return venv
     return None

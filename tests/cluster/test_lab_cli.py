@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from pacestack.cluster.lab import controller
 
 from pacestack import proc
 
@@ -103,6 +104,10 @@ def test_bad_input_refused_and_nothing_changed(env, registry, openstack_venv, op
     glance_bin.mkdir(parents=True)
     for tool in ("glance-manage", "gunicorn"):
         (glance_bin / tool).touch()
+    # a build that died midway (no completion marker) is not taken from the cache
+    res = run(whole, {**env, "PACESTACK_CACHE": str(cache)})
+    assert res.returncode == 2 and "needs the Glance venv" in res.stderr, res
+    (glance_bin.parent / controller.GLANCE_COMPLETE).write_text("built\n")
     res = run(whole, {**env, "PACESTACK_CACHE": str(cache)})
     assert res.returncode == 2, res
     assert res.stderr == ("pacestack: error: --whole-profile needs the memcache client "
