@@ -413,6 +413,13 @@ def daemon_params(resource: str, venv: Path, config_dir: Path,
     return params
 
 
+def cinder_volume_params(venv: Path, config_dir: Path) -> dict[str, str]:
+    """ocf:pacestack:cinder-volume's parameters: one shared host name on both nodes."""
+    return {"binary": str(venv / "bin" / "cinder-volume"),
+            "config": " ".join(str(config_dir / c) for c in ("cinder.conf", RPC_SERVER_CONF)),
+            "host": "controller", "log": "/var/log/pacestack-cinder-volume.log"}
+
+
 def memcached_params() -> dict[str, str]:
     return {"binary": "/usr/bin/memcached",
             "extra_args": "-u memcache -l 0.0.0.0 -p 11211 -m 32 -c 512",
@@ -529,10 +536,7 @@ def description(hosts: LabHosts, *, power_dir: Path | None, venv: Path,
         extra = ("after = neutron-rpc-server, openvswitch\nwith = openvswitch\n"
                  if name == "neutron-openvswitch-agent" else "")
         res(name, neutron_agents.agent_params(name, venv, config_dir), 10, extra)
-    res("cinder-volume", {"binary": str(venv / "bin" / "cinder-volume"),
-                          "config": f"{config_dir / 'cinder.conf'} "
-                                    f"{config_dir / RPC_SERVER_CONF}", "host": "controller",
-                          "log": "/var/log/pacestack-cinder-volume.log"}, 10)
+    res("cinder-volume", cinder_volume_params(venv, config_dir), 10)
     for name, why in DISABLED.items():
         out.append(f"# {name}: {why}\n[resource:{name}]\nenabled = false\n")
     return "\n".join(out)

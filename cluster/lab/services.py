@@ -152,6 +152,8 @@ GARBD_PRIMARY = "view(view_id(PRIM,"
 # garbd.log: garbd 26.4 now and then exits at once, failing to read its own gcomm
 # thread's scheduling parameters (ESRCH): a race inside garbd, gone on a new start
 GARBD_RACE = "thread_get_schedparam"
+# starts of garbd before its exit is an error (GARBD_RACE)
+GARBD_ATTEMPTS = 3
 
 
 def garbd_argv(hosts: LabHosts) -> list[str]:

@@ -33,8 +33,6 @@ from .harness import LabCluster
 from .netns import LabError
 
 STACK_FILE = "stack.json"
-# starts of garbd before its exit is an error (services.GARBD_RACE)
-GARBD_ATTEMPTS = 3
 Progress = Callable[[str], None]
 HERE = Path(__file__).resolve()
 PACESTACK = str(Path(sys.executable).with_name("pacestack"))
@@ -289,10 +287,10 @@ class Lab:
         (or ``timeout``: after a crash there may be no Primary to join; with
         ``require_primary`` that is an error). garbd 26.4 now and then exits at once,
         failing to read its own gcomm thread's scheduling parameters (a race inside
-        garbd): it is started again, up to GARBD_ATTEMPTS times."""
+        garbd): it is started again, up to services.GARBD_ATTEMPTS times."""
         arb = self.cluster.arbitrator
         log = arb.root.var_log / "garbd.log"
-        for attempt in range(1, GARBD_ATTEMPTS + 1):
+        for attempt in range(1, services.GARBD_ATTEMPTS + 1):
             offset = log.stat().st_size if log.exists() else 0
             try:
                 pid = arb.start_daemon(services.garbd_argv(self._hosts()), "garbd.out")
@@ -310,7 +308,7 @@ class Lab:
                                              f"component within {timeout:.0f}s (see {log})")
                     return
             said = _text_after(log, offset)
-            if services.GARBD_RACE not in said or attempt == GARBD_ATTEMPTS:
+            if services.GARBD_RACE not in said or attempt == services.GARBD_ATTEMPTS:
                 last = said.strip().splitlines()[-1:] or ["nothing in its log"]
                 raise RuntimeFailure(f"garbd on {arb.name} exited at once: {last[0]}")
 

@@ -293,7 +293,7 @@ def _service_files(etc: Path) -> dict[str, list[str]]:
         out[name] = controller.daemon_params(name, Path("/venv"), etc)["config"].split()
     for name in neutron_agents.AGENTS:
         out[name] = neutron_agents.agent_params(name, Path("/venv"), etc)["config"].split()
-    out["cinder-volume"] = [str(etc / "cinder.conf"), str(etc / controller.RPC_SERVER_CONF)]
+    out["cinder-volume"] = controller.cinder_volume_params(Path("/venv"), etc)["config"].split()
     argv = neutron_agents.agent_argv("neutron-openvswitch-agent", Path("/venv"), etc)
     out["compute: neutron-openvswitch-agent"] = [
         *(a for a in argv if a.endswith((".conf", ".ini"))),
