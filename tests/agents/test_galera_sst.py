@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -33,8 +34,9 @@ t() { local s=$(date +%s%N); "$@"; echo "$* $(( ($(date +%s%N) - s) / 1000000 ))
 def _run_shims(tmp_path: Path, body: str) -> dict[str, int]:
     """Run ``body`` in bash with the shims first on PATH as the wrapper sets them up;
     lines ``NAME MS`` it prints come back as a dict (first word: the label)."""
-    state = tmp_path / "state"
-    state.mkdir()
+    # a directory of each run's own, as the wrapper makes one (mktemp -d) per run: a
+    # test that runs its script again must not find the last run's record
+    state = Path(tempfile.mkdtemp(prefix="state-", dir=tmp_path))
     script = tmp_path / "t.sh"
     script.write_text("set -ue\n" + TIMED + body)
     env = {**os.environ, "PATH": f"{SHIMS}:{os.environ['PATH']}",
