@@ -31,6 +31,10 @@ HEALTHY_STATES = ("Synced", "Donor/Desynced", "Donor", "Desynced")
 CLIENTS = ("/usr/bin/mariadb", "/usr/bin/mysql")
 SST_IN_PROGRESS = "sst_in_progress"  # wsrep_sst_common's joiner marker of an unfinished SST
 SST_PID_FILE = "wsrep_sst.pid"  # the running SST script (joiner or donor)
+# the agent's own record that it started this mariadbd to join a Primary: Galera
+# empties grastate.dat for an SST, and when the stock script fails it removes both
+# of its markers on exit, so this is what tells that empty file from a lost one
+JOIN_MARKER = "pacestack-joining"
 # Galera's saved Primary view (pc.recovery): a node that crashed keeps it, and the next
 # mariadbd reads its gcomm identity from it
 VIEW_STATE = "gvwstate.dat"
@@ -261,6 +265,10 @@ class Mysqld(namedtuple("Mysqld", _FIELDS, defaults=("", ""))):
             # no database files at all (new or wiped datadir, or a joiner that died
             # before any were copied): nothing to lose, whatever grastate.dat says
             return Position(galera_state.ZERO_UUID, -1, "empty")
+        if self.grastate_emptied():
+            raise StateError(f"{self.grastate_path()} is empty but no state transfer of "
+                             "this node's was under way (no SST marker, no join by the "
+                             "agent): its history is unknown")
         state = galera_state.read_grastate(self.grastate_path())
         if state is not None and state.seqno >= 0:
             return Position(state.uuid, state.seqno, "grastate")
@@ -328,15 +336,40 @@ class Mysqld(namedtuple("Mysqld", _FIELDS, defaults=("", ""))):
 
     def unfinished_sst(self) -> bool:
         """wsrep_sst_rsync's joiner marker survived, or Galera emptied grastate.dat for
-        a state transfer (joiner start) and an SST script pid file is left. A donor
-        leaves the pid file too, but its grastate.dat is intact, so it is not matched."""
+        a state transfer (joiner start) and an SST script pid file or this agent's join
+        marker is left. A donor leaves the pid file too, but its grastate.dat is
+        intact, so it is not matched."""
         if os.path.exists(os.path.join(self.datadir, SST_IN_PROGRESS)):
             return True
+        if not self.grastate_emptied():
+            return False
+        return any(os.path.exists(os.path.join(self.datadir, name))
+                   for name in (SST_PID_FILE, JOIN_MARKER))
+
+    def grastate_emptied(self) -> bool:
         try:
-            emptied = os.path.getsize(self.grastate_path()) == 0
+            return os.path.getsize(self.grastate_path()) == 0
         except OSError:
             return False
-        return emptied and os.path.exists(os.path.join(self.datadir, SST_PID_FILE))
+
+    def mark_joining(self, peer: str) -> None:
+        """Record, durably and before mariadbd starts, that this node joins ``peer``:
+        the bootstrap rule has accepted that an SST may replace its data."""
+        dir_fd = galera_files.open_dir(self.datadir)
+        try:
+            galera_files.install(dir_fd, JOIN_MARKER, f"joining {peer}\n".encode(), 0, 0,
+                                 0o644, replace=True)
+            os.fsync(dir_fd)  # the marker must outlive a power cut during the copy
+        finally:
+            os.close(dir_fd)
+
+    def clear_joining(self) -> None:
+        """The join ended Synced (its state is in grastate.dat) or this node bootstraps."""
+        dir_fd = galera_files.open_dir(self.datadir)
+        try:
+            galera_files.remove(JOIN_MARKER, dir_fd)
+        finally:
+            os.close(dir_fd)
 
     def fingerprint(self) -> str:
         """The datadir's state as far as a recovered position depends on it: any run

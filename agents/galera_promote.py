@@ -225,6 +225,12 @@ class Promotion(GaleraRecords):
             # a full SST replaces whatever history this node recorded: a crash during
             # the copy must not leave a record that holds the others back
             self._forget_record()
+        try:
+            m.mark_joining(decision.peer)
+        except OSError as err:
+            # without it a failed SST would leave a grastate.dat no rule may read
+            raise OCFError(ocf.ERR_GENERIC, f"cannot mark this node as joining: {err}") \
+                from None
         self._forget_deaths()
         pid = self._child = m.spawn(args)
         self.log.info("mariadbd pid %s joining via %s", pid, decision.peer)
@@ -270,9 +276,14 @@ class Promotion(GaleraRecords):
             time.sleep(min(EVICTION_POLL, left))
 
     def _bootstrap(self, m: Mysqld, mine: Position, deadline: float) -> int:
+        if m.unfinished_sst():
+            # a mix of two states: no cluster may start from it, a new one neither
+            raise OCFError(ocf.ERR_GENERIC, f"{m.datadir} holds a state transfer that never "
+                                            "finished: move it aside to form a new cluster")
         if not m.has_data():
             m.initialise()
         try:
+            m.clear_joining()  # this node's data is the cluster's now, not a copy's
             self._give_back_history(m, mine, bootstrap=True)
             if os.path.exists(m.grastate_path()):
                 set_safe_to_bootstrap(m.grastate_path())
@@ -322,6 +333,10 @@ class Promotion(GaleraRecords):
                 raise OCFError(ocf.ERR_GENERIC, f"mariadbd exited while promoting: "
                                                 f"{self._death_reason(m)}")
         self._set_role("promoted")
+        try:
+            m.clear_joining()  # Synced: grastate.dat holds this node's state again
+        except OSError as err:
+            self.log.warning("cannot remove the join marker: %s", err)
         # the CIB updates are independent of each other: one read, then all at once
         # (one after another they were ~1-2 s of every promote on a loaded node)
         snap = self._snap = galera_cib.read(self.environ)

@@ -11,8 +11,10 @@ leaves it Promoted and Synced everywhere; a broken one is rebuilt).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import uuid as uuidlib
@@ -466,6 +468,58 @@ def test_the_standalone_database_is_what_the_cluster_forms_from(galera_pool):
         got = cluster[n].execute("SELECT COUNT(*) FROM cloud.instances")[0][0]
         assert got == 200, f"{n} has {got} of 200 rows"
     cluster["node1"].execute("CREATE DATABASE IF NOT EXISTS crashtest")
+
+
+def _kill_rsync_daemon(pid_file: Path, timeout: float = 60) -> None:
+    """SIGKILL the joiner's rsync daemon once it wrote its pid file (ours: started by
+    the SST script of the mariadbd this test started)."""
+    pids: list[int] = []
+
+    def written() -> bool:
+        with contextlib.suppress(OSError, ValueError):
+            pids[:] = [int(pid_file.read_text().split()[0])]
+        return bool(pids)
+    assert proc.wait_for(written, timeout), f"no {pid_file}"
+    comm = Path(f"/proc/{pids[0]}/comm").read_text().strip()
+    assert comm == "rsync", f"{pid_file} names {comm}, not the rsync daemon"
+    os.kill(pids[0], signal.SIGKILL)
+
+
+def test_a_failed_sst_join_is_placed_as_empty_and_taken_again(scenario):
+    """The copy fails (the joiner's rsync daemon dies): wsrep_sst_rsync removes both
+    of its markers as it exits, Galera has emptied grastate.dat and mariadbd aborts.
+    Pacemaker's recovery must find a node with nothing of its own (it was joining),
+    not a malformed grastate.dat, and the next promote joins by SST."""
+    sc = scenario
+    d = sc.driver
+    node = sc.cluster["node3"]
+    assert d.run("node3", "demote")[0] == 0 and d.run("node3", "stop")[0] == 0
+    node.wipe()
+    fresh_install(node)  # a replaced node: system tables, no history, a full SST ahead
+    sc.write("node1")
+    assert d.run("node3", "start")[0] == 0
+    result: dict[str, object] = {}
+    t = threading.Thread(target=lambda: result.update(rc=d.run("node3", "promote")[0]))
+    t.start()
+    _kill_rsync_daemon(node.datadir / "rsync_sst.pid")
+    t.join(120)
+    assert result.get("rc") == 1, "the SST did not fail"
+    assert not node.running()
+    assert (node.datadir / "grastate.dat").stat().st_size == 0
+    # the script outlives mariadbd by its cleanup; it ends by removing its pid file
+    assert proc.wait_for(lambda: not (node.datadir / "wsrep_sst.pid").exists(), 30)
+    assert not (node.datadir / "sst_in_progress").exists(), "the script left its marker"
+    # Pacemaker recovers the failed promote: demote, stop, start, promote
+    for action in ("demote", "stop", "start"):
+        rc, _, err = d.run("node3", action)
+        assert rc == 0, f"{action}: {exit_reason(err)}"
+    assert d.attr("galera-position", "node3").endswith(":empty")
+    rc, _, err = d.run("node3", "promote")
+    assert rc == 0, exit_reason(err)
+    assert node.ist_or_sst() == "SST"
+    assert not (node.datadir / "pacestack-joining").exists()
+    sc.assert_healthy()
+    sc.assert_all_rows_everywhere()
 
 
 def test_crash_during_sst(scenario):

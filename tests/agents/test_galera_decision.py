@@ -308,6 +308,11 @@ def test_position_from_files(tmp_path):
     (tmp_path / "grastate.dat").write_text(GOOD)
     assert m.position() == Position(U1, 42, "grastate")
     (tmp_path / "grastate.dat").write_text("")
+    with pytest.raises(StateError, match="is empty but no state transfer"):
+        m.position()  # emptied, and nothing says by a transfer: a lost file, unknown
+    (tmp_path / "pacestack-joining").write_text("joining node1\n")
+    assert m.position().empty  # the agent started it to join: the failed SST's leftover
+    (tmp_path / "pacestack-joining").unlink()
     (tmp_path / "wsrep_sst.pid").write_text("123")
     assert m.position().empty  # emptied for a transfer that never finished
     (tmp_path / "grastate.dat").write_text(GOOD)
