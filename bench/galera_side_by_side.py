@@ -56,6 +56,8 @@ HEARTBEAT = "/usr/lib/ocf/resource.d/heartbeat"
 MEASURES = [("new_cluster", "new cluster: empty datadirs to all Promoted+Synced"),
             ("stall", "node crash: survivor's longest write stall"),
             ("returning", "node crash: returning node to Promoted+Synced"),
+            # the part after its Pacemaker has joined: what a resource agent can change
+            ("returning_online", "  of which after the node is online in the cluster"),
             ("full_crash", "full crash, different seqnos: to all Promoted+Synced"),
             ("kill9", "kill -9 of mariadbd alone: to Synced+Promoted")]
 
@@ -188,8 +190,9 @@ def kill9_alone(lab: stack.Lab) -> float:
     return time.monotonic() - t0
 
 
-def node_crash(lab: stack.Lab) -> tuple[float, float]:
-    """(survivor's longest write stall, seconds until the returning node is back)."""
+def node_crash(lab: stack.Lab) -> tuple[float, float, float]:
+    """(survivor's longest write stall, seconds until the returning node is back, and
+    how many of those came after it was online in the cluster)."""
     lab.sql("CREATE DATABASE IF NOT EXISTS labtest;\n"
             "CREATE TABLE IF NOT EXISTS labtest.stall (id INT PRIMARY KEY);\n"
             "DELETE FROM labtest.stall;\n", node=NODES[1])
@@ -224,9 +227,10 @@ def node_crash(lab: stack.Lab) -> tuple[float, float]:
     stall = max(b - a for a, b in zip(points, points[1:], strict=False))
     wait(lambda: promoted(lab) == {NODES[1]}, "controller02 alone Promoted")
     t0 = time.monotonic()
-    lab.restart(NODES[0], timeout=90)
+    online = lab.restart(NODES[0], timeout=90)
     wait(lambda: healthy(lab), "controller01 back Promoted+Synced", interval=0.1)
-    return stall, time.monotonic() - t0
+    back = time.monotonic() - t0
+    return stall, back, back - online
 
 
 def full_crash(lab: stack.Lab, round_no: int) -> float:
@@ -269,7 +273,7 @@ def one_lab(name: str, round_no: int, calls: int) -> dict[str, float]:
         settle(lab)
         out["kill9"] = kill9_alone(lab)
         settle(lab)
-        out["stall"], out["returning"] = node_crash(lab)
+        out["stall"], out["returning"], out["returning_online"] = node_crash(lab)
         settle(lab)
         out["full_crash"] = full_crash(lab, round_no)
     finally:
