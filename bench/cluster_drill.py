@@ -178,7 +178,8 @@ def whole_profile(args, cached) -> int:
                 "lost_writes": len(r.lost_writes), "vip_s": r.vip_s, "apis_s": r.apis_s,
                 "messages_put": r.messages_put, "messages_lost": r.messages_lost,
                 "cloud_s": r.cloud_s, "cloud_began_s": r.cloud_began_s,
-                "cloud_attempts": r.cloud_attempts, "cloud_steps": r.cloud_steps,
+                "cloud_attempts": r.cloud_attempts, "cloud_hedged": r.cloud_hedged,
+                "cloud_steps": r.cloud_steps,
                 "cloud_steps_began": r.cloud_steps_began, **floor,
                 "apis_within_floor_3s": slowest_api is not None
                 and slowest_api <= floor["floor_s"] + 3,
@@ -206,7 +207,8 @@ def whole_profile(args, cached) -> int:
         print(f"  VIP {row['vip_s']}  APIs {apis}  "
               f"(<= floor + 3: {'yes' if row['apis_within_floor_3s'] else 'NO'})")
         print(f"  cloud sequence done {row['cloud_s']} s, began {row['cloud_began_s']} s, "
-              f"after {row['cloud_attempts']} attempts (<= floor + 10: done "
+              f"after {row['cloud_attempts']} attempts ({row['cloud_hedged']} started "
+              f"beside a slow one) (<= floor + 10: done "
               f"{'yes' if row['cloud_within_floor_10s'] else 'NO'}, began "
               f"{'yes' if row['cloud_began_within_floor_10s'] else 'NO'}); "
               f"lost acknowledged writes {row['lost_writes']}; messages lost on a "

@@ -149,16 +149,20 @@ class LabTarget(Target):
 
         pid = cloud.start_watch(self.lab, out)
 
-        def sequence() -> dict:
+        def sequence(clean: bool = True) -> dict:
             try:
-                return cloud.sequence(self.lab, timeout=180)
+                return cloud.sequence(self.lab, timeout=180, clean=clean)
             except Exception as exc:  # noqa: BLE001 - a failed attempt is data
                 return {"ok": False, "error": str(exc).splitlines()[0][:200]}
+
+        def cleanup() -> dict:
+            return cloud.cleanup(self.lab)
 
         def queue(name: str, put: int, drop: bool = True) -> int | None:
             return cloud.queue(self.lab, put=put, name=name, drop=drop and not put)
 
-        return CloudHandle(out, lambda: proc.terminate(pid, timeout=10), sequence, queue)
+        return CloudHandle(out, lambda: proc.terminate(pid, timeout=10), sequence, queue,
+                           cleanup)
 
 
 # ---- real controllers over ssh ----------------------------------------------------

@@ -160,12 +160,15 @@ class CloudHandle(ProbeHandle):
     ``ok`` and, when not ok, ``error``); ``queue(name, put, drop=True)``, where the
     target has a RabbitMQ cluster, publishes ``put`` confirmed messages to a quorum
     queue through the VIP, or with put 0 counts what it holds and (drop) deletes it
-    (the count: None when there is no such queue)."""
+    (the count: None when there is no such queue). With ``cleanup``,
+    ``sequence(clean=False)`` leaves what it made for ``cleanup()`` to delete, so
+    that two sequences can run side by side."""
 
-    def __init__(self, out: Path, stop, sequence, queue=None) -> None:
+    def __init__(self, out: Path, stop, sequence, queue=None, cleanup=None) -> None:
         super().__init__(out, stop)
         self.sequence = sequence
         self.queue = queue
+        self.cleanup = cleanup
 
 
 class Target(abc.ABC):

@@ -47,15 +47,25 @@ def _last_json(text: str) -> dict:
     raise RuntimeFailure(f"cloud probe printed no result: {text.strip()[-300:]}")
 
 
-def sequence(lab, timeout: float = 300) -> dict:
+def sequence(lab, timeout: float = 300, clean: bool = True) -> dict:
     """Create a network and port, upload and list an image, boot a server on the lab
     compute, create a volume, attach it to the server and detach it, then delete what
-    was made; returns the probe's report (``ok``, per-step seconds, ``cleanup``)."""
+    was made (``clean=False``: leave that to cleanup()); returns the probe's report
+    (``ok``, per-step seconds, ``cleanup``)."""
     arb = lab.cluster.arbitrator
-    res = arb.run([_python(lab), PROBE, "sequence"], env=_env(lab), check=False,
-                  timeout=timeout)
+    argv = [_python(lab), PROBE, "sequence", *([] if clean else ["--keep"])]
+    res = arb.run(argv, env=_env(lab), check=False, timeout=timeout)
     if res.returncode != 0:
         raise RuntimeFailure(f"cloud probe failed: {(res.stderr or res.stdout)[-400:]}")
+    return _last_json(res.stdout)
+
+
+def cleanup(lab, timeout: float = 180) -> dict:
+    """Delete what every sequence made; what was deleted and what is left."""
+    res = lab.cluster.arbitrator.run([_python(lab), PROBE, "cleanup"], env=_env(lab),
+                                     check=False, timeout=timeout)
+    if res.returncode != 0:
+        raise RuntimeFailure(f"cloud clean-up failed: {(res.stderr or res.stdout)[-400:]}")
     return _last_json(res.stdout)
 
 

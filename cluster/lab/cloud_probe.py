@@ -2,8 +2,11 @@
 
     python cloud_probe.py apis SECONDS     # poll every API through the VIP
     python cloud_probe.py watch OUT        # every API's answers as JSON lines, until SIGTERM
-    python cloud_probe.py sequence         # network, port, image, server, volume attached
+    python cloud_probe.py sequence [--keep]
+                                           # network, port, image, server, volume attached
                                            # and detached; then deletes what it made
+                                           # (--keep: leaves that to `cleanup`)
+    python cloud_probe.py cleanup          # deletes what any sequence made
     python cloud_probe.py inventory        # how many of each of those exist
     python cloud_probe.py agents           # Neutron's agents (type, host, alive)
     python cloud_probe.py mq-put N [Q] | mq-count [Q] | mq-drop [Q]
@@ -240,14 +243,16 @@ class Steps:
             self.changed.wait(0.5)
 
 
-def sequence() -> dict:
+def sequence(clean: bool = True) -> dict:
     """Network + subnet + port, an image, a server on the lab compute, a volume
     attached to the server and detached again; then everything it made is deleted
     (with what earlier failed attempts left). Steps that need nothing of each other
     run at once, as a user's scripts would: the network, the image and the volume
     from the start, the server once its image is there, the attachment once both
     the server and the volume are. ``finished`` (time.time()) is when the user's
-    sequence succeeded, before the untimed clean-up."""
+    sequence succeeded, before the untimed clean-up. ``clean=False`` leaves the
+    clean-up to ``cleanup``: another sequence may be running beside this one, and
+    the clean-up deletes what every sequence made."""
     t0 = time.time()
     conn = connect()
     conn.authorize()  # one token for every step's thread
@@ -314,7 +319,8 @@ def sequence() -> dict:
               "port": port.id, "volume": vol.status, "attached_to": attached_to,
               "detached": detached.status, "image_listed": tag in images,
               "seconds": round(finished - t0, 2), "started": t0, "finished": finished}
-    report["cleanup"] = cleanup(conn)
+    if clean:
+        report["cleanup"] = cleanup(conn)
     return report
 
 
@@ -398,9 +404,12 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["inventory"]:
         print(json.dumps(inventory()), flush=True)
         return 0
-    if argv[:1] == ["sequence"]:
+    if argv[:1] == ["cleanup"]:
+        print(json.dumps(cleanup(connect())), flush=True)
+        return 0
+    if argv[:1] == ["sequence"] and argv[1:] in ([], ["--keep"]):
         try:
-            print(json.dumps(sequence()), flush=True)
+            print(json.dumps(sequence(clean=argv[1:] != ["--keep"])), flush=True)
         except StepFailed as exc:  # which step, and how far the others got
             print(json.dumps({"ok": False, "error": str(exc)[:500], "steps": dict(exc.steps),
                               "began": dict(exc.began)}), flush=True)
@@ -408,7 +417,8 @@ def main(argv: list[str]) -> int:
             print(json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}"[:500]}),
                   flush=True)
         return 0
-    print("usage: cloud_probe.py apis [SECONDS] | watch OUT | sequence | inventory "
+    print("usage: cloud_probe.py apis [SECONDS] | watch OUT | sequence [--keep] | cleanup "
+          "| inventory "
           "| agents | mq-put N [QUEUE] | mq-count [QUEUE] | mq-drop [QUEUE]",
           file=sys.stderr)
     return 2

@@ -6,6 +6,7 @@ after the fault, both in the JSON, the table and the verdict."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -109,6 +110,41 @@ def test_each_api_counts_from_its_last_failure_and_the_sequence_from_its_success
     # from when the sequence that worked began: its own length is not recovery
     assert r.cloud_began_s == 6.5
     assert r.timeline["apis"]["nova"][10] == (0.0, False)
+
+
+def test_a_hung_attempt_gets_a_second_one_beside_it_and_one_clean_up_at_the_end():
+    """The first attempt hangs (a request sent as the VIP moved); after ``hedge``
+    seconds a second one starts beside it and succeeds first: it decides when the
+    sequence worked again. Attempts leave their resources; finish() waits for the
+    hung one and then cleans up once."""
+    release = threading.Event()
+    calls: list[tuple[str, bool]] = []
+
+    def attempt(clean: bool = True) -> dict:
+        first = not calls
+        calls.append(("attempt", clean))
+        started = time.time()
+        if first:
+            release.wait(10)
+            return {"ok": False, "error": "ReadTimeout: keystone"}
+        return {"ok": True, "started": started, "finished": time.time()}
+
+    def cleanup() -> dict:
+        calls.append(("cleanup", True))
+        return {"deleted": {"servers": 2}, "left": []}
+
+    t0 = time.time()
+    loop = scenarios.SequenceLoop(attempt, t0, 60, pause=0.01, cleanup=cleanup, hedge=0.3)
+    loop.start()
+    loop.join(5)
+    assert not loop.is_alive() and loop.done_at is not None
+    assert (loop.attempts, loop.hedged) == (2, 1)
+    assert loop.began_at - t0 >= 0.3  # the hedge, not the hung attempt's start
+    assert calls == [("attempt", False), ("attempt", False)]  # nobody cleaned yet
+    release.set()
+    loop.finish(5)
+    assert calls[-1] == ("cleanup", True) and loop.cleaned["left"] == []
+    assert loop.last_error == "ReadTimeout: keystone"
 
 
 def test_the_plot_shows_each_api_and_when_the_cloud_worked(tmp_path: Path):
