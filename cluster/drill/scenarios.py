@@ -232,9 +232,9 @@ def _baseline_differs(view: dict, baseline: dict, nodes: Sequence[str]) -> bool:
 
 # an attempt still running after this long gets a second one beside it: a request
 # sent as the VIP moved can hang until the client's timeout, and then that timeout,
-# not the cloud, would decide when the sequence worked again. A sequence takes
-# 4-13 s on the lab's two cores, so a slow attempt is not doubled at once.
-HEDGE_AFTER = 10.0
+# not the cloud, would decide when the sequence worked again. A healthy sequence
+# takes 4.4-5.2 s on the lab's two cores at load 6: past 6 s it is held up.
+HEDGE_AFTER = 6.0
 
 
 class SequenceLoop(threading.Thread):
