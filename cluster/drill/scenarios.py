@@ -209,6 +209,21 @@ def recovered_at(series: Sequence[tuple[float, bool]], t0: float) -> float | Non
     return round(back - t0, 2)
 
 
+def answered_again(series: Sequence[tuple[float, bool]], t0: float, end: float
+                   ) -> float | None:
+    """recovered_at() over the scenario's window (t0 to ``end``, when the victim comes
+    back); when its last answer there failed, the first one after it that worked,
+    however late (a read that timed out just before the window closed is not an
+    API that never came back). None: it never answered again."""
+    inside = [(t, ok) for t, ok in series if t < end]
+    got = recovered_at(inside, t0)
+    if got is not None or not inside or inside[-1][0] < t0:
+        return got
+    last_fail = inside[-1][0]
+    back = next((t for t, ok in series if t > last_fail and ok), None)
+    return None if back is None else round(back - t0, 2)
+
+
 def healthy(target: Target, placed: dict | None, up: Sequence[str]) -> bool:
     """Every service and Galera Promoted on each node in ``up``, one VIP."""
     if placed is None:
@@ -615,8 +630,7 @@ class Drill:
         for e in events:
             if e.get("kind") == "api":
                 apis.setdefault(e["name"], []).append((e["t"], e["ok"]))
-        r.apis_s = {n: recovered_at([(t, ok) for t, ok in s if t < end], t0)
-                    for n, s in sorted(apis.items())}
+        r.apis_s = {n: answered_again(s, t0, end) for n, s in sorted(apis.items())}
         if sequence is not None:
             r.cloud_s = round(sequence.done_at - t0, 2) if sequence.done_at else None
             r.cloud_began_s = (round(max(0.0, sequence.began_at - t0), 2)

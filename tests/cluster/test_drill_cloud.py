@@ -112,6 +112,18 @@ def test_each_api_counts_from_its_last_failure_and_the_sequence_from_its_success
     assert r.timeline["apis"]["nova"][10] == (0.0, False)
 
 
+def test_an_api_whose_last_read_in_the_window_timed_out_answered_again_after_it():
+    """The window closes when the victim comes back; a read that timed out just before
+    is not an API that never came back: the first answer after it counts, however
+    late. Failures after a success beyond the window do not count."""
+    t0, end = 100.0, 130.0
+    series = [(t0 + i, not (10 <= i <= 12 or i == 29 or i == 40)) for i in range(-2, 45)]
+    assert scenarios.answered_again(series, t0, end) == 30.0
+    assert scenarios.answered_again(series[:-15], t0, end) is None  # nothing after it
+    healthy_then_blip = [(t0 + i, i != 5) for i in range(0, 45)]
+    assert scenarios.answered_again(healthy_then_blip, t0, end) == 6.0
+
+
 def test_a_hung_attempt_gets_a_second_one_beside_it_and_one_clean_up_at_the_end():
     """The first attempt hangs (a request sent as the VIP moved); after ``hedge``
     seconds a second one starts beside it and succeeds first: it decides when the

@@ -267,7 +267,7 @@ def test_node_crash_drill_apis_and_the_cloud_recover(profile_lab):
     # members left while the victim was down
     assert (r.messages_put, r.messages_lost) == (scenarios.MESSAGES, 0), r.notes
     assert r.ok, r.to_dict()
-    # the successful attempt deleted what the failed ones left behind
+    # the clean-up after every attempt had ended deleted what they all made
     assert cloud.inventory(lab) == inventory
     # the victim, booted again with an empty switch, has its agents reporting again
     t_back = time.monotonic()
