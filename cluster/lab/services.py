@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pacestack import wsgi_apps
+from pacestack import proc, wsgi_apps
 
 GALERA_CONF = "/etc/mysql/pacestack-lab.cnf"  # inside each node (its private /etc/mysql)
 PROVIDER = "/usr/lib/galera/libgalera_smm.so"
@@ -154,6 +155,42 @@ GARBD_PRIMARY = "view(view_id(PRIM,"
 GARBD_RACE = "thread_get_schedparam"
 # starts of garbd before its exit is an error (GARBD_RACE)
 GARBD_ATTEMPTS = 3
+
+
+class GarbdExited(RuntimeError):
+    """garbd exited without joining: the last line of its log (one line)."""
+
+
+def text_after(path: Path, offset: int) -> str:
+    """What a log file gained past ``offset`` ("" while it does not exist)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            return fh.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def start_garbd(start: Callable[[], int | None], alive: Callable[[int], bool],
+                joined: Callable[[int], bool], log: Path, timeout: float) -> tuple[int, int]:
+    """Start garbd (``start``: its PID, None when it did not start) and wait until
+    ``joined(offset)``, its exit or ``timeout``. Returns the running garbd's PID,
+    joined or not, and its log's size before its start (``offset``: what it logged is
+    past it). An exit on GARBD_RACE is followed by a new start, up to GARBD_ATTEMPTS;
+    any other exit raises GarbdExited."""
+    for attempt in range(1, GARBD_ATTEMPTS + 1):
+        offset = log.stat().st_size if log.exists() else 0
+        pid = start()
+        if pid is not None:
+            proc.wait_for(lambda p=pid, o=offset: not alive(p) or joined(o), timeout,
+                          interval=0.1)
+            if alive(pid):
+                return pid, offset
+        said = text_after(log, offset)
+        if GARBD_RACE not in said or attempt == GARBD_ATTEMPTS:
+            last = said.strip().splitlines()[-1:] or ["nothing in its log"]
+            raise GarbdExited(last[0][:300])
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def garbd_argv(hosts: LabHosts) -> list[str]:

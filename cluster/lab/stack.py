@@ -161,16 +161,6 @@ def find_labs(registry: Path | None = None) -> list[tuple[dict, Path]]:
     return out
 
 
-def _text_after(path: Path, offset: int) -> str:
-    """What a log file gained past ``offset`` ("" while it does not exist)."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(offset)
-            return fh.read().decode(errors="replace")
-    except OSError:
-        return ""
-
-
 class Lab:
     """A running lab: the LabCluster plus what runs on it."""
 
@@ -290,27 +280,26 @@ class Lab:
         garbd): it is started again, up to services.GARBD_ATTEMPTS times."""
         arb = self.cluster.arbitrator
         log = arb.root.var_log / "garbd.log"
-        for attempt in range(1, services.GARBD_ATTEMPTS + 1):
-            offset = log.stat().st_size if log.exists() else 0
+
+        def start() -> int | None:
             try:
                 pid = arb.start_daemon(services.garbd_argv(self._hosts()), "garbd.out")
             except LabError:
-                pid = None
-            if pid is not None:
-                self.info.garbd_pid = pid
-                self.save()
-                proc.wait_for(lambda p=pid, o=offset: not proc.is_alive(p)
-                              or services.GARBD_PRIMARY in _text_after(log, o),
-                              timeout, interval=0.1)
-                if proc.is_alive(pid):
-                    if require_primary and services.GARBD_PRIMARY not in _text_after(log, offset):
-                        raise RuntimeFailure(f"garbd on {arb.name} joined no Primary "
-                                             f"component within {timeout:.0f}s (see {log})")
-                    return
-            said = _text_after(log, offset)
-            if services.GARBD_RACE not in said or attempt == services.GARBD_ATTEMPTS:
-                last = said.strip().splitlines()[-1:] or ["nothing in its log"]
-                raise RuntimeFailure(f"garbd on {arb.name} exited at once: {last[0]}")
+                return None
+            self.info.garbd_pid = pid  # on record before the wait: `lab down` ends it
+            self.save()
+            return pid
+
+        def primary(offset: int) -> bool:
+            return services.GARBD_PRIMARY in services.text_after(log, offset)
+
+        try:
+            _pid, offset = services.start_garbd(start, proc.is_alive, primary, log, timeout)
+        except services.GarbdExited as exc:
+            raise RuntimeFailure(f"garbd on {arb.name} exited at once: {exc}") from None
+        if require_primary and not primary(offset):
+            raise RuntimeFailure(f"garbd on {arb.name} joined no Primary component within "
+                                 f"{timeout:.0f}s (see {log})")
 
     def _hosts(self) -> services.LabHosts:
         arb = self.cluster.arbitrator
