@@ -47,46 +47,39 @@ def _last_json(text: str) -> dict:
     raise RuntimeFailure(f"cloud probe printed no result: {text.strip()[-300:]}")
 
 
+def _run(lab, args: list[str], timeout: float, what: str) -> dict:
+    """cloud_probe.py ``args`` on the arbitrator; the JSON object it printed last.
+    ``what`` names the call in the error."""
+    res = lab.cluster.arbitrator.run([_python(lab), PROBE, *args], env=_env(lab),
+                                     check=False, timeout=timeout)
+    if res.returncode != 0:
+        raise RuntimeFailure(f"{what} failed: {(res.stderr or res.stdout)[-400:]}")
+    return _last_json(res.stdout)
+
+
 def sequence(lab, timeout: float = 300, clean: bool = True) -> dict:
     """Create a network and port, upload and list an image, boot a server on the lab
     compute, create a volume, attach it to the server and detach it, then delete what
     was made (``clean=False``: leave that to cleanup()); returns the probe's report
     (``ok``, per-step seconds, ``cleanup``)."""
-    arb = lab.cluster.arbitrator
-    argv = [_python(lab), PROBE, "sequence", *([] if clean else ["--keep"])]
-    res = arb.run(argv, env=_env(lab), check=False, timeout=timeout)
-    if res.returncode != 0:
-        raise RuntimeFailure(f"cloud probe failed: {(res.stderr or res.stdout)[-400:]}")
-    return _last_json(res.stdout)
+    return _run(lab, ["sequence", *([] if clean else ["--keep"])], timeout, "cloud probe")
 
 
 def cleanup(lab, timeout: float = 180) -> dict:
     """Delete what every sequence made; what was deleted and what is left."""
-    res = lab.cluster.arbitrator.run([_python(lab), PROBE, "cleanup"], env=_env(lab),
-                                     check=False, timeout=timeout)
-    if res.returncode != 0:
-        raise RuntimeFailure(f"cloud clean-up failed: {(res.stderr or res.stdout)[-400:]}")
-    return _last_json(res.stdout)
+    return _run(lab, ["cleanup"], timeout, "cloud clean-up")
 
 
 def inventory(lab) -> dict[str, int]:
     """How many servers, volumes, ports, subnets, networks and images the cloud
     holds (through the APIs): the same before and after a sequence."""
-    res = lab.cluster.arbitrator.run([_python(lab), PROBE, "inventory"], env=_env(lab),
-                                     check=False, timeout=120)
-    if res.returncode != 0:
-        raise RuntimeFailure(f"cloud inventory failed: {(res.stderr or res.stdout)[-400:]}")
-    return _last_json(res.stdout)
+    return _run(lab, ["inventory"], 120, "cloud inventory")
 
 
 def agents(lab) -> list[dict]:
     """Neutron's agents through its API (type, host, alive), as `openstack network
     agent list` shows them."""
-    res = lab.cluster.arbitrator.run([_python(lab), PROBE, "agents"], env=_env(lab),
-                                     check=False, timeout=120)
-    if res.returncode != 0:
-        raise RuntimeFailure(f"agent list failed: {(res.stderr or res.stdout)[-400:]}")
-    return _last_json(res.stdout)["agents"]
+    return _run(lab, ["agents"], 120, "agent list")["agents"]
 
 
 def start_watch(lab, out: Path, timeout: float = 60) -> int:
@@ -110,11 +103,7 @@ def queue(lab, put: int = 0, name: str | None = None, drop: bool = False) -> int
     look; drop: look, then delete the queue); returns what the cluster holds there
     (None: no such queue)."""
     action = ["mq-put", str(put)] if put else ["mq-drop" if drop else "mq-count"]
-    argv = [_python(lab), PROBE, *action, *([name] if name else [])]
-    res = lab.cluster.arbitrator.run(argv, env=_env(lab), check=False, timeout=60)
-    if res.returncode != 0:
-        raise RuntimeFailure(f"queue probe failed: {(res.stderr or res.stdout)[-400:]}")
-    return _last_json(res.stdout)["messages"]
+    return _run(lab, [*action, *([name] if name else [])], 60, "queue probe")["messages"]
 
 
 class ApiWatch:
