@@ -11,7 +11,6 @@ leaves it Promoted and Synced everywhere; a broken one is rebuilt).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
@@ -473,16 +472,16 @@ def test_the_standalone_database_is_what_the_cluster_forms_from(galera_pool):
 def _kill_rsync_daemon(pid_file: Path, timeout: float = 60) -> None:
     """SIGKILL the joiner's rsync daemon once it wrote its pid file (ours: started by
     the SST script of the mariadbd this test started)."""
-    pids: list[int] = []
+    pid: int | None = None
 
     def written() -> bool:
-        with contextlib.suppress(OSError, ValueError):
-            pids[:] = [int(pid_file.read_text().split()[0])]
-        return bool(pids)
+        nonlocal pid
+        pid = proc.read_pidfile(str(pid_file))
+        return pid is not None
     assert proc.wait_for(written, timeout), f"no {pid_file}"
-    comm = Path(f"/proc/{pids[0]}/comm").read_text().strip()
+    comm = Path(f"/proc/{pid}/comm").read_text().strip()
     assert comm == "rsync", f"{pid_file} names {comm}, not the rsync daemon"
-    os.kill(pids[0], signal.SIGKILL)
+    os.kill(pid, signal.SIGKILL)
 
 
 def test_a_failed_sst_join_is_placed_as_empty_and_taken_again(scenario):
